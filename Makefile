@@ -1,0 +1,40 @@
+# Two commands: `make run` (install + run the nightly pipeline once on the sample)
+# and `make test` (install test tools + run the whole suite). Everything is pinned
+# by uv.lock; state stays in .venv/, .qres/, data/sample/ and bundles/.
+
+PYTHON     ?= python3
+UV_VERSION ?= 0.13.8
+TOOLS      := .qres/tools
+UV         := $(TOOLS)/bin/uv
+QRES       := .venv/bin/qres
+export UV_LINK_MODE := copy
+export UV_PYTHON_DOWNLOADS := never
+
+.PHONY: run test install install-test sample clean help
+
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/:/'
+
+$(UV):
+	@$(PYTHON) -m venv $(TOOLS)
+	@$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+install: $(UV)  ## create .venv with the locked runtime set
+	@$(UV) sync --frozen --inexact --quiet --python $(PYTHON)
+
+install-test: $(UV)  ## create .venv with the locked runtime + test set
+	@$(UV) sync --frozen --group test --quiet --python $(PYTHON)
+
+data/sample: | install
+	@$(QRES) sample --out data/sample
+
+sample: data/sample  ## generate the bundled sample telemetry if absent
+
+run: install data/sample  ## install and run the nightly pipeline once on the sample
+	@$(QRES) run
+
+test: install-test  ## install test tools and run the whole suite
+	@.venv/bin/python -m pytest
+
+clean:  ## remove local state (keeps data/sample)
+	rm -rf .qres bundles

@@ -1,0 +1,185 @@
+"""The ``qres`` command line.
+
+Heavy libraries (Prefect, MLflow, Great Expectations) are imported inside the commands
+that need them, after the environment is configured, so ``qres --help`` is instant and
+telemetry stays off.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from flows.environment import configure_environment
+from flows.settings import load_settings
+from policies.errors import QresError
+
+app = typer.Typer(
+    name="qres",
+    help="qresilience: precomputed fallback policies for when cloud and SaaS dependencies fail.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+out = Console()
+
+EXIT_FAILED, EXIT_HELD = 1, 3
+
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="Config file (default ./qres.toml or $QRES_CONFIG).")]
+DataOpt = Annotated[Optional[Path], typer.Option("--data", "-d", help="Telemetry folder (default: data_dir from config).")]
+StoreOpt = Annotated[Optional[Path], typer.Option("--store", "-s", help="Bundle store folder (default: store_dir from config).")]
+SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Random seed for sampling and solvers.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars, only errors and the result.")]
+
+
+def _abs(p: Path | None) -> Path | None:
+    return p.resolve() if p is not None else None
+
+
+def _fail(exc: Exception) -> None:
+    console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+    raise typer.Exit(EXIT_FAILED)
+
+
+@app.command()
+def run(config: ConfigOpt = None, data: DataOpt = None, store: StoreOpt = None, seed: SeedOpt = None,
+        json_out: JsonOpt = False, quiet: QuietOpt = False) -> None:
+    """Run the nightly pipeline once: ingest, validate, model, solve, track, publish.
+
+    Exit codes: 0 published, 1 failed (nothing published), 3 solved but held back by the gates.
+    """
+    try:
+        settings = load_settings(config, data_dir=_abs(data), store_dir=_abs(store), seed=seed)
+    except QresError as exc:
+        _fail(exc)
+    configure_environment(settings.state_dir)
+    from flows.progress import rich_progress  # noqa: PLC0415 - imports Prefect
+    from flows.nightly import nightly  # noqa: PLC0415
+
+    try:
+        with rich_progress(console, enabled=not quiet and not json_out):
+            summary = nightly(data=str(settings.data_dir), store=str(settings.store_dir), seed=settings.seed,
+                              config=str(config) if config else None)
+    except QresError as exc:
+        _fail(exc)
+    if json_out:
+        out.print_json(json.dumps(summary, default=str))
+    else:
+        from flows.summary import render_summary  # noqa: PLC0415
+
+        out.print(render_summary(summary, settings))
+    if not summary["published"]:
+        raise typer.Exit(EXIT_HELD)
+
+
+@app.command()
+def sample(out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder to create the sample tables in.")],
+           seed: Annotated[int, typer.Option(help="Random seed: same seed, same bytes.")] = 7,
+           days: Annotated[int, typer.Option(help="Days of 1-minute health checks.")] = 30) -> None:
+    """Write deterministic, realistic sample telemetry (one Parquet file or day folder per table)."""
+    from policies.sample import write_sample  # noqa: PLC0415
+
+    try:
+        written = write_sample(out_dir, seed, days=days)
+    except (QresError, FileExistsError) as exc:
+        _fail(exc)
+    files = sum(len(v) for v in written.values())
+    console.print(f"wrote {len(written)} tables ({files} files) to {out_dir} with seed {seed}")
+
+
+@app.command()
+def validate(config: ConfigOpt = None, data: DataOpt = None, json_out: JsonOpt = False) -> None:
+    """Check a telemetry folder against the schemas and Great Expectations suites; exit 1 on failure."""
+    settings = load_settings(config, data_dir=_abs(data))
+    configure_environment(settings.state_dir)
+    from policies.ingest import load_telemetry  # noqa: PLC0415
+    from tasks.validation import validate_tables  # noqa: PLC0415
+
+    try:
+        telemetry = load_telemetry(settings.data_dir)
+        report = validate_tables(telemetry.tables, files={n: telemetry.origin(n) for n in telemetry.tables},
+                                 raise_on_failure=False)
+    except QresError as exc:
+        _fail(exc)
+    if json_out:
+        out.print_json(json.dumps(report.as_dict(), default=str))
+    else:
+        table = Table(title=f"validation of {settings.data_dir}")
+        for col in ("table", "rule", "column", "result", "unexpected", "examples"):
+            table.add_column(col)
+        for name, tr in report.tables.items():
+            for r in tr.results:
+                table.add_row(name, str(r.get("rule")), str(r.get("column") or ""),
+                              "[green]pass[/]" if r.get("success") else "[red]FAIL[/]",
+                              str(r.get("unexpected_count") or 0), ", ".join(map(str, r.get("examples") or []))[:60])
+        out.print(table)
+        out.print(f"{report.rows_validated:,} rows in {len(report.tables)} tables: "
+                  + ("[green]all rules passed[/]" if report.success else f"[red]{len(report.violations)} rule(s) broken[/]"))
+    if not report.success:
+        for v in report.violations:
+            console.print(f"[red]-[/] {v}", highlight=False)
+        raise typer.Exit(EXIT_FAILED)
+
+
+@app.command()
+def decide(config: ConfigOpt = None, store: StoreOpt = None,
+           down: Annotated[str, typer.Option(help="Comma-separated dependencies observed down.")] = "",
+           degraded: Annotated[str, typer.Option(help="Comma-separated dependencies observed degraded.")] = "",
+           policy: Annotated[str, typer.Option(help="Policy family.")] = "shedding",
+           json_out: JsonOpt = False) -> None:
+    """Answer what to do for an observed outage from the newest verified bundle."""
+    settings = load_settings(config, store_dir=_abs(store))
+    from policies.client import PolicyClient  # noqa: PLC0415
+
+    split = lambda s: tuple(x.strip() for x in s.split(",") if x.strip())  # noqa: E731
+    try:
+        decision = PolicyClient(settings.store_dir).decide(policy, down=split(down), degraded=split(degraded))
+    except QresError as exc:
+        _fail(exc)
+    if json_out:
+        out.print_json(json.dumps({"policy": decision.policy, "version": decision.version,
+                                   "scenario": decision.scenario, "exact": decision.exact,
+                                   "actions": [a.__dict__ for a in decision.actions]}))
+        return
+    table = Table(title=f"{decision.policy} {decision.version}: scenario {decision.scenario}"
+                        f" ({'exact' if decision.exact else 'closest covering'})")
+    for col in ("rank", "workload", "admit"):
+        table.add_column(col)
+    for a in decision.actions:
+        table.add_row(str(a.rank), a.workload_id, f"{a.admit:.0%}")
+    out.print(table)
+
+
+@app.command()
+def verify(config: ConfigOpt = None, store: StoreOpt = None,
+           policy: Annotated[str, typer.Option(help="Policy family.")] = "shedding",
+           version: Annotated[Optional[str], typer.Option(help="Version to check (default LATEST).")] = None) -> None:
+    """Check every sha256 of a published bundle; exit 1 if anything does not match."""
+    settings = load_settings(config, store_dir=_abs(store))
+    from policies.bundle import read_latest, verify_bundle  # noqa: PLC0415
+
+    try:
+        v = version or read_latest(settings.store_dir, policy)
+        if v is None:
+            raise QresError(f"no {policy} bundle published in {settings.store_dir}; run `qres run` first")
+        manifest = verify_bundle(settings.store_dir / policy / v)
+    except QresError as exc:
+        _fail(exc)
+    out.print(f"[green]ok[/] {policy} {v}: {len(manifest['files'])} files verified "
+              f"(MLflow run {manifest.get('mlflow_run_id', '?')})")
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,150 @@
+"""One typed settings model for every flow and command.
+
+Precedence, highest first: explicit overrides (CLI flags), ``QRES_*`` environment
+variables (nested with ``__``, e.g. ``QRES_SOLVE__TIME_LIMIT_S=5``), the config file
+(``qres.toml`` in the working directory, or ``--config`` / ``QRES_CONFIG``), then the
+defaults below. Relative paths are resolved against the config file's folder (or the
+working directory when there is no file), so all state stays in the project folder.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+from policies.errors import ConfigError
+
+__all__ = ["Settings", "load_settings", "CONFIG_FILE_NAME"]
+
+CONFIG_FILE_NAME = "qres.toml"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelSettings(_Section):
+    window_min: int = Field(1, ge=1, description="width of a telemetry window")
+    hysteresis_windows: int = Field(2, ge=1, description="windows in a new state before a change is accepted")
+    credible: float = Field(0.95, gt=0, lt=1, description="credible level of the P(down) interval")
+
+
+class ScenarioSettings(_Section):
+    target_mass: float = Field(0.995, gt=0, le=1, description="probability mass the kept scenarios must cover")
+
+
+class SolveSettings(_Section):
+    solvers: tuple[str, ...] = ("greedy", "cpsat", "anneal")
+    time_limit_s: float = Field(2.0, gt=0, description="per solver and scenario")
+    levels: int = Field(4, ge=1, le=20, description="admission shares are multiples of 1/levels")
+    top_k: int = Field(3, ge=1)
+    sampler: str = "dwave.samplers.SimulatedAnnealingSampler"
+    anneal_num_reads: int = Field(16, ge=1)
+    anneal_num_sweeps: int = Field(400, ge=1)
+
+    @field_validator("solvers")
+    @classmethod
+    def _known(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [s for s in v if s not in ("greedy", "cpsat", "anneal")]
+        if bad or not v:
+            raise ValueError(f"unknown solver(s) {bad}; choose from greedy, cpsat, anneal")
+        return v
+
+
+class GateSettings(_Section):
+    max_gap: float = Field(0.05, ge=0, description="largest accepted relative gap to the best bound")
+    tolerance: float = Field(0.02, ge=0, description="allowed drop of expected value against the champion")
+
+
+class MlflowSettings(_Section):
+    tracking_uri: str | None = Field(None, description="default: SQLite under state_dir")
+    experiment: str = "qresilience"
+    registered_model_prefix: str = "qresilience"
+
+
+class Settings(BaseSettings):
+    """Everything a run needs; validated on creation."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="QRES_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+    _toml_file: ClassVar[Path | None] = None
+
+    data_dir: Path = Path("data/sample")
+    store_dir: Path = Path("bundles")
+    state_dir: Path = Path(".qres")
+    seed: int = Field(7, ge=0, lt=2**31)
+    model: ModelSettings = ModelSettings()
+    scenarios: ScenarioSettings = ScenarioSettings()
+    solve: SolveSettings = SolveSettings()
+    gates: GateSettings = GateSettings()
+    mlflow: MlflowSettings = MlflowSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if cls._toml_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=cls._toml_file))
+        return tuple(sources)
+
+    def resolved(self, root: Path) -> Settings:
+        """A copy whose paths are absolute, relative ones taken from ``root``."""
+        fix = {k: (p if p.is_absolute() else (root / p)).resolve() for k, p in (
+            ("data_dir", self.data_dir), ("store_dir", self.store_dir), ("state_dir", self.state_dir))}
+        return self.model_copy(update=fix)
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.mlflow.tracking_uri or f"sqlite:///{self.state_dir / 'mlflow.db'}"
+
+    @property
+    def artifact_root(self) -> Path:
+        return self.state_dir / "mlartifacts"
+
+    def as_params(self) -> dict[str, Any]:
+        """Flat, string-valued view for MLflow params and the manifest."""
+        flat: dict[str, Any] = {}
+        for key, value in self.model_dump(mode="json").items():
+            if isinstance(value, dict):
+                flat.update({f"{key}.{k}": v for k, v in value.items()})
+            else:
+                flat[key] = value
+        return flat
+
+
+def load_settings(config: str | Path | None = None, **overrides: Any) -> Settings:
+    """Read settings from defaults, the config file, ``QRES_*`` variables and overrides.
+
+    ``config`` defaults to ``$QRES_CONFIG`` or ``./qres.toml`` when it exists. A config
+    that was asked for by name but does not exist is an error; one that is merely
+    absent is not.
+    """
+    explicit = config or os.environ.get("QRES_CONFIG")
+    path = Path(explicit) if explicit else Path.cwd() / CONFIG_FILE_NAME
+    if explicit and not path.is_file():
+        raise ConfigError(f"config file {path} does not exist; create it or drop --config/QRES_CONFIG")
+    toml = path if path.is_file() else None
+    root = (toml.parent if toml else Path.cwd()).resolve()
+    Settings._toml_file = toml
+    try:
+        settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        where = f"{toml}" if toml else "defaults/environment"
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']} (got {e.get('input')!r})" for e in exc.errors()
+        )
+        raise ConfigError(f"invalid settings from {where} or QRES_* variables: {problems}") from None
+    finally:
+        Settings._toml_file = None
+    return settings.resolved(root)

@@ -1,0 +1,40 @@
+"""The short, readable summary a run ends with."""
+
+from __future__ import annotations
+
+from rich.console import Group
+from rich.panel import Panel
+from rich.table import Table
+
+from flows.settings import Settings
+
+__all__ = ["render_summary"]
+
+
+def render_summary(s: dict, settings: Settings) -> Panel:
+    facts = Table.grid(padding=(0, 2))
+    facts.add_column(style="bold")
+    facts.add_column()
+    facts.add_row("rows validated", f"{s['rows_validated']:,} in {len(s['tables'])} tables")
+    facts.add_row("dependencies", f"{s['dependencies']} ({s['dependencies_with_outages']} with outages)")
+    facts.add_row("scenarios", f"{s['scenarios']}, covering {s['covered_mass']:.4%} of the probability mass "
+                               f"(target {s['target_mass']:.2%})")
+    gap = "n/a" if s["worst_gap"] is None else f"{s['worst_gap']:.4%}"
+    facts.add_row("expected value", f"{s['expected_value_per_h']:,.2f}/h; worst gap to bound {gap}")
+    if s["published"]:
+        facts.add_row("bundle", f"{s['bundle_version']} at {s['bundle_path']}")
+    else:
+        failed = [c for c in s["gates"].get("checks", []) if not c["passed"]]
+        facts.add_row("bundle", "[yellow]not published[/]: " + "; ".join(f"{c['name']}: {c['detail']}" for c in failed))
+    role = "champion" if s["promoted"] else "candidate"
+    facts.add_row("MLflow", f"run {s['mlflow_run_id']}, model version {s['model_version']} ({role})")
+    facts.add_row("look next", f"qres decide --down <dep> | mlflow ui --backend-store-uri {settings.tracking_uri}")
+
+    solvers = Table(title="objective by solver (sum over scenarios, value/h)", title_justify="left")
+    solvers.add_column("solver")
+    solvers.add_column("objective", justify="right")
+    solvers.add_column("chosen in", justify="right")
+    for name, value in s["objective_by_solver"].items():
+        solvers.add_row(name, f"{value:,.2f}", str(s["chosen"].get(name, 0)))
+    title = "[green]published[/]" if s["published"] else "[yellow]held back[/]"
+    return Panel(Group(facts, solvers), title=f"qresilience nightly: {title}", expand=False)

@@ -1,0 +1,188 @@
+"""Outage scenarios: which dependencies are down or degraded, how likely, for how long.
+
+The runtime client imports this module for ``scenario_key`` and the dataclasses, with only
+pyarrow installed: numpy and the failure model are imported inside ``build_scenarios``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+
+from policies.graph import close_down_set, hard_dependents, root_down_set
+
+if TYPE_CHECKING:
+    from policies.failure_model import FailureModel
+
+__all__ = ["Scenario", "ScenarioSet", "scenario_key", "build_scenarios", "NORMAL_KEY", "FALLBACK_KEY"]
+
+NORMAL_KEY = "normal"
+FALLBACK_KEY = "fallback:all-down"
+
+
+def scenario_key(down: Iterable[str], degraded: Iterable[str] = ()) -> str:
+    """Canonical key of a scenario: ``down=a,b;degraded=c``, or ``normal``."""
+    d, g = sorted(set(down)), sorted(set(degraded) - set(down))
+    if not d and not g:
+        return NORMAL_KEY
+    parts = []
+    if d:
+        parts.append("down=" + ",".join(d))
+    if g:
+        parts.append("degraded=" + ",".join(g))
+    return ";".join(parts)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One state of the world the policies are solved for.
+
+    ``down`` and ``degraded`` are root causes (sorted); ``effective_down`` adds
+    everything they take down through hard dependencies and is what a runtime
+    client matches its observations against.
+    """
+
+    key: str
+    down: tuple[str, ...]
+    degraded: tuple[str, ...]
+    effective_down: tuple[str, ...]
+    probability: float
+    expected_duration_min: float
+    source: str  # normal | empirical | single | fallback
+
+
+@dataclass(frozen=True)
+class ScenarioSet:
+    scenarios: tuple[Scenario, ...]
+    target_mass: float
+    covered_mass: float  # probability mass of the kept scenarios (normal included)
+    info: dict = field(default_factory=dict)
+
+
+_DEFAULT_DURATION_MIN = 60.0  # when no outage at all was observed
+
+
+def build_scenarios(
+    model: FailureModel,
+    dependencies: pa.Table,
+    *,
+    target_mass: float = 0.995,
+    dependency_ids: Iterable[str] | None = None,
+    include_degraded: bool = True,
+) -> ScenarioSet:
+    """The scenarios to solve for: observed patterns covering ``target_mass``, every
+    single-dependency outage, and a fallback that covers everything.
+
+    - A window's pattern is its root down set (``root_down_set`` over hard edges, so a region
+      outage is ``down=region-x``, not the region plus its dependents) and its degraded
+      services minus everything the down set takes down. ``include_degraded=False`` reads
+      degraded as up.
+    - Empirical probability = windows with the pattern / all windows; expected duration = mean
+      length of its maximal runs of consecutive windows.
+    - Kept: ``normal`` (always) plus the most probable patterns (ties by key), the smallest
+      prefix whose mass with ``normal`` reaches ``target_mass``; that mass is ``covered_mass``.
+    - Each id of ``dependency_ids`` (default: everything some service depends on) gets a
+      ``down=<id>`` scenario unless one was kept: its probability is the empirical one of
+      exactly that pattern when seen, else ``prior_a / (windows + prior_a + prior_b)`` (the
+      posterior mean of a pattern never seen, with the fit's Beta prior); its duration is the
+      dependency's ``mttr_min``, else the median of all outage episodes, else 60 min. These
+      probabilities are not counted in ``covered_mass``.
+    - The fallback (probability 0) has every depended-on service down and everything down
+      effectively, so any state a runtime client observes is covered by it.
+
+    Order: ``normal``, then probability descending, then key; fallback last.
+    """
+    import numpy as np  # noqa: PLC0415 - kept out of the client's import path
+
+    from policies.failure_model import DEGRADED, DOWN, UP, list_outages  # noqa: PLC0415
+
+    if not 0.0 < target_mass <= 1.0:
+        raise ValueError(f"target_mass must be in (0, 1], e.g. 0.995; got {target_mass!r}")
+    edges = list(
+        zip(
+            dependencies.column("service_id").to_pylist(),
+            dependencies.column("depends_on").to_pylist(),
+            dependencies.column("hard").to_pylist(),
+        )
+    )
+    dependents = hard_dependents(edges)
+    names = np.asarray(model.services, dtype=object)
+    states = model.states if include_degraded else np.where(model.states == DEGRADED, UP, model.states)
+    n_w = states.shape[0]
+
+    # Root sets are computed once per distinct state row, not per window.
+    rows, inverse = np.unique(states, axis=0, return_inverse=True)
+    patterns: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {}
+    row_keys = []
+    for row in rows:
+        root = root_down_set(names[row == DOWN], dependents)
+        effective = close_down_set(root, dependents)
+        degraded = tuple(sorted(set(names[row == DEGRADED]) - effective))
+        key = scenario_key(root, degraded)
+        patterns[key] = (tuple(sorted(root)), degraded, tuple(sorted(effective)))
+        row_keys.append(key)
+    keys = sorted(patterns)
+    key_of_row = np.searchsorted(np.asarray(keys, dtype=object), np.asarray(row_keys, dtype=object))
+    window_key = key_of_row[np.ravel(inverse)]
+    counts = np.bincount(window_key, minlength=len(keys))
+    run_starts = np.r_[True, window_key[1:] != window_key[:-1]]
+    runs = np.bincount(window_key[run_starts], minlength=len(keys))
+    stats = {k: (int(c), float(c) / n_w, float(c) / r * model.window_min) for k, c, r in zip(keys, counts, runs)}
+
+    def make(key: str, probability: float, duration_min: float, source: str) -> Scenario:
+        down, degraded, effective = patterns[key]
+        return Scenario(key, down, degraded, effective, float(probability), float(duration_min), source)
+
+    patterns.setdefault(NORMAL_KEY, ((), (), ()))
+    normal_count, normal_p, normal_min = stats.get(NORMAL_KEY, (0, 0.0, 0.0))
+    normal = make(NORMAL_KEY, normal_p, normal_min, "normal")
+    ranked = sorted((k for k in keys if k != NORMAL_KEY), key=lambda k: (-stats[k][0], k))
+    kept: list[Scenario] = []
+    covered = normal_count
+    for key in ranked:
+        if covered + 1e-9 >= target_mass * n_w:
+            break
+        kept.append(make(key, stats[key][1], stats[key][2], "empirical"))
+        covered += stats[key][0]
+
+    prior_a, prior_b = model.info.get("prior", (0.5, 0.5))
+    depended_on = sorted(set(dependencies.column("depends_on").to_pylist()))
+    ids = depended_on if dependency_ids is None else sorted(set(dependency_ids))
+    episodes_min = list_outages(model)["duration_min"].to_numpy()
+    default_min = float(np.median(episodes_min)) if episodes_min.size else _DEFAULT_DURATION_MIN
+    mttr = dict(zip(model.per_dependency["service_id"], model.per_dependency["mttr_min"]))
+    kept_keys = {s.key for s in kept}
+    singles = []
+    for dep in ids:
+        key = scenario_key([dep])
+        if key in kept_keys:
+            continue
+        p = stats[key][1] if key in stats else prior_a / (n_w + prior_a + prior_b)
+        duration = mttr.get(dep, math.nan)
+        patterns[key] = ((dep,), (), tuple(sorted(close_down_set([dep], dependents))))
+        singles.append(make(key, p, default_min if math.isnan(duration) else duration, "single"))
+
+    everything = set(model.services) | {s for edge in edges for s in edge[:2]}
+    fallback = Scenario(
+        FALLBACK_KEY, tuple(depended_on), (), tuple(sorted(everything)), 0.0, default_min, "fallback"
+    )
+    middle = sorted(kept + singles, key=lambda s: (-s.probability, s.key))
+    return ScenarioSet(
+        scenarios=(normal, *middle, fallback),
+        target_mass=float(target_mass),
+        covered_mass=covered / n_w,
+        info={
+            "windows": n_w,
+            "n_state_rows": len(rows),
+            "n_empirical_patterns": len(ranked),
+            "n_kept_empirical": len(kept),
+            "n_single_added": len(singles),
+            "single_prior_probability": prior_a / (n_w + prior_a + prior_b),
+            "include_degraded": include_degraded,
+        },
+    )
+

@@ -1,0 +1,163 @@
+"""Track: one MLflow run per flow run, and the registry model per policy family.
+
+Uses ``MlflowClient`` with an explicit run id rather than ``mlflow.start_run``'s
+global active run, so that concurrent flows in one process cannot mix their runs.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from mlflow import MlflowClient
+from mlflow.data.dataset_source_registry import get_registered_sources
+from mlflow.data.meta_dataset import MetaDataset
+from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunStatus
+from mlflow.exceptions import MlflowException
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.logging import get_run_logger
+
+__all__ = [
+    "TrackingTarget",
+    "library_versions",
+    "start_run",
+    "log_run_results",
+    "register_candidate",
+    "champion_metric",
+    "finish_run",
+]
+
+CANDIDATE, CHAMPION = "candidate", "champion"
+_LIBRARIES = ("qresilience", "prefect", "mlflow", "great-expectations", "ortools", "dimod",
+              "dwave-samplers", "numpy", "pandas", "pyarrow", "scipy")
+
+
+@dataclass(frozen=True)
+class TrackingTarget:
+    """Where runs go: a tracking URI, an experiment name and its artifact root."""
+
+    tracking_uri: str
+    experiment: str
+    artifact_root: Path
+
+    def client(self) -> MlflowClient:
+        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+
+    def experiment_id(self, client: MlflowClient) -> str:
+        exp = client.get_experiment_by_name(self.experiment)
+        if exp is not None:
+            return exp.experiment_id
+        self.artifact_root.mkdir(parents=True, exist_ok=True)
+        return client.create_experiment(self.experiment, artifact_location=self.artifact_root.resolve().as_uri())
+
+
+def library_versions() -> dict[str, str]:
+    out = {}
+    for name in _LIBRARIES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "absent"
+    return out
+
+
+def _local_source(uri: str):  # noqa: ANN202 - an MLflow DatasetSource
+    # MLflow registers its local-file dataset source twice and warns when resolving by
+    # URI; pick the class by name instead of silencing the warning.
+    source_cls = next(s for s in get_registered_sources() if s.__name__ == "LocalArtifactDatasetSource")
+    return source_cls(uri)
+
+
+@task(name="track-start", retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
+def start_run(target: TrackingTarget, *, run_name: str, params: dict[str, Any], inputs: dict[str, tuple[str, str]],
+              tags: dict[str, str]) -> str:
+    """Open the MLflow run: params (settings, seed, versions) and the input snapshot.
+
+    ``inputs`` maps table name to ``(source uri, sha256)``; each becomes an MLflow
+    dataset input whose digest is the table's sha256.
+    """
+    client = target.client()
+    run = client.create_run(target.experiment_id(client), run_name=run_name, tags=tags)
+    run_id = run.info.run_id
+    flat = {**{k: json.dumps(v) if isinstance(v, (list, dict)) else str(v) for k, v in params.items()},
+            **{f"version.{k}": v for k, v in library_versions().items()}}
+    params_list = [Param(k, v[:6000]) for k, v in sorted(flat.items())]
+    for i in range(0, len(params_list), 100):
+        client.log_batch(run_id, params=params_list[i:i + 100])
+    datasets = [
+        DatasetInput(MetaDataset(source=_local_source(uri), name=name, digest=sha[:16])._to_mlflow_entity(),
+                     tags=[InputTag("mlflow.data.context", "telemetry"), InputTag("sha256", sha)])
+        for name, (uri, sha) in sorted(inputs.items())
+    ]
+    client.log_inputs(run_id, datasets=datasets)
+    get_run_logger().info("MLflow run %s opened in experiment %r", run_id, target.experiment)
+    return run_id
+
+
+@task(name="track-results", retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
+def log_run_results(target: TrackingTarget, run_id: str, *, metrics: dict[str, float],
+                    files: dict[str, bytes], json_artifacts: dict[str, Any], artifact_dir: str = "bundle") -> None:
+    """Metrics, the bundle files and JSON reports as artifacts of the run."""
+    client = target.client()
+    ms = [Metric(k, float(v), 0, 0) for k, v in sorted(metrics.items()) if v is not None]
+    for i in range(0, len(ms), 500):
+        client.log_batch(run_id, metrics=ms[i:i + 500])
+    with tempfile.TemporaryDirectory(prefix="qres-artifacts-") as tmp:
+        bundle = Path(tmp, artifact_dir)
+        bundle.mkdir()
+        for name, data in files.items():
+            (bundle / name).write_bytes(data)
+        client.log_artifacts(run_id, str(bundle), artifact_dir)
+        reports = Path(tmp, "reports")
+        reports.mkdir()
+        for name, obj in json_artifacts.items():
+            (reports / name).write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+        client.log_artifacts(run_id, str(reports), "reports")
+
+
+@task(name="track-register", retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
+def register_candidate(target: TrackingTarget, run_id: str, model_name: str, *, artifact_dir: str = "bundle") -> str:
+    """Register the run's bundle as a new version of ``model_name`` with alias candidate."""
+    client = target.client()
+    try:
+        client.get_registered_model(model_name)
+    except MlflowException:
+        client.create_registered_model(model_name, description="qresilience policy bundles; aliases candidate/champion")
+    run = client.get_run(run_id)
+    mv = client.create_model_version(model_name, source=f"{run.info.artifact_uri}/{artifact_dir}", run_id=run_id)
+    client.set_registered_model_alias(model_name, CANDIDATE, mv.version)
+    return str(mv.version)
+
+
+def champion_metric(target: TrackingTarget, model_name: str, metric: str) -> tuple[str | None, float | None]:
+    """The champion's model version and its value of ``metric``, if there is a champion."""
+    client = target.client()
+    try:
+        mv = client.get_model_version_by_alias(model_name, CHAMPION)
+    except MlflowException:
+        return None, None
+    if not mv.run_id:
+        return str(mv.version), None
+    return str(mv.version), client.get_run(mv.run_id).data.metrics.get(metric)
+
+
+@task(name="track-finish", retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
+def finish_run(target: TrackingTarget, run_id: str, *, model_name: str | None, model_version: str | None,
+               promote: bool, tags: dict[str, str], json_artifacts: dict[str, Any], failed: bool = False) -> None:
+    """Move ``champion`` when promoted, record the outcome, and close the run."""
+    client = target.client()
+    if promote and model_name and model_version:
+        client.set_registered_model_alias(model_name, CHAMPION, model_version)
+    for key, value in tags.items():
+        client.set_tag(run_id, key, value)
+    if json_artifacts:
+        with tempfile.TemporaryDirectory(prefix="qres-artifacts-") as tmp:
+            for name, obj in json_artifacts.items():
+                Path(tmp, name).write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+            client.log_artifacts(run_id, tmp, "reports")
+    client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED if failed else RunStatus.FINISHED))
