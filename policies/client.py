@@ -25,6 +25,7 @@ the same way as in step 2.
 
 from __future__ import annotations
 
+import array
 import io
 import math
 from collections.abc import Iterable, Sequence
@@ -45,7 +46,6 @@ __all__ = ["Action", "Decision", "PolicyClient", "BundleNotLoadedError", "FALLBA
 # the client never grows a dependency on the pipeline side).
 FALLBACK_KEY = "fallback:all-down"
 DECISIONS_FILE = "decisions.parquet"
-_CACHE_MAX = 4096  # distinct non-exact observations remembered per loaded version
 
 
 class BundleNotLoadedError(QresError, LookupError):
@@ -104,25 +104,38 @@ class _Index:
             exact.setdefault((fb.down, fb.degraded - fb.down), fb)
             exact.setdefault((fb.effective_down, fb.degraded - fb.effective_down), fb)
         self.exact = exact
-        self.cache: dict[tuple[frozenset, frozenset], Decision] = {}
+        # Posting lists (closest cover first): the covers that contain a given service in
+        # effective_down, resp. in effective_down | degraded. A cover must contain every
+        # observed service, so scanning the shortest list of an observed one is enough.
+        self.by_down: dict[str, list[_Scenario]] = {}
+        self.by_degraded: dict[str, list[_Scenario]] = {}
+        for s in self.covers:
+            for m in s.effective_down:
+                self.by_down.setdefault(m, []).append(s)
+            for m in s.covers_degraded:
+                self.by_degraded.setdefault(m, []).append(s)
+
+    def _candidates(self, down: frozenset[str], degraded: frozenset[str]) -> Sequence[_Scenario]:
+        postings, observed = (self.by_down, down) if down else (self.by_degraded, degraded)
+        if not observed:
+            return self.covers
+        best: Sequence[_Scenario] | None = None
+        for m in observed:
+            p = postings.get(m)
+            if p is None:
+                return ()  # a service no scenario has down: only the fallback covers it
+            if best is None or len(p) < len(best):
+                best = p
+        return best
 
     def decide(self, down: frozenset[str], degraded: frozenset[str]) -> Decision:
-        key = (down, degraded)
-        hit = self.exact.get(key)
+        hit = self.exact.get((down, degraded))
         if hit is not None:
             return hit.exact
-        cached = self.cache.get(key)
-        if cached is not None:
-            return cached
-        for s in self.covers:  # sorted closest first: the first cover is the answer
+        for s in self._candidates(down, degraded):  # closest first: the first cover is the answer
             if down <= s.effective_down and degraded <= s.covers_degraded:
-                decision = s.cover
-                break
-        else:
-            decision = self.fallback.cover
-        if len(self.cache) < _CACHE_MAX:
-            self.cache[key] = decision
-        return decision
+                return s.cover
+        return self.fallback.cover
 
 
 def _bad(where: str, what: str) -> BundleVerificationError:
@@ -164,24 +177,29 @@ def _group_rows(keys: list[str], where: str) -> dict[str, list[int]]:
     return groups
 
 
-def _scenario_sets(table: pa.Table, groups: dict[str, list[int]], where: str) -> dict[str, list]:
-    """The down/degraded/effective_down lists of each scenario's first row.
+def _int_array(values: list[int]) -> pa.Array:
+    # pa.array(list) asks pyarrow's pandas shim whether the list is a Series, which
+    # imports pandas when installed; building from a buffer does not.
+    return pa.Array.from_buffers(pa.int64(), len(values), [None, pa.py_buffer(array.array("q", values))])
 
-    Checks in pyarrow that every row of a scenario repeats them (converting 18k list
-    cells to Python would cost ~100 ms; the joined strings compare in ~1 ms).
+
+def _scenario_sets(table: pa.Table, groups: dict[str, list[int]], where: str) -> dict[str, list]:
+    """The down/degraded/effective_down lists of each scenario, checked to repeat on every row.
+
+    The check runs in pyarrow (row i against its scenario's first row, one ``equals``)
+    so that large effective sets do not cost a Python conversion per row.
     """
-    first_of_row = [rows[0] for rows in groups.values() for _ in rows]
-    firsts = pa.array([rows[0] for rows in groups.values()], pa.int64())
-    keys = list(groups)
+    firsts = [rows[0] for rows in groups.values()]
+    first_of_row = _int_array([rows[0] for rows in groups.values() for _ in rows])
     out = {}
     for c in _SET_COLUMNS:
-        joined = pc.binary_join(table.column(c), "\x1f")
-        same = pc.equal(joined, joined.take(pa.array(first_of_row, pa.int64())))
-        if not pc.all(same).as_py():
-            bad = keys[[k for k, rows in enumerate(groups.values()) for _ in rows][
-                pc.index(same, False).as_py()]]
-            raise _bad(where, f"scenario {bad!r} has different {c} lists across its rows")
-        out[c] = table.column(c).take(firsts).to_pylist()
+        column = table.column(c).combine_chunks()
+        if not column.take(first_of_row).equals(column):  # rare: find the culprit in Python
+            cells = column.to_pylist()
+            for key, rows in groups.items():
+                if any(set(cells[i]) != set(cells[rows[0]]) for i in rows):
+                    raise _bad(where, f"scenario {key!r} has different {c} lists across its rows")
+        out[c] = column.take(_int_array(firsts)).to_pylist()
     return out
 
 

@@ -81,6 +81,7 @@ def fit_failure_model(
     incident passed in is counted, whatever its time.
     """
     _check_params(window_min, hysteresis_windows, credible, prior)
+    window_min, hysteresis_windows = int(window_min), int(hysteresis_windows)
     names = tuple(sorted(set(services.column("service_id").to_pylist())))
     observed, start_ms, rows = _observe_windows(health_checks, names, window_min)
     filled = _fill_gaps(observed)
@@ -103,7 +104,7 @@ def fit_failure_model(
         "hysteresis_windows": hysteresis_windows,
         "credible": credible,
         "prior": (float(prior[0]), float(prior[1])),
-        "dependencies": dependencies.num_rows,
+        "dependency_rows": dependencies.num_rows,
     }
     return FailureModel(
         window_min=window_min,

@@ -98,7 +98,7 @@ def build_scenarios(
     """
     import numpy as np  # noqa: PLC0415 - kept out of the client's import path
 
-    from policies.failure_model import DEGRADED, DOWN, UP, list_outages  # noqa: PLC0415
+    from policies.failure_model import list_outages  # noqa: PLC0415
 
     if not 0.0 < target_mass <= 1.0:
         raise ValueError(f"target_mass must be in (0, 1], e.g. 0.995; got {target_mass!r}")
@@ -110,60 +110,39 @@ def build_scenarios(
         )
     )
     dependents = hard_dependents(edges)
-    names = np.asarray(model.services, dtype=object)
-    states = model.states if include_degraded else np.where(model.states == DEGRADED, UP, model.states)
-    n_w = states.shape[0]
-
-    # Root sets are computed once per distinct state row, not per window.
-    rows, inverse = np.unique(states, axis=0, return_inverse=True)
-    patterns: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {}
-    row_keys = []
-    for row in rows:
-        root = root_down_set(names[row == DOWN], dependents)
-        effective = close_down_set(root, dependents)
-        degraded = tuple(sorted(set(names[row == DEGRADED]) - effective))
-        key = scenario_key(root, degraded)
-        patterns[key] = (tuple(sorted(root)), degraded, tuple(sorted(effective)))
-        row_keys.append(key)
-    keys = sorted(patterns)
-    key_of_row = np.searchsorted(np.asarray(keys, dtype=object), np.asarray(row_keys, dtype=object))
-    window_key = key_of_row[np.ravel(inverse)]
-    counts = np.bincount(window_key, minlength=len(keys))
-    run_starts = np.r_[True, window_key[1:] != window_key[:-1]]
-    runs = np.bincount(window_key[run_starts], minlength=len(keys))
-    stats = {k: (int(c), float(c) / n_w, float(c) / r * model.window_min) for k, c, r in zip(keys, counts, runs)}
+    n_w = model.states.shape[0]
+    patterns, stats, n_rows = _count_patterns(model, dependents, include_degraded)
 
     def make(key: str, probability: float, duration_min: float, source: str) -> Scenario:
         down, degraded, effective = patterns[key]
         return Scenario(key, down, degraded, effective, float(probability), float(duration_min), source)
 
-    patterns.setdefault(NORMAL_KEY, ((), (), ()))
     normal_count, normal_p, normal_min = stats.get(NORMAL_KEY, (0, 0.0, 0.0))
     normal = make(NORMAL_KEY, normal_p, normal_min, "normal")
-    ranked = sorted((k for k in keys if k != NORMAL_KEY), key=lambda k: (-stats[k][0], k))
+    ranked = sorted((k for k in stats if k != NORMAL_KEY), key=lambda k: (-stats[k][0], k))
     kept: list[Scenario] = []
     covered = normal_count
     for key in ranked:
-        if covered + 1e-9 >= target_mass * n_w:
+        if covered + 1e-9 >= target_mass * n_w:  # counts are exact; the product may not be
             break
         kept.append(make(key, stats[key][1], stats[key][2], "empirical"))
         covered += stats[key][0]
 
     prior_a, prior_b = model.info.get("prior", (0.5, 0.5))
+    never_seen_p = prior_a / (n_w + prior_a + prior_b)
     depended_on = sorted(set(dependencies.column("depends_on").to_pylist()))
-    ids = depended_on if dependency_ids is None else sorted(set(dependency_ids))
     episodes_min = list_outages(model)["duration_min"].to_numpy()
     default_min = float(np.median(episodes_min)) if episodes_min.size else _DEFAULT_DURATION_MIN
     mttr = dict(zip(model.per_dependency["service_id"], model.per_dependency["mttr_min"]))
     kept_keys = {s.key for s in kept}
     singles = []
-    for dep in ids:
+    for dep in depended_on if dependency_ids is None else sorted(set(dependency_ids)):
         key = scenario_key([dep])
         if key in kept_keys:
             continue
-        p = stats[key][1] if key in stats else prior_a / (n_w + prior_a + prior_b)
         duration = mttr.get(dep, math.nan)
         patterns[key] = ((dep,), (), tuple(sorted(close_down_set([dep], dependents))))
+        p = stats[key][1] if key in stats else never_seen_p
         singles.append(make(key, p, default_min if math.isnan(duration) else duration, "single"))
 
     everything = set(model.services) | {s for edge in edges for s in edge[:2]}
@@ -177,12 +156,47 @@ def build_scenarios(
         covered_mass=covered / n_w,
         info={
             "windows": n_w,
-            "n_state_rows": len(rows),
+            "n_state_rows": n_rows,
             "n_empirical_patterns": len(ranked),
             "n_kept_empirical": len(kept),
             "n_single_added": len(singles),
-            "single_prior_probability": prior_a / (n_w + prior_a + prior_b),
+            "single_prior_probability": never_seen_p,
             "include_degraded": include_degraded,
         },
     )
 
+
+def _count_patterns(model: FailureModel, dependents: dict, include_degraded: bool) -> tuple[dict, dict, int]:
+    """Each window's (root down, degraded) pattern, counted.
+
+    Returns ``patterns`` (key -> (down, degraded, effective_down)), ``stats`` (key -> (windows,
+    probability, mean run length in minutes), for patterns seen) and the number of distinct
+    state rows. Root sets are computed once per distinct row, not per window; most windows are
+    all up, so only the others go through ``np.unique`` (sorting rows of bytes is the slow part).
+    """
+    import numpy as np  # noqa: PLC0415
+
+    from policies.failure_model import DEGRADED, DOWN, UP  # noqa: PLC0415
+
+    names = np.asarray(model.services, dtype=object)
+    states = model.states if include_degraded else np.where(model.states == DEGRADED, UP, model.states)
+    n_w = states.shape[0]
+    busy = np.flatnonzero(states.any(axis=1))
+    rows, inverse = np.unique(states[busy], axis=0, return_inverse=True)
+    patterns = {NORMAL_KEY: ((), (), ())}
+    row_keys = []
+    for row in rows:
+        root = root_down_set(names[row == DOWN], dependents)
+        effective = close_down_set(root, dependents)
+        degraded = tuple(sorted(set(names[row == DEGRADED]) - effective))
+        key = scenario_key(root, degraded)
+        patterns[key] = (tuple(sorted(root)), degraded, tuple(sorted(effective)))
+        row_keys.append(key)
+    keys = sorted(patterns)
+    key_of_row = np.searchsorted(np.asarray(keys, dtype=object), np.asarray(row_keys, dtype=object))
+    window_key = np.full(n_w, keys.index(NORMAL_KEY), dtype=np.int64)
+    window_key[busy] = key_of_row[np.ravel(inverse)]
+    counts = np.bincount(window_key, minlength=len(keys))
+    runs = np.bincount(window_key[np.r_[True, window_key[1:] != window_key[:-1]]], minlength=len(keys))
+    stats = {k: (int(c), int(c) / n_w, int(c) / int(r) * model.window_min) for k, c, r in zip(keys, counts, runs) if c}
+    return patterns, stats, len(rows) + int(busy.size < n_w)

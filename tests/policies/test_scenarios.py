@@ -18,6 +18,7 @@ All outage episodes (minutes): api 3, db 4, pay 5 and 2, region-x 3 -> median 3.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from policies.failure_model import fit_failure_model
@@ -155,3 +156,18 @@ def test_keys_are_canonical_and_order_is_deterministic(model, tables):
 def test_bad_target_mass_is_rejected(model, tables):
     with pytest.raises(ValueError, match="target_mass"):
         build_scenarios(model, tables["dependencies"], target_mass=0.0)
+
+
+def test_quiet_history_has_only_normal_singles_and_fallback(tables):
+    # Only the first 3 minutes (every check up; pay unchecked at minute 0 counts as up).
+    quiet = tables["health_checks"].filter(
+        tables["health_checks"].column("ts").to_numpy() < np.datetime64("2026-01-05T00:03")
+    )
+    m = fit_failure_model(tables["services"], tables["dependencies"], quiet)
+    sset = build_scenarios(m, tables["dependencies"])
+    assert [s.source for s in sset.scenarios] == ["normal", "single", "single", "single", "fallback"]
+    assert sset.scenarios[0].probability == 1.0 and sset.scenarios[0].expected_duration_min == 3.0
+    assert sset.covered_mass == 1.0
+    for s in sset.scenarios[1:4]:  # never seen: prior 0.5 / (3 + 1); no episodes at all: 60 min
+        assert s.probability == pytest.approx(0.5 / 4) and s.expected_duration_min == 60.0
+    assert [s.key for s in sset.scenarios[1:4]] == ["down=db", "down=pay", "down=region-x"]
