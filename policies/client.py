@@ -17,7 +17,8 @@ How ``decide(down, degraded)`` picks a scenario (``degraded`` minus ``down`` is 
    cover wins: fewest ``effective_down`` members, then the smallest sum of ``admit``
    (the most cautious plan), then the scenario key.
 3. **Fallback**: ``fallback:all-down`` covers everything (unknown service names too) and
-   is the last resort, so a loaded client always answers.
+   is the last resort, so a loaded client always answers. (An observation equal to the
+   fallback's own non-empty sets is reported as an exact match of it.)
 
 Where a second scenario has the same effective set as another, ties in step 1 are broken
 the same way as in step 2.
@@ -330,7 +331,8 @@ class PolicyClient:
             loaded = ", ".join(sorted(self._indexes)) or "none"
             raise BundleNotLoadedError(
                 f"no verified bundle of policy {policy!r} is loaded (loaded: {loaded}); "
-                "the store has no LATEST for it yet: publish one, then call refresh()"
+                "either the store has no LATEST for it yet or its bundle failed verification "
+                "(refresh() raised why): publish a good bundle, then call refresh()"
             )
         if isinstance(down, str) or isinstance(degraded, str):
             raise TypeError("down and degraded take collections of service ids, not a single string")

@@ -369,7 +369,7 @@ class SheddingQubo:
     lagrange: float
 
 
-def build_shedding_qubo(problem: SheddingProblem, *, resolution: int = 512, penalty_factor: float = 2.0) -> SheddingQubo:
+def build_shedding_qubo(problem: SheddingProblem, *, resolution: int = 32, penalty_factor: float = 0.5) -> SheddingQubo:
     """CQM over y_w = k_w - base_w (Integer, or Binary when y_w <= 1), then ``dimod.cqm_to_bqm``.
 
     Capacity is discretised into ``resolution`` units of the room above the minimums; level
@@ -388,7 +388,7 @@ def build_shedding_qubo(problem: SheddingProblem, *, resolution: int = 512, pena
     room = max(p.capacity + p.tolerance / 2 - float(base @ step), 0.0)
     unit = room / resolution if room > 0 else 1.0
     with np.errstate(divide="ignore", invalid="ignore"):
-        weight = np.where(step > 0, np.ceil(step / unit - 1e-9), 0).astype(np.int64)
+        weight = np.where(step > 0, np.maximum(np.ceil(step / unit - 1e-9), 1), 0).astype(np.int64)
         fits = np.where(weight > 0, resolution // np.maximum(weight, 1), 0)
     span = np.minimum(b.hi - base, fits) if room > 0 else np.zeros_like(base)
     index = tuple(int(w) for w in np.flatnonzero(span > 0))  # ids are sorted: variable order = id order
@@ -431,11 +431,11 @@ class AnnealingSheddingSolver:
         *,
         sampler: str = "dwave.samplers.SimulatedAnnealingSampler",
         sampler_kwargs: dict | None = None,
-        num_reads: int = 8,
+        num_reads: int = 16,
         num_sweeps: int = 200,
         sample_kwargs: dict | None = None,
-        resolution: int = 512,
-        penalty_factor: float = 2.0,
+        resolution: int = 32,
+        penalty_factor: float = 0.5,
         fill: bool = True,
     ) -> None:
         if num_reads < 1 or num_sweeps < 1:

@@ -98,6 +98,7 @@ def validate_tables(
     files = dict(files or {})
     params = _reference_values(tables)
     context = _new_context()
+    source = context.data_sources.add_pandas("telemetry")
     reports: dict[str, TableReport] = {}
     violations: list[RuleViolation] = []
     for name, raw in tables.items():
@@ -106,7 +107,7 @@ def validate_tables(
         results = [_schema_result(v) for v in broken] or [_schema_result(None)]
         if typed is not None:
             for frame_name, frame in _frames_for(name, typed).items():
-                found, frame_broken = _run_suite(context, frame_name, frame, params, name, file)
+                found, frame_broken = _run_suite(context, source, frame_name, frame, params, name, file)
                 results += found
                 broken += frame_broken
         reports[name] = TableReport(name, raw.num_rows, not broken, results)
@@ -263,7 +264,7 @@ def load_suite_dict(suite_name: str) -> dict:
 
 
 def _run_suite(
-    context, frame_name: str, frame: pd.DataFrame, params: dict, table: str, file: str | None
+    context, source, frame_name: str, frame: pd.DataFrame, params: dict, table: str, file: str | None
 ) -> tuple[list[dict], list[RuleViolation]]:
     """Run one suite on one frame; its results and the rules it found broken."""
     spec = load_suite_dict(frame_name)
@@ -280,7 +281,7 @@ def _run_suite(
         results.append(_result(frame_name, rule, column, False, None, []))
         broken.append(RuleViolation(table, column, rule, file=file))
     suite = context.suites.add(gx.ExpectationSuite(**{**spec, "expectations": runnable}))
-    asset = context.data_sources.add_pandas(frame_name).add_dataframe_asset(frame_name)
+    asset = source.add_dataframe_asset(frame_name)
     batch = asset.add_batch_definition_whole_dataframe("all")
     definition = context.validation_definitions.add(
         gx.ValidationDefinition(name=frame_name, data=batch, suite=suite)

@@ -108,6 +108,37 @@ def test_decide_matching_rule(client, down, degraded, scenario, exact):
     assert client.decide("shedding", down=down, degraded=degraded) is d  # cached / precomputed
 
 
+def _reference_decide(down: set, degraded: set) -> tuple[str, bool]:
+    """The documented rule, written the slow and obvious way."""
+    degraded = degraded - down
+    by_key = {key: (set(d), set(g), set(e) | set(d), admits) for key, d, g, e, admits in SCENARIOS}
+    for field in (0, 2):  # root sets first, then effective sets
+        hits = [k for k, v in by_key.items() if v[field] == down and v[1] - v[field] == degraded]
+        if hits:
+            return min(hits, key=lambda k: (len(by_key[k][2]), sum(by_key[k][3]), k)), True
+    covers = [k for k, (d, g, e, a) in by_key.items()
+              if k != FALLBACK_KEY and down <= e and degraded <= e | g]
+    if not covers:
+        return FALLBACK_KEY, False
+    return min(covers, key=lambda k: (len(by_key[k][2]), sum(by_key[k][3]), k)), False
+
+
+def test_decide_agrees_with_the_reference_rule(client):
+    import random
+
+    rng = random.Random(3)
+    names = ALL + ["zzz"]
+    for _ in range(2000):
+        down = set(rng.sample(names, rng.choice([0, 0, 1, 1, 2, 3])))
+        degraded = set(rng.sample(names, rng.choice([0, 0, 0, 1, 2])))
+        d = client.decide(down=down, degraded=degraded)
+        assert (d.scenario, d.exact) == _reference_decide(down, degraded), (down, degraded)
+
+
+def test_fallback_key_matches_scenarios_module():
+    assert client_module.FALLBACK_KEY == FALLBACK_KEY
+
+
 def test_root_set_beats_effective_set_and_empty_fallback_never_shadows_normal(tmp_path):
     scenarios = [
         (NORMAL_KEY, [], [], [], (1.0, 1.0, 1.0)),
