@@ -25,13 +25,19 @@ of it when depends_on is degraded.
 Solvers (one contract, :mod:`policies.solvers`): ``greedy`` (minimums, then density
 (v - r) / d descending; also proves the LP bound), ``cpsat`` (exact CP-SAT model, see
 :class:`CpSatSheddingSolver`), ``anneal`` (CQM -> BQM, simulated annealing, repaired).
-The decision export lives in :mod:`policies.shedding_export`-style functions at the end.
+:func:`solve_shedding` runs them as a portfolio per scenario.
+
+Export: :func:`decisions_table` (``schema.DECISIONS_SHEDDING``) and :func:`policy_document`
+(policy.json) rank each scenario's workloads: admitted ones by density descending (ties by
+id), then runnable-but-shed ones in the same order, then the ones that cannot run.
+Neither carries times or versions, so the same inputs and seed give the same bytes.
 """
 
 from __future__ import annotations
 
 import functools
 import importlib
+import inspect
 import math
 import re
 import time
@@ -99,7 +105,8 @@ class SheddingProblem:
     def __post_init__(self) -> None:
         ids = tuple(self.workload_ids)
         if list(ids) != sorted(set(ids)):
-            raise ValueError(f"{self.scenario_key}: workload_ids must be unique and sorted (they fix the variable order)")
+            raise ValueError(f"{self.scenario_key}: workload_ids must be unique and sorted "
+                             "(they fix the variable order)")
         if not isinstance(self.levels, (int, np.integer)) or isinstance(self.levels, bool) or self.levels < 1:
             raise ValueError(f"{self.scenario_key}: levels must be an int >= 1, got {self.levels!r}")
         n = len(ids)
@@ -147,7 +154,7 @@ class SheddingProblem:
     def order(self) -> np.ndarray:
         """Workload indices by net value density (v - r) / d descending, ties by id."""
         d, net = self.demand, self.net
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             dens = np.where(d > 0, net / np.where(d > 0, d, 1.0), np.sign(net) * np.inf)
         return np.lexsort((np.arange(len(d)), -dens))
 
@@ -200,6 +207,13 @@ def is_feasible_shedding(problem: SheddingProblem, levels_vec) -> bool:
 # -- shared greedy pieces ---------------------------------------------------------------
 
 
+def _count(amount: float, step: float, rounding: Callable[[float], int], cap: int) -> int:
+    """Levels of size ``step`` that fit in (floor) or cover (ceil) ``amount``, within 0..cap."""
+    with np.errstate(over="ignore"):
+        n = float(np.float64(amount) / np.float64(step))  # may be inf for tiny steps
+    return 0 if n <= 0 else cap if n >= cap else min(int(rounding(n)), cap)
+
+
 def _fill(p: SheddingProblem, k: np.ndarray) -> np.ndarray:
     """Raise levels in density order while they fit (within tol / 2)."""
     hi, step = p.bounds.hi, p.demand / p.levels
@@ -209,7 +223,7 @@ def _fill(p: SheddingProblem, k: np.ndarray) -> np.ndarray:
         if add <= 0:
             continue
         if step[w] > 0:
-            add = min(add, int(math.floor(room / step[w]))) if room > 0 else 0
+            add = _count(room, step[w], math.floor, add)
         if add > 0:
             k[w] += add
             room -= add * step[w]
@@ -225,7 +239,7 @@ def _repair(p: SheddingProblem, k: np.ndarray) -> np.ndarray:
         if excess <= 0:
             break
         if k[w] > b.lo[w] and step[w] > 0:
-            drop = min(int(k[w] - b.lo[w]), int(math.ceil(excess / step[w])))
+            drop = _count(excess, step[w], math.ceil, int(k[w] - b.lo[w]))
             k[w] -= drop
             excess -= drop * step[w]
     return k
@@ -240,7 +254,8 @@ def _lp_bound(p: SheddingProblem) -> float:
     span = (b.hi - b.lo)[o].astype(np.float64)
     use = span * step[o]
     before = np.concatenate(([0.0], np.cumsum(use)[:-1]))
-    frac = np.clip(np.where(use > 0, (room - before) / np.where(use > 0, use, 1.0), 1.0), 0.0, 1.0)
+    with np.errstate(over="ignore"):
+        frac = np.clip(np.where(use > 0, (room - before) / np.where(use > 0, use, 1.0), 1.0), 0.0, 1.0)
     bound = shedding_objective(p, b.lo) + float(np.sum(frac * span * c[o]))
     return bound + 1e-12 * (1.0 + abs(bound))  # float summation slack
 
@@ -250,7 +265,7 @@ def _extra(p: SheddingProblem) -> dict:
     return {"min_share_relaxed": b.relaxed, "min_share_factor": b.factor}
 
 
-def _result(p, solver, k, status, bound, seed, t0, params, extra=None) -> PolicyResult:
+def _result(p, solver, k, status, bound, seed, t0, params, extra=None, message="") -> PolicyResult:
     k = np.asarray(k, dtype=np.int64).copy()
     k.setflags(write=False)
     obj = shedding_objective(p, k)
@@ -263,6 +278,7 @@ def _result(p, solver, k, status, bound, seed, t0, params, extra=None) -> Policy
         time_s=time.perf_counter() - t0,
         params=params,
         versions=package_versions("numpy", "ortools", "dimod", "dwave-samplers"),
+        message=message,
         extra={**_extra(p), **(extra or {})},
     )
     return PolicyResult(p.key, k, obj, is_feasible_shedding(p, k), info)
@@ -307,12 +323,12 @@ class CpSatSheddingSolver:
         step, c = p.demand[free] / p.levels, p.net[free] / p.levels
         lo, hi = b.lo[free], b.hi[free]
         n_levels = int(np.sum(hi - lo))
-        scale = max(p.capacity, float(p.demand.sum())) or 1.0
+        scale = max(p.capacity, float(p.demand.sum()), 2.0**-900)  # floor keeps S finite
         S = 2.0 ** math.ceil(math.log2(4 * (n_levels + 2) * 1e9)) / scale
         a = np.floor(step * S).astype(np.int64)
         room = max(p.capacity + p.tolerance / 2 - float(b.lo @ (p.demand / p.levels)), 0.0)
         cap = int(math.ceil(room * S))
-        So = 2.0**40 / max(float(np.max(np.abs(c))), 1e-300)
+        So = 2.0**40 / max(float(np.max(np.abs(c))), 2.0**-900)
         ci = np.round(c * So).astype(np.int64)
         eps = float(np.sum(np.abs(c - ci / So) * (hi - lo)))
         # variables
@@ -336,8 +352,8 @@ class CpSatSheddingSolver:
         extra = {"cp_status": solver.status_name(status), "num_conflicts": solver.num_conflicts,
                  "num_branches": solver.num_branches, "rounding_eps": eps}
         if status == cp_model.INFEASIBLE:
-            return _result(p, self.name, b.lo, "INFEASIBLE", None, seed, t0, params,
-                           {**extra, "message": "CP-SAT proved the integer model infeasible"})
+            return _result(p, self.name, b.lo, "INFEASIBLE", None, seed, t0, params, extra,
+                           "CP-SAT proved the integer model infeasible (the minimums should always fit)")
         if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
             raise SolverError(f"CP-SAT returned {solver.status_name(status)} for {p.key!r} "
                               f"within {time_limit_s} s; raise time_limit_s")
@@ -373,11 +389,12 @@ def build_shedding_qubo(problem: SheddingProblem, *, resolution: int = 32, penal
     """CQM over y_w = k_w - base_w (Integer, or Binary when y_w <= 1), then ``dimod.cqm_to_bqm``.
 
     Capacity is discretised into ``resolution`` units of the room above the minimums; level
-    weights are rounded up, so an integer-feasible y is float-feasible. The Lagrange
-    multiplier is ``penalty_factor * max_w c_w / a_w``: the objective gained per capacity
-    unit by the densest workload, so a violation of u units costs at least
-    penalty_factor * u^2 times what it can buy. (lambda >= max_w c_w would make the ground
-    state provably feasible but roughens the landscape; samples are repaired anyway.)
+    weights a_w are rounded up, so an integer-feasible y is float-feasible. The Lagrange
+    multiplier is lambda = ``penalty_factor * rho`` with rho = max_w c_w / a_w, the most one
+    capacity unit earns (c_w = (v_w - r_w) / L per level): a violation by u units costs
+    lambda u^2 while those u units earn about rho u. lambda >= max_w c_w would make the
+    ground state provably feasible, but larger factors gave worse samples in our runs
+    (penalty barriers), and every sample is repaired anyway.
     """
     if resolution < 1 or penalty_factor <= 0:
         raise ValueError("resolution must be >= 1 and penalty_factor > 0")
@@ -388,7 +405,7 @@ def build_shedding_qubo(problem: SheddingProblem, *, resolution: int = 32, penal
     room = max(p.capacity + p.tolerance / 2 - float(base @ step), 0.0)
     unit = room / resolution if room > 0 else 1.0
     with np.errstate(divide="ignore", invalid="ignore"):
-        weight = np.where(step > 0, np.maximum(np.ceil(step / unit - 1e-9), 1), 0).astype(np.int64)
+        weight = np.where(step > 0, np.clip(np.ceil(step / unit - 1e-9), 1, resolution + 1), 0).astype(np.int64)
         fits = np.where(weight > 0, resolution // np.maximum(weight, 1), 0)
     span = np.minimum(b.hi - base, fits) if room > 0 else np.zeros_like(base)
     index = tuple(int(w) for w in np.flatnonzero(span > 0))  # ids are sorted: variable order = id order
@@ -420,8 +437,13 @@ class AnnealingSheddingSolver:
 
     Every sample is inverted to levels, clipped to [lo, hi], repaired (lowest-density
     admissions dropped until the capacity holds) and, with ``fill``, topped up greedily;
-    the best exact objective wins (first read on ties). ``time_limit_s`` is recorded but
-    simulated annealing runs its fixed sweeps.
+    the best exact objective wins (first read on ties). Defaults (16 reads x 200 sweeps,
+    resolution 32, penalty_factor 0.5) take ~0.05 s for 60 workloads; on that size the raw
+    samples are poor (coarse capacity units, slack-bit barriers) and the repaired ones land
+    ~1% below the CP-SAT optimum, so on this linear family the annealer rarely wins: it is
+    here for the alternatives and to swap in a hosted sampler. ``time_limit_s`` is recorded but
+    simulated annealing runs its fixed sweeps. The seed is passed when the sampler takes one
+    (``extra["seeded"]``); a sampler that cannot be seeded (a hosted QPU) is not repeatable.
     """
 
     name = "anneal"
@@ -458,7 +480,7 @@ class AnnealingSheddingSolver:
         if not q.index:
             k = _fill(p, q.base.copy()) if self.fill else q.base.copy()
             return _result(p, self.name, k, "HEURISTIC", None, seed, t0, params, {"num_variables": 0})
-        accepted = getattr(self._sampler, "parameters", {})
+        accepted = _accepted_params(self._sampler)
         kwargs = dict(self.sample_kwargs)
         for k_, v_ in (("num_reads", self.num_reads), ("num_sweeps", self.num_sweeps), ("seed", int(seed) % 2**31)):
             if k_ in accepted:
@@ -480,8 +502,18 @@ class AnnealingSheddingSolver:
             if obj > best_obj:
                 best, best_obj = k, obj
         extra = {"num_variables": q.bqm.num_variables, "num_interactions": q.bqm.num_interactions,
-                 "raw_feasible_reads": raw_ok, "reads": len(sampleset)}
+                 "raw_feasible_reads": raw_ok, "reads": len(sampleset), "seeded": "seed" in kwargs}
         return _result(p, self.name, best, "HEURISTIC", None, seed, t0, params, extra)
+
+
+def _accepted_params(sampler) -> set[str]:
+    """Keyword arguments a dimod sampler takes: its ``parameters`` plus its named ``sample`` arguments."""
+    names = set(getattr(sampler, "parameters", {}) or {})
+    try:
+        sig = inspect.signature(sampler.sample)
+    except (TypeError, ValueError):
+        return names
+    return names | {n for n, a in sig.parameters.items() if a.kind in (a.KEYWORD_ONLY, a.POSITIONAL_OR_KEYWORD)}
 
 
 SHEDDING_SOLVERS: dict[str, Callable[..., object]] = {
@@ -540,48 +572,51 @@ def build_shedding_problems(
     degraded_capacity_share: float = 0.5,
     degraded_risk_share: float = 0.5,
 ) -> list[SheddingProblem]:
-    """One :class:`SheddingProblem` per scenario, in scenario order (see the module docstring)."""
-    for name, share in (("degraded_capacity_share", degraded_capacity_share), ("degraded_risk_share", degraded_risk_share)):
+    """One :class:`SheddingProblem` per scenario, in scenario order (see the module docstring).
+
+    Vectorised: service ids become matrix columns, so runnability, risk and capacity of
+    every (workload, scenario) pair come from three sparse-dense products.
+    """
+    for name, share in (("degraded_capacity_share", degraded_capacity_share),
+                        ("degraded_risk_share", degraded_risk_share)):
         if not 0.0 <= share <= 1.0:
             raise ValueError(f"{name} must be within 0..1, got {share!r}")
     svc_ids = services.column("service_id").to_pylist()
     if len(set(svc_ids)) != len(svc_ids):
         raise ValueError("services: service_id must be unique")
-    wl = workloads.take(pa.array(np.argsort(np.array(workloads.column("workload_id").to_pylist(), dtype=object),
-                                            kind="stable"), type=pa.int64()))
+    wl = workloads.sort_by("workload_id")
     wids = wl.column("workload_id").to_pylist()
     if len(set(wids)) != len(wids):
         raise ValueError("workloads: workload_id must be unique")
-    dependents = hard_dependents(zip(*(dependencies.column(c).to_pylist() for c in ("service_id", "depends_on", "hard"))))
-    req = wl.column("requires").combine_chunks()
-    risks = wl.column("risks").combine_chunks()
+    edges = zip(*(dependencies.column(c).to_pylist() for c in ("service_id", "depends_on", "hard")))
+    dependents = hard_dependents(edges)
+    req, risks = wl.column("requires").combine_chunks(), wl.column("risks").combine_chunks()
     req_ids, req_rows = pc.list_flatten(req).to_pylist(), pc.list_parent_indices(req).to_numpy()
-    flat_risk = pc.list_flatten(risks)
+    flat_risk, risk_rows = pc.list_flatten(risks), pc.list_parent_indices(risks).to_numpy()
     risk_ids = flat_risk.field("depends_on").to_pylist()
-    risk_cost = flat_risk.field("cost_per_hour").to_numpy(zero_copy_only=False)
-    risk_rows = pc.list_parent_indices(risks).to_numpy()
     own_ids = wl.column("service_id").to_pylist()
     closed = [close_down_set(set(s.effective_down) | set(s.down), dependents) for s in scenarios]
-    names = sorted(set(svc_ids) | set(req_ids) | set(risk_ids) | set(own_ids).union(*closed, *(s.degraded for s in scenarios)))
-    code = {s: i for i, s in enumerate(names)}
-    n, m, ns = len(wids), len(names), len(scenarios)
-    codes = lambda ids: np.array([code[x] for x in ids], dtype=np.int64)  # noqa: E731
+    names = set(svc_ids).union(req_ids, risk_ids, own_ids, *closed, *(s.degraded for s in scenarios))
+    code = {s: i for i, s in enumerate(sorted(names))}
+
+    def codes(ids) -> np.ndarray:
+        return np.array([code[x] for x in ids], dtype=np.int64)
+
+    n, m, ns = len(wids), len(code), len(scenarios)
     needs = _incidence(np.concatenate([req_rows, np.arange(n)]), np.concatenate([codes(req_ids), codes(own_ids)]),
-                       np.ones(len(req_ids) + n), (n, m))
-    risk = _incidence(risk_rows, codes(risk_ids), risk_cost, (n, m))
+                       np.ones(len(req_ids) + n), (n, m))  # own service counts as a requirement
+    risk = _incidence(risk_rows, codes(risk_ids), _numpy(flat_risk.field("cost_per_hour")), (n, m))
     down, degraded = np.zeros((m, ns)), np.zeros((m, ns))
     for j, (s, eff) in enumerate(zip(scenarios, closed)):
         down[codes(sorted(eff)), j] = 1.0
         degraded[codes(sorted(set(s.degraded) - eff)), j] = 1.0
     is_region = np.array([k == "region" for k in services.column("kind").to_pylist()], dtype=bool)
     region_cap = np.zeros(m)
-    region_cap[codes(svc_ids)] = np.where(is_region, services.column("capacity").to_numpy(zero_copy_only=False), 0.0)
+    region_cap[codes(svc_ids)] = np.where(is_region, _numpy(services.column("capacity")), 0.0)
     capacity = region_cap @ (1.0 - down - (1.0 - degraded_capacity_share) * degraded)
     runnable = np.asarray(needs @ down) == 0
     risk_s = np.asarray(risk @ (down + degraded_risk_share * degraded))
-    value = wl.column("value_per_hour").to_numpy(zero_copy_only=False)
-    demand = wl.column("demand").to_numpy(zero_copy_only=False)
-    min_share = wl.column("min_share").to_numpy(zero_copy_only=False)
+    value, demand, min_share = (_numpy(wl.column(c)) for c in ("value_per_hour", "demand", "min_share"))
     return [
         SheddingProblem(
             scenario_key=s.key, workload_ids=tuple(wids), value_per_hour=value, risk_per_hour=risk_s[:, j],
@@ -589,6 +624,11 @@ def build_shedding_problems(
         )
         for j, s in enumerate(scenarios)
     ]
+
+
+def _numpy(col) -> np.ndarray:
+    return np.asarray(col.to_numpy(zero_copy_only=False) if isinstance(col, pa.Array) else col.to_numpy(),
+                      dtype=np.float64)
 
 
 # -- export -----------------------------------------------------------------------------
@@ -612,7 +652,8 @@ def _aligned(scenarios, results, problems):
         raise ValueError(f"got {len(scenarios)} scenarios, {len(results)} results and {len(problems)} problems")
     for s, r, p in zip(scenarios, results, problems):
         if not s.key == r.problem_key == p.scenario_key:
-            raise ValueError(f"misaligned inputs: scenario {s.key!r}, result {r.problem_key!r}, problem {p.scenario_key!r}")
+            raise ValueError(f"misaligned inputs: scenario {s.key!r}, result {r.problem_key!r}, "
+                             f"problem {p.scenario_key!r}; pass them in the same order")
     return zip(scenarios, results, problems)
 
 
@@ -650,7 +691,7 @@ def policy_document(scenarios: Sequence[Scenario], results: Sequence[PortfolioRe
             "key": s.key, "down": list(s.down), "degraded": list(s.degraded),
             "effective_down": list(s.effective_down), "probability": _sig(s.probability),
             "expected_duration_min": _r(s.expected_duration_min), "source": s.source,
-            "solver": r.solver, "objective": _r(r.best.objective), "bound": _r(r.bound),
+            "solver": r.chosen, "objective": _r(r.best.objective), "bound": _r(r.bound),
             "gap": _sig(r.gap), "status": r.best.info.status, "min_share_relaxed": bool(p.bounds.relaxed),
             "actions": [{**a, "admit": _r(a["admit"])} for a in shedding_actions(p, r.best.solution)],
         })

@@ -91,7 +91,7 @@ class PortfolioResult:
     best: PolicyResult
     candidates: tuple[PolicyResult, ...]  # every solver's result, in solver order
     gap: float | None  # (bound - best) / max(|bound|, 1e-9); 0 when proven optimal; None without a bound
-    solver: str  # name of the chosen solver
+    chosen: str  # name of the chosen solver
     alternatives: tuple[PolicyResult, ...]  # top-k distinct feasible solutions, best first
     bound: float | None = None  # the tightest bound any candidate proved
     sense: str = "max"
@@ -133,6 +133,8 @@ def solve_portfolio(
         raise ValueError("solve_portfolio needs at least one solver")
     if top_k < 1:
         raise ValueError(f"top_k must be >= 1, got {top_k}")
+    if not time_limit_s > 0:
+        raise ValueError(f"time_limit_s must be > 0, got {time_limit_s!r}")
     key = str(problem.key)
     candidates = tuple(
         _run_one(s, problem, key, objective, is_feasible, seed, time_limit_s, sense) for s in solvers
@@ -172,7 +174,7 @@ def solve_portfolio(
         best=best,
         candidates=candidates,
         gap=gap,
-        solver=best.info.solver,
+        chosen=best.info.solver,
         alternatives=tuple(alternatives),
         bound=bound,
         sense=sense,
@@ -226,5 +228,6 @@ def _relative_gap(best: float, bound: float | None, sense: str, key: str) -> flo
     diff = (bound - best) if sense == "max" else (best - bound)
     gap = diff / max(abs(bound), 1e-9)
     if gap < -1e-6:
-        log.warning("bound %r is on the wrong side of objective %r for %s: a solver's bound is invalid", bound, best, key)
+        log.warning("bound %r is on the wrong side of objective %r for %s: a solver's bound is invalid",
+                    bound, best, key)
     return max(gap, 0.0)

@@ -93,7 +93,7 @@ def assert_portfolio_consistent(
     best = result.best
     assert best.feasible and is_feasible(problem, best.solution), f"{problem.key!r}: best is infeasible"
     assert _close(best.objective, float(objective(problem, best.solution))), f"{problem.key!r}: best objective"
-    assert result.solver == best.info.solver
+    assert result.chosen == best.info.solver
     for c in result.candidates:
         if c.feasible:
             assert sign * c.objective <= sign * best.objective + 1e-12, f"{problem.key!r}: {c.info.solver} beats best"

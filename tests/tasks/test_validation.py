@@ -117,6 +117,10 @@ BAD = [
      "expect_column_values_to_be_in_set(depends_on in $service_ids)", "'saas-ghost'"),
     ("duplicated-key", edit("services", 3, service_id="svc-api"), "services", "service_id",
      "expect_column_values_to_be_unique(service_id unique)", "'svc-api'"),
+    ("duplicated-check", append("health_checks", {"ts": T0, "service_id": "svc-api", "probe": "http", "status": "up",
+                                                  "latency_ms": 1.0, "error_rate": 0.0, "http_code": 200}),
+     "health_checks", "ts, service_id, probe",
+     "expect_compound_columns_to_be_unique((ts, service_id, probe) unique)", "'ts': '2026-10-01T00:00:00+00:00'"),
     ("incident-ends-before-start", edit("incidents", 0, resolved_at=T0 - timedelta(minutes=5)), "incidents",
      "resolved_at, started_at", "expect_column_pair_values_a_to_be_greater_than_b(resolved_at >= started_at)",
      "2026-09-30T23:55:00"),
@@ -231,7 +235,9 @@ def test_report_is_json_ready() -> None:
     data = json.loads(json.dumps(report.as_dict(), allow_nan=False))
     assert data["success"] is False
     assert data["violations"][0]["file"] == FILES["incidents"]
-    assert data["tables"]["incidents"]["results"][-1]["unexpected_count"] == 1
+    pair = next(r for r in data["tables"]["incidents"]["results"] if r["column"] == "resolved_at, started_at")
+    assert (pair["success"], pair["unexpected_count"]) == (False, 1)
+    assert pair["examples"] == [["2026-09-30T23:00:00+00:00", "2026-10-01T00:00:00+00:00"]]
 
 
 def test_every_table_and_list_column_has_a_suite() -> None:
@@ -240,3 +246,27 @@ def test_every_table_and_list_column_has_a_suite() -> None:
         for field in schema:
             if pa.types.is_list(field.type):
                 assert (SUITES_DIR / f"{name}.{field.name}.json").exists()
+
+
+def test_a_rule_added_to_a_suite_file_is_run(tmp_path, monkeypatch) -> None:
+    for path in SUITES_DIR.glob("*.json"):
+        (tmp_path / path.name).write_text(path.read_text())
+    suite = load_suite_dict("sites")
+    suite["expectations"] += [
+        {"type": "expect_column_values_to_match_regex", "kwargs": {"column": "site_id", "regex": "^site-eu"}},
+        {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "no_such_column"}},
+    ]
+    (tmp_path / "sites.json").write_text(json.dumps(suite))
+    monkeypatch.setattr("tasks.validation.SUITES_DIR", tmp_path)
+    report = validate_tables(to_tables(valid_rows()), raise_on_failure=False)
+    regex, missing = report.violations
+    assert (regex.table, regex.column, regex.count, regex.examples) == ("sites", "site_id", 1, ["site-hq"])
+    assert regex.rule == "expect_column_values_to_match_regex(column='site_id', regex='^site-eu')"
+    assert missing.column == "no_such_column" and missing.count is None
+    assert missing.examples == ['Error: The column "no_such_column" in BatchData does not exist.']
+
+
+def test_validation_is_quiet(capfd) -> None:
+    validate_tables(to_tables(valid_rows()))
+    out, err = capfd.readouterr()
+    assert (out, err) == ("", "")  # no progress bars, no analytics or log noise
