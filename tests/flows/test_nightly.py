@@ -73,8 +73,8 @@ def test_mlflow_has_the_run_and_the_aliases(two_runs) -> None:
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "bundle")}
     assert artifacts == {"bundle/decisions.parquet", "bundle/policy.json"}
     champion = client.get_model_version_by_alias("qresilience-shedding", "champion")
-    assert champion.version == second["model_version"]
-    assert client.get_model_version_by_alias("qresilience-shedding", "candidate").version == second["model_version"]
+    assert str(champion.version) == second["model_version"]
+    assert str(client.get_model_version_by_alias("qresilience-shedding", "candidate").version) == second["model_version"]
 
 
 def test_client_answers_from_the_published_bundle(two_runs) -> None:
