@@ -49,6 +49,7 @@ SITES = (("site-edge-eu-1", "region-eu-west"), ("site-edge-us-1", "region-us-eas
 WORKLOAD_STUBS = {"svc-invoicing": "invoice-processing", "svc-assistant": "support-assistant"}
 WORKLOAD_SUFFIXES = ("api", "batch", "sync", "reports", "stream", "exports", "backfill", "webhooks")
 N_WORKLOADS, N_CANDIDATES = 60, 30
+SINGLE_REGION_SHARE = 0.2  # internal services pinned to their home region
 UP, DEGRADED, DOWN = 0, 1, 2  # indices into schema.STATUSES
 MARGIN_MIN, GAP_MIN, FLAP_P = 30, 30, 0.005
 MIN_MS = 60_000
@@ -200,7 +201,10 @@ def _build_topology(rng: np.random.Generator) -> _Topology:
     saas = list(SAAS_TIERS)
     order = [str(s) for s in rng.permutation(INTERNAL)]  # topological order of internal services
     for i, s in enumerate(order):
-        deps[(s, region[s])] = True
+        # Most services run active-active across regions (soft on their home region: a
+        # region outage degrades them and shrinks the shared compute pool); some are
+        # pinned to one region (hard) and go down with it.
+        deps[(s, region[s])] = bool(rng.random() < SINGLE_REGION_SHARE)
         for d in rng.choice(saas, int(rng.integers(1, 3)), replace=False):
             deps.setdefault((s, str(d)), bool(rng.random() < 0.35))
         if i:
@@ -358,7 +362,7 @@ def _incidents_table(rng: np.random.Generator, topo: _Topology, events: list[_Ev
 
 
 def _workloads_table(rng: np.random.Generator, topo: _Topology) -> pa.Table:
-    """About 60 workloads whose demand is 80-90% of each region's capacity."""
+    """About 60 workloads whose demand is 80-90% of the regions' total capacity."""
     internal = [s for s in topo.ids if topo.kind[s] == "internal"]
     stub = {s: WORKLOAD_STUBS.get(s, s.removeprefix("svc-")) for s in internal}
     owners = {f"wl-{stub[s]}": s for s in internal}  # every internal service runs one
@@ -371,17 +375,15 @@ def _workloads_table(rng: np.random.Generator, topo: _Topology) -> pa.Table:
             for w, s in zip(ids, svc)]
     value = np.round(10 ** rng.uniform(1.0, 3.0, len(ids)) * 3.0 ** (3 - np.array(tier)), 2)
     raw = rng.lognormal(0.0, 0.8, len(ids))
-    load = rng.uniform(0.82, 0.88)  # of each region's capacity, so losing a region forces shedding
-    home = np.array([topo.region[s] for s in svc])
-    demand = np.zeros(len(ids))
-    for r, cap in REGIONS.items():
-        m = home == r
-        demand[m] = raw[m] * load * cap / raw[m].sum()
+    # Demand draws on the shared compute pool of all regions: 82-88% of it, so losing a
+    # region (and the capacity it carries) forces shedding among the survivors.
+    load = rng.uniform(0.82, 0.88)
+    demand = raw * load * sum(REGIONS.values()) / raw.sum()
     demand = np.round(demand, 2)
     requires, risks = [], []
     for i, s in enumerate(svc):
         deps = sorted((d, h) for (x, d), h in topo.deps.items() if x == s)
-        req = sorted(d for d, h in deps if h or rng.random() < 0.25)
+        req = sorted(d for d, h in deps if h or (topo.kind[d] != "region" and rng.random() < 0.25))
         requires.append(req)
         risks.append([{"depends_on": d, "cost_per_hour": round(float(value[i] * rng.uniform(0.05, 1.2)), 2)}
                       for d, h in deps if d not in req and rng.random() < 0.7])
@@ -389,16 +391,11 @@ def _workloads_table(rng: np.random.Generator, topo: _Topology) -> pa.Table:
                          np.round(rng.uniform(0.25, 0.5, len(ids)), 2), 0.0)
     if not min_share.any():  # always at least one floor; a single 0.25 floor always fits below
         min_share[np.argmax(np.where(np.array(tier) == 0, value, -1.0))] = 0.25
-    # Tier-0 floors must fit comfortably: half of what is left after losing the largest region,
-    # and half of their own region. Drop the largest floors until they do.
+    # Tier-0 floors must fit comfortably: half of what is left after losing the largest
+    # region. Drop the largest floors until they do.
     spare = sum(REGIONS.values()) - max(REGIONS.values())
-    while True:
-        floor = min_share * demand
-        over = [m for m in [np.ones(len(ids), bool)] + [home == r for r in REGIONS]
-                if floor[m].sum() > 0.5 * (spare if m.all() else REGIONS[str(home[m][0])])]
-        if not over:
-            break
-        min_share[np.argmax(np.where(over[0], floor, -1.0))] = 0.0
+    while (min_share * demand).sum() > 0.5 * spare:
+        min_share[np.argmax(min_share * demand)] = 0.0
     return pa.table({"workload_id": ids, "service_id": svc, "value_per_hour": value, "demand": demand,
                      "requires": requires, "risks": risks, "min_share": min_share, "tier": tier},
                     schema=TABLES["workloads"])

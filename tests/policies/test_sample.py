@@ -108,12 +108,17 @@ def test_dependencies_reference_services_and_are_acyclic(tables):
         pytest.fail(f"dependency cycle: {exc.args[1]}")
     hard = {(d["service_id"], d["depends_on"]) for d in deps if d["hard"]}
     for sid, row in services.items():
-        if row["kind"] in ("internal", "edge"):
+        if row["kind"] == "edge":
             assert (sid, row["region"]) in hard, f"{sid} must hard-depend on its region"
+        if row["kind"] == "internal":
+            assert (sid, row["region"]) in set(pairs), f"{sid} must depend on its home region"
         if row["kind"] == "internal":
             kinds = {services[t]["kind"] for s, t in pairs if s == sid}
             assert "saas" in kinds, f"{sid} uses no SaaS"
     assert any(services[t]["kind"] == "internal" for s, t in hard if services[s]["kind"] == "internal")
+    internal = [sid for sid, r in services.items() if r["kind"] == "internal"]
+    pinned = [sid for sid in internal if (sid, services[sid]["region"]) in hard]
+    assert 0 < len(pinned) < len(internal), "some services are pinned to a region, most run active-active"
 
 
 def test_health_check_metrics_match_status(tables):
@@ -153,17 +158,28 @@ def test_incidents_line_up_with_down_checks(tables, cube):
     assert not (agreed_down & ~covered).any()
 
 
-def test_region_outage_takes_down_its_whole_region(tables, cube):
+def test_region_outage_downs_pinned_services_and_degrades_the_rest(tables, cube):
     status, services, _, t0 = cube
     rows = _rows(tables["services"])
+    deps = _rows(tables["dependencies"])
     [inc] = [i for i in _rows(tables["incidents"]) if i["severity"] == 1]
     region = inc["affected"][0]
+    closure = {region}
+    while True:  # everything that hard-depends on the region, directly or not
+        more = {d["service_id"] for d in deps if d["hard"] and d["depends_on"] in closure} - closure
+        if not more:
+            break
+        closure |= more
     hosted = {r["service_id"] for r in rows if r["region"] == region}
-    assert region.startswith("region-") and hosted and set(inc["affected"]) == hosted | {region}
+    soft_hosted = {s for s in hosted if s not in closure and {d["depends_on"] for d in deps if d["service_id"] == s} & {region}}
+    assert region.startswith("region-") and set(inc["affected"]) == closure
+    assert closure - {region} or soft_hosted, "a region outage must hit what runs there"
     a, b = _minute(inc["started_at"], t0), _minute(inc["resolved_at"], t0)
     assert 40 <= b - a <= 92
-    for s in hosted | {region}:
+    for s in closure:
         assert (status[a + 2:b - 2, services.index(s), :] == 2).all(), s
+    for s in soft_hosted:
+        assert (status[a + 2:b - 2, services.index(s), :] >= 1).all(), s
 
 
 def test_saas_outage_downs_hard_and_degrades_soft_dependents(tables, cube):
@@ -200,15 +216,21 @@ def test_workloads_are_consistent_with_services_and_capacity(tables):
     caps = {s: r["capacity"] for s, r in services.items() if r["kind"] == "region"}
     total = sum(w["demand"] for w in wls)
     assert 0.8 <= total / sum(caps.values()) <= 0.9
+    # Losing a large region must force shedding among the workloads that survive it.
+    forced = []
     for region, cap in caps.items():
-        local = sum(w["demand"] for w in wls if services[w["service_id"]]["region"] == region)
-        assert local <= cap  # each region can run its own load when all is well
+        down = {region}
+        while more := {s for (s, d), h in deps.items() if h and d in down} - down:
+            down |= more
+        surviving = sum(w["demand"] for w in wls if w["service_id"] not in down and not set(w["requires"]) & down)
+        forced.append(surviving > sum(caps.values()) - cap)
+    assert any(forced)
     values = [w["value_per_hour"] for w in wls]
     assert min(values) > 0 and max(values) / min(values) > 100
     for w in wls:
         s = w["service_id"]
         assert services[s]["kind"] == "internal" and w["demand"] > 0 and w["tier"] in (0, 1, 2, 3)
-        assert services[s]["region"] in w["requires"]
+        assert all(d in w["requires"] for (x, d), h in deps.items() if x == s and h)
         assert all((s, d) in deps for d in w["requires"])
         for risk in w["risks"]:
             assert deps.get((s, risk["depends_on"])) is False and risk["depends_on"] not in w["requires"]
