@@ -128,3 +128,27 @@ def test_tampered_bundle_is_refused(two_runs) -> None:
         verify_bundle(target.parent)
     with pytest.raises(BundleVerificationError):
         PolicyClient(copy)
+
+
+def test_gates_hold_back_a_much_worse_policy(two_runs, small_sample: Path) -> None:
+    import pyarrow as pa
+    from mlflow import MlflowClient
+
+    from flows.nightly import nightly
+
+    tmp, cfg, _, second = two_runs
+    worse = tmp / "worse-data"
+    shutil.copytree(small_sample, worse)
+    wl = pq.read_table(worse / "workloads.parquet")
+    halved = pa.array([v * 0.5 for v in wl.column("value_per_hour").to_pylist()], pa.float64())
+    pq.write_table(wl.set_column(wl.schema.get_field_index("value_per_hour"), wl.schema.field("value_per_hour"), halved),
+                   worse / "workloads.parquet")
+    held = nightly(config=str(cfg), data=str(worse))
+    assert not held["published"] and not held["promoted"]
+    assert [c["name"] for c in held["gates"]["checks"] if not c["passed"]] == ["champion"]
+    assert read_latest(tmp / "bundles", "shedding") == second["bundle_version"]
+    uri = f"sqlite:///{tmp / 'state' / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    assert str(client.get_model_version_by_alias("qresilience-shedding", "candidate").version) == held["model_version"]
+    assert str(client.get_model_version_by_alias("qresilience-shedding", "champion").version) == second["model_version"]
+    assert client.get_run(held["mlflow_run_id"]).data.tags["qres.gates"] == "held"
