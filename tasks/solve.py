@@ -11,7 +11,8 @@ from prefect.logging import get_run_logger
 
 from policies.bundle import encode_json, encode_parquet
 from policies.scenarios import ScenarioSet
-from policies.shedding import build_shedding_problems, decisions_table, policy_document, solve_shedding
+from policies.shedding import build_shedding_problems, decisions_table, is_feasible_shedding, policy_document, \
+    solve_shedding
 from tasks.progress import progress_step
 
 __all__ = ["SolvedPolicy", "solve_shedding_policy"]
@@ -50,6 +51,9 @@ def solve_shedding_policy(tables: dict[str, pa.Table], scenarios: ScenarioSet, *
     document = policy_document(scenarios.scenarios, results, problems)
     files = {"decisions.parquet": encode_parquet(table), "policy.json": encode_json(document)}
 
+    # Re-check every chosen decision against the hard constraints, independently of the
+    # solvers' own claims: the "feasible" gate counts these.
+    infeasible = sum(not is_feasible_shedding(p, r.best.solution) for p, r in zip(problems, results, strict=True))
     per_scenario, wins, time_by_solver = [], {}, {}
     weighted, mass, worst_gap = 0.0, 0.0, None
     for sc, res in zip(scenarios.scenarios, results, strict=True):
@@ -73,6 +77,7 @@ def solve_shedding_policy(tables: dict[str, pa.Table], scenarios: ScenarioSet, *
         "shedding.scenarios": float(len(problems)),
         "shedding.expected_value_per_h": expected_value,
         "shedding.worst_gap": worst_gap if worst_gap is not None else 0.0,
+        "shedding.infeasible": float(infeasible),
         **{f"shedding.wins.{k}": float(v) for k, v in wins.items()},
         **{f"shedding.time_s.{k}": v for k, v in time_by_solver.items()},
         **{f"shedding.objective_sum.{s}": sum(
@@ -81,4 +86,4 @@ def solve_shedding_policy(tables: dict[str, pa.Table], scenarios: ScenarioSet, *
     }
     log.info("shedding: %d scenarios solved; chosen %s; worst gap %s; expected value %.2f/h",
              len(problems), wins, "n/a" if worst_gap is None else f"{worst_gap:.4%}", expected_value)
-    return SolvedPolicy("shedding", files, metrics, per_scenario, 0, worst_gap, expected_value)
+    return SolvedPolicy("shedding", files, metrics, per_scenario, infeasible, worst_gap, expected_value)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import tempfile
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,8 @@ from mlflow.exceptions import MlflowException
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
+
+from policies.solvers import package_versions
 
 __all__ = [
     "TrackingTarget",
@@ -57,13 +58,8 @@ class TrackingTarget:
 
 
 def library_versions() -> dict[str, str]:
-    out = {}
-    for name in _LIBRARIES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "absent"
-    return out
+    """Versions of everything that shapes a bundle, for params and the manifest."""
+    return dict(package_versions(*_LIBRARIES))
 
 
 def _local_source(uri: str):  # noqa: ANN202 - an MLflow DatasetSource
