@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from flows.cli_common import EXIT_HELD, ConfigOpt, DataOpt, JsonOpt, QuietOpt, SeedOpt, StoreOpt, abs_path, console, \
+    fail, out
 from flows.environment import configure_environment
 from flows.settings import load_settings
 from policies.errors import QresError
@@ -27,26 +28,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(stderr=True)
-out = Console()
-
-EXIT_FAILED, EXIT_HELD = 1, 3
-
-ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="Config file (default ./qres.toml or $QRES_CONFIG).")]
-DataOpt = Annotated[Optional[Path], typer.Option("--data", "-d", help="Telemetry folder (default: data_dir from config).")]
-StoreOpt = Annotated[Optional[Path], typer.Option("--store", "-s", help="Bundle store folder (default: store_dir from config).")]
-SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Random seed for sampling and solvers.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars, only errors and the result.")]
-
-
-def _abs(p: Path | None) -> Path | None:
-    return p.resolve() if p is not None else None
-
-
-def _fail(exc: Exception) -> None:
-    console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
-    raise typer.Exit(EXIT_FAILED)
 
 
 @app.command()
@@ -57,9 +38,9 @@ def run(config: ConfigOpt = None, data: DataOpt = None, store: StoreOpt = None, 
     Exit codes: 0 published, 1 failed (nothing published), 3 solved but held back by the gates.
     """
     try:
-        settings = load_settings(config, data_dir=_abs(data), store_dir=_abs(store), seed=seed)
+        settings = load_settings(config, data_dir=abs_path(data), store_dir=abs_path(store), seed=seed)
     except QresError as exc:
-        _fail(exc)
+        fail(exc)
     configure_environment(settings.state_dir)
     from flows.progress import rich_progress  # noqa: PLC0415 - imports Prefect
     from flows.nightly import nightly  # noqa: PLC0415
@@ -69,7 +50,7 @@ def run(config: ConfigOpt = None, data: DataOpt = None, store: StoreOpt = None, 
             summary = nightly(data=str(settings.data_dir), store=str(settings.store_dir), seed=settings.seed,
                               config=str(config) if config else None)
     except QresError as exc:
-        _fail(exc)
+        fail(exc)
     if json_out:
         out.print_json(json.dumps(summary, default=str))
     else:
@@ -90,7 +71,7 @@ def sample(out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder to 
     try:
         written = write_sample(out_dir, seed, days=days)
     except (QresError, FileExistsError) as exc:
-        _fail(exc)
+        fail(exc)
     files = sum(len(v) for v in written.values())
     console.print(f"wrote {len(written)} tables ({files} files) to {out_dir} with seed {seed}")
 
@@ -98,7 +79,7 @@ def sample(out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder to 
 @app.command()
 def validate(config: ConfigOpt = None, data: DataOpt = None, json_out: JsonOpt = False) -> None:
     """Check a telemetry folder against the schemas and Great Expectations suites; exit 1 on failure."""
-    settings = load_settings(config, data_dir=_abs(data))
+    settings = load_settings(config, data_dir=abs_path(data))
     configure_environment(settings.state_dir)
     from policies.ingest import load_telemetry  # noqa: PLC0415
     from tasks.validation import validate_tables  # noqa: PLC0415
@@ -108,7 +89,7 @@ def validate(config: ConfigOpt = None, data: DataOpt = None, json_out: JsonOpt =
         report = validate_tables(telemetry.tables, files={n: telemetry.origin(n) for n in telemetry.tables},
                                  raise_on_failure=False)
     except QresError as exc:
-        _fail(exc)
+        fail(exc)
     if json_out:
         out.print_json(json.dumps(report.as_dict(), default=str))
     else:
@@ -136,14 +117,14 @@ def decide(config: ConfigOpt = None, store: StoreOpt = None,
            policy: Annotated[str, typer.Option(help="Policy family.")] = "shedding",
            json_out: JsonOpt = False) -> None:
     """Answer what to do for an observed outage from the newest verified bundle."""
-    settings = load_settings(config, store_dir=_abs(store))
+    settings = load_settings(config, store_dir=abs_path(store))
     from policies.client import PolicyClient  # noqa: PLC0415
 
     split = lambda s: tuple(x.strip() for x in s.split(",") if x.strip())  # noqa: E731
     try:
         decision = PolicyClient(settings.store_dir).decide(policy, down=split(down), degraded=split(degraded))
     except QresError as exc:
-        _fail(exc)
+        fail(exc)
     if json_out:
         out.print_json(json.dumps({"policy": decision.policy, "version": decision.version,
                                    "scenario": decision.scenario, "exact": decision.exact,
@@ -163,7 +144,7 @@ def verify(config: ConfigOpt = None, store: StoreOpt = None,
            policy: Annotated[str, typer.Option(help="Policy family.")] = "shedding",
            version: Annotated[Optional[str], typer.Option(help="Version to check (default LATEST).")] = None) -> None:
     """Check every sha256 of a published bundle; exit 1 if anything does not match."""
-    settings = load_settings(config, store_dir=_abs(store))
+    settings = load_settings(config, store_dir=abs_path(store))
     from policies.bundle import read_latest, verify_bundle  # noqa: PLC0415
 
     try:
@@ -172,9 +153,16 @@ def verify(config: ConfigOpt = None, store: StoreOpt = None,
             raise QresError(f"no {policy} bundle published in {settings.store_dir}; run `qres run` first")
         manifest = verify_bundle(settings.store_dir / policy / v)
     except QresError as exc:
-        _fail(exc)
+        fail(exc)
     out.print(f"[green]ok[/] {policy} {v}: {len(manifest['files'])} files verified "
               f"(MLflow run {manifest.get('mlflow_run_id', '?')})")
+
+
+# Command groups kept in their own modules; each exposes register(app).
+# (Add new modules to this tuple rather than growing this file.)
+_COMMAND_MODULES: tuple[str, ...] = ()
+for _name in _COMMAND_MODULES:
+    __import__(f"flows.{_name}", fromlist=["register"]).register(app)
 
 
 def main() -> None:  # pragma: no cover - console entry point

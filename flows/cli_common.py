@@ -1,0 +1,33 @@
+"""What every `qres` command module shares: consoles, common options, error exit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, NoReturn, Optional
+
+import typer
+from rich.console import Console
+
+__all__ = ["console", "out", "EXIT_FAILED", "EXIT_HELD", "ConfigOpt", "DataOpt", "StoreOpt", "SeedOpt", "JsonOpt",
+           "QuietOpt", "abs_path", "fail"]
+
+console = Console(stderr=True)
+out = Console()
+
+EXIT_FAILED, EXIT_HELD = 1, 3
+
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="Config file (default ./qres.toml or $QRES_CONFIG).")]
+DataOpt = Annotated[Optional[Path], typer.Option("--data", "-d", help="Telemetry folder (default: data_dir from config).")]
+StoreOpt = Annotated[Optional[Path], typer.Option("--store", "-s", help="Bundle store folder (default: store_dir from config).")]
+SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Random seed for sampling and solvers.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars, only errors and the result.")]
+
+
+def abs_path(p: Path | None) -> Path | None:
+    return p.resolve() if p is not None else None
+
+
+def fail(exc: Exception) -> NoReturn:
+    console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+    raise typer.Exit(EXIT_FAILED)
