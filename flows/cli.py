@@ -158,11 +158,11 @@ def verify(config: ConfigOpt = None, store: StoreOpt = None,
               f"(MLflow run {manifest.get('mlflow_run_id', '?')})")
 
 
-# Command groups kept in their own modules; each exposes register(app).
-# (Add new modules to this tuple rather than growing this file.)
-_COMMAND_MODULES: tuple[str, ...] = ()
-for _name in _COMMAND_MODULES:
-    __import__(f"flows.{_name}", fromlist=["register"]).register(app)
+# Command groups kept in their own modules (flows/cli_<group>.py); each exposes
+# register(app). Import the module above and add it here rather than growing this file.
+_COMMAND_MODULES: tuple = ()
+for _module in _COMMAND_MODULES:
+    _module.register(app)
 
 
 def main() -> None:  # pragma: no cover - console entry point
