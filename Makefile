@@ -30,7 +30,8 @@ data/sample: | install
 
 sample: data/sample  ## generate the bundled sample telemetry if absent
 
-run: install data/sample  ## install and run the nightly pipeline once on the sample
+run: install data/sample  ## install and run the nightly pipeline once on the sample (signing keys made on first use)
+	@$(QRES) keys init --exist-ok
 	@$(QRES) run
 
 test: install-test  ## install test tools and run the whole suite

@@ -15,8 +15,9 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from flows.cli_common import EXIT_HELD, ConfigOpt, DataOpt, JsonOpt, QuietOpt, SeedOpt, StoreOpt, abs_path, console, \
+from flows.cli_common import EXIT_FAILED, EXIT_HELD, ConfigOpt, DataOpt, JsonOpt, QuietOpt, SeedOpt, StoreOpt, abs_path, console, \
     fail, out
+from flows import cli_data, cli_model, cli_solve, cli_versions
 from flows.environment import configure_environment
 from flows.settings import load_settings
 from policies.errors import QresError
@@ -82,12 +83,15 @@ def validate(config: ConfigOpt = None, data: DataOpt = None, json_out: JsonOpt =
     settings = load_settings(config, data_dir=abs_path(data))
     configure_environment(settings.state_dir)
     from policies.ingest import load_telemetry  # noqa: PLC0415
-    from tasks.validation import validate_tables  # noqa: PLC0415
+    from tasks.validate import check_telemetry  # noqa: PLC0415
 
     try:
         telemetry = load_telemetry(settings.data_dir)
-        report = validate_tables(telemetry.tables, files={n: telemetry.origin(n) for n in telemetry.tables},
-                                 raise_on_failure=False)
+        report, docs = check_telemetry(
+            telemetry, state_dir=settings.state_dir, quarantine_max_share=settings.ingest.quarantine_max_share,
+            quarantine_max_share_by_table=settings.ingest.quarantine_max_share_by_table,
+            freshness_max_age_h=settings.ingest.freshness_max_age_h, raise_on_failure=False)
+        console.print(f"Data Docs: {docs}", highlight=False)
     except QresError as exc:
         fail(exc)
     if json_out:
@@ -99,7 +103,8 @@ def validate(config: ConfigOpt = None, data: DataOpt = None, json_out: JsonOpt =
         for name, tr in report.tables.items():
             for r in tr.results:
                 table.add_row(name, str(r.get("rule")), str(r.get("column") or ""),
-                              "[green]pass[/]" if r.get("success") else "[red]FAIL[/]",
+                              "[green]pass[/]" if r.get("success") else
+                              "[yellow]quarantined[/]" if r.get("quarantined") else "[red]FAIL[/]",
                               str(r.get("unexpected_count") or 0), ", ".join(map(str, r.get("examples") or []))[:60])
         out.print(table)
         out.print(f"{report.rows_validated:,} rows in {len(report.tables)} tables: "
@@ -122,7 +127,9 @@ def decide(config: ConfigOpt = None, store: StoreOpt = None,
 
     split = lambda s: tuple(x.strip() for x in s.split(",") if x.strip())  # noqa: E731
     try:
-        decision = PolicyClient(settings.store_dir).decide(policy, down=split(down), degraded=split(degraded))
+        client = PolicyClient(settings.store_dir, public_keys=cli_versions.public_key_source(settings),
+                              allow_unsigned=settings.bundle.allow_unsigned)
+        decision = client.decide(policy, down=split(down), degraded=split(degraded))
     except QresError as exc:
         fail(exc)
     if json_out:
@@ -152,15 +159,21 @@ def verify(config: ConfigOpt = None, store: StoreOpt = None,
         if v is None:
             raise QresError(f"no {policy} bundle published in {settings.store_dir}; run `qres run` first")
         manifest = verify_bundle(settings.store_dir / policy / v)
+        from policies.signing import load_public_keys, verify_manifest_signatures  # noqa: PLC0415
+
+        signed = verify_manifest_signatures(manifest, load_public_keys(cli_versions.public_key_source(settings)),
+                                            f"{settings.store_dir / policy / v}",
+                                            allow_unsigned=settings.bundle.allow_unsigned)
     except QresError as exc:
         fail(exc)
-    out.print(f"[green]ok[/] {policy} {v}: {len(manifest['files'])} files verified "
+    out.print(f"[green]ok[/] {policy} {v}: {len(manifest['files'])} files verified, "
+              f"{'Ed25519 + ML-DSA-65 signatures verified' if signed else 'UNSIGNED (allowed by bundle.allow_unsigned)'} "
               f"(MLflow run {manifest.get('mlflow_run_id', '?')})")
 
 
 # Command groups kept in their own modules (flows/cli_<group>.py); each exposes
 # register(app). Import the module above and add it here rather than growing this file.
-_COMMAND_MODULES: tuple = ()
+_COMMAND_MODULES: tuple = (cli_versions, cli_solve, cli_model, cli_data)
 for _module in _COMMAND_MODULES:
     _module.register(app)
 

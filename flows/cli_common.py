@@ -17,14 +17,18 @@ out = Console()
 EXIT_FAILED, EXIT_HELD = 1, 3
 
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="Config file (default ./qres.toml or $QRES_CONFIG).")]
-DataOpt = Annotated[Optional[Path], typer.Option("--data", "-d", help="Telemetry folder (default: data_dir from config).")]
+DataOpt = Annotated[Optional[str], typer.Option("--data", "-d", help="Telemetry source: a folder, a glob or an fsspec "
+                                                 "URL (file://, http(s)://, s3://...); default: data_dir from config.")]
 StoreOpt = Annotated[Optional[Path], typer.Option("--store", "-s", help="Bundle store folder (default: store_dir from config).")]
 SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Random seed for sampling and solvers.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars, only errors and the result.")]
 
 
-def abs_path(p: Path | None) -> Path | None:
+def abs_path(p: Path | str | None) -> Path | str | None:
+    """Absolute local paths; a source string stays a string (URLs as given, local ones made absolute)."""
+    if isinstance(p, str):
+        return p if "://" in p else str(Path(p).expanduser().absolute())
     return p.resolve() if p is not None else None
 
 

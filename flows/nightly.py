@@ -20,9 +20,9 @@ from flows.environment import configure_environment
 from flows.settings import Settings, load_settings
 from policies.gates import evaluate_gates
 from policies.ingest import conform_tables, snapshot_id
-from tasks.estimate import build_scenario_set, estimate_failure_model
+from tasks.estimate import build_scenario_set, estimate_failure_model, health_file, scenario_provenance
 from tasks.ingest import ingest_telemetry
-from tasks.publish import publish_policy_bundle
+from tasks.publish import move_latest, public_key_json, publish_policy_bundle
 from tasks.solve import solve_shedding_policy
 from tasks.track import TrackingTarget, champion_metric, finish_run, library_versions, log_run_results, \
     register_candidate, start_run
@@ -57,6 +57,8 @@ class RunSummary:
     promoted: bool
     gates: dict = field(default_factory=dict)
     snapshot: str = ""
+    raw_transitions: int = 0
+    transitions_removed: int = 0
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -87,18 +89,27 @@ def run_nightly(settings: Settings) -> RunSummary:
     """The pipeline body; ``nightly`` is its Prefect flow wrapper."""
     log = get_run_logger()
     telemetry = ingest_telemetry(settings.data_dir)
-    report = validate_telemetry(telemetry)
-    tables = conform_tables(telemetry.tables)
+    report, data_docs = validate_telemetry(
+        telemetry, state_dir=settings.state_dir, quarantine_max_share=settings.ingest.quarantine_max_share,
+        quarantine_max_share_by_table=settings.ingest.quarantine_max_share_by_table,
+        freshness_max_age_h=settings.ingest.freshness_max_age_h)
+    tables = conform_tables(report.clean)
     model = estimate_failure_model(tables, window_min=settings.model.window_min,
                                    hysteresis_windows=settings.model.hysteresis_windows,
-                                   credible=settings.model.credible)
-    scenarios = build_scenario_set(model, tables["dependencies"], target_mass=settings.scenarios.target_mass)
+                                   hysteresis_min=settings.model.hysteresis_min, agreement=settings.model.agreement,
+                                   credible=settings.model.credible, alpha=settings.model.alpha)
+    sc = settings.scenarios
+    scenarios = build_scenario_set(
+        model, tables, target_mass=sc.target_mass, seed=settings.seed, sample_max=sc.sample_max,
+        sample_min_probability=sc.sample_min_probability, what_if=sc.what_if,
+        sample_params={"num_reads": sc.sample_num_reads, "num_sweeps": sc.sample_num_sweeps, "beta": sc.sample_beta})
     solved = solve_shedding_policy(
         tables, scenarios, seed=settings.seed, time_limit_s=settings.solve.time_limit_s,
         solvers=settings.solve.solvers, levels=settings.solve.levels, top_k=settings.solve.top_k,
         anneal_params={"sampler": settings.solve.sampler, "num_reads": settings.solve.anneal_num_reads,
                        "num_sweeps": settings.solve.anneal_num_sweeps},
     )
+    bundle_files = {**solved.files, **health_file(model, horizon_min=settings.model.health_horizon_min)}
 
     target = TrackingTarget(settings.tracking_uri, settings.mlflow.experiment, settings.artifact_root)
     model_name = f"{settings.mlflow.registered_model_prefix}-{POLICY}"
@@ -106,7 +117,7 @@ def run_nightly(settings: Settings) -> RunSummary:
     run_id = start_run(
         target, run_name=f"nightly-{flow_run.get_name() or 'local'}",
         params={**settings.as_params(), "config_hash": _config_hash(settings), "snapshot": snap},
-        inputs={name: (Path(telemetry.origin(name)).resolve().as_uri(), sha) for name, sha in telemetry.sha256.items()},
+        inputs={name: (telemetry.uri(name), sha) for name, sha in telemetry.sha256.items()},
         tags={"qres.flow": "nightly", "qres.policy": POLICY, "prefect.flow_run_id": str(flow_run.get_id() or "")},
     )
     try:
@@ -117,25 +128,33 @@ def run_nightly(settings: Settings) -> RunSummary:
             "scenarios.covered_mass": scenarios.covered_mass,
             "scenarios.count": float(len(scenarios.scenarios)),
             "model.dependencies_with_outages": float((per_dep["outages"] > 0).sum()),
+            "model.raw_transitions": float(model.info["raw_transitions"]),
+            "model.transitions_removed": float(model.info["transitions_removed"]),
+            "model.significant_pairs": float(model.co_failure["significant"].sum()),
+            "scenarios.sampled": float(scenarios.info["n_sampled_added"]),
         }
-        log_run_results(target, run_id, metrics=metrics, files=solved.files, json_artifacts={
-            "validation.json": report.as_dict(),
+        log_run_results(target, run_id, metrics=metrics, files=bundle_files, json_artifacts={
+            "validation.json": {**report.as_dict(), "data_docs": str(data_docs) if data_docs else None},
             "failure_model.json": json.loads(per_dep.to_json(orient="records")),
             "co_failure.json": json.loads(model.co_failure.to_json(orient="records")),
             "solvers.json": solved.solvers,
         })
-        model_version = register_candidate(target, run_id, model_name)
+        if data_docs is not None:  # Data Docs and quarantined rows, kept with the run
+            docs = {p.name: p.read_bytes() for p in sorted(data_docs.parent.rglob("*")) if p.is_file()}
+            log_run_results(target, run_id, metrics={}, files=docs, json_artifacts={}, artifact_dir="data_docs")
         _, champion_value = champion_metric(target, model_name, EXPECTED_VALUE)
         gates = evaluate_gates(
             validation_passed=report.success, infeasible=solved.infeasible, worst_gap=solved.worst_gap,
             expected_value=solved.expected_value, champion_expected_value=champion_value,
             max_gap=settings.gates.max_gap, tolerance=settings.gates.tolerance,
         )
-        published = None
-        if gates.passed:
-            published = publish_policy_bundle(settings.store_dir, POLICY, solved.files, {
+        # Every solved version is stored (signed) so it can be registered, served and promoted
+        # later; LATEST moves only when the gates pass, and only after registration.
+        stored = publish_policy_bundle(settings.store_dir, POLICY, bundle_files, {
                 "mlflow_run_id": run_id,
-                "mlflow_model": {"name": model_name, "version": model_version},
+                "mlflow_model": {"name": model_name},
+                "data_dir": str(settings.data_dir),
+                "inputs_uri": {name: telemetry.uri(name) for name in telemetry.sha256},
                 "inputs": {"snapshot": snap, "sha256": telemetry.sha256, "rows": telemetry.rows},
                 "config_hash": _config_hash(settings),
                 "seed": settings.seed,
@@ -143,15 +162,21 @@ def run_nightly(settings: Settings) -> RunSummary:
                 "solvers": solved.solvers,
                 "gates": gates.as_dict(),
                 "metrics": {k: v for k, v in metrics.items()},
-                "scenarios": {"count": len(scenarios.scenarios), "covered_mass": scenarios.covered_mass,
-                              "target_mass": scenarios.target_mass},
-            })
+                "scenarios": scenario_provenance(scenarios),
+            }, key_dir=settings.bundle.key_dir, set_latest=False)
+        model_version = register_candidate(target, run_id, model_name, bundle_path=stored.path,
+                                           public_key=public_key_json(settings.bundle.key_dir)
+                                           if stored.manifest["signatures"] else None)
+        published = None
+        if gates.passed:
+            published = move_latest(settings.store_dir, POLICY, stored.version, keep=settings.bundle.keep_versions)
         else:
-            log.warning("gates held the new version back (%s); LATEST stays as it was",
-                        "; ".join(f"{c.name}: {c.detail}" for c in gates.failed))
+            log.warning("gates held the new version back (%s); %s stays stored as a candidate, LATEST as it was",
+                        "; ".join(f"{c.name}: {c.detail}" for c in gates.failed), stored.version)
         finish_run(
             target, run_id, model_name=model_name, model_version=model_version, promote=gates.passed,
             tags={"qres.published_version": published.version if published else "",
+                  "qres.bundle_version": stored.version, "qres.signed": str(bool(stored.manifest["signatures"])),
                   "qres.gates": "passed" if gates.passed else "held"},
             json_artifacts={"gates.json": gates.as_dict(), **({"manifest.json": published.manifest} if published else {})},
         )
@@ -181,6 +206,8 @@ def run_nightly(settings: Settings) -> RunSummary:
         promoted=gates.passed,
         gates=gates.as_dict(),
         snapshot=snap,
+        raw_transitions=model.info["raw_transitions"],
+        transitions_removed=model.info["transitions_removed"],
     )
     create_markdown_artifact(summary.to_markdown(), key="qres-nightly-summary", description="qresilience nightly run")
     return summary

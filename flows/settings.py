@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
@@ -30,11 +30,29 @@ class _Section(BaseModel):
 class ModelSettings(_Section):
     window_min: int = Field(1, ge=1, description="width of a telemetry window")
     hysteresis_windows: int = Field(2, ge=1, description="windows in a new state before a change is accepted")
+    hysteresis_min: float = Field(0.0, ge=0, description="minimum minutes in a new state (the larger rule wins)")
+    agreement: Literal["majority", "any", "all"] = Field("majority", description="how probes are combined")
     credible: float = Field(0.95, gt=0, lt=1, description="credible level of the P(down) interval")
+    alpha: float = Field(0.05, gt=0, lt=1, description="family-wise level of the co-failure test")
+    health_horizon_min: float = Field(15.0, gt=0, description="horizon of the runtime health score")
+
+
+class WhatIfScenario(_Section):
+    name: str
+    down: tuple[str, ...] = ()
+    degraded: tuple[str, ...] = ()
+    duration_min: float = Field(60.0, gt=0)
+    probability: float = Field(0.0, ge=0, le=1, description="0: solved and shipped, not weighed")
 
 
 class ScenarioSettings(_Section):
     target_mass: float = Field(0.995, gt=0, le=1, description="probability mass the kept scenarios must cover")
+    sample_max: int = Field(8, ge=0, description="multi-failure scenarios sampled from the joint model (0 = off)")
+    sample_min_probability: float = Field(1e-7, ge=0, le=1)
+    sample_num_reads: int = Field(400, ge=1)
+    sample_num_sweeps: int = Field(200, ge=1)
+    sample_beta: float = Field(0.5, gt=0, description="inverse temperature of the proposal sampler")
+    what_if: tuple[WhatIfScenario, ...] = ()
 
 
 class SolveSettings(_Section):
@@ -60,6 +78,20 @@ class GateSettings(_Section):
     tolerance: float = Field(0.02, ge=0, description="allowed drop of expected value against the champion")
 
 
+class BundleSettings(_Section):
+    keep_versions: int = Field(10, ge=1, description="versions kept per policy; LATEST's and the champion's never go")
+    key_dir: Path | None = Field(None, description="signing keys (qres keys init); default <state_dir>/keys")
+    allow_unsigned: bool = Field(False, description="let `qres decide`/`verify` accept unsigned bundles")
+
+
+class IngestSettings(_Section):
+    quarantine_max_share: float = Field(0.001, ge=0, le=1, description="share of a table's rows that may be "
+                                        "quarantined for row-level rules before the run fails closed")
+    quarantine_max_share_by_table: dict[str, float] = Field(default_factory=dict, description="per-table overrides")
+    freshness_max_age_h: float | None = Field(None, gt=0, description="newest check must be this recent; None = off")
+    lateness_min: int = Field(1440, ge=0, description="rows older than the watermark by more are dropped as too late")
+
+
 class MlflowSettings(_Section):
     tracking_uri: str | None = Field(None, description="default: SQLite under state_dir")
     experiment: str = "qresilience"
@@ -74,7 +106,7 @@ class Settings(BaseSettings):
     )
     _toml_file: ClassVar[Path | None] = None
 
-    data_dir: Path = Path("data/sample")
+    data_dir: str = "data/sample"  # a folder, glob or fsspec URL (policies/sources.py)
     store_dir: Path = Path("bundles")
     state_dir: Path = Path(".qres")
     seed: int = Field(7, ge=0, lt=2**31)
@@ -83,6 +115,8 @@ class Settings(BaseSettings):
     solve: SolveSettings = SolveSettings()
     gates: GateSettings = GateSettings()
     mlflow: MlflowSettings = MlflowSettings()
+    bundle: BundleSettings = BundleSettings()
+    ingest: IngestSettings = IngestSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -100,8 +134,12 @@ class Settings(BaseSettings):
 
     def resolved(self, root: Path) -> Settings:
         """A copy whose paths are absolute, relative ones taken from ``root``."""
-        fix = {k: (p if p.is_absolute() else (root / p)).resolve() for k, p in (
-            ("data_dir", self.data_dir), ("store_dir", self.store_dir), ("state_dir", self.state_dir))}
+        fix: dict[str, Any] = {k: (p if p.is_absolute() else (root / p)).resolve() for k, p in (
+            ("store_dir", self.store_dir), ("state_dir", self.state_dir))}
+        data = str(self.data_dir)  # URLs and globs stay as given; local folders become absolute
+        fix["data_dir"] = data if "://" in data or Path(data).is_absolute() else str(root / data)
+        key_dir = self.bundle.key_dir or Path(fix["state_dir"]) / "keys"
+        fix["bundle"] = self.bundle.model_copy(update={"key_dir": (root / key_dir).resolve()})
         return self.model_copy(update=fix)
 
     @property

@@ -17,6 +17,8 @@ def render_summary(s: dict, settings: Settings) -> Panel:
     facts.add_column()
     facts.add_row("rows validated", f"{s['rows_validated']:,} in {len(s['tables'])} tables")
     facts.add_row("dependencies", f"{s['dependencies']} ({s['dependencies_with_outages']} with outages)")
+    if "transitions_removed" in s:
+        facts.add_row("flap filter", f"removed {s['transitions_removed']:,} of {s['raw_transitions']:,} raw state changes")
     facts.add_row("scenarios", f"{s['scenarios']}, covering {s['covered_mass']:.4%} of the probability mass "
                                f"(target {s['target_mass']:.2%})")
     gap = "n/a" if s["worst_gap"] is None else f"{s['worst_gap']:.4%}"

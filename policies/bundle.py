@@ -28,7 +28,7 @@ import os
 import re
 import secrets
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,6 +49,11 @@ __all__ = [
     "list_versions",
     "encode_json",
     "encode_parquet",
+    "signing_payload",
+    "prune_versions",
+    "read_bundle_bytes",
+    "check_manifest_identity",
+    "version_number",
 ]
 
 BUNDLE_SCHEMA_VERSION = 1
@@ -102,6 +107,23 @@ def _check_name(kind: str, name: object) -> str:
 def _version_number(name: str) -> int | None:
     m = _VERSION_RE.fullmatch(name)
     return int(m.group(1)) if m else None
+
+
+def version_number(name: object) -> int | None:
+    """The number in a version name (``'v000012'`` -> 12), None for anything else."""
+    return _version_number(name) if isinstance(name, str) else None
+
+
+_SIGNING_DOMAIN = b"qresilience-manifest-v1\n"
+
+
+def signing_payload(manifest: Mapping[str, object]) -> bytes:
+    """The bytes a manifest's signatures cover: a domain prefix + its canonical JSON sans signatures.
+
+    Canonical JSON round-trips exactly (sorted keys, repr floats), so a reader re-derives
+    the same bytes from the parsed manifest.
+    """
+    return _SIGNING_DOMAIN + encode_json({k: v for k, v in manifest.items() if k != "signatures"})
 
 
 def _format_version(n: int) -> str:
@@ -174,6 +196,9 @@ def publish_bundle(
     *,
     set_latest: bool = True,
     created_at: str | None = None,
+    signer: Callable[[bytes], list[dict]] | None = None,
+    keep: int | None = None,
+    protect: tuple[str, ...] = (),
 ) -> PublishedBundle:
     """Publish ``files`` as the next version of ``policy``, atomically.
 
@@ -181,6 +206,10 @@ def publish_bundle(
     solvers, gates, metrics) plus the fields the publisher owns (schema version, policy,
     version, ``created_at``, sha256 and size of every file, signatures). ``LATEST`` moves
     to the new version last, and only when ``set_latest``.
+
+    ``signer`` receives :func:`signing_payload` of the manifest and returns its
+    ``signatures`` entries (see ``policies.signing``); without it the bundle is unsigned.
+    ``keep`` (when set) prunes old versions afterwards, see :func:`prune_versions`.
     """
     _check_name("policy", policy)
     if not files:
@@ -217,6 +246,8 @@ def publish_bundle(
                 files=entries,
                 signatures=[],
             )
+            if signer is not None:
+                manifest["signatures"] = signer(signing_payload(manifest))
             _write_synced(tmp_dir / MANIFEST_NAME, encode_json(manifest))
             _fsync_dir(tmp_dir)
             final_dir = policy_dir / version
@@ -227,7 +258,39 @@ def publish_bundle(
         _fsync_dir(policy_dir)
         if set_latest:
             _write_latest(policy_dir, version)
+        if keep is not None:
+            _prune_locked(policy_dir, keep, protect)
     return PublishedBundle(policy=policy, version=version, path=final_dir, manifest=manifest)
+
+
+def _prune_locked(policy_dir: Path, keep: int, protect: tuple[str, ...]) -> list[str]:
+    if keep < 1:
+        raise ValueError(f"keep must be at least 1, got {keep}")
+    names = sorted((n, p.name) for p in policy_dir.iterdir() if (n := _version_number(p.name)) is not None)
+    latest = read_latest(policy_dir.parent, policy_dir.name)
+    spare = {latest, *protect}
+    doomed = [name for _, name in names[:-keep] if name not in spare]
+    for name in doomed:
+        # Rename first (atomic), so no reader ever sees a half-deleted version folder.
+        grave = policy_dir / f"{_TMP_PREFIX}del-{name}-{secrets.token_hex(4)}"
+        os.rename(policy_dir / name, grave)
+        shutil.rmtree(grave, ignore_errors=True)
+    if doomed:
+        _fsync_dir(policy_dir)
+    return doomed
+
+
+def prune_versions(store: str | Path, policy: str, keep: int, protect: tuple[str, ...] = ()) -> list[str]:
+    """Delete all but the newest ``keep`` versions; never LATEST's nor those in ``protect``.
+
+    Returns the deleted version names. The newest version is always kept, so version
+    numbers are never reused.
+    """
+    policy_dir = Path(store) / _check_name("policy", policy)
+    if not policy_dir.is_dir():
+        return []
+    with _policy_lock(policy_dir):
+        return _prune_locked(policy_dir, keep, protect)
 
 
 def read_latest(store: str | Path, policy: str) -> str | None:
@@ -318,12 +381,17 @@ def verify_files(manifest_bytes: bytes, files: Mapping[str, bytes], where: str) 
     return manifest
 
 
-def read_bundle(path: str | Path) -> tuple[dict, dict[str, bytes]]:
-    """Read and verify a bundle folder: (manifest, {file name: bytes}).
+def check_manifest_identity(manifest: dict, policy: str, version: str, where: str) -> None:
+    """The manifest must name the policy and version it was fetched as (no swapped folders)."""
+    if manifest.get("version") != version or manifest.get("policy") != policy:
+        raise BundleVerificationError(
+            f"{where}/{MANIFEST_NAME}: names policy {manifest.get('policy')!r} version "
+            f"{manifest.get('version')!r}, but the folder is {policy}/{version}"
+        )
 
-    Every file is read once and verified from memory, so what the caller parses is
-    exactly what was hashed, even if the folder changes meanwhile.
-    """
+
+def read_bundle_bytes(path: str | Path) -> tuple[bytes, dict[str, bytes]]:
+    """The raw bytes of a bundle folder, unverified: (manifest bytes, {file name: bytes})."""
     path = Path(path)
     if not path.is_dir():
         raise BundleVerificationError(f"{path}: bundle folder does not exist")
@@ -343,12 +411,20 @@ def read_bundle(path: str | Path) -> tuple[dict, dict[str, bytes]]:
             files[p.name] = p.read_bytes()
         except OSError as exc:
             raise BundleVerificationError(f"{path}/{p.name}: unreadable ({exc})") from exc
+    return manifest_bytes, files
+
+
+def read_bundle(path: str | Path) -> tuple[dict, dict[str, bytes]]:
+    """Read and verify (hashes, names) a bundle folder: (manifest, {file name: bytes}).
+
+    Every file is read once and verified from memory, so what the caller parses is
+    exactly what was hashed, even if the folder changes meanwhile. Signatures are
+    checked by ``policies.signing`` (the client does both).
+    """
+    path = Path(path)
+    manifest_bytes, files = read_bundle_bytes(path)
     manifest = verify_files(manifest_bytes, files, str(path))
-    if manifest.get("version") != path.name or manifest.get("policy") != path.parent.name:
-        raise BundleVerificationError(
-            f"{path}/{MANIFEST_NAME}: names policy {manifest.get('policy')!r} version "
-            f"{manifest.get('version')!r}, but the folder is {path.parent.name}/{path.name}"
-        )
+    check_manifest_identity(manifest, path.parent.name, path.name, str(path))
     return manifest, files
 
 

@@ -22,300 +22,226 @@ How ``decide(down, degraded)`` picks a scenario (``degraded`` minus ``down`` is 
 
 Where a second scenario has the same effective set as another, ties in step 1 are broken
 the same way as in step 2.
+
+Trust and freshness: see :class:`PolicyClient` (hashes + Ed25519 + ML-DSA-65 signatures,
+rollback protection, disk cache, staleness in :meth:`PolicyClient.status`).
 """
 
 from __future__ import annotations
 
-import array
-import io
-import math
+import threading
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
+from policies.bundle import check_manifest_identity, verify_files, version_number
+from policies.client_cache import DiskCache
+from policies.client_index import FALLBACK_KEY, Action, BundleNotLoadedError, Decision, build_index
+from policies.errors import BundleVerificationError
+from policies.fetch import StoreUnavailableError, make_source
+from policies.signing import PublicKeys, load_public_keys, verify_manifest_signatures
 
-from policies.bundle import LATEST_NAME, read_bundle, read_latest
-from policies.errors import BundleVerificationError, ConfigError, QresError
-from policies.schema import DECISIONS_SHEDDING
-
-__all__ = ["Action", "Decision", "PolicyClient", "BundleNotLoadedError", "FALLBACK_KEY"]
-
-# Same string as policies.scenarios.FALLBACK_KEY (stdlib-only, but kept independent so
-# the client never grows a dependency on the pipeline side).
-FALLBACK_KEY = "fallback:all-down"
-DECISIONS_FILE = "decisions.parquet"
+__all__ = ["Action", "Decision", "PolicyClient", "PolicyStatus", "BundleNotLoadedError", "RollbackRefusedError",
+           "StoreUnavailableError", "FALLBACK_KEY", "verify_bundle_bytes"]
 
 
-class BundleNotLoadedError(QresError, LookupError):
-    """decide() was asked about a policy for which no verified bundle is loaded."""
+def verify_bundle_bytes(policy: str, version: str, manifest_bytes: bytes, files: dict[str, bytes], *,
+                        public_keys: PublicKeys | None, allow_unsigned: bool = False, where: str = ""):
+    """Everything a client checks before trusting bytes: (index for decide(), signed?).
+
+    Manifest JSON and schema, every file's sha256 and size, no missing or extra file,
+    the policy/version it claims, both signatures, then a decision table that parses.
+    """
+    where = where or f"{policy}/{version}"
+    manifest = verify_files(manifest_bytes, files, where)
+    check_manifest_identity(manifest, policy, version, where)
+    signed = verify_manifest_signatures(manifest, public_keys, where, allow_unsigned=allow_unsigned)
+    return build_index(policy, version, manifest, files), signed
+
+
+class RollbackRefusedError(BundleVerificationError):
+    """LATEST names a version older than the one held: a replay, or a rollback not allowed here."""
 
 
 @dataclass(frozen=True)
-class Action:
-    workload_id: str
-    admit: float  # share admitted, 0..1
-    rank: int  # 1 = admit first, shed last
+class PolicyStatus:
+    """How fresh a policy's loaded bundle is, for health checks and dashboards."""
 
-
-@dataclass(frozen=True)
-class Decision:
     policy: str
-    version: str
-    scenario: str  # key of the scenario whose plan this is
-    exact: bool  # False when a covering scenario (or the fallback) answered
-    actions: tuple[Action, ...]  # ordered by rank
+    version: str | None  # loaded version (None: nothing verified yet)
+    signed: bool  # False only when allow_unsigned let an unsigned bundle in
+    origin: str | None  # "store" or "cache": where the loaded bytes came from
+    confirmed_at: float | None  # unix time the store last confirmed this is its LATEST
+    stale_s: float | None  # seconds since then (None: never confirmed, e.g. started from cache)
+    last_error: str | None  # why the last refresh of this policy did not move forward
 
 
-@dataclass(frozen=True)
-class _Scenario:
-    key: str
-    down: frozenset[str]
-    degraded: frozenset[str]
-    effective_down: frozenset[str]
-    covers_degraded: frozenset[str]  # effective_down | degraded
-    admit_sum: float
-    exact: Decision
-    cover: Decision
+class _State:
+    __slots__ = ("signed", "origin", "confirmed_at", "last_error")
 
-    @property
-    def order(self) -> tuple[int, float, str]:
-        return (len(self.effective_down), self.admit_sum, self.key)
-
-
-class _Index:
-    """One loaded version of one policy, built once so that decide() only does lookups."""
-
-    def __init__(self, policy: str, version: str, manifest: dict, scenarios: list[_Scenario]) -> None:
-        self.policy, self.version, self.manifest = policy, version, manifest
-        self.fallback = next(s for s in scenarios if s.key == FALLBACK_KEY)
-        self.covers = tuple(sorted((s for s in scenarios if s.key != FALLBACK_KEY), key=lambda s: s.order))
-        # Priority of exact keys: root sets, then effective sets (closest cover first on a
-        # tie), then the fallback's own sets (only if it names any: an empty fallback must
-        # never shadow ``normal``).
-        exact: dict[tuple[frozenset, frozenset], _Scenario] = {}
-        for s in self.covers:
-            exact.setdefault((s.down, s.degraded - s.down), s)
-        for s in self.covers:
-            exact.setdefault((s.effective_down, s.degraded - s.effective_down), s)
-        fb = self.fallback
-        if fb.effective_down:
-            exact.setdefault((fb.down, fb.degraded - fb.down), fb)
-            exact.setdefault((fb.effective_down, fb.degraded - fb.effective_down), fb)
-        self.exact = exact
-        # Posting lists (closest cover first): the covers that contain a given service in
-        # effective_down, resp. in effective_down | degraded. A cover must contain every
-        # observed service, so scanning the shortest list of an observed one is enough.
-        self.by_down: dict[str, list[_Scenario]] = {}
-        self.by_degraded: dict[str, list[_Scenario]] = {}
-        for s in self.covers:
-            for m in s.effective_down:
-                self.by_down.setdefault(m, []).append(s)
-            for m in s.covers_degraded:
-                self.by_degraded.setdefault(m, []).append(s)
-
-    def _candidates(self, down: frozenset[str], degraded: frozenset[str]) -> Sequence[_Scenario]:
-        postings, observed = (self.by_down, down) if down else (self.by_degraded, degraded)
-        if not observed:
-            return self.covers
-        best: Sequence[_Scenario] | None = None
-        for m in observed:
-            p = postings.get(m)
-            if p is None:
-                return ()  # a service no scenario has down: only the fallback covers it
-            if best is None or len(p) < len(best):
-                best = p
-        return best
-
-    def decide(self, down: frozenset[str], degraded: frozenset[str]) -> Decision:
-        hit = self.exact.get((down, degraded))
-        if hit is not None:
-            return hit.exact
-        for s in self._candidates(down, degraded):  # closest first: the first cover is the answer
-            if down <= s.effective_down and degraded <= s.covers_degraded:
-                return s.cover
-        return self.fallback.cover
-
-
-def _bad(where: str, what: str) -> BundleVerificationError:
-    return BundleVerificationError(f"{where}: {what}; republish the bundle")
-
-
-_SET_COLUMNS = ("down", "degraded", "effective_down")
-
-
-def _read_decisions(data: bytes, where: str) -> pa.Table:
-    try:
-        # ParquetFile, not read_table: read_table goes through pyarrow.dataset, which
-        # imports pandas when it is installed; a runtime service should not pay for that.
-        table = pq.ParquetFile(io.BytesIO(data)).read()
-    except Exception as exc:  # pyarrow raises several types for a broken file
-        raise _bad(where, f"not readable as Parquet ({exc})") from exc
-    got = [(f.name, f.type) for f in table.schema]
-    want = [(f.name, f.type) for f in DECISIONS_SHEDDING]
-    if got != want:
-        raise _bad(where, f"columns {got} do not match the shedding schema {want}")
-    nulls = [c for c in DECISIONS_SHEDDING.names if table.column(c).null_count]
-    nulls += [c for c in _SET_COLUMNS if pc.list_flatten(table.column(c)).null_count]
-    if nulls:
-        raise _bad(where, f"null values in column(s) {nulls}")
-    return table
-
-
-def _group_rows(keys: list[str], where: str) -> dict[str, list[int]]:
-    """Row numbers per scenario key, in file order; each scenario's rows must be contiguous."""
-    groups: dict[str, list[int]] = {}
-    last = None
-    for i, key in enumerate(keys):
-        if key != last:
-            if key in groups:
-                raise _bad(where, f"rows of scenario {key!r} are not contiguous")
-            groups[key] = []
-            last = key
-        groups[key].append(i)
-    return groups
-
-
-def _int_array(values: list[int]) -> pa.Array:
-    # pa.array(list) asks pyarrow's pandas shim whether the list is a Series, which
-    # imports pandas when installed; building from a buffer does not.
-    return pa.Array.from_buffers(pa.int64(), len(values), [None, pa.py_buffer(array.array("q", values))])
-
-
-def _scenario_sets(table: pa.Table, groups: dict[str, list[int]], where: str) -> dict[str, list]:
-    """The down/degraded/effective_down lists of each scenario, checked to repeat on every row.
-
-    The check runs in pyarrow (row i against its scenario's first row, one ``equals``)
-    so that large effective sets do not cost a Python conversion per row.
-    """
-    firsts = [rows[0] for rows in groups.values()]
-    first_of_row = _int_array([rows[0] for rows in groups.values() for _ in rows])
-    out = {}
-    for c in _SET_COLUMNS:
-        column = table.column(c).combine_chunks()
-        if not column.take(first_of_row).equals(column):  # rare: find the culprit in Python
-            cells = column.to_pylist()
-            for key, rows in groups.items():
-                if any(set(cells[i]) != set(cells[rows[0]]) for i in rows):
-                    raise _bad(where, f"scenario {key!r} has different {c} lists across its rows")
-        out[c] = column.take(_int_array(firsts)).to_pylist()
-    return out
-
-
-def _build_index(policy: str, version: str, manifest: dict, files: dict[str, bytes]) -> _Index:
-    """Parse a verified shedding bundle into the lookup structures decide() uses."""
-    where = f"{policy}/{version}/{DECISIONS_FILE}"
-    if DECISIONS_FILE not in files:
-        raise _bad(f"{policy}/{version}", f"no {DECISIONS_FILE} in the bundle")
-    table = _read_decisions(files[DECISIONS_FILE], where)
-    cols = {c: table.column(c).to_pylist() for c in ("scenario_key", "workload_id", "admit", "rank")}
-    groups = _group_rows(cols["scenario_key"], where)
-    if FALLBACK_KEY not in groups:
-        raise _bad(where, f"no {FALLBACK_KEY!r} scenario, so some observations would have no answer")
-    sets = _scenario_sets(table, groups, where)
-
-    scenarios = []
-    for n, (key, rows) in enumerate(groups.items()):
-        workloads = [cols["workload_id"][i] for i in rows]
-        if len(set(workloads)) != len(workloads):
-            raise _bad(where, f"scenario {key!r} lists a workload twice")
-        ranked = sorted(rows, key=lambda i: (cols["rank"][i], cols["workload_id"][i]))
-        actions = tuple(Action(cols["workload_id"][i], cols["admit"][i], cols["rank"][i]) for i in ranked)
-        down, degraded, effective = (frozenset(sets[c][n]) for c in _SET_COLUMNS)
-        scenarios.append(
-            _Scenario(
-                key=key,
-                down=down,
-                degraded=degraded,
-                effective_down=effective | down,
-                covers_degraded=effective | down | degraded,
-                admit_sum=math.fsum(a.admit for a in actions),
-                exact=Decision(policy, version, key, True, actions),
-                cover=Decision(policy, version, key, False, actions),
-            )
-        )
-    return _Index(policy, version, manifest, scenarios)
-
-
-class _FolderSource:
-    """Bundles in a local store folder.
-
-    A fetcher for another transport (http(s) with a disk cache) provides the same three
-    methods and returns verified bytes from ``fetch``.
-    """
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def list_policies(self) -> list[str]:
-        if not self.root.is_dir():
-            return []
-        return sorted(p.name for p in self.root.iterdir() if (p / LATEST_NAME).is_file())
-
-    def latest(self, policy: str) -> str | None:
-        return read_latest(self.root, policy)
-
-    def fetch(self, policy: str, version: str) -> tuple[dict, dict[str, bytes]]:
-        path = self.root / policy / version
-        if not path.is_dir():
-            raise BundleVerificationError(
-                f"{self.root / policy / LATEST_NAME} points at {version}, but {path} does not exist"
-            )
-        return read_bundle(path)
-
-
-def _make_source(source: str | Path) -> _FolderSource:
-    if isinstance(source, str) and source.startswith(("http://", "https://")):
-        raise ConfigError(f"bundle source {source!r}: http(s) sources are not supported yet; use a folder")
-    return _FolderSource(Path(source))
+    def __init__(self) -> None:
+        self.signed, self.origin, self.confirmed_at, self.last_error = False, None, None, None
 
 
 class PolicyClient:
     """Serve precomputed decisions from the newest verified bundle of each policy.
 
-    ``policies`` limits which policies are loaded (default: every policy in the store
-    that has a ``LATEST``). The constructor calls :meth:`refresh` once: an empty store is
-    fine (decide() then explains), a tampered bundle raises BundleVerificationError.
+    ``source`` is a store folder or an http(s) URL of one. A bundle is loaded only when
+    every file matches its manifest's sha256 and both manifest signatures (Ed25519 and
+    ML-DSA-65) verify against ``public_keys`` (a :class:`PublicKeys`, the path of a
+    ``qres-signing.pub`` file, or None to read ``$QRES_PUBLIC_KEY``); unsigned bundles
+    are refused unless ``allow_unsigned``. A LATEST older than the loaded version is
+    refused unless ``allow_rollback``. With ``cache_dir``, verified bundles are kept on
+    disk and used at start-up, so a service starts even while the store is down.
+
+    The constructor loads the cache and refreshes once without raising for an
+    unreachable store; it raises BundleVerificationError only when a policy's bundle is
+    bad and there is nothing good to fall back on.
     """
 
-    def __init__(self, source: str | Path, *, policies: Sequence[str] | None = None) -> None:
+    def __init__(self, source: str | Path, *, cache_dir: str | Path | None = None,
+                 public_keys: PublicKeys | str | Path | None = None, allow_unsigned: bool = False,
+                 allow_rollback: bool = False, policies: Sequence[str] | None = None,
+                 timeout_s: float = 5.0) -> None:
         if isinstance(policies, str):
             raise TypeError("policies must be a sequence of names, not a single string")
-        self._source = _make_source(source)
         self._policies = tuple(policies) if policies is not None else None
-        self._indexes: dict[str, _Index] = {}
-        self.refresh()
+        self._source = make_source(source, timeout_s=timeout_s, policies=self._policies)
+        self._keys = load_public_keys(public_keys)
+        self._allow_unsigned, self._allow_rollback = allow_unsigned, allow_rollback
+        self._cache = DiskCache(cache_dir) if cache_dir is not None else None
+        self._lock = threading.Lock()
+        self._indexes: dict = {}
+        self._states: dict[str, _State] = {}
+        self._stop = threading.Event()
+        self._load_cache()
+        _, errors = self._refresh(raise_errors=False)
+        fatal = [e for name, e in errors if name not in self._indexes and not isinstance(e, StoreUnavailableError)]
+        if fatal:
+            raise fatal[0] if len(fatal) == 1 else BundleVerificationError("\n".join(map(str, fatal)))
 
-    def refresh(self) -> bool:
-        """Load the ``LATEST`` version of each policy if it changed; True when one did.
+    def _state(self, policy: str) -> _State:
+        return self._states.setdefault(policy, _State())
 
-        Every file is verified against the manifest before it is parsed. A policy whose
-        new bundle fails keeps its previous version, the others still move forward, and
-        the failure is raised as BundleVerificationError after the swap.
-        """
-        names = self._policies if self._policies is not None else self._source.list_policies()
-        indexes = dict(self._indexes)
-        errors: list[BundleVerificationError] = []
-        for name in names:
+    def _verify(self, policy: str, version: str, manifest_bytes: bytes, files: dict[str, bytes], where: str):
+        return verify_bundle_bytes(policy, version, manifest_bytes, files, public_keys=self._keys,
+                                   allow_unsigned=self._allow_unsigned, where=where)
+
+    def _load_cache(self) -> None:
+        if self._cache is None:
+            return
+        for name in self._cache.policies():
+            if self._policies is not None and name not in self._policies:
+                continue
+            cached = self._cache.load(name)
+            if cached is None:
+                continue
+            version, manifest_bytes, files = cached
             try:
-                version = self._source.latest(name)
-                current = indexes.get(name)
-                if version is None or (current is not None and current.version == version):
-                    continue
-                manifest, files = self._source.fetch(name, version)
-                indexes[name] = _build_index(name, version, manifest, files)
+                index, signed = self._verify(name, version, manifest_bytes, files, f"cache {self._cache.root}/{name}/{version}")
             except BundleVerificationError as exc:
-                errors.append(exc)
-        changed = indexes != self._indexes
-        if changed:
-            self._indexes = indexes  # one reference swap: concurrent decide() calls see old or new
-        if len(errors) == 1:
-            raise errors[0]
-        if errors:
-            raise BundleVerificationError("\n".join(str(e) for e in errors))
+                self._state(name).last_error = str(exc)
+                continue
+            self._indexes[name] = index
+            state = self._state(name)
+            state.signed, state.origin = signed, "cache"
+
+    def refresh(self, *, raise_errors: bool = True) -> bool:
+        """Load each policy's LATEST if it changed; True when any policy moved.
+
+        Safe to call from several threads (they take turns). A policy whose new bundle
+        cannot be fetched or verified keeps its current one; the others still move. The
+        failures are recorded in :meth:`status` and, unless ``raise_errors`` is False,
+        raised after the swap (StoreUnavailableError when the store was unreachable,
+        BundleVerificationError when a bundle was bad).
+        """
+        changed, _ = self._refresh(raise_errors=raise_errors)
         return changed
+
+    def _refresh(self, *, raise_errors: bool) -> tuple[bool, list[tuple[str, Exception]]]:
+        changed = False
+        with self._lock:
+            errors: list[tuple[str, Exception]] = []
+            try:
+                names = self._policies if self._policies is not None else sorted(
+                    set(self._source.list_policies()) | set(self._indexes))
+            except StoreUnavailableError as exc:
+                names = ()
+                errors = [(n, exc) for n in self._indexes] or [("*", exc)]
+                for n in self._indexes:
+                    self._state(n).last_error = str(exc)
+            indexes = dict(self._indexes)
+            for name in names:
+                state = self._state(name)
+                try:
+                    self._refresh_one(name, indexes, state)
+                    state.last_error = None
+                except (BundleVerificationError, StoreUnavailableError) as exc:
+                    state.last_error = str(exc)
+                    errors.append((name, exc))
+            if indexes != self._indexes:
+                self._indexes = indexes  # one reference swap: concurrent decide() calls see old or new
+                changed = True
+        if raise_errors and errors:
+            excs = [e for _, e in errors]
+            if len(excs) == 1:
+                raise excs[0]
+            kind = BundleVerificationError if any(isinstance(e, BundleVerificationError) for e in excs) \
+                else StoreUnavailableError
+            raise kind("\n".join(map(str, excs)))
+        return changed, errors
+
+    def _refresh_one(self, name: str, indexes: dict, state: _State) -> None:
+        version = self._source.latest(name)
+        if version is None:
+            return
+        current = indexes.get(name)
+        if current is not None and current.version == version:
+            state.confirmed_at = time.time()
+            return
+        if (current is not None and not self._allow_rollback
+                and version_number(version) < version_number(current.version)):
+            raise RollbackRefusedError(
+                f"{self._source!r}: {name} LATEST names {version}, older than the loaded {current.version}; "
+                "refused (rollback protection). If this rollback is intended, build the client with "
+                "allow_rollback=True; `qres rollback` republishes the old bundle as a new version instead"
+            )
+        manifest_bytes, files = self._source.fetch(name, version)
+        index, signed = self._verify(name, version, manifest_bytes, files, f"{self._source!r} {name}/{version}")
+        indexes[name] = index
+        state.signed, state.origin, state.confirmed_at = signed, "store", time.time()
+        if self._cache is not None:
+            try:
+                self._cache.save(name, version, manifest_bytes, files)
+            except OSError as exc:  # the cache is best effort; serving goes on
+                state.last_error = f"disk cache {self._cache.root}: {exc}"
+
+    def status(self) -> dict[str, PolicyStatus]:
+        """Per policy: loaded version, where it came from, how stale, and the last error."""
+        now = time.time()
+        out = {}
+        for name in sorted(set(self._states) | set(self._indexes)):
+            if name == "*":
+                continue
+            s, index = self._state(name), self._indexes.get(name)
+            out[name] = PolicyStatus(name, index.version if index else None, s.signed, s.origin, s.confirmed_at,
+                                     None if s.confirmed_at is None else max(0.0, now - s.confirmed_at), s.last_error)
+        return out
+
+    def start_auto_refresh(self, interval_s: float = 30.0) -> threading.Thread:
+        """Refresh every ``interval_s`` in a daemon thread; failures only go to :meth:`status`."""
+        def loop() -> None:
+            while not self._stop.wait(interval_s):
+                self._refresh(raise_errors=False)
+
+        thread = threading.Thread(target=loop, name="qres-policy-refresh", daemon=True)
+        thread.start()
+        return thread
+
+    def close(self) -> None:
+        """Stop the auto-refresh thread (if any)."""
+        self._stop.set()
 
     @property
     def versions(self) -> dict[str, str]:
@@ -329,10 +255,12 @@ class PolicyClient:
         index = self._indexes.get(policy)
         if index is None:
             loaded = ", ".join(sorted(self._indexes)) or "none"
+            why = self._states.get(policy)
             raise BundleNotLoadedError(
                 f"no verified bundle of policy {policy!r} is loaded (loaded: {loaded}); "
-                "either the store has no LATEST for it yet or its bundle failed verification "
-                "(refresh() raised why): publish a good bundle, then call refresh()"
+                + (f"last error: {why.last_error}. " if why and why.last_error else "")
+                + "either the store has no LATEST for it yet or its bundle failed verification: "
+                "publish a good bundle, then call refresh()"
             )
         if isinstance(down, str) or isinstance(degraded, str):
             raise TypeError("down and degraded take collections of service ids, not a single string")

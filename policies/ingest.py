@@ -1,116 +1,205 @@
-"""Read a telemetry folder into tables and fingerprint it.
+"""Read a telemetry source into tables, one part per file, and fingerprint it.
 
-A source folder holds one file per table named after it (``services.parquet`` or
-``services.csv``), or a folder of files for partitioned tables
-(``health_checks/2026-10-01.parquet``). Inputs are only ever read. The snapshot is
-content-addressed: the sha256 of each table's files (names and bytes, in sorted
-order) identifies exactly what a run saw, for MLflow lineage and cache keys.
+A source is a folder, a glob or an fsspec URL (``policies.sources``). Each file is read once:
+its bytes are hashed and parsed from the same buffer, so the fingerprint is exactly what
+was parsed. Tables are kept *per file* (``Telemetry.parts``) so that validation can name the
+file a broken row came from and run partition by partition with flat memory;
+``Telemetry.tables`` concatenates them (zero-copy) for callers that want whole tables.
+
+Reading is strict, because telemetry from many teams arrives in many shapes: a Parquet file
+must parse, a CSV must be UTF-8 (a BOM is fine) with a comma delimiter and a header, an empty
+file is an error. Each failure is a :class:`RuleViolation` naming the file, the table and the
+rule. Inputs are only ever read. The snapshot is content-addressed: the sha256 of each table's
+files (keys and bytes, in sorted order).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from policies.errors import DataValidationError, RuleViolation
 from policies.schema import REQUIRED_TABLES, TABLES
+from policies.sources import Source, SourceFile, locate_source_files, open_source, read_bytes
 
-__all__ = ["Telemetry", "locate_tables", "load_telemetry", "conform_tables", "snapshot_id"]
+__all__ = ["Telemetry", "TablePart", "locate_tables", "load_telemetry", "read_part", "conform_tables",
+           "snapshot_id", "hash_parts"]
 
-_SUFFIXES = (".parquet", ".csv")
+_DELIMITERS = (";", "\t", "|")
+
+
+@dataclass(frozen=True)
+class TablePart:
+    """One file of one table, parsed (columns as in the file) and its sha256."""
+
+    file: SourceFile
+    table: pa.Table
+    sha256: str
 
 
 @dataclass(frozen=True)
 class Telemetry:
-    """What one run read: raw tables, where they came from, and their fingerprints."""
+    """What one run read: per-file parts of every table, where they came from, and their fingerprints."""
 
-    source: Path
-    tables: dict[str, pa.Table]
-    files: dict[str, list[Path]]
+    source: str
+    parts: dict[str, list[TablePart]]
     sha256: dict[str, str]
+    extra: dict = field(default_factory=dict)  # ingest bookkeeping (incremental state, dropped rows)
+
+    @property
+    def tables(self) -> dict[str, pa.Table]:
+        """Whole tables (parts concatenated; columns unified where files differ)."""
+        return {name: _concat([p.table for p in parts]) for name, parts in self.parts.items()}
+
+    @property
+    def files(self) -> dict[str, list[SourceFile]]:
+        return {name: [p.file for p in parts] for name, parts in self.parts.items()}
 
     @property
     def rows(self) -> dict[str, int]:
-        return {name: t.num_rows for name, t in self.tables.items()}
+        return {name: sum(p.table.num_rows for p in parts) for name, parts in self.parts.items()}
 
     def origin(self, table: str) -> str:
         """The file or folder a table came from, for error messages."""
-        paths = self.files[table]
-        return str(paths[0] if len(paths) == 1 else paths[0].parent)
+        files = self.files[table]
+        return files[0].uri if len(files) == 1 else files[0].uri.rsplit("/", 1)[0]
+
+    def uri(self, table: str) -> str:
+        """The table's origin as a URL (``file://`` for local paths), for lineage."""
+        origin = self.origin(table)
+        return origin if "://" in origin else Path(origin).resolve().as_uri()
 
 
-def locate_tables(data_dir: Path) -> dict[str, list[Path]]:
-    """Find each known table's files under ``data_dir`` (sorted, so hashes repeat)."""
-    found: dict[str, list[Path]] = {}
-    for name in TABLES:
-        folder = data_dir / name
-        if folder.is_dir():
-            files = sorted(p for p in folder.iterdir() if p.suffix in _SUFFIXES and not p.name.startswith("."))
-            if files:
-                found[name] = files
-            continue
-        for suffix in _SUFFIXES:
-            if (data_dir / f"{name}{suffix}").is_file():
-                found[name] = [data_dir / f"{name}{suffix}"]
-                break
-    return found
+def locate_tables(source: str | Path) -> dict[str, list[SourceFile]]:
+    """Find each known table's files in ``source`` (sorted, so hashes repeat)."""
+    return locate_source_files(open_source(source))
 
 
-def _hash_files(paths: list[Path], root: Path) -> str:
-    h = hashlib.sha256()
-    for p in paths:
-        h.update(str(p.relative_to(root)).encode() + b"\0")
-        with p.open("rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        h.update(b"\0")
-    return h.hexdigest()
+def load_telemetry(source: str | Path) -> Telemetry:
+    """Read every table found in ``source``; a missing required table is an error."""
+    src = open_source(source)
+    files = locate_source_files(src)
+    _require_tables(src, files)
+    parts: dict[str, list[TablePart]] = {}
+    broken: list[RuleViolation] = []
+    for name, table_files in files.items():
+        for f in table_files:
+            try:
+                parts.setdefault(name, []).append(read_part(src, f))
+            except DataValidationError as exc:
+                broken += exc.violations
+    if broken:
+        raise DataValidationError(broken)
+    return Telemetry(source=src.spec, parts=parts, sha256=hash_parts(parts))
 
 
-def _read(name: str, paths: list[Path]) -> pa.Table:
-    schema = TABLES[name]
+def read_part(source: Source, file: SourceFile) -> TablePart:
+    """Read, hash and parse one file; any unreadable shape is a named rule violation."""
     try:
-        if all(p.suffix == ".parquet" for p in paths):
-            if len(paths) == 1:
-                return pq.read_table(paths[0])
-            return ds.dataset([str(p) for p in paths], format="parquet").to_table()
-        # CSV: let pyarrow infer, then validation names any column that will not cast.
-        options = pacsv.ConvertOptions(
-            column_types={f.name: f.type for f in schema if not pa.types.is_nested(f.type)},
-            strings_can_be_null=True,
-        )
-        return pa.concat_tables([pacsv.read_csv(p, convert_options=options) for p in paths], promote_options="permissive")
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
-        first = str(exc).splitlines()[0][:300]
-        raise DataValidationError(
-            [RuleViolation(name, None, "readable file", [first], file=str(paths[0] if len(paths) == 1 else paths[0].parent))]
-        ) from exc
+        data = read_bytes(source, file)
+    except OSError as exc:
+        raise _violation(file, "readable file", str(exc)) from exc
+    digest = hashlib.sha256(file.key.encode() + b"\0" + data).hexdigest()
+    return TablePart(file, parse_bytes(file, data), digest)
 
 
-def load_telemetry(data_dir: str | Path) -> Telemetry:
-    """Read every table found under ``data_dir``; a missing required table is an error."""
-    root = Path(data_dir)
-    if not root.is_dir():
-        raise DataValidationError(
-            [RuleViolation("*", None, "source folder exists", [str(root)], file=str(root))],
-            hint="Point --data at a folder of telemetry tables (or run `qres sample --out DIR`).",
-        )
-    files = locate_tables(root)
+def parse_bytes(file: SourceFile, data: bytes) -> pa.Table:
+    """Parse a Parquet or CSV file's bytes (strictly: see the module docstring)."""
+    if not data:
+        raise _violation(file, "non-empty file", "0 bytes")
+    if file.suffix == ".parquet":
+        try:
+            return pq.read_table(pa.BufferReader(data))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
+            raise _violation(file, "readable Parquet file (truncated or not Parquet?)", str(exc)) from exc
+    return _parse_csv(file, data)
+
+
+def _parse_csv(file: SourceFile, data: bytes) -> pa.Table:
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        snippet = data[max(0, exc.start - 12): exc.start + 12]
+        raise _violation(file, "CSV encoded as UTF-8", f"byte {exc.start}: {snippet!r}") from exc
+    header = text.split("\n", 1)[0]
+    if "," not in header:
+        found = [d for d in _DELIMITERS if d in header]
+        if found:
+            raise _violation(file, "CSV delimiter ','", f"header uses {found[0]!r}: {header[:80]!r}")
+    schema = TABLES[file.table]
+    # Timestamps are read as text, so that naive ones are reported as such by validation.
+    types = {f.name: f.type for f in schema if not pa.types.is_nested(f.type) and not pa.types.is_timestamp(f.type)}
+    types |= {f.name: pa.string() for f in schema if pa.types.is_timestamp(f.type)}
+    try:
+        table = pacsv.read_csv(pa.BufferReader(text.encode()), convert_options=pacsv.ConvertOptions(
+            column_types=types, strings_can_be_null=True))
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise _violation(file, "readable CSV with the contract's column types", str(exc)) from exc
+    return _parse_list_columns(file, table)
+
+
+def _parse_list_columns(file: SourceFile, table: pa.Table) -> pa.Table:
+    """List columns in CSV are JSON text (``["a", "b"]``); parse them to lists."""
+    schema = TABLES[file.table]
+    for f in schema:
+        if pa.types.is_nested(f.type) and f.name in table.column_names:
+            raw = table[f.name].to_pylist()
+            try:
+                values = [json.loads(v) if isinstance(v, str) else v for v in raw]
+                column = pa.array(values, type=f.type)
+            except (ValueError, pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+                bad = next((v for v in raw if not _is_json_list(v)), raw[0] if raw else None)
+                raise _violation(file, f"JSON list in CSV column {f.name!r}", repr(bad), column=f.name) from exc
+            table = table.set_column(table.column_names.index(f.name), f.name, column)
+    return table
+
+
+def _is_json_list(value: object) -> bool:
+    try:
+        return value is None or isinstance(json.loads(value), list)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+
+
+def _violation(file: SourceFile, rule: str, example: str, column: str | None = None) -> DataValidationError:
+    first = example.splitlines()[0][:300] if example else ""
+    return DataValidationError([RuleViolation(file.table, column, rule, [first], file=file.uri)])
+
+
+def _require_tables(src: Source, files: dict[str, list[SourceFile]]) -> None:
     missing = [t for t in REQUIRED_TABLES if t not in files]
     if missing:
         raise DataValidationError(
-            [RuleViolation(t, None, "required table present", [f"{t}.parquet", f"{t}.csv", f"{t}/"], file=str(root)) for t in missing]
-        )
-    tables = {name: _read(name, paths) for name, paths in files.items()}
-    sha = {name: _hash_files(paths, root) for name, paths in files.items()}
-    return Telemetry(source=root, tables=tables, files=files, sha256=sha)
+            [RuleViolation(t, None, "required table present", [f"{t}.parquet", f"{t}.csv", f"{t}/"], file=src.spec)
+             for t in missing])
+
+
+def hash_parts(parts: dict[str, list[TablePart]]) -> dict[str, str]:
+    """sha256 per table over its files' digests, in key order."""
+    out = {}
+    for name, table_parts in sorted(parts.items()):
+        h = hashlib.sha256()
+        for p in sorted(table_parts, key=lambda p: p.file.key):
+            h.update(p.sha256.encode())
+        out[name] = h.hexdigest()
+    return out
+
+
+def _concat(tables: list[pa.Table]) -> pa.Table:
+    if len(tables) == 1:
+        return tables[0]
+    try:
+        return pa.concat_tables(tables)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pa.concat_tables(tables, promote_options="permissive")
 
 
 def conform_tables(tables: dict[str, pa.Table]) -> dict[str, pa.Table]:

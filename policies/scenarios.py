@@ -52,7 +52,8 @@ class Scenario:
     effective_down: tuple[str, ...]
     probability: float
     expected_duration_min: float
-    source: str  # normal | empirical | single | fallback
+    source: str  # normal | empirical | sampled | single | what-if:<name> | fallback
+    capacity_left: tuple[tuple[str, float], ...] = ()  # (capacity-carrying service, capacity left)
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,13 @@ def build_scenarios(
     target_mass: float = 0.995,
     dependency_ids: Iterable[str] | None = None,
     include_degraded: bool = True,
+    services: pa.Table | None = None,
+    what_if: Iterable[dict] = (),
+    sample_max: int = 0,
+    sample_min_probability: float = 1e-6,
+    sample_params: dict | None = None,
+    seed: int = 0,
+    degraded_capacity_share: float = 0.5,
 ) -> ScenarioSet:
     """The scenarios to solve for: observed patterns covering ``target_mass``, every
     single-dependency outage, and a fallback that covers everything.
@@ -91,14 +99,24 @@ def build_scenarios(
       posterior mean of a pattern never seen, with the fit's Beta prior); its duration is the
       dependency's ``mttr_min``, else the median of all outage episodes, else 60 min. These
       probabilities are not counted in ``covered_mass``.
+    - ``sample_max > 0`` adds up to that many multi-failure combinations proposed by the joint
+      (Ising) model and never kept otherwise (``source="sampled"``; see
+      :mod:`policies.scenario_sources`), so a runtime observation of several dependencies down
+      finds a close cover instead of the all-down fallback. ``sample_params`` go to the sampler
+      (``num_reads``, ``num_sweeps``, ``beta``, ``l2``). Not counted in ``covered_mass``.
+    - ``what_if`` scenarios from config (``source="what-if:<name>"``) are added as named unless a
+      scenario with the same key is already there.
     - The fallback (probability 0) has every depended-on service down and everything down
       effectively, so any state a runtime client observes is covered by it.
+    - With ``services``, each scenario carries ``capacity_left``: the capacity of every region
+      service, 0 when effectively down, ``degraded_capacity_share`` of it when degraded.
 
     Order: ``normal``, then probability descending, then key; fallback last.
     """
     import numpy as np  # noqa: PLC0415 - kept out of the client's import path
 
     from policies.failure_model import list_outages  # noqa: PLC0415
+    from policies.scenario_sources import parse_what_if, propose_sampled  # noqa: PLC0415
 
     if not 0.0 < target_mass <= 1.0:
         raise ValueError(f"target_mass must be in (0, 1], e.g. 0.995; got {target_mass!r}")
@@ -145,13 +163,35 @@ def build_scenarios(
         p = stats[key][1] if key in stats else never_seen_p
         singles.append(make(key, p, default_min if math.isnan(duration) else duration, "single"))
 
+    taken = kept_keys | {s.key for s in singles} | {NORMAL_KEY}
+    recovery = dict(zip(model.per_dependency["service_id"], model.per_dependency["recovery_rate_per_min"]))
+    proposed, sample_info = propose_sampled(
+        patterns, stats, dependents, recovery, taken, max_count=sample_max, min_probability=sample_min_probability,
+        seed=seed, **(sample_params or {}))
+    sampled = [Scenario(key, down, (), eff, p, default_min if math.isnan(d) else d, "sampled")
+               for key, down, eff, p, d in proposed]
+    taken |= {s.key for s in sampled}
     everything = set(model.services) | {s for edge in edges for s in edge[:2]}
+    known = everything | (set(services.column("service_id").to_pylist()) if services is not None else set())
+    extra = []
+    for w in parse_what_if(what_if, known):
+        root = tuple(sorted(root_down_set(w["down"], dependents)))
+        effective = close_down_set(root, dependents)
+        degraded = tuple(sorted(set(w["degraded"]) - effective))
+        key = scenario_key(root, degraded)
+        if key not in taken:
+            taken.add(key)
+            extra.append(Scenario(key, root, degraded, tuple(sorted(effective)), w["probability"],
+                                  w["duration_min"], f"what-if:{w['name']}"))
     fallback = Scenario(
         FALLBACK_KEY, tuple(depended_on), (), tuple(sorted(everything)), 0.0, default_min, "fallback"
     )
-    middle = sorted(kept + singles, key=lambda s: (-s.probability, s.key))
+    middle = sorted(kept + singles + sampled + extra, key=lambda s: (-s.probability, s.key))
+    ordered = (normal, *middle, fallback)
+    if services is not None:
+        ordered = tuple(_with_capacity(s, services, degraded_capacity_share) for s in ordered)
     return ScenarioSet(
-        scenarios=(normal, *middle, fallback),
+        scenarios=ordered,
         target_mass=float(target_mass),
         covered_mass=covered / n_w,
         info={
@@ -160,10 +200,38 @@ def build_scenarios(
             "n_empirical_patterns": len(ranked),
             "n_kept_empirical": len(kept),
             "n_single_added": len(singles),
+            "n_sampled_added": len(sampled),
+            "sampled_mass": sum(s.probability for s in sampled),
+            "n_what_if_added": len(extra),
+            "sampling": sample_info,
+            "by_source": _count_sources(ordered),
             "single_prior_probability": never_seen_p,
             "include_degraded": include_degraded,
         },
     )
+
+
+def _count_sources(scenarios: Iterable[Scenario]) -> dict[str, int]:
+    """Scenarios per source (what-ifs together), for provenance in the manifest and the summary."""
+    out: dict[str, int] = {}
+    for s in scenarios:
+        name = s.source.split(":", 1)[0]
+        out[name] = out.get(name, 0) + 1
+    return dict(sorted(out.items()))
+
+
+def _with_capacity(s: Scenario, services: pa.Table, degraded_share: float) -> Scenario:
+    """``s`` with the capacity left of every region service (as shedding computes it)."""
+    from dataclasses import replace  # noqa: PLC0415
+
+    left = []
+    for sid, kind, cap in zip(services.column("service_id").to_pylist(), services.column("kind").to_pylist(),
+                              services.column("capacity").to_pylist()):
+        if kind != "region":
+            continue
+        share = 0.0 if sid in s.effective_down else (degraded_share if sid in s.degraded else 1.0)
+        left.append((sid, float(cap or 0.0) * share))
+    return replace(s, capacity_left=tuple(sorted(left)))
 
 
 def _count_patterns(model: FailureModel, dependents: dict, include_degraded: bool) -> tuple[dict, dict, int]:

@@ -1,4 +1,4 @@
-"""Estimate: the failure model and the scenario set, wrapped for Prefect."""
+"""Estimate: the failure model, the scenario set and the health-score file, wrapped for Prefect."""
 
 from __future__ import annotations
 
@@ -7,34 +7,66 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
+from policies.bundle import encode_json
 from policies.failure_model import FailureModel, fit_failure_model
+from policies.health import HEALTH_FILE, build_health_document
 from policies.scenarios import ScenarioSet, build_scenarios
 
-__all__ = ["estimate_failure_model", "build_scenario_set"]
+__all__ = ["estimate_failure_model", "build_scenario_set", "health_file", "scenario_provenance"]
 
 
 @task(name="failure-model", cache_policy=NO_CACHE)
 def estimate_failure_model(tables: dict[str, pa.Table], *, window_min: int, hysteresis_windows: int,
-                           credible: float) -> FailureModel:
+                           credible: float, hysteresis_min: float = 0.0, agreement: str = "majority",
+                           alpha: float = 0.05) -> FailureModel:
     """Per-dependency P(down) with credible intervals, recovery times and co-failure."""
     model = fit_failure_model(
         tables["services"], tables["dependencies"], tables["health_checks"], tables.get("incidents"),
-        window_min=window_min, hysteresis_windows=hysteresis_windows, credible=credible,
+        window_min=window_min, hysteresis_windows=hysteresis_windows, hysteresis_min=hysteresis_min,
+        agreement=agreement, credible=credible, alpha=alpha,
     )
     down = model.per_dependency[model.per_dependency["outages"] > 0]
     get_run_logger().info(
-        "failure model: %d services over %d windows, %d with outages, %d co-failing pairs",
+        "failure model: %d services over %d windows, %d with outages, %d co-failing pairs (%d significant); "
+        "hysteresis removed %d of %d raw transitions",
         len(model.services), model.states.shape[0], len(down), len(model.co_failure),
+        int(model.co_failure["significant"].sum()), model.info["transitions_removed"], model.info["raw_transitions"],
     )
     return model
 
 
 @task(name="scenarios", cache_policy=NO_CACHE)
-def build_scenario_set(model: FailureModel, dependencies: pa.Table, *, target_mass: float) -> ScenarioSet:
-    """Empirical patterns covering ``target_mass`` plus every single-dependency outage."""
-    scenarios = build_scenarios(model, dependencies, target_mass=target_mass)
+def build_scenario_set(model: FailureModel, tables: dict[str, pa.Table], *, target_mass: float, seed: int = 0,
+                       sample_max: int = 0, sample_min_probability: float = 1e-7, sample_params: dict | None = None,
+                       what_if: tuple = ()) -> ScenarioSet:
+    """Empirical patterns covering ``target_mass``, every single-dependency outage, multi-failures
+    sampled from the joint model, and the what-ifs from config."""
+    scenarios = build_scenarios(
+        model, tables["dependencies"], target_mass=target_mass, services=tables["services"], seed=seed,
+        sample_max=sample_max, sample_min_probability=sample_min_probability, sample_params=sample_params,
+        what_if=[w if isinstance(w, dict) else w.model_dump() for w in what_if],
+    )
     get_run_logger().info(
-        "scenarios: %d kept, covering %.4f of the probability mass (target %.4f)",
-        len(scenarios.scenarios), scenarios.covered_mass, scenarios.target_mass,
+        "scenarios: %d kept (%s), covering %.4f of the probability mass (target %.4f)",
+        len(scenarios.scenarios), scenarios.info["by_source"], scenarios.covered_mass, scenarios.target_mass,
     )
     return scenarios
+
+
+def health_file(model: FailureModel, *, horizon_min: float) -> dict[str, bytes]:
+    """``{"health.json": bytes}``: the health-score parameters a runtime service needs."""
+    rows = model.per_dependency[["service_id", "failure_rate_per_min", "recovery_rate_per_min", "p_down"]]
+    doc = build_health_document(rows.to_dict("records"), horizon_min=horizon_min, window_min=model.window_min)
+    return {HEALTH_FILE: encode_json(doc)}
+
+
+def scenario_provenance(scenarios: ScenarioSet) -> dict:
+    """What the manifest says about where the scenarios came from."""
+    return {
+        "count": len(scenarios.scenarios),
+        "covered_mass": scenarios.covered_mass,
+        "target_mass": scenarios.target_mass,
+        "by_source": scenarios.info["by_source"],
+        "sampled_mass": scenarios.info["sampled_mass"],
+        "what_if": sorted(s.source.split(":", 1)[1] for s in scenarios.scenarios if s.source.startswith("what-if:")),
+    }

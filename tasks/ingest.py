@@ -1,8 +1,6 @@
-"""Ingest: read the telemetry source and fingerprint it."""
+"""Ingest: read the telemetry source (folder, glob or URL) and fingerprint it."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -15,11 +13,11 @@ __all__ = ["ingest_telemetry"]
 
 
 @task(name="ingest", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[1, 5], retry_condition_fn=retry_on_io_error)
-def ingest_telemetry(data_dir: Path) -> Telemetry:
-    """Read every table under ``data_dir`` and compute its sha256 snapshot."""
+def ingest_telemetry(source: str) -> Telemetry:
+    """Read every table in ``source`` and compute its sha256 snapshot."""
     log = get_run_logger()
-    telemetry = load_telemetry(data_dir)
+    telemetry = load_telemetry(source)
     rows = ", ".join(f"{k}={v:,}" for k, v in telemetry.rows.items())
-    log.info("read %d tables from %s (%s); snapshot %s", len(telemetry.tables), data_dir, rows,
+    log.info("read %d tables from %s (%s); snapshot %s", len(telemetry.parts), source, rows,
              snapshot_id(telemetry.sha256)[:12])
     return telemetry

@@ -7,6 +7,7 @@ global active run, so that concurrent flows in one process cannot mix their runs
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,13 +30,17 @@ __all__ = [
     "start_run",
     "log_run_results",
     "register_candidate",
+    "save_policy_model",
     "champion_metric",
+    "set_champion",
+    "champion_history",
     "finish_run",
 ]
 
 CANDIDATE, CHAMPION = "candidate", "champion"
+_MODEL_CODE = Path(__file__).with_name("pyfunc_model.py")
 _LIBRARIES = ("qresilience", "prefect", "mlflow", "great-expectations", "ortools", "dimod",
-              "dwave-samplers", "numpy", "pandas", "pyarrow", "scipy")
+              "dwave-samplers", "numpy", "pandas", "pyarrow", "scipy", "cryptography")
 
 
 @dataclass(frozen=True)
@@ -116,16 +121,50 @@ def log_run_results(target: TrackingTarget, run_id: str, *, metrics: dict[str, f
         client.log_artifacts(run_id, str(reports), "reports")
 
 
+def save_policy_model(bundle_path: Path, out_dir: Path, public_key: str | None) -> Path:
+    """Save the bundle as an MLflow pyfunc model from code (tasks/pyfunc_model.py), no pickle.
+
+    The model's ``store`` artifact is a one-version store holding the bundle's bytes as
+    published (same version, same signatures), and ``policies/`` goes along as code, so
+    ``mlflow.pyfunc.load_model`` and ``mlflow models serve`` answer exactly like the
+    runtime client, with the same verification.
+    """
+    import mlflow.pyfunc  # noqa: PLC0415 - heavy; only the registering task needs it
+
+    bundle_path = Path(bundle_path)
+    store = out_dir / "store"
+    shutil.copytree(bundle_path, store / bundle_path.parent.name / bundle_path.name)
+    (store / bundle_path.parent.name / "LATEST").write_text(bundle_path.name + "\n", encoding="ascii")
+    artifacts = {"store": str(store)}
+    if public_key is not None:  # the JSON of policies.signing.PublicKeys
+        (out_dir / "qres-signing.pub").write_text(public_key, encoding="ascii")
+        artifacts["public_key"] = str(out_dir / "qres-signing.pub")
+    model_dir = out_dir / "model"
+    versions = package_versions("mlflow", "pandas", "pyarrow", "cryptography")
+    mlflow.pyfunc.save_model(
+        str(model_dir), python_model=str(_MODEL_CODE), artifacts=artifacts,
+        code_paths=[str(_MODEL_CODE.parents[1] / "policies")],
+        pip_requirements=[f"{name}=={v}" for name, v in versions.items() if v != "unknown"],
+        metadata={"qres.policy": bundle_path.parent.name, "qres.bundle_version": bundle_path.name},
+    )
+    return model_dir
+
+
 @task(name="track-register", retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
-def register_candidate(target: TrackingTarget, run_id: str, model_name: str, *, artifact_dir: str = "bundle") -> str:
-    """Register the run's bundle as a new version of ``model_name`` with alias candidate."""
+def register_candidate(target: TrackingTarget, run_id: str, model_name: str, *, bundle_path: Path,
+                       public_key: str | None = None, artifact_dir: str = "model") -> str:
+    """Log the bundle as a pyfunc model and register it as a new version with alias candidate."""
     client = target.client()
     try:
         client.get_registered_model(model_name)
     except MlflowException:
         client.create_registered_model(model_name, description="qresilience policy bundles; aliases candidate/champion")
+    with tempfile.TemporaryDirectory(prefix="qres-model-") as tmp:
+        model_dir = save_policy_model(Path(bundle_path), Path(tmp), public_key)
+        client.log_artifacts(run_id, str(model_dir), artifact_dir)
     run = client.get_run(run_id)
-    mv = client.create_model_version(model_name, source=f"{run.info.artifact_uri}/{artifact_dir}", run_id=run_id)
+    mv = client.create_model_version(model_name, source=f"{run.info.artifact_uri}/{artifact_dir}", run_id=run_id,
+                                     tags={"qres.bundle_version": Path(bundle_path).name})
     client.set_registered_model_alias(model_name, CANDIDATE, mv.version)
     return str(mv.version)
 
@@ -142,13 +181,32 @@ def champion_metric(target: TrackingTarget, model_name: str, metric: str) -> tup
     return str(mv.version), client.get_run(mv.run_id).data.metrics.get(metric)
 
 
+CHAMPION_HISTORY = "qres.champion_history"
+
+
+def champion_history(client: MlflowClient, model_name: str) -> list[str]:
+    """Model versions that were champion, oldest first (a registered-model tag)."""
+    tags = client.get_registered_model(model_name).tags or {}
+    return json.loads(tags.get(CHAMPION_HISTORY, "[]"))
+
+
+def set_champion(client: MlflowClient, model_name: str, model_version: str,
+                 history: list[str] | None = None) -> None:
+    """Move the champion alias and record it, so `qres rollback` can go back step by step."""
+    if history is None:
+        history = champion_history(client, model_name) + [str(model_version)]
+    client.set_registered_model_tag(model_name, CHAMPION_HISTORY, json.dumps(history[-200:]))
+    client.set_model_version_tag(model_name, model_version, "qres.was_champion", "true")
+    client.set_registered_model_alias(model_name, CHAMPION, model_version)
+
+
 @task(name="track-finish", retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
 def finish_run(target: TrackingTarget, run_id: str, *, model_name: str | None, model_version: str | None,
                promote: bool, tags: dict[str, str], json_artifacts: dict[str, Any], failed: bool = False) -> None:
     """Move ``champion`` when promoted, record the outcome, and close the run."""
     client = target.client()
     if promote and model_name and model_version:
-        client.set_registered_model_alias(model_name, CHAMPION, model_version)
+        set_champion(client, model_name, model_version)
     for key, value in tags.items():
         client.set_tag(run_id, key, value)
     if json_artifacts:

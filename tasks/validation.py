@@ -20,10 +20,9 @@ import os
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 
 import json  # noqa: E402
-import math  # noqa: E402
-from collections.abc import Mapping  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-from datetime import datetime  # noqa: E402
+from collections.abc import Mapping, Sequence  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from datetime import datetime, timezone  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import great_expectations as gx  # noqa: E402
@@ -38,20 +37,24 @@ from great_expectations.data_context.types.base import (  # noqa: E402
 )
 
 from policies.errors import DataValidationError, RuleViolation  # noqa: E402
-from policies.schema import TABLES  # noqa: E402
+from tasks.validation_rules import column_of, dedupe, describe, exception_messages, is_row_level, jsonable, \
+    merge_results, parameters, result  # noqa: E402
+from tasks.validation_schema import CAST_ERRORS, check_schema, finite_row_failures  # noqa: E402
 
-__all__ = ["SUITES_DIR", "PARAMETER_SOURCES", "TableReport", "ValidationReport", "load_suite_dict", "validate_tables"]
+__all__ = ["SUITES_DIR", "PARAMETER_SOURCES", "TableReport", "ValidationReport", "load_suite_dict", "validate_tables",
+           "validate_parts"]
 
 SUITES_DIR = Path(__file__).resolve().parents[1] / "data" / "expectations"
 
 # Suite parameter -> the (table, column) whose values it takes at run time.
 PARAMETER_SOURCES = {"service_ids": ("services", "service_id"), "site_ids": ("sites", "site_id")}
+NOW_PARAMETER = "now_utc"  # "not in the future": filled with the validation's reference time
 
-# SUMMARY gives unexpected_count and a partial list; 20 leaves room to de-duplicate down to 5.
-_RESULT_FORMAT = {"result_format": "SUMMARY", "partial_unexpected_count": 20}
-_MAX_EXAMPLES = 5
-_CAST_PROBES = 2000  # distinct values cast one by one to find examples of an uncastable column
-_CAST_ERRORS = (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError)
+# COMPLETE lists the index of every unexpected row (for quarantine); GE only builds it for failures.
+_RESULT_FORMAT = {"result_format": "COMPLETE", "partial_unexpected_count": 20, "return_unexpected_index_query": False}
+_REFERENCE_FIRST = ("services", "sites")
+_SERIES_KEYS = {"health_checks": ("service_id", "probe", "ts")}
+_FRESHNESS_COLUMN = {"health_checks": "ts", "incidents": "started_at"}
 
 
 @dataclass(frozen=True)
@@ -61,54 +64,105 @@ class TableReport:
     table: str
     rows: int
     success: bool
-    results: list[dict]  # suite, rule, column, success, unexpected_count, examples
+    results: list[dict]  # suite, rule, column, success, unexpected_count, examples, level, quarantined, file
+    quarantined: int = 0
 
 
 @dataclass(frozen=True)
 class ValidationReport:
-    """The outcome of one validation: per-table results and every broken rule."""
+    """The outcome of one validation: per-table results, every broken rule, clean tables and quarantine."""
 
     success: bool
     tables: dict[str, TableReport]
     rows_validated: int
     violations: list[RuleViolation]
+    clean: dict[str, pa.Table] = field(default_factory=dict, repr=False)  # typed, quarantined rows removed
+    quarantine: dict[str, pa.Table] = field(default_factory=dict, repr=False)  # bad rows + "_rule", "_file"
+    max_share: float = 0.0
 
     def as_dict(self) -> dict:
         """JSON-ready (for an MLflow artifact)."""
         return {
             "success": self.success,
             "rows_validated": self.rows_validated,
-            "tables": {n: {"table": t.table, "rows": t.rows, "success": t.success, "results": t.results}
-                       for n, t in self.tables.items()},
+            "quarantine_max_share": self.max_share,
+            "quarantined": {n: t.num_rows for n, t in self.quarantine.items()},
+            "tables": {n: {"table": t.table, "rows": t.rows, "success": t.success, "quarantined": t.quarantined,
+                           "results": t.results} for n, t in self.tables.items()},
             "violations": [v.as_dict() for v in self.violations],
         }
 
 
 def validate_tables(tables: Mapping[str, pa.Table], *, files: Mapping[str, str] | None = None,
-                    raise_on_failure: bool = True) -> ValidationReport:
-    """Check every given table against its schema and suites; raise DataValidationError on a break.
-
-    ``files`` maps a table name to the file or folder it was read from, so messages name it.
-    A table whose references cannot be checked (``services`` or ``sites`` absent) fails closed.
-    """
+                    raise_on_failure: bool = True, **options) -> ValidationReport:
+    """Check whole tables (one part each); see :func:`validate_parts` for ``options``."""
     files = dict(files or {})
-    params = _reference_values(tables)
+    return validate_parts({n: [(files.get(n), t)] for n, t in tables.items()}, raise_on_failure=raise_on_failure,
+                          **options)
+
+
+def validate_parts(parts: Mapping[str, Sequence[tuple[str | None, pa.Table]]], *, raise_on_failure: bool = True,
+                   quarantine_max_share: float | Mapping[str, float] = 0.0, now: datetime | None = None,
+                   freshness_max_age_min: float | None = None) -> ValidationReport:
+    """Check every table, file by file, against its schema and suites; quarantine bad rows.
+
+    ``parts`` maps a table to its (file, table) parts: validation runs per part so memory
+    stays flat and messages name the file. Rows breaking a row-level rule are set aside; the
+    table passes while they are at most ``quarantine_max_share`` of its rows (a float, or one
+    per table), else every such rule is a violation. Table-level rules (schema, uniqueness,
+    row counts, series order, freshness) never quarantine: they fail closed. References to
+    ``services``/``sites`` fail closed when those tables are absent or unreadable.
+    """
+    now = now or datetime.now(timezone.utc)
+    shares = quarantine_max_share if isinstance(quarantine_max_share, Mapping) else {}
+    default_share = 0.0 if isinstance(quarantine_max_share, Mapping) else float(quarantine_max_share)
     context = _new_context()
-    source = context.data_sources.add_pandas("telemetry")
-    reports: dict[str, TableReport] = {}
-    violations: list[RuleViolation] = []
-    for name, raw in tables.items():
-        typed, results = _check_schema(name, raw)
-        if typed is not None:
-            for frame_name, frame in _frames_for(name, typed).items():
-                results += _run_suite(context, source, frame_name, frame, params)
-        broken = [RuleViolation(name, r["column"], r["rule"], r["examples"], r["unexpected_count"], files.get(name))
-                  for r in results if not r["success"]]
-        reports[name] = TableReport(name, raw.num_rows, not broken, results)
+    runner = _SuiteRunner(context, context.data_sources.add_pandas("telemetry"))
+    params: dict[str, object] = {NOW_PARAMETER: pd.Timestamp(now).tz_convert("UTC").tz_localize(None)}
+    params |= _reference_values(parts)
+    reports, violations, clean, quarantine = {}, [], {}, {}
+    order = [n for n in _REFERENCE_FIRST if n in parts] + [n for n in parts if n not in _REFERENCE_FIRST]
+    for name in order:
+        rows = sum(t.num_rows for _, t in parts[name])
+        results, good, bad = [], [], []
+        for file, raw in parts[name]:
+            typed, res = check_schema(name, raw, file)
+            results += res
+            if typed is not None:
+                part_results, mask = _check_rows(runner, name, typed, params, file)
+                results += part_results
+                good.append(typed.filter(pa.array(~mask)) if mask.any() else typed)
+                if mask.any():
+                    bad.append(_quarantine_rows(typed, mask, part_results, file))
+        results = merge_results(results)
+        schema_ok = all(r["success"] for r in results if r["suite"] == "schema")
+        if schema_ok and good:
+            clean[name] = pa.concat_tables(good)
+            results += _table_rules(name, clean[name], len(good), now, freshness_max_age_min)
+        n_bad = sum(t.num_rows for t in bad)
+        share = shares.get(name, default_share)
+        over = n_bad > share * rows
+        for r in results:
+            if r["level"] == "row" and not r["success"]:
+                r["quarantined"] = 0 if over else (r["unexpected_count"] or 0)
+        broken = [RuleViolation(name, r["column"], r["rule"], r["examples"], r["unexpected_count"], r.get("file"))
+                  for r in results if not r["success"] and (r["level"] != "row" or over)]
+        if bad and not over:
+            quarantine[name] = pa.concat_tables(bad)
+        _refresh_parameters(params, name, clean.get(name) if not broken else None)
+        reports[name] = TableReport(name, rows, not broken, results, n_bad if not over else 0)
         violations += broken
-    report = ValidationReport(not violations, reports, sum(r.rows for r in reports.values()), violations)
+    report = ValidationReport(not violations, reports, sum(r.rows for r in reports.values()), violations,
+                              clean if not violations else {}, quarantine, default_share)
     if violations and raise_on_failure:
-        raise DataValidationError(violations)
+        over = [n for n, t in reports.items() if any(r["level"] == "row" and not r["success"] for r in t.results)
+                and not t.success]
+        hint = None
+        if over:
+            hint = (f"Rows breaking row-level rules exceed the quarantine share ({default_share:.2%} of a table's rows) "
+                    f"in {', '.join(over)}. Fix the input files (they were not changed) and run again; "
+                    "the last published bundle stays LATEST.")
+        raise DataValidationError(violations, hint=hint)
     return report
 
 
@@ -120,56 +174,93 @@ def load_suite_dict(suite_name: str) -> dict:
     return json.loads(path.read_text())
 
 
-# --- schema (pyarrow) -------------------------------------------------------------------
+# --- row-level checks on one part -------------------------------------------------------
 
 
-def _check_schema(name: str, table: pa.Table) -> tuple[pa.Table | None, list[dict]]:
-    """Cast ``table`` to its contract: the cast table (None if anything broke) and the results."""
-    if name not in TABLES:
-        return None, [_result("schema", f"schema: unknown table (known: {', '.join(TABLES)})", None, False)]
-    schema = TABLES[name]
-    present = set(table.column_names)
-    broken = [_result("schema", "schema: missing column", c, False) for c in schema.names if c not in present]
-    broken += [_result("schema", "schema: unexpected column", c, False, None, _jsonable(table[c][:5].to_pylist()))
-               for c in table.column_names if c not in schema.names]
-    columns = []
-    for field in schema:
-        if field.name not in table.column_names:
-            continue
-        column = table[field.name]
+def _check_rows(runner: _SuiteRunner, name: str, typed: pa.Table, params: dict, file: str | None):
+    """Finite numbers (pyarrow) and the GE suites on one part: results and the mask of bad rows."""
+    mask = np.zeros(typed.num_rows, dtype=bool)
+    results = []
+    for (rule, column), (rows, examples) in finite_row_failures(typed).items():
+        results.append(result("schema", f"schema: {rule}", column, False, int(rows.sum()), examples, "row", file))
+        results[-1]["_mask"] = rows
+        mask |= rows
+    for frame_name, frame in _frames_for(name, typed).items():
+        for r in runner.run(frame_name, frame, params, file):
+            if "_rows" in r:
+                rows = np.zeros(typed.num_rows, dtype=bool)
+                rows[np.asarray(r.pop("_rows"), dtype=np.int64)] = True
+                r["_mask"] = rows
+                mask |= rows
+            results.append(r)
+    return results, mask
+
+
+def _quarantine_rows(typed: pa.Table, mask: np.ndarray, results: list[dict], file: str | None) -> pa.Table:
+    """The bad rows of a part, each with the first rule it broke and its file."""
+    idx = np.flatnonzero(mask)
+    rule = np.full(idx.size, "", dtype=object)
+    for r in results:
+        rows = r.pop("_mask", None)
+        if rows is not None:
+            hit = rows[idx] & (rule == "")
+            rule[hit] = r["rule"]
+    bad = typed.take(pa.array(idx))
+    return bad.append_column("_rule", pa.array(rule.tolist(), pa.string())).append_column(
+        "_file", pa.array([file or ""] * idx.size, pa.string()))
+
+
+def _reference_values(parts: Mapping[str, Sequence[tuple[str | None, pa.Table]]]) -> dict[str, list[str]]:
+    """Values of the suite parameters, read from the raw tables they refer to (when readable)."""
+    params = {}
+    for param, (source, column) in PARAMETER_SOURCES.items():
         try:
-            # The same safe cast as policies.ingest.conform_tables: what passes here conforms there.
-            column = pc.cast(column, field.type)
-        except _CAST_ERRORS:
-            rule = f"schema: type {column.type} not castable to {field.type}"
-            broken.append(_result("schema", rule, field.name, False, None, _uncastable_values(column, field.type)))
-            continue
-        if not field.nullable and column.null_count:
-            rows = pc.indices_nonzero(pc.is_null(column).combine_chunks())[:_MAX_EXAMPLES].to_pylist()
-            rule = "schema: null in non-nullable column"
-            broken.append(_result("schema", rule, field.name, False, column.null_count, [f"row {i}" for i in rows]))
-        columns.append(column)
-    if broken:
-        return None, broken
-    ok = _result("schema", "schema: columns, types and nulls match", None, True, 0)
-    return pa.Table.from_arrays(columns, schema=schema), [ok]
+            values = [pc.unique(pc.cast(t[column], pa.string())) for _, t in parts.get(source, ())]
+        except (KeyError, *CAST_ERRORS):
+            continue  # unreadable: the schema step reports it, the references fail closed
+        if values:
+            params[param] = sorted(set(pa.chunked_array(values, pa.string()).drop_null().to_pylist()))
+    return params
 
 
-def _uncastable_values(column: pa.ChunkedArray, target: pa.DataType) -> list[object]:
-    """A few values that do not cast (the first values when the types cannot cast at all)."""
-    try:
-        candidates = pc.unique(column)
-    except _CAST_ERRORS:
-        candidates = column.combine_chunks()
-    found: list[object] = []
-    for i in range(min(len(candidates), _CAST_PROBES)):
-        try:
-            pc.cast(candidates[i : i + 1], target)
-        except _CAST_ERRORS:
-            found.append(_jsonable(candidates[i].as_py()))
-            if len(found) == _MAX_EXAMPLES:
-                break
-    return found
+def _refresh_parameters(params: dict, name: str, table: pa.Table | None) -> None:
+    for param, (source, column) in PARAMETER_SOURCES.items():
+        if source == name and table is not None:
+            params[param] = sorted(pc.unique(table[column]).drop_null().to_pylist())
+
+
+# --- table-level checks on a whole table ------------------------------------------------
+
+
+def _table_rules(name: str, table: pa.Table, n_parts: int, now: datetime, max_age_min: float | None) -> list[dict]:
+    out = []
+    keys = _SERIES_KEYS.get(name)
+    if keys and n_parts > 1:  # within one file GE's compound uniqueness already covers it
+        out.append(_series_ordered(name, table, keys))
+    column = _FRESHNESS_COLUMN.get(name)
+    if column and max_age_min is not None and table.num_rows:
+        newest = pc.max(table[column]).as_py()
+        oldest_ok = now - pd.Timedelta(minutes=max_age_min)
+        rule = f"freshness: newest {column} within {max_age_min:g} min of {now.isoformat(timespec='seconds')}"
+        out.append(result("table", rule, column, newest >= oldest_ok, 0 if newest >= oldest_ok else 1,
+                          [] if newest >= oldest_ok else [jsonable(newest)]))
+    return out
+
+
+def _series_ordered(name: str, table: pa.Table, keys: tuple[str, ...]) -> dict:
+    """After sorting by (service, probe, ts), each series' timestamps strictly increase (no repeats across files)."""
+    sub = table.select(list(keys))
+    order = pc.sort_indices(sub, sort_keys=[(k, "ascending") for k in keys])
+    s = sub.take(order)
+    same = np.ones(s.num_rows - 1, dtype=bool) if s.num_rows > 1 else np.zeros(0, dtype=bool)
+    for k in keys[:-1]:
+        col = s[k].combine_chunks()
+        same &= pc.equal(col[1:], col[:-1]).to_numpy(zero_copy_only=False)
+    ts = s[keys[-1]].combine_chunks().cast(pa.int64()).to_numpy()
+    bad = same & (ts[1:] <= ts[:-1])
+    examples = [jsonable({k: s[k][int(i) + 1].as_py() for k in keys}) for i in np.flatnonzero(bad)[:5]]
+    rule = f"series: {keys[-1]} strictly increasing per ({', '.join(keys[:-1])}) after sorting, across files"
+    return result("table", rule, ", ".join(keys), not bad.any(), int(bad.sum()), examples)
 
 
 # --- frames for GE ----------------------------------------------------------------------
@@ -188,7 +279,9 @@ def _frames_for(name: str, table: pa.Table) -> dict[str, pd.DataFrame]:
             derived |= {f"{field.name}.{sub.name}": pc.struct_field(values, [i]) for i, sub in enumerate(values.type)}
         else:
             derived[field.name] = values
-        frames[f"{name}.{field.name}"] = _to_pandas(pa.table(derived))
+        frame = _to_pandas(pa.table(derived))
+        frame.index = pc.list_parent_indices(column).to_numpy()  # unexpected rows map back to the parent row
+        frames[f"{name}.{field.name}"] = frame
     return frames
 
 
@@ -207,19 +300,6 @@ def _to_pandas(table: pa.Table) -> pd.DataFrame:
     return table.to_pandas()
 
 
-def _reference_values(tables: Mapping[str, pa.Table]) -> dict[str, list[str]]:
-    """Values of the suite parameters, read from the tables they refer to (when readable)."""
-    params = {}
-    for param, (source, column) in PARAMETER_SOURCES.items():
-        table = tables.get(source)
-        if table is not None and column in table.column_names:
-            try:
-                params[param] = sorted(pc.unique(pc.cast(table[column], pa.string())).drop_null().to_pylist())
-            except _CAST_ERRORS:
-                pass  # unreadable: the schema step reports it, the references fail closed
-    return params
-
-
 # --- GE ---------------------------------------------------------------------------------
 
 
@@ -230,129 +310,53 @@ def _new_context():
     return gx.get_context(mode="ephemeral", project_config=config)
 
 
-def _run_suite(context, source, frame_name: str, frame: pd.DataFrame, params: dict) -> list[dict]:
-    """Run one suite on one frame through a ValidationDefinition; one result per expectation."""
-    spec = load_suite_dict(frame_name)
-    runnable, results = [], []
-    for exp in spec["expectations"]:
-        missing = _parameters(exp["kwargs"]) - params.keys()
-        if missing:  # a reference that cannot be checked fails closed rather than passing unchecked
-            needs = ", ".join(sorted(PARAMETER_SOURCES[p][0] for p in missing))
-            rule = f"{_describe(exp)}: needs table(s) {needs}, absent or unreadable"
-            results.append(_result(frame_name, rule, _column_of(exp["kwargs"]), False))
-        else:
-            runnable.append(exp)
-    suite = context.suites.add(gx.ExpectationSuite(**{**spec, "expectations": runnable}))
-    batch = source.add_dataframe_asset(frame_name).add_batch_definition_whole_dataframe("all")
-    definition = context.validation_definitions.add(gx.ValidationDefinition(name=frame_name, data=batch, suite=suite))
-    run = definition.run(batch_parameters={"dataframe": frame}, result_format=_RESULT_FORMAT,
-                         expectation_parameters={k: v for k, v in params.items() if k in suite.suite_parameter_options})
-    order = {e.id: i for i, e in enumerate(suite.expectations)}
-    for res in sorted(run.results, key=lambda r: order[r.expectation_config.id]):  # suite order
-        exp = runnable[order[res.expectation_config.id]]  # the file's kwargs keep "$PARAMETER"
-        rule, column = _describe(exp), _column_of(exp["kwargs"])
-        errors = _exception_messages(res.exception_info or {})
-        if errors:
-            results.append(_result(frame_name, rule, column, False, None, errors))
-        else:
-            examples = _dedupe(res.result.get("partial_unexpected_list") or [])
+
+
+class _SuiteRunner:
+    """Runs each suite through one ValidationDefinition, built once and reused for every part."""
+
+    def __init__(self, context, source) -> None:
+        self.context, self.source = context, source
+        self.built: dict[tuple, tuple] = {}
+
+    def run(self, frame_name: str, frame: pd.DataFrame, params: dict, file: str | None) -> list[dict]:
+        """One result per expectation, in suite order; row-level failures carry ``_rows`` (parent rows)."""
+        spec = load_suite_dict(frame_name)
+        runnable, results = [], []
+        for exp in spec["expectations"]:
+            missing = parameters(exp["kwargs"]) - params.keys()
+            if missing:  # a reference that cannot be checked fails closed rather than passing unchecked
+                needs = ", ".join(sorted(PARAMETER_SOURCES[p][0] for p in missing if p in PARAMETER_SOURCES))
+                rule = f"{describe(exp)}: needs table(s) {needs}, absent or unreadable"
+                results.append(result(frame_name, rule, column_of(exp["kwargs"]), False, file=file))
+            else:
+                runnable.append(exp)
+        key = (frame_name, tuple(json.dumps(e, sort_keys=True) for e in runnable))
+        if key not in self.built:
+            suite = self.context.suites.add(gx.ExpectationSuite(**{**spec, "name": f"{frame_name}-{len(self.built)}",
+                                                                   "expectations": runnable}))
+            asset = self.source.add_dataframe_asset(f"{frame_name}-{len(self.built)}")
+            batch = asset.add_batch_definition_whole_dataframe("all")
+            definition = self.context.validation_definitions.add(
+                gx.ValidationDefinition(name=f"{frame_name}-{len(self.built)}", data=batch, suite=suite))
+            self.built[key] = (suite, definition)
+        suite, definition = self.built[key]
+        run = definition.run(batch_parameters={"dataframe": frame}, result_format=_RESULT_FORMAT,
+                             expectation_parameters={k: v for k, v in params.items()
+                                                     if k in suite.suite_parameter_options})
+        order = {e.id: i for i, e in enumerate(suite.expectations)}
+        for res in sorted(run.results, key=lambda r: order[r.expectation_config.id]):  # suite order
+            exp = runnable[order[res.expectation_config.id]]  # the file's kwargs keep "$PARAMETER"
+            rule, column = describe(exp), column_of(exp["kwargs"])
+            level = "row" if is_row_level(exp) else "table"
+            errors = exception_messages(res.exception_info or {})
+            if errors:
+                results.append(result(frame_name, rule, column, False, None, errors, "table", file))
+                continue
+            examples = dedupe(res.result.get("partial_unexpected_list") or [])
             count = res.result.get("unexpected_count")
-            results.append(_result(frame_name, rule, column, bool(res.success), count, examples))
-    return results
-
-
-def _exception_messages(info: dict) -> list[str]:
-    """GE reports a raised expectation flat, or per metric when a metric failed to resolve."""
-    found = [info] if "raised_exception" in info else [v for v in info.values() if isinstance(v, dict)]
-    return sorted({str(e.get("exception_message")) for e in found if e.get("raised_exception")})
-
-
-def _parameters(kwargs: dict) -> set[str]:
-    return {v["$PARAMETER"] for v in kwargs.values() if isinstance(v, dict) and "$PARAMETER" in v}
-
-
-def _column_of(kwargs: dict) -> str | None:
-    if "column_A" in kwargs:
-        return f"{kwargs['column_A']}, {kwargs['column_B']}"
-    return ", ".join(kwargs["column_list"]) if "column_list" in kwargs else kwargs.get("column")
-
-
-def _describe(exp: dict) -> str:
-    """The rule as it reads in messages: ``expect_column_values_to_be_in_set(status in ['up', ...])``."""
-    kind, kw = exp["type"], exp["kwargs"]
-    col, show = kw.get("column"), _show_value
-    if kind.endswith("_to_be_in_set"):
-        text = f"{col} in {show(kw.get('value_set'))}"
-    elif kind.endswith("_to_not_be_null"):
-        text = f"{col} not null"
-    elif kind == "expect_column_values_to_be_unique":
-        text = f"{col} unique"
-    elif kind == "expect_column_values_to_be_between":
-        lo, hi = kw.get("min_value"), kw.get("max_value")
-        lo_op, hi_op = ("<" if kw.get("strict_min") else "<="), ("<" if kw.get("strict_max") else "<=")
-        if lo is not None and hi is not None:
-            text = f"{show(lo)} {lo_op} {col} {hi_op} {show(hi)}"
-        elif lo is not None:
-            text = f"{col} {lo_op.replace('<', '>')} {show(lo)}"
-        else:
-            text = f"{col} {hi_op} {show(hi)}"
-    elif kind == "expect_compound_columns_to_be_unique":
-        text = f"({', '.join(kw['column_list'])}) unique"
-    elif kind == "expect_select_column_values_to_be_unique_within_record":
-        text = " != ".join(kw["column_list"])
-    elif kind == "expect_column_pair_values_a_to_be_greater_than_b":
-        text = f"{kw['column_A']} {'>=' if kw.get('or_equal') else '>'} {kw['column_B']}"
-    else:
-        text = ", ".join(f"{k}={show(v)}" for k, v in kw.items() if k not in ("row_condition", "mostly"))
-    if kw.get("row_condition"):
-        cond = kw["row_condition"]
-        if isinstance(cond, dict) and cond.get("type") == "comparison":
-            text += f" where {cond['column']['name']} {cond['operator']} {cond['parameter']!r}"
-        else:
-            text += f" where {json.dumps(cond, sort_keys=True, default=str)}"
-    if kw.get("mostly") not in (None, 1, 1.0):
-        text += f", mostly {kw['mostly']}"
-    return f"{kind}({text})"
-
-
-def _show_value(value: object) -> str:
-    if isinstance(value, dict) and "$PARAMETER" in value:
-        return f"${value['$PARAMETER']}"
-    return str(int(value)) if isinstance(value, float) and value.is_integer() else repr(value)
-
-
-# --- results ----------------------------------------------------------------------------
-
-
-def _result(suite: str, rule: str, column: str | None, success: bool, count: int | None = None,
-            examples: list | tuple = ()) -> dict:
-    return {"suite": suite, "rule": rule, "column": column, "success": success,
-            "unexpected_count": count, "examples": list(examples)[:_MAX_EXAMPLES]}
-
-
-def _dedupe(values: list[object]) -> list[object]:
-    seen, out = set(), []
-    for value in map(_jsonable, values):
-        key = json.dumps(value, sort_keys=True, default=str)
-        if key not in seen:
-            seen.add(key)
-            out.append(value)
-    return out[:_MAX_EXAMPLES]
-
-
-def _jsonable(value: object) -> object:
-    """Plain JSON values (timestamps as ISO UTC strings, NaN as None) for reports and messages."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic) and not isinstance(value, np.datetime64):
-        value = value.item()
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, float):
-        return None if math.isnan(value) else value
-    if isinstance(value, (np.datetime64, datetime)):
-        stamp = pd.Timestamp(value)  # every timestamp here is UTC (naive ones only inside GE)
-        return None if pd.isna(stamp) else (stamp.tz_localize("UTC") if stamp.tz is None else stamp).isoformat()
-    return str(value)
+            r = result(frame_name, rule, column, bool(res.success), count, examples, level, file)
+            if level == "row" and not res.success:
+                r["_rows"] = res.result.get("unexpected_index_list") or []
+            results.append(r)
+        return results

@@ -21,7 +21,8 @@ def _digest(root: Path) -> dict[str, str]:
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-@pytest.mark.parametrize("command", [[], ["run"], ["sample"], ["validate"], ["decide"], ["verify"]])
+@pytest.mark.parametrize("command", [[], ["run"], ["sample"], ["validate"], ["decide"], ["verify"], ["keys", "init"],
+                                     ["promote"], ["rollback"], ["replay"], ["versions"]])
 def test_every_command_has_help(command: list[str]) -> None:
     result = runner.invoke(app, [*command, "--help"])
     assert result.exit_code == 0, result.output
@@ -52,6 +53,7 @@ def test_validate_reports_rules_and_fails_on_bad_data(small_sample: Path, tmp_pa
     lat[5] = -12.5
     pq.write_table(hc.set_column(hc.schema.get_field_index("latency_ms"), hc.schema.field("latency_ms"),
                                  pa.array(lat, pa.float64())), day)
+    monkeypatch.setenv("QRES_INGEST__QUARANTINE_MAX_SHARE", "0")  # one bad row would be quarantined otherwise
     failed = runner.invoke(app, ["validate", "--data", str(bad)])
     assert failed.exit_code == 1
     assert "health_checks" in failed.output and "latency_ms" in failed.output and "-12.5" in failed.output
@@ -63,6 +65,7 @@ def test_run_decide_verify_from_the_command_line(prefect_harness, small_sample: 
     (tmp_path / "qres.toml").write_text(
         f'data_dir = "{small_sample}"\nseed = 9\n[solve]\ntime_limit_s = 1.0\nanneal_num_reads = 4\nanneal_num_sweeps = 100\n'
     )
+    assert runner.invoke(app, ["keys", "init", "--exist-ok"]).exit_code == 0  # as `make run` does
     run = runner.invoke(app, ["run", "--json"])
     assert run.exit_code == 0, run.output
     summary = json.loads(run.stdout)

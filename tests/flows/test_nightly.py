@@ -16,6 +16,9 @@ pytestmark = pytest.mark.e2e
 
 
 def _config(tmp: Path, data: Path) -> Path:
+    from policies.signing import init_keys
+
+    init_keys(tmp / "state" / "keys")  # as `make run` does: nightly signs with <state_dir>/keys
     cfg = tmp / "qres.toml"
     cfg.write_text(
         f'data_dir = "{data}"\nstore_dir = "bundles"\nstate_dir = "state"\nseed = 5\n'
@@ -47,6 +50,17 @@ def test_run_publishes_a_verified_bundle(two_runs) -> None:
     assert first["rows_validated"] == sum(first["tables"].values())
     assert first["scenarios"] >= first["dependencies_with_outages"]
     assert 0 < first["covered_mass"] <= 1
+    # The failure model's outputs travel with the bundle: health-score parameters and where
+    # every scenario came from.
+    from policies.health import health_score, read_health_document
+
+    health = read_health_document((path / "health.json").read_bytes())
+    assert len(health["dependencies"]) == 40
+    assert 0 < health_score(health, "region-eu-west", "down") < health_score(health, "region-eu-west", "up") <= 1
+    prov = manifest["scenarios"]
+    assert sum(prov["by_source"].values()) == prov["count"] == first["scenarios"]
+    assert {"normal", "single", "fallback"} <= set(prov["by_source"])
+    assert first["transitions_removed"] > 0
 
 
 def test_second_run_is_a_new_version_with_identical_decisions(two_runs) -> None:
@@ -54,7 +68,7 @@ def test_second_run_is_a_new_version_with_identical_decisions(two_runs) -> None:
     assert second["bundle_version"] != first["bundle_version"]
     assert read_latest(tmp / "bundles", "shedding") == second["bundle_version"]
     a, b = Path(first["bundle_path"]), Path(second["bundle_path"])
-    for name in ("decisions.parquet", "policy.json"):
+    for name in ("decisions.parquet", "policy.json", "health.json"):
         assert (a / name).read_bytes() == (b / name).read_bytes(), f"{name} differs between identical runs"
 
 
@@ -71,7 +85,7 @@ def test_mlflow_has_the_run_and_the_aliases(two_runs) -> None:
     assert run.data.metrics["shedding.expected_value_per_h"] == pytest.approx(first["expected_value_per_h"])
     assert {d.dataset.name for d in run.inputs.dataset_inputs} >= {"services", "health_checks"}
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "bundle")}
-    assert artifacts == {"bundle/decisions.parquet", "bundle/policy.json"}
+    assert artifacts == {"bundle/decisions.parquet", "bundle/policy.json", "bundle/health.json"}
     champion = client.get_model_version_by_alias("qresilience-shedding", "champion")
     assert str(champion.version) == second["model_version"]
     assert str(client.get_model_version_by_alias("qresilience-shedding", "candidate").version) == second["model_version"]
@@ -79,7 +93,7 @@ def test_mlflow_has_the_run_and_the_aliases(two_runs) -> None:
 
 def test_client_answers_from_the_published_bundle(two_runs) -> None:
     tmp, _, _, second = two_runs
-    client = PolicyClient(tmp / "bundles")
+    client = PolicyClient(tmp / "bundles", public_keys=tmp / "state" / "keys" / "qres-signing.pub")
     normal = client.decide("shedding")
     assert normal.version == second["bundle_version"] and normal.scenario == "normal"
     table = pq.read_table(Path(second["bundle_path"]) / "decisions.parquet")

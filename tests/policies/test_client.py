@@ -13,10 +13,18 @@ import pytest
 
 from policies import client as client_module
 from policies.bundle import encode_json, encode_parquet, publish_bundle, read_latest
-from policies.client import Action, BundleNotLoadedError, Decision, PolicyClient
-from policies.errors import BundleVerificationError, ConfigError, QresError
+from policies.client import Action, BundleNotLoadedError, Decision, RollbackRefusedError
+from policies.client import PolicyClient as _PolicyClient
+from policies.errors import BundleVerificationError, QresError
 from policies.scenarios import FALLBACK_KEY, NORMAL_KEY
 from policies.schema import DECISIONS_SHEDDING
+from policies.signing import SigningKey
+
+KEY = SigningKey.generate()  # one key pair for the module: every test bundle is signed
+
+
+def PolicyClient(source, **kwargs):  # noqa: N802 - the real class, with this module's public keys
+    return _PolicyClient(source, public_keys=kwargs.pop("public_keys", KEY.public), **kwargs)
 
 REPO = Path(__file__).resolve().parents[2]
 ALL = ["api", "auth", "db", "pay", "q", "r", "s"]
@@ -53,7 +61,7 @@ def publish_policy(store: Path, table: pa.Table | None = None, policy: str = "sh
         "decisions.parquet": encode_parquet(table),
         "policy.json": encode_json({"scenarios": sorted(set(table.column("scenario_key").to_pylist()))}),
     }
-    return publish_bundle(store, policy, files, {"mlflow_run_id": "r1"})
+    return publish_bundle(store, policy, files, {"mlflow_run_id": "r1"}, signer=KEY.sign)
 
 
 @pytest.fixture
@@ -172,8 +180,8 @@ def test_unknown_policy_and_bad_arguments(client):
         client.decide(down="auth")
     with pytest.raises(TypeError):
         PolicyClient(".", policies="shedding")
-    with pytest.raises(ConfigError, match="http"):
-        PolicyClient("https://example.org/bundles")
+    with pytest.raises(ValueError, match="http"):
+        PolicyClient("ftp://example.org/bundles")
 
 
 def test_refresh_picks_up_new_versions_and_rollbacks(store, client):
@@ -182,8 +190,16 @@ def test_refresh_picks_up_new_versions_and_rollbacks(store, client):
     assert client.refresh() is True
     assert client.versions == {"shedding": "v000002"}
     assert client.decide(down={"auth"}).actions[2].admit == pytest.approx(0.1)
+    (store / "shedding" / "LATEST").write_text("v000001\n")  # a replayed older version
+    with pytest.raises(RollbackRefusedError, match="v000001.*older than the loaded v000002"):
+        client.refresh()
+    assert client.versions == {"shedding": "v000002"}
+    assert client.status()["shedding"].last_error.startswith("FolderSource")
+    trusting = PolicyClient(store, allow_rollback=True)
+    (store / "shedding" / "LATEST").write_text("v000002\n")
+    assert trusting.refresh() is True
     (store / "shedding" / "LATEST").write_text("v000001\n")
-    assert client.refresh() is True and client.decide(down={"auth"}).version == "v000001"
+    assert trusting.refresh() is True and trusting.decide(down={"auth"}).version == "v000001"
 
 
 def test_policies_filter(store):
@@ -250,7 +266,7 @@ def test_malformed_decisions_are_refused(tmp_path, table, message):
 
 
 def test_not_parquet_is_refused(tmp_path):
-    publish_bundle(tmp_path, "shedding", {"decisions.parquet": b"not parquet"}, {})
+    publish_bundle(tmp_path, "shedding", {"decisions.parquet": b"not parquet"}, {}, signer=KEY.sign)
     with pytest.raises(BundleVerificationError, match="Parquet"):
         PolicyClient(tmp_path)
 
@@ -262,10 +278,11 @@ def test_client_ignores_tmp_leftovers(store, client):
     assert client.refresh() is False and read_latest(store, "shedding") == "v000001"
 
 
-ALLOWED_LOCAL = {"policies.errors", "policies.schema", "policies.bundle"}
+ALLOWED_LOCAL = {"policies.errors", "policies.schema", "policies.bundle", "policies.signing", "policies.fetch",
+                 "policies.client_cache", "policies.client_index"}
 
 
-@pytest.mark.parametrize("module", ["client", "bundle"])
+@pytest.mark.parametrize("module", ["client", "bundle", "signing", "fetch", "client_cache", "client_index"])
 def test_runtime_modules_import_only_stdlib_and_pyarrow(module):
     tree = ast.parse((REPO / "policies" / f"{module}.py").read_text())
     names = set()
@@ -274,7 +291,8 @@ def test_runtime_modules_import_only_stdlib_and_pyarrow(module):
             names |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names.add(node.module)
-    bad = {n for n in names if n.split(".")[0] not in sys.stdlib_module_names and n.split(".")[0] != "pyarrow"
+    bad = {n for n in names if n.split(".")[0] not in sys.stdlib_module_names
+           and n.split(".")[0] not in ("pyarrow", "cryptography")
            and n not in ALLOWED_LOCAL and n != "__future__"}
     assert bad == set()
 
@@ -282,7 +300,7 @@ def test_runtime_modules_import_only_stdlib_and_pyarrow(module):
 _IMPORT_CHILD = """
 import json, sys
 from policies.client import PolicyClient
-c = PolicyClient(sys.argv[1])
+c = PolicyClient(sys.argv[1])  # public keys from $QRES_PUBLIC_KEY
 c.decide(down={"auth"})
 heavy = {"pandas", "prefect", "mlflow", "great_expectations", "ortools", "dimod", "dwave", "scipy"}
 print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in heavy)))
@@ -290,7 +308,10 @@ print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in heavy)))
 
 
 def test_loading_a_bundle_pulls_in_no_pipeline_packages(store):
-    out = subprocess.run([sys.executable, "-c", _IMPORT_CHILD, str(store)], cwd=REPO, check=True,
+    import os
+
+    env = {**os.environ, "QRES_PUBLIC_KEY": KEY.public.to_json()}
+    out = subprocess.run([sys.executable, "-c", _IMPORT_CHILD, str(store)], cwd=REPO, check=True, env=env,
                          capture_output=True, text=True, timeout=60)
     assert json.loads(out.stdout) == []
 

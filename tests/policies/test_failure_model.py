@@ -141,12 +141,27 @@ def test_per_dependency_posterior_matches_hand_counts():
     assert pay["kind"] == "saas" and pay["windows"] == 20
     # Beta(0.5 + 7, 0.5 + 13): mean 7.5 / 21.
     assert pay["p_down"] == pytest.approx(7.5 / 21)
-    assert pay["p_down_lo"] == pytest.approx(stats.beta.ppf(0.025, 7.5, 13.5))
-    assert pay["p_down_hi"] == pytest.approx(stats.beta.ppf(0.975, 7.5, 13.5))
+    assert pay["p_down_window_lo"] == pytest.approx(stats.beta.ppf(0.025, 7.5, 13.5))
+    assert pay["p_down_window_hi"] == pytest.approx(stats.beta.ppf(0.975, 7.5, 13.5))
+    # Episode interval: 2 entries into down (3, 18) in 13 up minutes, 1 exit (8) in 7 down minutes;
+    # m0 = median of the completed episodes (api 3, db 4, pay 5, region-x 3; pay's last one is cut
+    # by the end) = 3.5. lambda ~ Gamma(2.5, 13), mu ~ Gamma(2, 3.5 + 7).
+    c = (3.5 + 7) / 13
+    x_lo, x_hi = stats.beta.ppf([0.025, 0.975], 2.5, 2.0)
+    assert pay["p_down_lo"] == pytest.approx(c * x_lo / (1 - x_lo + c * x_lo))
+    assert pay["p_down_hi"] == pytest.approx(c * x_hi / (1 - x_hi + c * x_hi))
+    assert pay["failure_rate_per_min"] == pytest.approx(2.5 / 13)
+    assert pay["recovery_rate_per_min"] == pytest.approx(2 / 10.5)
+    # The closed form equals the quantiles of lambda / (lambda + mu) drawn from the two Gammas.
+    rng = np.random.default_rng(0)
+    lam, mu = rng.gamma(2.5, 1 / 13, 400_000), rng.gamma(2.0, 1 / 10.5, 400_000)
+    q = np.quantile(lam / (lam + mu), [0.025, 0.975])
+    assert q == pytest.approx([pay["p_down_lo"], pay["p_down_hi"]], rel=0.02)
     assert pay["p_down_lo"] < 7 / 20 < pay["p_down_hi"]
     cache = row(m, "cache")  # never down: Beta(0.5, 20.5)
     assert cache["p_down"] == pytest.approx(0.5 / 21)
-    assert cache["p_down_lo"] == pytest.approx(stats.beta.ppf(0.025, 0.5, 20.5))
+    assert cache["p_down_window_lo"] == pytest.approx(stats.beta.ppf(0.025, 0.5, 20.5))
+    assert 0 < cache["p_down_lo"] < cache["p_down_hi"] < 1
     api = row(m, "api")
     assert api["windows_degraded"] == 2 and api["p_degraded"] == pytest.approx(2.5 / 21)
     # A 90% interval is narrower than the 95% one.
@@ -250,7 +265,8 @@ def test_bad_references_fail_with_the_column_named(column, value):
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"window_min": 0}, {"hysteresis_windows": 0}, {"credible": 1.0}, {"prior": (0.0, 1.0)}],
+    [{"window_min": 0}, {"hysteresis_windows": 0}, {"credible": 1.0}, {"prior": (0.0, 1.0)},
+     {"hysteresis_min": -1.0}, {"agreement": "most"}, {"alpha": 0.0}],
 )
 def test_bad_parameters_are_rejected(kwargs):
     t = make_tables()

@@ -22,7 +22,7 @@ def test_reads_every_table_and_never_touches_inputs(small_sample: Path) -> None:
     before = _tree_digest(small_sample)
     tel = load_telemetry(small_sample)
     assert set(tel.tables) == set(TABLES)
-    assert tel.files["health_checks"][0].parent.name == "health_checks"
+    assert tel.files["health_checks"][0].key.startswith("health_checks/")
     assert len(tel.files["health_checks"]) == 2  # one file per day
     assert tel.rows["health_checks"] == 2 * 1440 * 2 * tel.rows["services"]
     assert _tree_digest(small_sample) == before
@@ -48,7 +48,7 @@ def test_csv_tables_are_read_and_conform(small_sample: Path, tmp_path: Path) -> 
     (data / "services.parquet").unlink()
     pacsv.write_csv(services, data / "services.csv")
     tel = load_telemetry(data)
-    assert tel.files["services"] == [data / "services.csv"]
+    assert [f.path for f in tel.files["services"]] == [str(data / "services.csv")]
     conformed = conform_tables({"services": tel.tables["services"]})["services"]
     assert conformed.schema.equals(TABLES["services"]) or conformed.schema.remove_metadata().equals(TABLES["services"])
     assert conformed.column("service_id").to_pylist() == services.column("service_id").to_pylist()
@@ -84,4 +84,4 @@ def test_locate_ignores_hidden_and_foreign_files(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("hi")
     found = locate_tables(tmp_path)
     assert list(found) == ["health_checks"]
-    assert [p.name for p in found["health_checks"]] == ["2026-10-01.parquet"]
+    assert [p.key for p in found["health_checks"]] == ["health_checks/2026-10-01.parquet"]

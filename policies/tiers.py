@@ -1,0 +1,264 @@
+r"""One robust tier assignment for runtime load shedders, across all scenarios at once.
+
+Model (workloads w, tiers t = 0 (shed last) .. T-1 (shed first), scenarios s with probability
+p_s, capacity C_s and runnable set R_s)::
+
+    minimize   E_s[loss_s] + lambda * CVaR_alpha(loss_s)
+    loss_s   = sum_{w in R_s} v_w (1 - u_ws)
+    u_ws     = 1 iff tier(w) <= t*_s, where t*_s is the last tier whose cumulative runnable
+               demand fits C_s: the runtime shedder drops the lowest tiers first, whole tiers.
+
+CP-SAT model: z_wt one-hot, a_ts admitted tiers with a_ts >= a_(t+1)s, u_ws = sum_t z_wt a_ts
+(linearised both ways), sum_w d_w u_ws <= C_s, and CVaR the Rockafellar-Uryasev way:
+eta + sum_s p_s xi_s / (1 - alpha), xi_s >= loss_s - eta, xi_s >= 0. The greedy baseline
+sorts workloads by expected value density (v_w P(w runnable) / d_w) and cuts tiers at the
+capacity quantiles. Both are scored by :func:`tier_objective`, which replays the shedder.
+Export: Google's criticalities (CRITICAL_PLUS, CRITICAL, SHEDDABLE_PLUS, SHEDDABLE) and
+Netflix-style buckets with a 0..100 priority.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+from ortools.sat.python import cp_model
+
+from policies.errors import SolverError
+from policies.schema import DECISIONS_TIERS
+from policies.shedding_solvers import UNITS_PER_S
+from policies.solvers import PolicyResult, SolverInfo, package_versions
+
+__all__ = ["TierProblem", "tier_problem_from_dict", "tier_problem_from_shedding", "tier_losses", "tier_objective", "is_feasible_tiers",
+           "weighted_cvar", "GreedyTierSolver", "CpSatTierSolver", "TIER_SOLVERS", "CRITICALITIES", "BUCKETS",
+           "tier_labels", "tiers_table", "tiers_document"]
+
+CRITICALITIES = ("CRITICAL_PLUS", "CRITICAL", "SHEDDABLE_PLUS", "SHEDDABLE")
+BUCKETS = ("CRITICAL", "DEGRADED", "BEST_EFFORT", "BULK")
+
+
+@dataclass(frozen=True, eq=False)
+class TierProblem:
+    key: str
+    workload_ids: tuple[str, ...]
+    value: np.ndarray  # (n,)
+    demand: np.ndarray  # (n,)
+    runnable: np.ndarray  # (S, n) bool
+    capacity: np.ndarray  # (S,)
+    probability: np.ndarray  # (S,), normalised to sum 1
+    tiers: int = 4
+    alpha: float = 0.9
+    lam: float = 1.0
+
+    def __post_init__(self) -> None:
+        n, S = len(self.workload_ids), len(self.capacity)
+        if list(self.workload_ids) != sorted(set(self.workload_ids)):
+            raise ValueError(f"{self.key}: workload_ids must be unique and sorted")
+        if self.runnable.shape != (S, n) or self.probability.shape != (S,) or S < 1:
+            raise ValueError(f"{self.key}: runnable must be (S, n) and probability (S,), S >= 1")
+        if self.tiers < 1 or not 0 <= self.alpha < 1 or self.lam < 0:
+            raise ValueError(f"{self.key}: need tiers >= 1, 0 <= alpha < 1, lambda >= 0")
+        if np.any(self.value < 0) or np.any(self.demand < 0) or not self.probability.sum() > 0:
+            raise ValueError(f"{self.key}: values and demands must be >= 0 and some probability > 0")
+        object.__setattr__(self, "probability", self.probability / self.probability.sum())
+
+    @property
+    def tolerance(self) -> float:
+        return 1e-9 * max(float(self.capacity.max()), float(self.demand.sum()), 1.0)
+
+
+def tier_problem_from_dict(doc: dict, *, key: str | None = None) -> TierProblem:
+    """From the documented JSON form (README, "tiers problem file")."""
+    wl = sorted(doc["workloads"], key=lambda w: str(w["workload_id"]))
+    ids = [str(w["workload_id"]) for w in wl]
+    sc = doc["scenarios"]
+    runnable = np.array([[w not in set(s.get("not_runnable", [])) for w in ids] for s in sc], dtype=bool)
+    return TierProblem(key=key or str(doc.get("key", "tiers")), workload_ids=tuple(ids),
+                       value=np.array([float(w["value_per_hour"]) for w in wl]),
+                       demand=np.array([float(w["demand"]) for w in wl]), runnable=runnable.reshape(len(sc), len(ids)),
+                       capacity=np.array([float(s["capacity"]) for s in sc]),
+                       probability=np.array([float(s["probability"]) for s in sc]),
+                       tiers=int(doc.get("tiers", 4)), alpha=float(doc.get("alpha", 0.9)),
+                       lam=float(doc.get("lambda", 1.0)))
+
+
+def tier_problem_from_shedding(problems, probabilities, *, tiers: int = 4, alpha: float = 0.9,
+                               lam: float = 1.0, key: str = "tiers") -> TierProblem:
+    """From the per-scenario shedding problems (same workloads, in the same order) and their probabilities."""
+    first = problems[0]
+    return TierProblem(key=key, workload_ids=first.workload_ids, value=np.asarray(first.value_per_hour, dtype=float),
+                       demand=np.asarray(first.demand, dtype=float),
+                       runnable=np.array([pr.runnable for pr in problems], dtype=bool),
+                       capacity=np.array([pr.capacity for pr in problems], dtype=float),
+                       probability=np.maximum(np.asarray(probabilities, dtype=float), 0.0), tiers=tiers,
+                       alpha=alpha, lam=lam)
+
+
+def weighted_cvar(losses: np.ndarray, prob: np.ndarray, alpha: float) -> float:
+    """CVaR_alpha of a discrete loss: the probability-weighted mean of the worst 1 - alpha mass."""
+    order = np.argsort(-losses, kind="stable")
+    left, total = 1.0 - alpha, 0.0
+    for i in order:
+        take = min(float(prob[i]), left)
+        total += take * float(losses[i])
+        left -= take
+        if left <= 1e-15:
+            break
+    return total / (1.0 - alpha)
+
+
+def tier_losses(p: TierProblem, tier) -> np.ndarray:
+    """Replay the runtime shedder: per scenario, the runnable value lost by dropping whole tiers."""
+    t = np.asarray(tier, dtype=np.int64)
+    onehot = np.zeros((len(t), p.tiers))
+    onehot[np.arange(len(t)), t] = 1.0
+    run = p.runnable.astype(np.float64)
+    cum = np.cumsum((run * p.demand) @ onehot, axis=1)  # (S, T) cumulative runnable demand
+    admitted = cum <= p.capacity[:, None] + p.tolerance
+    admitted = np.cumprod(admitted, axis=1).astype(bool)  # prefix only
+    kept = (run * p.value) @ (onehot * 1.0) * admitted
+    return (run @ p.value) - kept.sum(axis=1)
+
+
+def tier_objective(p: TierProblem, tier) -> float:
+    tier = np.asarray(tier)
+    if tier.shape != (len(p.workload_ids),):
+        raise ValueError(f"{p.key}: expected {len(p.workload_ids)} tiers, got shape {tier.shape}")
+    loss = tier_losses(p, tier)
+    return float(p.probability @ loss) + p.lam * weighted_cvar(loss, p.probability, p.alpha)
+
+
+def is_feasible_tiers(p: TierProblem, tier) -> bool:
+    tier = np.asarray(tier)
+    return tier.shape == (len(p.workload_ids),) and bool(np.all((tier >= 0) & (tier < p.tiers)))
+
+
+def _result(p, solver, tier, status, bound, seed, t0, params, extra=None) -> PolicyResult:
+    tier = np.asarray(tier, dtype=np.int64).copy()
+    tier.setflags(write=False)
+    obj = tier_objective(p, tier)
+    info = SolverInfo(solver=solver, status=status, objective=obj, bound=bound, seed=seed,
+                      time_s=time.perf_counter() - t0, params=params,
+                      versions=package_versions("numpy", "ortools"), extra=extra or {})
+    return PolicyResult(p.key, tier, obj, is_feasible_tiers(p, tier), info)
+
+
+def _greedy_tiers(p: TierProblem) -> np.ndarray:
+    dens = p.value * (p.probability @ p.runnable) / np.maximum(p.demand, 1e-12)
+    order = np.lexsort((np.arange(len(dens)), -dens))
+    cum = np.cumsum(p.demand[order])
+    cuts = np.quantile(p.capacity, [(p.tiers - 1 - t) / p.tiers for t in range(p.tiers - 1)]) if p.tiers > 1 else []
+    tier = np.full(len(order), p.tiers - 1, dtype=np.int64)
+    for pos, w in enumerate(order):
+        for t, cut in enumerate(sorted(cuts)):
+            if cum[pos] <= cut + p.tolerance:
+                tier[w] = t
+                break
+    return tier
+
+
+class GreedyTierSolver:
+    """Expected value density order, tiers cut at capacity quantiles. Instant."""
+
+    name = "greedy"
+
+    def solve(self, problem: TierProblem, *, seed: int, time_limit_s: float) -> PolicyResult:
+        t0 = time.perf_counter()
+        return _result(problem, self.name, _greedy_tiers(problem), "HEURISTIC", None, seed, t0, {})
+
+
+class CpSatTierSolver:
+    """The CP-SAT model of the module docstring; one worker, deterministic time limit."""
+
+    name = "cpsat"
+
+    def solve(self, problem: TierProblem, *, seed: int, time_limit_s: float) -> PolicyResult:
+        t0, p = time.perf_counter(), problem
+        n, S, T = len(p.workload_ids), len(p.capacity), p.tiers
+        sv = 1e6 / max(float(p.value.max()), 1e-12)
+        vi = np.round(p.value * sv).astype(np.int64)
+        sp_ = 1e6
+        pi = np.round(p.probability * sp_).astype(np.int64)
+        tol = p.tolerance
+        sd = 2.0 * max(n, 1) / tol
+        di = np.floor(p.demand * sd).astype(np.int64)
+        m = cp_model.CpModel()
+        z = [[m.new_bool_var(f"z{w}_{t}") for t in range(T)] for w in range(n)]
+        for w in range(n):
+            m.add_exactly_one(z[w])
+        a = [[m.new_bool_var(f"a{t}_{s}") for s in range(S)] for t in range(T)]
+        eta = m.new_int_var(0, int(vi.sum()), "eta")
+        obj_terms, obj_coef = [eta], [int(round(p.lam * sp_))]
+        for s in range(S):
+            for t in range(T - 1):
+                m.add_implication(a[t + 1][s], a[t][s])
+            run = np.flatnonzero(p.runnable[s])
+            u = {}
+            for w in run:
+                u[w] = m.new_bool_var(f"u{w}_{s}")
+                for t in range(T):
+                    m.add_bool_or([u[w], z[w][t].Not(), a[t][s].Not()])  # z & a -> u
+                    m.add_bool_or([u[w].Not(), z[w][t].Not(), a[t][s]])  # u & z -> a
+            cap = int(math.floor((p.capacity[s] + tol / 2) * sd))
+            m.add(cp_model.LinearExpr.weighted_sum([u[w] for w in run], [int(di[w]) for w in run]) <= cap)
+            loss = int(vi[run].sum()) - cp_model.LinearExpr.weighted_sum([u[w] for w in run], [int(vi[w]) for w in run])
+            xi = m.new_int_var(0, int(vi.sum()), f"xi{s}")
+            m.add(xi >= loss - eta)
+            # objective: p_s loss_s + lambda p_s xi_s / (1 - alpha)
+            obj_terms += [u[w] for w in run] + [xi]
+            obj_coef += [-int(pi[s] * vi[w]) for w in run] + [int(round(p.lam * pi[s] / (1 - p.alpha)))]
+        const = int(sum(int(pi[s]) * int(vi[p.runnable[s]].sum()) for s in range(S)))
+        m.minimize(cp_model.LinearExpr.weighted_sum(obj_terms, obj_coef) + const)
+        for w, t in enumerate(_greedy_tiers(p).tolist()):
+            m.add_hint(z[w][t], 1)
+        dtime = UNITS_PER_S * float(time_limit_s)
+        solver = cp_model.CpSolver()
+        solver.parameters.num_workers = 1
+        solver.parameters.random_seed = int(seed) % 2**31
+        solver.parameters.max_deterministic_time = dtime
+        solver.parameters.max_time_in_seconds = 3.0 * max(float(time_limit_s), dtime / UNITS_PER_S)
+        status = solver.solve(m)
+        if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+            raise SolverError(f"CP-SAT returned {solver.status_name(status)} for tiers {p.key!r}; raise time_limit_s")
+        tier = np.array([next(t for t in range(T) if solver.value(z[w][t])) for w in range(n)], dtype=np.int64)
+        # rounding of probabilities and values moves the scaled optimum by at most this much
+        V = float(p.value.sum())
+        slack = (1 + p.lam / (1 - p.alpha)) * (S * 0.5 / sp_ * V + n * 0.5 / sv) + p.lam * 0.5 / sp_ * V
+        bound = solver.best_objective_bound / (sv * sp_) - slack
+        st = "OPTIMAL" if status == cp_model.OPTIMAL else "FEASIBLE"
+        return _result(p, self.name, tier, st, bound, seed, t0, {"max_deterministic_time": dtime, "num_workers": 1},
+                       {"cp_status": solver.status_name(status)})
+
+
+TIER_SOLVERS = {"greedy": GreedyTierSolver, "cpsat": CpSatTierSolver}
+
+
+def tier_labels(tier: int, tiers: int) -> tuple[str, str, int]:
+    """Google criticality, Netflix-style bucket and a 0..100 priority (higher = shed later) of a tier."""
+    k = 0 if tiers == 1 else round(tier * (len(CRITICALITIES) - 1) / (tiers - 1))  # first and last tiers at the ends
+    priority = 100 if tiers == 1 else round(100 * (tiers - 1 - tier) / (tiers - 1))
+    return CRITICALITIES[k], BUCKETS[k], int(priority)
+
+
+def tiers_table(p: TierProblem, tier) -> pa.Table:
+    rows = [(w, int(t), *tier_labels(int(t), p.tiers)) for w, t in zip(p.workload_ids, np.asarray(tier).tolist())]
+    return pa.Table.from_pylist([dict(zip(DECISIONS_TIERS.names, r)) for r in rows], schema=DECISIONS_TIERS)
+
+
+def tiers_document(p: TierProblem, result) -> dict:
+    loss = tier_losses(p, result.best.solution)
+    return {"schema_version": 1, "policy": "tiers", "tiers": p.tiers, "alpha": p.alpha, "lambda": p.lam,
+            "solver": result.chosen, "objective": round(result.best.objective, 6),
+            "bound": None if result.bound is None else round(result.bound, 6),
+            "gap": None if result.gap is None else float(f"{result.gap:.12g}"),
+            "expected_loss": round(float(p.probability @ loss), 6),
+            "cvar_loss": round(weighted_cvar(loss, p.probability, p.alpha), 6),
+            "alternatives": [{"rank": i, "solver": a.info.solver, "objective": round(a.objective, 6),
+                              "expected_loss": round(float(p.probability @ tier_losses(p, a.solution)), 6)}
+                             for i, a in enumerate(result.alternatives, start=1)],
+            "workloads": [dict(zip(("workload_id", "tier", "criticality", "bucket", "priority"),
+                                   (w, int(t), *tier_labels(int(t), p.tiers))))
+                          for w, t in zip(p.workload_ids, np.asarray(result.best.solution).tolist())]}

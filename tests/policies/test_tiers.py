@@ -1,0 +1,62 @@
+"""Tier assignment: replay of the shedder by hand, CP-SAT against brute force, feasibility, labels."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from policies.solvers import solve_portfolio
+from policies.tiers import TIER_SOLVERS, TierProblem, is_feasible_tiers, tier_labels, tier_losses, tier_objective, \
+    tiers_table, weighted_cvar
+from policies.testing import assert_portfolio_consistent
+
+
+def random_problem(seed: int, n: int = 6, S: int = 5, T: int = 3) -> TierProblem:
+    rng = np.random.default_rng(seed)
+    return TierProblem(f"t{seed}", tuple(f"w{i}" for i in range(n)), rng.uniform(1, 100, n), rng.uniform(1, 10, n),
+                       rng.random((S, n)) < 0.8, rng.uniform(5, 40, S), rng.random(S) + 0.01, tiers=T, alpha=0.8)
+
+
+def test_shedder_replay_by_hand() -> None:
+    p = TierProblem("h", ("a", "b", "c"), np.array([10.0, 5.0, 1.0]), np.array([2.0, 2.0, 2.0]),
+                    np.array([[True, True, True], [True, False, True]]), np.array([4.0, 1.0]),
+                    np.array([0.5, 0.5]), tiers=2, alpha=0.5, lam=1.0)
+    # tiers a:0, b:0, c:1 -> s0: tier 0 (4) fits, tier 1 (6) does not -> lose 1; s1: tier 0 needs 2 > 1 -> lose 11
+    assert tier_losses(p, [0, 0, 1]).tolist() == [1.0, 11.0]
+    assert weighted_cvar(np.array([1.0, 11.0]), p.probability, 0.5) == pytest.approx(11.0)
+    assert tier_objective(p, [0, 0, 1]) == pytest.approx(6.0 + 11.0)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_cpsat_matches_brute_force(seed: int) -> None:
+    p = random_problem(seed)
+    res = solve_portfolio(p, [TIER_SOLVERS["greedy"](), TIER_SOLVERS["cpsat"]()], objective=tier_objective,
+                          is_feasible=is_feasible_tiers, seed=seed, time_limit_s=2.0, sense="min")
+    assert_portfolio_consistent(res, p, objective=tier_objective, is_feasible=is_feasible_tiers)
+    best = min(tier_objective(p, np.array(t)) for t in itertools.product(range(p.tiers), repeat=len(p.workload_ids)))
+    cp = next(c for c in res.candidates if c.info.solver == "cpsat")
+    assert cp.info.status == "OPTIMAL" and cp.objective == pytest.approx(best, rel=1e-9)
+    assert cp.info.bound <= best + 1e-9
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**20), T=st.integers(1, 5))
+def test_published_tiers_are_feasible_and_labelled(seed: int, T: int) -> None:
+    p = random_problem(seed, n=10, S=4, T=T)
+    res = solve_portfolio(p, [TIER_SOLVERS["greedy"]()], objective=tier_objective, is_feasible=is_feasible_tiers,
+                          seed=seed, time_limit_s=1.0, sense="min")
+    assert is_feasible_tiers(p, res.best.solution)
+    table = tiers_table(p, res.best.solution)
+    assert table.num_rows == 10 and set(table.column("criticality").to_pylist()) <= {
+        "CRITICAL_PLUS", "CRITICAL", "SHEDDABLE_PLUS", "SHEDDABLE"}
+
+
+def test_labels_span_both_ends() -> None:
+    assert tier_labels(0, 4) == ("CRITICAL_PLUS", "CRITICAL", 100)
+    assert tier_labels(3, 4) == ("SHEDDABLE", "BULK", 0)
+    assert tier_labels(0, 1)[0] == "CRITICAL_PLUS"
+    assert tier_labels(5, 6)[0] == "SHEDDABLE"
