@@ -132,14 +132,20 @@ def fit_failure_model(
 
 
 def list_outages(model: FailureModel) -> pd.DataFrame:
-    """Every down episode: service_id, start, duration_min (sorted by service, then start)."""
+    """Every down episode: service_id, start, duration_min, censored (sorted by service, then start).
+
+    ``censored`` marks episodes cut by the start or end of the data: their true length is
+    unknown (at least ``duration_min``), so averages of recovery time should leave them out.
+    """
     col, first, length = find_runs(model.states, DOWN)
     starts = model.start + pd.to_timedelta(first * model.window_min, unit="min")
+    n_w = model.states.shape[0]
     return pd.DataFrame(
         {
             "service_id": pd.Series(np.asarray(model.services, dtype=object)[col], dtype=object),
             "start": starts,
             "duration_min": (length * model.window_min).astype(np.float64),
+            "censored": (first == 0) | (first + length >= n_w),
         }
     )
 

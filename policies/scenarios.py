@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
@@ -97,15 +97,17 @@ def build_scenarios(
       ``down=<id>`` scenario unless one was kept: its probability is the empirical one of
       exactly that pattern when seen, else ``prior_a / (windows + prior_a + prior_b)`` (the
       posterior mean of a pattern never seen, with the fit's Beta prior); its duration is the
-      dependency's ``mttr_min``, else the median of all outage episodes, else 60 min. These
+      dependency's ``mttr_min``, else the median of all completed outage episodes (those not cut
+      by the start or end of the data), else 60 min. These
       probabilities are not counted in ``covered_mass``.
     - ``sample_max > 0`` adds up to that many multi-failure combinations proposed by the joint
       (Ising) model and never kept otherwise (``source="sampled"``; see
       :mod:`policies.scenario_sources`), so a runtime observation of several dependencies down
       finds a close cover instead of the all-down fallback. ``sample_params`` go to the sampler
       (``num_reads``, ``num_sweeps``, ``beta``, ``l2``). Not counted in ``covered_mass``.
-    - ``what_if`` scenarios from config (``source="what-if:<name>"``) are added as named unless a
-      scenario with the same key is already there.
+    - ``what_if`` scenarios from config (``source="what-if:<name>"``) are added as named; one
+      whose state is already in the set is merged into that scenario (source
+      ``<source>+what-if:<name>``, the larger duration and probability).
     - The fallback (probability 0) has every depended-on service down and everything down
       effectively, so any state a runtime client observes is covered by it.
     - With ``services``, each scenario carries ``capacity_left``: the capacity of every region
@@ -149,7 +151,8 @@ def build_scenarios(
     prior_a, prior_b = model.info.get("prior", (0.5, 0.5))
     never_seen_p = prior_a / (n_w + prior_a + prior_b)
     depended_on = sorted(set(dependencies.column("depends_on").to_pylist()))
-    episodes_min = list_outages(model)["duration_min"].to_numpy()
+    outages = list_outages(model)
+    episodes_min = outages.loc[~outages["censored"], "duration_min"].to_numpy()
     default_min = float(np.median(episodes_min)) if episodes_min.size else _DEFAULT_DURATION_MIN
     mttr = dict(zip(model.per_dependency["service_id"], model.per_dependency["mttr_min"]))
     kept_keys = {s.key for s in kept}
@@ -183,6 +186,12 @@ def build_scenarios(
             taken.add(key)
             extra.append(Scenario(key, root, degraded, tuple(sorted(effective)), w["probability"],
                                   w["duration_min"], f"what-if:{w['name']}"))
+            continue
+        # The what-if names a state already in the set: keep one scenario, but let the
+        # what-if's name, duration and probability count (the larger of each).
+        kept, singles, sampled, extra = (
+            [_merge_what_if(s, w) if s.key == key else s for s in group] for group in (kept, singles, sampled, extra)
+        )
     fallback = Scenario(
         FALLBACK_KEY, tuple(depended_on), (), tuple(sorted(everything)), 0.0, default_min, "fallback"
     )
@@ -211,19 +220,26 @@ def build_scenarios(
     )
 
 
+def _merge_what_if(existing: Scenario, what_if: dict) -> Scenario:
+    return replace(
+        existing,
+        source=f"{existing.source}+what-if:{what_if['name']}",
+        probability=max(existing.probability, float(what_if["probability"])),
+        expected_duration_min=max(existing.expected_duration_min, float(what_if["duration_min"])),
+    )
+
+
 def _count_sources(scenarios: Iterable[Scenario]) -> dict[str, int]:
     """Scenarios per source (what-ifs together), for provenance in the manifest and the summary."""
     out: dict[str, int] = {}
     for s in scenarios:
-        name = s.source.split(":", 1)[0]
+        name = s.source.split("+", 1)[0].split(":", 1)[0]  # a merged what-if counts under its first source
         out[name] = out.get(name, 0) + 1
     return dict(sorted(out.items()))
 
 
 def _with_capacity(s: Scenario, services: pa.Table, degraded_share: float) -> Scenario:
     """``s`` with the capacity left of every region service (as shedding computes it)."""
-    from dataclasses import replace  # noqa: PLC0415
-
     left = []
     for sid, kind, cap in zip(services.column("service_id").to_pylist(), services.column("kind").to_pylist(),
                               services.column("capacity").to_pylist()):

@@ -94,8 +94,14 @@ def test_what_if_scenarios_are_added_with_their_name(model, tables):
         {"name": "x and z slow", "degraded": ["saas-x", "saas-z"], "probability": 0.001},
     ])
     by_key = {s.key: s for s in sset.scenarios}
-    # region-a is depended on, so its single-outage scenario exists already: not duplicated.
-    assert by_key["down=region-a"].source == "single"
+    # region-a is depended on, so its single-outage scenario exists already: not duplicated, but
+    # merged, so the what-if's name and its longer duration are not lost.
+    plain = {s.key: s for s in scenario_set(model, tables).scenarios}["down=region-a"]
+    merged = by_key["down=region-a"]
+    assert [s.key for s in sset.scenarios].count("down=region-a") == 1
+    assert merged.source == "single+what-if:region a down 4h"
+    assert merged.expected_duration_min == max(240.0, plain.expected_duration_min)
+    assert merged.probability == plain.probability  # the what-if gave none (0), the larger one stays
     slow = by_key["degraded=saas-x,saas-z"]
     assert slow.source == "what-if:x and z slow" and slow.probability == 0.001
     assert slow.expected_duration_min == 60.0 and sset.info["by_source"]["what-if"] == 1
