@@ -17,7 +17,8 @@ from rich.table import Table
 
 from flows.cli_common import EXIT_FAILED, EXIT_HELD, ConfigOpt, DataOpt, JsonOpt, QuietOpt, SeedOpt, StoreOpt, abs_path, console, \
     fail, out
-from flows import cli_data, cli_model, cli_solve, cli_versions
+from flows import cli_backtest, cli_data, cli_model, cli_report, cli_solve, cli_versions
+from flows import cli_orchestrate
 from flows.environment import configure_environment
 from flows.settings import load_settings
 from policies.errors import QresError
@@ -33,7 +34,11 @@ app = typer.Typer(
 
 @app.command()
 def run(config: ConfigOpt = None, data: DataOpt = None, store: StoreOpt = None, seed: SeedOpt = None,
-        json_out: JsonOpt = False, quiet: QuietOpt = False) -> None:
+        json_out: JsonOpt = False, quiet: QuietOpt = False,
+        runner: Annotated[str, typer.Option(help="Where solve chunks run: threads (default) or dask.")] = "threads",
+        address: Annotated[Optional[str], typer.Option(
+            help="Dask scheduler, e.g. tcp://10.0.0.5:8786 (default with --runner dask: a local cluster).")] = None,
+        ) -> None:
     """Run the nightly pipeline once: ingest, validate, model, solve, track, publish.
 
     Exit codes: 0 published, 1 failed (nothing published), 3 solved but held back by the gates.
@@ -48,8 +53,11 @@ def run(config: ConfigOpt = None, data: DataOpt = None, store: StoreOpt = None, 
 
     try:
         with rich_progress(console, enabled=not quiet and not json_out):
-            summary = nightly(data=str(settings.data_dir), store=str(settings.store_dir), seed=settings.seed,
-                              config=str(config) if config else None)
+            from flows.runners import with_runner  # noqa: PLC0415
+
+            summary = with_runner(nightly, runner, address, timeout_s=settings.orchestration.flow_timeout_s)(
+                data=str(settings.data_dir), store=str(settings.store_dir), seed=settings.seed,
+                config=str(config) if config else None)
     except QresError as exc:
         fail(exc)
     if json_out:
@@ -135,7 +143,8 @@ def decide(config: ConfigOpt = None, store: StoreOpt = None,
     if json_out:
         out.print_json(json.dumps({"policy": decision.policy, "version": decision.version,
                                    "scenario": decision.scenario, "exact": decision.exact,
-                                   "actions": [a.__dict__ for a in decision.actions]}))
+                                   "actions": [{"workload_id": a.workload_id, "admit": a.admit, "rank": a.rank, **dict(a.extras)}
+                                               for a in decision.actions]}))
         return
     table = Table(title=f"{decision.policy} {decision.version}: scenario {decision.scenario}"
                         f" ({'exact' if decision.exact else 'closest covering'})")
@@ -173,7 +182,7 @@ def verify(config: ConfigOpt = None, store: StoreOpt = None,
 
 # Command groups kept in their own modules (flows/cli_<group>.py); each exposes
 # register(app). Import the module above and add it here rather than growing this file.
-_COMMAND_MODULES: tuple = (cli_versions, cli_solve, cli_model, cli_data)
+_COMMAND_MODULES: tuple = (cli_versions, cli_solve, cli_model, cli_data, cli_backtest, cli_report, cli_orchestrate)
 for _module in _COMMAND_MODULES:
     _module.register(app)
 

@@ -17,11 +17,15 @@ from prefect.logging import get_run_logger
 from prefect.runtime import flow_run
 
 from flows.environment import configure_environment
+from flows.families import publish_families, solve_families
 from flows.settings import Settings, load_settings
+from flows.summary import family_line
 from policies.gates import evaluate_gates
 from policies.ingest import conform_tables, snapshot_id
+from tasks.backtest import backtest_metrics, backtest_policy
 from tasks.estimate import build_scenario_set, estimate_failure_model, health_file, scenario_provenance
-from tasks.ingest import ingest_telemetry
+from tasks.incremental import remember_clean_parts, validate_new_telemetry
+from tasks.ingest import ingest_telemetry, record_ingest
 from tasks.publish import move_latest, public_key_json, publish_policy_bundle
 from tasks.solve import solve_shedding_policy
 from tasks.track import TrackingTarget, champion_metric, finish_run, library_versions, log_run_results, \
@@ -59,6 +63,10 @@ class RunSummary:
     snapshot: str = ""
     raw_transitions: int = 0
     transitions_removed: int = 0
+    kind: str = "nightly"  # or "resolve" (flows/resolve.py)
+    scenarios_solved: int = 0  # the rest were reused from the per-scenario cache
+    tracking_uri: str = ""
+    families: dict = field(default_factory=dict)  # standby/routing: flows.families.FamilyOutcome
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -67,17 +75,30 @@ class RunSummary:
         solvers = "\n".join(f"| {k} | {v:,.2f} | {self.chosen.get(k, 0)} |" for k, v in self.objective_by_solver.items())
         gates = "\n".join(f"- {'✅' if c['passed'] else '❌'} **{c['name']}**: {c['detail']}" for c in self.gates.get("checks", []))
         return (
-            f"# qresilience nightly\n\n"
+            f"# qresilience {self.kind}\n\n"
             f"- rows validated: {self.rows_validated:,}\n- dependencies: {self.dependencies} "
             f"({self.dependencies_with_outages} with outages)\n"
             f"- scenarios: {self.scenarios}, covering {self.covered_mass:.4%} (target {self.target_mass:.2%})\n"
             f"- expected value: {self.expected_value_per_h:,.2f}/h, worst gap "
             f"{'n/a' if self.worst_gap is None else f'{self.worst_gap:.4%}'}\n"
-            f"- bundle: {self.bundle_version or 'not published'} {self.bundle_path or ''}\n"
-            f"- MLflow run: {self.mlflow_run_id} (model version {self.model_version}, "
+            f"- bundle: {_bundle_link(self.bundle_version, self.bundle_path)}\n"
+            f"- scenarios solved: {self.scenarios_solved}, reused from the cache: {self.scenarios - self.scenarios_solved}\n"
+            + "".join(f"- {name}: {family_line(o)}\n" for name, o in self.families.items()) +
+            f"- MLflow run: {_mlflow_link(self.tracking_uri, self.mlflow_run_id)} (model version {self.model_version}, "
             f"{'champion' if self.promoted else 'candidate'})\n\n"
             f"| solver | objective (sum over scenarios) | chosen |\n|---|---|---|\n{solvers}\n\n## Gates\n{gates}\n"
         )
+
+
+def _bundle_link(version: str | None, path: str | None) -> str:
+    return f"[{version}]({Path(path).resolve().as_uri()}) `{path}`" if version and path else "not published"
+
+
+def _mlflow_link(tracking_uri: str, run_id: str) -> str:
+    """A clickable link when the tracking server speaks HTTP; the run id (and how to open it) otherwise."""
+    if tracking_uri.startswith(("http://", "https://")):
+        return f"[{run_id}]({tracking_uri.rstrip('/')}/#/experiments/0/runs/{run_id})"  # MLflow resolves the experiment
+    return f"`{run_id}` (`mlflow ui --backend-store-uri {tracking_uri}`)" if tracking_uri else run_id
 
 
 def _config_hash(settings: Settings) -> str:
@@ -85,15 +106,23 @@ def _config_hash(settings: Settings) -> str:
     return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
 
 
-def run_nightly(settings: Settings) -> RunSummary:
-    """The pipeline body; ``nightly`` is its Prefect flow wrapper."""
+def run_nightly(settings: Settings, *, kind: str = "nightly", incremental: bool = False,
+                scope: tuple[str, ...] = ()) -> RunSummary:
+    """The pipeline body; ``nightly`` is its Prefect flow wrapper, ``flows.resolve`` calls it with
+    ``kind="resolve", incremental=True`` (validate only new files; see tasks/incremental.py)."""
     log = get_run_logger()
-    telemetry = ingest_telemetry(settings.data_dir)
-    report, data_docs = validate_telemetry(
-        telemetry, state_dir=settings.state_dir, quarantine_max_share=settings.ingest.quarantine_max_share,
-        quarantine_max_share_by_table=settings.ingest.quarantine_max_share_by_table,
-        freshness_max_age_h=settings.ingest.freshness_max_age_h)
-    tables = conform_tables(report.clean)
+    telemetry = ingest_telemetry(settings.data_dir, lateness_min=settings.ingest.lateness_min,
+                                 state_dir=settings.state_dir if settings.ingest.incremental else None)
+    checks = dict(quarantine_max_share=settings.ingest.quarantine_max_share,
+                  quarantine_max_share_by_table=settings.ingest.quarantine_max_share_by_table,
+                  freshness_max_age_h=settings.ingest.freshness_max_age_h)
+    if incremental:
+        report, data_docs, tables = validate_new_telemetry(telemetry, state_dir=settings.state_dir, **checks)
+    else:
+        report, data_docs = validate_telemetry(telemetry, state_dir=settings.state_dir, **checks)
+        tables = conform_tables(report.clean)
+        remember_clean_parts(settings.state_dir, telemetry, report)
+    record_ingest(telemetry)  # validated: keep the snapshot, move the watermarks
     model = estimate_failure_model(tables, window_min=settings.model.window_min,
                                    hysteresis_windows=settings.model.hysteresis_windows,
                                    hysteresis_min=settings.model.hysteresis_min, agreement=settings.model.agreement,
@@ -108,17 +137,26 @@ def run_nightly(settings: Settings) -> RunSummary:
         solvers=settings.solve.solvers, levels=settings.solve.levels, top_k=settings.solve.top_k,
         anneal_params={"sampler": settings.solve.sampler, "num_reads": settings.solve.anneal_num_reads,
                        "num_sweeps": settings.solve.anneal_num_sweeps},
+        cache_dir=settings.state_dir / "cache" / POLICY if settings.orchestration.solve_cache else None,
+        chunk_size=settings.orchestration.solve_chunk, timeout_s=settings.orchestration.task_timeout_s, scope=scope,
     )
-    bundle_files = {**solved.files, **health_file(model, horizon_min=settings.model.health_horizon_min)}
+    families = solve_families(settings, tables, scenarios)  # tiers, standby, routing ([families] settings)
+    bundle_files = {**solved.files, **families.tier_files,
+                    **health_file(model, horizon_min=settings.model.health_horizon_min)}
+    backtest = None
+    if settings.backtest.enabled:  # fit on the past, replay later incidents: figures for MLflow and the gates
+        from flows.cli_backtest import backtest_config  # noqa: PLC0415
+
+        backtest = backtest_policy(tables, backtest_config(settings))
 
     target = TrackingTarget(settings.tracking_uri, settings.mlflow.experiment, settings.artifact_root)
     model_name = f"{settings.mlflow.registered_model_prefix}-{POLICY}"
     snap = snapshot_id(telemetry.sha256)
     run_id = start_run(
-        target, run_name=f"nightly-{flow_run.get_name() or 'local'}",
+        target, run_name=f"{kind}-{flow_run.get_name() or 'local'}",
         params={**settings.as_params(), "config_hash": _config_hash(settings), "snapshot": snap},
         inputs={name: (telemetry.uri(name), sha) for name, sha in telemetry.sha256.items()},
-        tags={"qres.flow": "nightly", "qres.policy": POLICY, "prefect.flow_run_id": str(flow_run.get_id() or "")},
+        tags={"qres.flow": kind, "qres.policy": POLICY, "prefect.flow_run_id": str(flow_run.get_id() or "")},
     )
     try:
         per_dep = model.per_dependency
@@ -132,6 +170,7 @@ def run_nightly(settings: Settings) -> RunSummary:
             "model.transitions_removed": float(model.info["transitions_removed"]),
             "model.significant_pairs": float(model.co_failure["significant"].sum()),
             "scenarios.sampled": float(scenarios.info["n_sampled_added"]),
+            **(backtest_metrics(backtest) if backtest else {}),
         }
         log_run_results(target, run_id, metrics=metrics, files=bundle_files, json_artifacts={
             "validation.json": {**report.as_dict(), "data_docs": str(data_docs) if data_docs else None},
@@ -142,11 +181,23 @@ def run_nightly(settings: Settings) -> RunSummary:
         if data_docs is not None:  # Data Docs and quarantined rows, kept with the run
             docs = {p.name: p.read_bytes() for p in sorted(data_docs.parent.rglob("*")) if p.is_file()}
             log_run_results(target, run_id, metrics={}, files=docs, json_artifacts={}, artifact_dir="data_docs")
+        if backtest is not None:
+            from tasks.report import render_report  # noqa: PLC0415 - matplotlib
+
+            page = render_report(backtest, title="qresilience nightly report", model=model, scenarios=scenarios,
+                                 decisions=solved.files["decisions.parquet"], solvers=solved.solvers)
+            log_run_results(target, run_id, metrics={}, files={"report.html": page.encode()},
+                            json_artifacts={"backtest.json": {k: v for k, v in backtest.items() if k != "train"}},
+                            artifact_dir="report")
         _, champion_value = champion_metric(target, model_name, EXPECTED_VALUE)
+        _, champion_backtest = champion_metric(target, model_name, "backtest.share.published")
+        bt_share = (backtest or {}).get("overall", {}).get("published", {}).get("share")
         gates = evaluate_gates(
             validation_passed=report.success, infeasible=solved.infeasible, worst_gap=solved.worst_gap,
             expected_value=solved.expected_value, champion_expected_value=champion_value,
             max_gap=settings.gates.max_gap, tolerance=settings.gates.tolerance,
+            backtest_share=bt_share, champion_backtest_share=champion_backtest,
+            backtest_min_share=settings.backtest.min_share, backtest_tolerance=settings.backtest.tolerance,
         )
         # Every solved version is stored (signed) so it can be registered, served and promoted
         # later; LATEST moves only when the gates pass, and only after registration.
@@ -173,6 +224,8 @@ def run_nightly(settings: Settings) -> RunSummary:
         else:
             log.warning("gates held the new version back (%s); %s stays stored as a candidate, LATEST as it was",
                         "; ".join(f"{c.name}: {c.detail}" for c in gates.failed), stored.version)
+        family_outcomes = publish_families(settings, target, run_id, families, shedding_manifest=stored.manifest,
+                                           validation_passed=report.success)
         finish_run(
             target, run_id, model_name=model_name, model_version=model_version, promote=gates.passed,
             tags={"qres.published_version": published.version if published else "",
@@ -208,8 +261,12 @@ def run_nightly(settings: Settings) -> RunSummary:
         snapshot=snap,
         raw_transitions=model.info["raw_transitions"],
         transitions_removed=model.info["transitions_removed"],
+        kind=kind,
+        scenarios_solved=int(solved.metrics.get("shedding.solved", len(scenarios.scenarios))),
+        tracking_uri=settings.tracking_uri,
+        families={o.policy: o.as_dict() for o in family_outcomes},
     )
-    create_markdown_artifact(summary.to_markdown(), key="qres-nightly-summary", description="qresilience nightly run")
+    create_markdown_artifact(summary.to_markdown(), key=f"qres-{kind}-summary", description=f"qresilience {kind} run")
     return summary
 
 

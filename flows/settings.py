@@ -73,6 +73,20 @@ class SolveSettings(_Section):
         return v
 
 
+class FamilySettings(_Section):
+    """The standby and routing bundles and the tier assignment, solved after shedding (README "Policy families")."""
+
+    enabled: tuple[Literal["standby", "routing", "tiers"], ...] = ("standby", "routing", "tiers")
+    time_limit_s: float = Field(2.0, gt=0, description="per solver and instance (one standby, one per routing scenario)")
+    standby_solvers: tuple[Literal["greedy", "cpsat", "anneal"], ...] = ("greedy", "cpsat", "anneal")
+    tiers: int = Field(4, ge=1, le=16, description="tiers of the robust assignment (exported on Google's 4 criticalities)")
+    tier_alpha: float = Field(0.9, ge=0, lt=1, description="CVaR level of the tier assignment's loss")
+    tier_lambda: float = Field(1.0, ge=0, description="weight of CVaR against expected loss")
+    routing_samples: int = Field(64, ge=1, description="latency samples per endpoint and scenario")
+    routing_sla_ms: float = Field(250.0, gt=0)
+    routing_alpha: float = Field(0.95, ge=0, lt=1, description="CVaR level of the SLA-violation penalty")
+
+
 class GateSettings(_Section):
     max_gap: float = Field(0.05, ge=0, description="largest accepted relative gap to the best bound")
     tolerance: float = Field(0.02, ge=0, description="allowed drop of expected value against the champion")
@@ -90,6 +104,28 @@ class IngestSettings(_Section):
     quarantine_max_share_by_table: dict[str, float] = Field(default_factory=dict, description="per-table overrides")
     freshness_max_age_h: float | None = Field(None, gt=0, description="newest check must be this recent; None = off")
     lateness_min: int = Field(1440, ge=0, description="rows older than the watermark by more are dropped as too late")
+    incremental: bool = Field(True, description="read only new files/rows past the watermark (policies/watermark.py)")
+
+
+class BacktestSettings(_Section):
+    train_fraction: float = Field(0.7, gt=0, lt=1, description="share of the history to fit on; later incidents are replayed")
+    merge_gap_min: float = Field(10.0, ge=0, description="outages closer than this are one incident")
+    cvar_alpha: float = Field(0.95, gt=0, lt=1, description="CVaR level of the loss over incidents")
+    goal_share: float = Field(0.95, gt=0, le=1, description="goal: share of the oracle's value the policy keeps")
+    goal_cvar_ratio: float = Field(0.5, gt=0, description="goal: policy CVaR at most this times static tiers' CVaR")
+    min_share: float = Field(0.0, ge=0, le=1, description="gate: lowest accepted share of the oracle's value (0 = off)")
+    tolerance: float = Field(0.02, ge=0, description="gate: allowed drop of the backtest share against the champion")
+    enabled: bool = Field(True, description="run the backtest in the nightly flow")
+
+
+class OrchestrationSettings(_Section):
+    timezone: str = Field("UTC", description="time zone of the nightly schedule (deployments/prefect.yaml)")
+    nightly_cron: str = Field("0 2 * * *", description="when the nightly deployment runs")
+    task_timeout_s: float = Field(600.0, gt=0, description="timeout of one solve chunk task")
+    flow_timeout_s: float = Field(3600.0, gt=0, description="timeout of a whole nightly or resolve run")
+    solve_chunk: int = Field(16, ge=1, description="scenarios per submitted solve task (Dask or threads)")
+    solve_cache: bool = Field(True, description="reuse per-scenario results whose problem is unchanged")
+    resolve_backtest: bool = Field(False, description="run the backtest in `qres resolve` too (slower)")
 
 
 class MlflowSettings(_Section):
@@ -113,10 +149,13 @@ class Settings(BaseSettings):
     model: ModelSettings = ModelSettings()
     scenarios: ScenarioSettings = ScenarioSettings()
     solve: SolveSettings = SolveSettings()
+    families: FamilySettings = FamilySettings()
     gates: GateSettings = GateSettings()
     mlflow: MlflowSettings = MlflowSettings()
     bundle: BundleSettings = BundleSettings()
     ingest: IngestSettings = IngestSettings()
+    backtest: BacktestSettings = BacktestSettings()
+    orchestration: OrchestrationSettings = OrchestrationSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -8,7 +8,7 @@ from rich.table import Table
 
 from flows.settings import Settings
 
-__all__ = ["render_summary"]
+__all__ = ["render_summary", "family_line"]
 
 
 def render_summary(s: dict, settings: Settings) -> Panel:
@@ -28,6 +28,8 @@ def render_summary(s: dict, settings: Settings) -> Panel:
     else:
         failed = [c for c in s["gates"].get("checks", []) if not c["passed"]]
         facts.add_row("bundle", "[yellow]not published[/]: " + "; ".join(f"{c['name']}: {c['detail']}" for c in failed))
+    for name, outcome in s.get("families", {}).items():  # one line per family (flows/families.py)
+        facts.add_row(name, family_line(outcome))
     role = "champion" if s["promoted"] else "candidate"
     facts.add_row("MLflow", f"run {s['mlflow_run_id']}, model version {s['model_version']} ({role})")
     facts.add_row("look next", f"qres decide --down <dep> | mlflow ui --backend-store-uri {settings.tracking_uri}")
@@ -40,3 +42,14 @@ def render_summary(s: dict, settings: Settings) -> Panel:
         solvers.add_row(name, f"{value:,.2f}", str(s["chosen"].get(name, 0)))
     title = "[green]published[/]" if s["published"] else "[yellow]held back[/]"
     return Panel(Group(facts, solvers), title=f"qresilience nightly: {title}", expand=False)
+
+
+def family_line(o: dict) -> str:
+    """One line per family for the run summary (``o`` is a FamilyOutcome as a dict)."""
+    unit = "ms expected latency+penalty" if o["policy"] == "routing" else "/h expected covered value"
+    gap = "n/a" if o["worst_gap"] is None else f"{o['worst_gap']:.4%}"
+    where = (f"published {o['stored_version']}" if o["published"] else
+             "held back: " + "; ".join(f"{c['name']}: {c['detail']}" for c in o["gates"]["checks"] if not c["passed"]))
+    solvers = ", ".join(f"{k} {v}" for k, v in sorted(o["chosen"].items()))
+    return (f"{o['expected_value']:,.2f}{unit}, worst gap {gap}, chosen {solvers}; {where} "
+            f"(model version {o['model_version']}, {'champion' if o['promoted'] else 'candidate'})")

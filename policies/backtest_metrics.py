@@ -28,7 +28,7 @@ def cvar(losses: Sequence[float], alpha: float = 0.95) -> float | None:
         return None
     if not np.all(np.isfinite(x)):
         raise ValueError("losses must be finite numbers")
-    tail = max((1.0 - alpha) * x.size, 1.0) if alpha > 0 else float(x.size)
+    tail = max(round((1.0 - alpha) * x.size, 9), 1.0) if alpha > 0 else float(x.size)  # 0.05 * 20 is 0.9999...
     full = int(math.floor(tail + 1e-12))
     rest = tail - full
     total = float(x[:full].sum()) + (rest * float(x[full]) if rest > 1e-12 and full < x.size else 0.0)

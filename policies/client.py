@@ -25,6 +25,10 @@ the same way as in step 2.
 
 Trust and freshness: see :class:`PolicyClient` (hashes + Ed25519 + ML-DSA-65 signatures,
 rollback protection, disk cache, staleness in :meth:`PolicyClient.status`).
+
+Any decision table whose first columns are the shedding ones is served (other families add
+columns after them; each :class:`Action` carries those in ``extras``). Loading is O(scenarios);
+a scenario's actions are built on its first ``decide()`` (see ``policies.client_index``).
 """
 
 from __future__ import annotations

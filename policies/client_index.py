@@ -41,6 +41,7 @@ __all__ = ["Action", "Decision", "BundleNotLoadedError", "FALLBACK_KEY", "DECISI
 FALLBACK_KEY = "fallback:all-down"
 DECISIONS_FILE = "decisions.parquet"
 _NO_EXTRAS: Mapping[str, Any] = MappingProxyType({})
+_EMPTY: frozenset[str] = frozenset()
 
 
 class BundleNotLoadedError(QresError, LookupError):
@@ -73,16 +74,15 @@ class _Scenario:
 
     def __init__(self, key: str, down: frozenset, degraded: frozenset, effective: frozenset, admit_sum: float,
                  start: int, stop: int) -> None:
+        if effective == down:
+            effective = down  # one object instead of two equal ones
         self.key, self.down, self.degraded, self.admit_sum = key, down, degraded, admit_sum
-        self.effective_down = effective | down
-        self.covers_degraded = self.effective_down | degraded
+        # The unions are usually no-ops (effective_down holds down): skip allocating copies.
+        self.effective_down = effective if down <= effective else effective | down
+        self.covers_degraded = self.effective_down | degraded if degraded else self.effective_down
         self.start, self.stop = start, stop
         self.exact: Decision | None = None
         self.cover: Decision | None = None
-
-    @property
-    def order(self) -> tuple[int, float, str]:
-        return (len(self.effective_down), self.admit_sum, self.key)
 
 
 class _Index:
@@ -91,32 +91,42 @@ class _Index:
     def __init__(self, policy: str, version: str, manifest: dict, scenarios: list[_Scenario],
                  columns: dict[str, pa.Array]) -> None:
         self.policy, self.version, self.manifest = policy, version, manifest
-        self._columns = columns  # workload_id, admit, rank, then any extra columns, whole (sliced lazily)
+        # workload_id (as dictionary codes), admit, rank, then any extra columns; whole
+        # columns, sliced per scenario on first use.
+        workload = columns["workload_id"]
+        self._workload_names = workload.dictionary.to_pylist()
+        self._columns = {**columns, "workload_id": workload.indices}
         self.fallback = next(s for s in scenarios if s.key == FALLBACK_KEY)
-        self.covers = tuple(sorted((s for s in scenarios if s.key != FALLBACK_KEY), key=lambda s: s.order))
+        self.covers = tuple(sorted((s for s in scenarios if s.key != FALLBACK_KEY),
+                                   key=lambda s: (len(s.effective_down), s.admit_sum, s.key)))
         # Priority of exact keys: root sets, then effective sets (closest cover first on a
         # tie), then the fallback's own sets (only if it names any: an empty fallback must
         # never shadow ``normal``).
-        exact: dict[tuple[frozenset, frozenset], _Scenario] = {}
+        # Keyed degraded set -> down set -> scenario (not by (down, degraded) pairs: one
+        # tuple per key would be 20,000 more objects to allocate and garbage-collect).
+        exact: dict[frozenset, dict[frozenset, _Scenario]] = {}
+
+        def add(down: frozenset, degraded: frozenset, s: _Scenario) -> None:
+            rest = degraded - down if degraded else _EMPTY
+            inner = exact.get(rest)
+            if inner is None:
+                exact[rest] = inner = {}
+            inner.setdefault(down, s)
+
         for s in self.covers:
-            exact.setdefault((s.down, s.degraded - s.down), s)
+            add(s.down, s.degraded, s)
         for s in self.covers:
-            exact.setdefault((s.effective_down, s.degraded - s.effective_down), s)
+            add(s.effective_down, s.degraded, s)
         fb = self.fallback
         if fb.effective_down:
-            exact.setdefault((fb.down, fb.degraded - fb.down), fb)
-            exact.setdefault((fb.effective_down, fb.degraded - fb.effective_down), fb)
+            add(fb.down, fb.degraded, fb)
+            add(fb.effective_down, fb.degraded, fb)
         self.exact = exact
         # Posting lists (closest cover first): the covers that contain a given service in
         # effective_down, resp. in effective_down | degraded. A cover must contain every
         # observed service, so scanning the shortest list of an observed one is enough.
-        self.by_down: dict[str, list[_Scenario]] = {}
-        self.by_degraded: dict[str, list[_Scenario]] = {}
-        for s in self.covers:
-            for m in s.effective_down:
-                self.by_down.setdefault(m, []).append(s)
-            for m in s.covers_degraded:
-                self.by_degraded.setdefault(m, []).append(s)
+        self.by_down = _postings(self.covers, "effective_down")
+        self.by_degraded = _postings(self.covers, "covers_degraded")
 
     def _candidates(self, down: frozenset[str], degraded: frozenset[str]) -> Sequence[_Scenario]:
         postings, observed = (self.by_down, down) if down else (self.by_degraded, degraded)
@@ -134,7 +144,8 @@ class _Index:
     def _materialize(self, s: _Scenario) -> _Scenario:
         """Build (once) the scenario's ranked actions and its two decisions from its rows."""
         cols = [c[s.start:s.stop].to_pylist() for c in self._columns.values()]
-        workload, admit, rank, extras = cols[0], cols[1], cols[2], cols[3:]
+        names = self._workload_names  # workload_id is a dictionary: codes per row, names once
+        workload, admit, rank, extras = [names[i] for i in cols[0]], cols[1], cols[2], cols[3:]
         names = tuple(self._columns)[3:]
         order = sorted(range(len(workload)), key=lambda i: (rank[i], workload[i]))
         actions = tuple(
@@ -147,7 +158,8 @@ class _Index:
         return s
 
     def decide(self, down: frozenset[str], degraded: frozenset[str]) -> Decision:
-        hit = self.exact.get((down, degraded))
+        by_down = self.exact.get(degraded)
+        hit = by_down.get(down) if by_down is not None else None
         if hit is not None:
             d = hit.exact
             return d if d is not None else self._materialize(hit).exact
@@ -160,6 +172,20 @@ class _Index:
         return d if d is not None else self._materialize(s).cover
 
 
+def _postings(covers: Sequence[_Scenario], attribute: str) -> dict[str, list[_Scenario]]:
+    """For each service, the covers (in order) whose ``attribute`` set contains it."""
+    postings: dict[str, list[_Scenario]] = {}
+    get = postings.get
+    for s in covers:
+        for m in getattr(s, attribute):
+            p = get(m)
+            if p is None:
+                postings[m] = [s]
+            else:
+                p.append(s)
+    return postings
+
+
 def _bad(where: str, what: str) -> BundleVerificationError:
     return BundleVerificationError(f"{where}: {what}; republish the bundle")
 
@@ -169,20 +195,23 @@ _ACTION_COLUMNS = ("workload_id", "admit", "rank")
 
 
 def _read_decisions(data: bytes, where: str) -> pa.Table:
+    """The decision table, with keys, workload ids and set members read as dictionaries.
+
+    ParquetFile, not read_table: read_table goes through pyarrow.dataset, which imports
+    pandas when it is installed; a runtime service should not pay for that. The bytes are
+    already in memory (and verified): a zero-copy BufferReader, no pre-buffering, one
+    thread. Reading the string columns as dictionaries (as they are stored) skips decoding
+    200,000 repeated strings; benchmarks/client.py measures these choices side by side.
+    """
     try:
-        # ParquetFile, not read_table: read_table goes through pyarrow.dataset, which
-        # imports pandas when it is installed; a runtime service should not pay for that.
-        # The bytes are already in memory (and verified): a zero-copy BufferReader, no
-        # pre-buffering, one thread (benchmarks/client.py measures the alternatives).
-        pf = pq.ParquetFile(pa.BufferReader(data), pre_buffer=False)
-        got = [(f.name, f.type) for f in pf.schema_arrow]
+        got = [(f.name, f.type) for f in pq.ParquetFile(pa.BufferReader(data)).schema_arrow]
         want = [(f.name, f.type) for f in DECISIONS_SHEDDING]
         if got[:len(want)] != want:
             raise _bad(where, f"columns {got} do not start with the shedding schema {want}")
         names = [n for n, _ in got]
         if len(set(names)) != len(names):
             raise _bad(where, f"column names {names} repeat")
-        table = pf.read(use_threads=False)
+        table = _read_parquet(data, dictionaries=True)
     except BundleVerificationError:
         raise
     except Exception as exc:  # pyarrow raises several types for a broken file
@@ -194,9 +223,39 @@ def _read_decisions(data: bytes, where: str) -> pa.Table:
     return table
 
 
+def _read_parquet(data: bytes, *, dictionaries: bool = True, pre_buffer: bool = False,
+                  use_threads: bool = False) -> pa.Table:
+    """Read verified bytes (the options are parameters so the benchmark can compare them)."""
+    read_dictionary = None
+    if dictionaries:
+        read_dictionary = ["scenario_key", "workload_id"]
+        if pq.ParquetFile(pa.BufferReader(data)).metadata.num_row_groups <= 1:
+            # pyarrow reads list<dictionary> from one row group only ("Nested data
+            # conversions not implemented for chunked array outputs" otherwise).
+            read_dictionary += [f"{c}.list.element" for c in _SET_COLUMNS]
+    pf = pq.ParquetFile(pa.BufferReader(data), pre_buffer=pre_buffer, read_dictionary=read_dictionary)
+    return pf.read(use_threads=use_threads)
+
+
+def _float64_view(values: pa.Array) -> memoryview:
+    """The values of a float64 array without nulls, as a memoryview (no Python floats made)."""
+    if len(values) == 0:
+        return memoryview(b"").cast("d")
+    return memoryview(values.buffers()[1]).cast("d")[values.offset:values.offset + len(values)]
+
+
+def _strings(values: pa.Array) -> list[str]:
+    """A string or dictionary<string> array as Python strings (one object per distinct name)."""
+    if pa.types.is_dictionary(values.type):
+        names = values.dictionary.to_pylist()
+        return [names[i] for i in values.indices.to_pylist()]
+    return values.to_pylist()
+
+
 def _int_array(values: Sequence[int]) -> pa.Array:
-    # pa.array(list) asks pyarrow's pandas shim whether the list is a Series, which
-    # imports pandas when installed; building from a buffer does not.
+    # pa.array(list) and pa.scalar(int) ask pyarrow's pandas shim whether their argument
+    # is a pandas object, which imports pandas when installed; building from a buffer does
+    # not (so scalars for kernels are taken from such an array, too).
     return pa.Array.from_buffers(pa.int64(), len(values), [None, pa.py_buffer(array.array("q", values))])
 
 
@@ -211,13 +270,19 @@ class _Runs:
 
     def per_row(self, per_run: pa.Array) -> pa.Array:
         """Repeat one value per scenario over that scenario's rows (a pyarrow kernel)."""
-        return pc.run_end_decode(pa.RunEndEncodedArray.from_arrays(self.run_ends, per_run))
+        # from_buffers, not from_arrays: from_arrays asks pyarrow's pandas shim about its
+        # arguments, which imports pandas when it is installed.
+        length = self.stops[-1] if self.stops else 0
+        encoded = pa.RunEndEncodedArray.from_buffers(pa.run_end_encoded(self.run_ends.type, per_run.type), length,
+                                                     [None], 0, children=[self.run_ends, per_run])
+        return pc.run_end_decode(encoded)
 
 
 def _scenario_runs(table: pa.Table, where: str) -> _Runs:
     """Group rows by scenario with run-end encoding; each scenario's rows must be contiguous."""
-    encoded = pc.run_end_encode(table.column("scenario_key").combine_chunks(), run_end_type=pa.int32())
-    keys = encoded.values.to_pylist()
+    column = table.column("scenario_key").combine_chunks()
+    encoded = pc.run_end_encode(column.indices, run_end_type=pa.int32())
+    keys = _strings(pa.DictionaryArray.from_arrays(encoded.values, column.dictionary))
     if pc.count_distinct(encoded.values).as_py() != len(keys):  # a key in two runs: find it
         seen: set[str] = set()
         repeated = next(k for k in keys if k in seen or seen.add(k))
@@ -228,21 +293,21 @@ def _scenario_runs(table: pa.Table, where: str) -> _Runs:
 
 def _check_unique_workloads(table: pa.Table, runs: _Runs, where: str) -> None:
     """No workload twice in one scenario: (scenario number, workload code) pairs are distinct."""
-    workload = pc.dictionary_encode(table.column("workload_id").combine_chunks())
+    workload = table.column("workload_id").combine_chunks()
     scenario_no = runs.per_row(_int_array(range(len(runs.keys))))
-    pairs = pc.add(pc.multiply(scenario_no, max(1, len(workload.dictionary))), pc.cast(workload.indices, pa.int64()))
+    pairs = pc.add(pc.multiply(scenario_no, _int_array([max(1, len(workload.dictionary))])[0]), pc.cast(workload.indices, pa.int64()))
     if pc.count_distinct(pairs).as_py() == table.num_rows:
         return
-    ids = workload.dictionary.to_pylist()
-    codes = workload.indices.to_pylist()
+    ids = _strings(workload)
     for key, start, stop in zip(runs.keys, runs.starts, runs.stops):
-        if len(set(codes[start:stop])) != stop - start:
-            twice = next(ids[c] for i, c in enumerate(codes[start:stop]) if c in codes[start:start + i])
+        rows = ids[start:stop]
+        if len(set(rows)) != len(rows):
+            twice = next(w for i, w in enumerate(rows) if w in rows[:i])
             raise _bad(where, f"scenario {key!r} lists workload {twice!r} twice")
 
 
-def _scenario_sets(table: pa.Table, runs: _Runs, where: str) -> dict[str, list]:
-    """The down/degraded/effective_down lists of each scenario, checked to repeat on every row.
+def _scenario_sets(table: pa.Table, runs: _Runs, where: str) -> dict[str, list[frozenset]]:
+    """The down/degraded/effective_down sets of each scenario, checked to repeat on every row.
 
     The check runs in pyarrow (each row against its scenario's first row, one ``equals``)
     so that large effective sets do not cost a Python conversion per row.
@@ -252,12 +317,18 @@ def _scenario_sets(table: pa.Table, runs: _Runs, where: str) -> dict[str, list]:
     out = {}
     for c in _SET_COLUMNS:
         column = table.column(c).combine_chunks()
+        if len(column.flatten()) == 0:  # every list empty (degraded, usually): nothing to compare
+            out[c] = [_EMPTY] * len(runs.keys)
+            continue
         if not column.take(first_of_row).equals(column):  # rare: find the culprit in Python
             cells = column.to_pylist()
             for key, start, stop in zip(runs.keys, runs.starts, runs.stops):
                 if any(set(cells[i]) != set(cells[start]) for i in range(start, stop)):
                     raise _bad(where, f"scenario {key!r} has different {c} lists across its rows")
-        out[c] = column.take(firsts).to_pylist()
+        lists = column.take(firsts)
+        names, offsets = _strings(lists.flatten()), lists.offsets.to_pylist()
+        base = offsets[0]  # flatten() starts at the first offset
+        out[c] = [frozenset(names[a - base:b - base]) if b > a else _EMPTY for a, b in zip(offsets, offsets[1:])]
     return out
 
 
@@ -272,11 +343,11 @@ def build_index(policy: str, version: str, manifest: dict, files: dict[str, byte
         raise _bad(where, f"no {FALLBACK_KEY!r} scenario, so some observations would have no answer")
     _check_unique_workloads(table, runs, where)
     sets = _scenario_sets(table, runs, where)
-    # math.fsum (exact, order-independent) keeps the cover tie-break independent of row order.
-    admit = table.column("admit").to_pylist()
+    # math.fsum (exact, order-independent) keeps the cover tie-break independent of row order;
+    # it reads the column's buffer through a memoryview rather than a 200,000-float list.
+    admit = _float64_view(table.column("admit").combine_chunks())
     scenarios = [
-        _Scenario(key, frozenset(down), frozenset(degraded), frozenset(effective), math.fsum(admit[start:stop]),
-                  start, stop)
+        _Scenario(key, down, degraded, effective, math.fsum(admit[start:stop]), start, stop)
         for key, down, degraded, effective, start, stop in zip(
             runs.keys, sets["down"], sets["degraded"], sets["effective_down"], runs.starts, runs.stops)
     ]

@@ -39,6 +39,10 @@ def evaluate_gates(
     champion_expected_value: float | None,
     max_gap: float,
     tolerance: float,
+    backtest_share: float | None = None,
+    champion_backtest_share: float | None = None,
+    backtest_min_share: float = 0.0,
+    backtest_tolerance: float = 0.02,
 ) -> GateReport:
     """Check a candidate against fixed rules and, when there is one, the champion.
 
@@ -63,5 +67,14 @@ def evaluate_gates(
             "champion", ok,
             f"expected value {expected_value:,.2f}/h vs champion {champion_expected_value:,.2f}/h "
             f"(floor {floor:,.2f} at tolerance {tolerance:.1%})",
+        ))
+    if backtest_share is not None:  # share of the hindsight oracle's value kept on held-out incidents
+        floor = backtest_min_share
+        if champion_backtest_share is not None:
+            floor = max(floor, champion_backtest_share - backtest_tolerance)
+        checks.append(GateCheck(
+            "backtest", backtest_share >= floor - 1e-12,
+            f"kept {backtest_share:.2%} of the oracle's value on held-out incidents (floor {floor:.2%}"
+            + (f", champion {champion_backtest_share:.2%}" if champion_backtest_share is not None else "") + ")",
         ))
     return GateReport(tuple(checks))

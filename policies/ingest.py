@@ -28,8 +28,8 @@ from policies.errors import DataValidationError, RuleViolation
 from policies.schema import REQUIRED_TABLES, TABLES
 from policies.sources import Source, SourceFile, locate_source_files, open_source, read_bytes
 
-__all__ = ["Telemetry", "TablePart", "locate_tables", "load_telemetry", "read_part", "conform_tables",
-           "snapshot_id", "hash_parts"]
+__all__ = ["Telemetry", "TablePart", "locate_tables", "load_telemetry", "read_part", "parse_bytes", "conform_tables",
+           "snapshot_id", "hash_parts", "require_tables"]
 
 _DELIMITERS = (";", "\t", "|")
 
@@ -85,7 +85,7 @@ def load_telemetry(source: str | Path) -> Telemetry:
     """Read every table found in ``source``; a missing required table is an error."""
     src = open_source(source)
     files = locate_source_files(src)
-    _require_tables(src, files)
+    require_tables(src, files)
     parts: dict[str, list[TablePart]] = {}
     broken: list[RuleViolation] = []
     for name, table_files in files.items():
@@ -174,7 +174,8 @@ def _violation(file: SourceFile, rule: str, example: str, column: str | None = N
     return DataValidationError([RuleViolation(file.table, column, rule, [first], file=file.uri)])
 
 
-def _require_tables(src: Source, files: dict[str, list[SourceFile]]) -> None:
+def require_tables(src: Source, files: dict[str, list[SourceFile]]) -> None:
+    """Every required table has at least one file, else one violation per missing table."""
     missing = [t for t in REQUIRED_TABLES if t not in files]
     if missing:
         raise DataValidationError(

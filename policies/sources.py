@@ -39,6 +39,7 @@ class SourceFile:
     path: str  # protocol-free path as the filesystem wants it
     key: str  # "services.parquet" or "health_checks/2026-10-01.parquet": what the sha256 covers
     uri: str  # full URL, for messages and lineage
+    stamp: str = ""  # size + modification time (or ETag) from the listing; "" when the filesystem gives none
 
     @property
     def suffix(self) -> str:
@@ -95,11 +96,12 @@ def locate_source_files(source: Source) -> dict[str, list[SourceFile]]:
         ) from exc
     found: dict[str, list[SourceFile]] = {}
     top = None if source.is_glob else source.root.rstrip("/")
-    for path in paths:
+    for entry in paths:
+        path = entry["name"]
         assigned = _assign(path, top)
         if assigned is not None:
             table, key = assigned
-            found.setdefault(table, []).append(SourceFile(table, path, key, source.uri(path)))
+            found.setdefault(table, []).append(SourceFile(table, path, key, source.uri(path), _stamp(entry)))
     return {t: sorted(files, key=lambda f: f.key) for t, files in sorted(found.items())}
 
 
@@ -109,30 +111,43 @@ def read_bytes(source: Source, file: SourceFile) -> bytes:
         return f.read()
 
 
-def _folder_files(source: Source) -> list[str]:
+def _folder_files(source: Source) -> list[dict]:
     fs, root = source.fs, source.root
     if not fs.isdir(root):
         raise NotADirectoryError(f"not a folder: {source.spec}")
-    out: list[str] = []
+    out: list[dict] = []
     for entry in fs.ls(root, detail=True):
         name = _name(entry["name"])
         if name.startswith(".") or name.startswith("_"):
             continue
         if entry["type"] == "directory" and name in TABLES:
-            out += [e["name"] for e in fs.ls(entry["name"], detail=True) if e["type"] != "directory"]
+            out += [e for e in fs.ls(entry["name"], detail=True) if e["type"] != "directory"]
         elif entry["type"] != "directory":
-            out.append(entry["name"])
+            out.append(entry)
     return out
 
 
-def _glob_files(source: Source) -> list[str]:
-    out: list[str] = []
-    for path in source.fs.glob(source.root):
-        if source.fs.isdir(path):
-            out += [e["name"] for e in source.fs.ls(path, detail=True) if e["type"] != "directory"]
+def _glob_files(source: Source) -> list[dict]:
+    out: list[dict] = []
+    for path, entry in sorted(source.fs.glob(source.root, detail=True).items()):
+        if entry.get("type") == "directory":
+            out += [e for e in source.fs.ls(path, detail=True) if e["type"] != "directory"]
         else:
-            out.append(path)
+            out.append({**entry, "name": path})
     return out
+
+
+_STAMP_KEYS = ("mtime", "LastModified", "last_modified", "updated", "ETag", "etag")
+
+
+def _stamp(entry: dict) -> str:
+    """What says a file changed without reading it (as rsync does): size plus a time or ETag.
+
+    Filesystems that report neither (plain http listings) give "", and the file is read and
+    hashed each run instead.
+    """
+    marks = [f"{k}={entry[k]}" for k in _STAMP_KEYS if entry.get(k) not in (None, "")]
+    return f"size={entry.get('size')};" + ";".join(marks) if marks else ""
 
 
 def _name(path: str) -> str:

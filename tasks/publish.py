@@ -12,7 +12,11 @@ from policies.bundle import PublishedBundle, prune_versions, publish_bundle, set
 from policies.signing import PRIVATE_KEY_NAME, SIGNING_KEY_ENV, load_signing_key, verify_manifest_signatures
 from tasks.retry import retry_on_io_error
 
-__all__ = ["publish_policy_bundle", "publish_signed", "move_latest", "public_key_json"]
+# Tag-based concurrency: `prefect concurrency-limit create qres-publish 1` keeps any two publishes
+# apart across workers and hosts (the store's fcntl lock only covers one filesystem).
+PUBLISH_TAG = "qres-publish"
+
+__all__ = ["PUBLISH_TAG", "publish_policy_bundle", "publish_signed", "move_latest", "public_key_json"]
 
 
 def public_key_json(key_dir: Path | None) -> str | None:
@@ -54,7 +58,7 @@ def _prune(store: Path, policy: str, keep: int | None, log) -> None:  # noqa: AN
             log.info("retention: removed %s (keeping the newest %d)", ", ".join(pruned), keep)
 
 
-@task(name="publish-latest", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[1, 5],
+@task(name="publish-latest", cache_policy=NO_CACHE, tags=[PUBLISH_TAG], retries=2, retry_delay_seconds=[1, 5],
       retry_condition_fn=retry_on_io_error)
 def move_latest(store: Path, policy: str, version: str, *, keep: int | None = None) -> PublishedBundle:
     """Point LATEST at a stored version (re-verified first), then apply retention."""
@@ -64,7 +68,7 @@ def move_latest(store: Path, policy: str, version: str, *, keep: int | None = No
     return PublishedBundle(policy=policy, version=version, path=path, manifest=verify_bundle(path))
 
 
-@task(name="publish", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[1, 5],
+@task(name="publish", cache_policy=NO_CACHE, tags=[PUBLISH_TAG], retries=2, retry_delay_seconds=[1, 5],
       retry_condition_fn=retry_on_io_error)
 def publish_policy_bundle(store: Path, policy: str, files: dict[str, bytes], manifest_fields: dict, *,
                           key_dir: Path | None = None, keep: int | None = None,

@@ -1,21 +1,36 @@
-"""Solve: the shedding policy for every scenario through the solver portfolio."""
+"""Solve: the shedding policy for every scenario through the solver portfolio.
+
+Scenarios whose problem is unchanged come from a content-addressed cache
+(:mod:`tasks.solve_cache`); the rest are solved in chunks submitted to the flow's task
+runner (threads by default, Dask with ``qres run --runner dask``). Chunks keep Prefect's
+per-task cost (~15 ms) small next to the work; results are put back in scenario order, so
+the bundle bytes do not depend on the runner, the chunking or the cache.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pyarrow as pa
 from prefect import task
 from prefect.cache_policies import NO_CACHE
+from prefect.context import FlowRunContext
+from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.logging import get_run_logger
 
 from policies.bundle import encode_json, encode_parquet
 from policies.scenarios import ScenarioSet
-from policies.shedding import build_shedding_problems, decisions_table, is_feasible_shedding, policy_document, \
-    solve_shedding
+from policies.shedding import SheddingProblem, build_shedding_problems, decisions_table, is_feasible_shedding, \
+    policy_document, solve_shedding
+from policies.solvers import PortfolioResult
 from tasks.progress import progress_step
+from tasks.solve_cache import load_cached_results, problem_cache_key, store_cached_results
 
-__all__ = ["SolvedPolicy", "solve_shedding_policy"]
+__all__ = ["SolvedPolicy", "solve_shedding_policy", "solve_shedding_chunk", "DEFAULT_CHUNK_SIZE"]
+
+DEFAULT_CHUNK_SIZE = 16
 
 
 @dataclass(frozen=True)
@@ -31,22 +46,58 @@ class SolvedPolicy:
     expected_value: float = 0.0
 
 
-@task(name="solve-shedding", cache_policy=NO_CACHE)
-def solve_shedding_policy(tables: dict[str, pa.Table], scenarios: ScenarioSet, *, seed: int, time_limit_s: float,
-                          solvers: tuple[str, ...], levels: int, top_k: int, anneal_params: dict) -> SolvedPolicy:
-    """Build one shedding problem per scenario, solve each with the portfolio, export.
+@task(name="solve-shedding-chunk", cache_policy=NO_CACHE)
+def solve_shedding_chunk(problems: Sequence[SheddingProblem], *, seed: int, time_limit_s: float,
+                         solvers: tuple[str, ...], top_k: int, anneal_params: dict) -> list[PortfolioResult]:
+    """Solve one chunk of scenarios; deterministic compute, so no retries."""
+    return solve_shedding(problems, seed=seed, time_limit_s=time_limit_s, solvers=solvers,
+                          anneal_params=anneal_params, top_k=top_k)
 
-    One coarse task for all scenarios: a Prefect task costs ~15 ms, a scenario far less.
+
+def _solve_missing(problems: list[SheddingProblem], *, chunk_size: int, timeout_s: float | None,
+                   advance, **params) -> list[PortfolioResult]:  # noqa: ANN001
+    # Prefect cannot interrupt a worker thread (it only warns), so the timeout applies where
+    # chunks run as real tasks elsewhere (Dask); threads stop on the flow's timeout.
+    on_threads = isinstance(getattr(FlowRunContext.get(), "task_runner", None), ThreadPoolTaskRunner)
+    chunk_task = solve_shedding_chunk.with_options(timeout_seconds=timeout_s) if timeout_s and not on_threads \
+        else solve_shedding_chunk
+    chunks = [problems[i:i + chunk_size] for i in range(0, len(problems), chunk_size)]
+    futures = [chunk_task.submit(chunk, **params) for chunk in chunks]
+    out: list[PortfolioResult] = []
+    for future in futures:  # in submission order: the answer does not depend on which chunk ends first
+        out.extend(future.result())
+        advance(len(out))
+    return out
+
+
+def solve_shedding_policy(tables: dict[str, pa.Table], scenarios: ScenarioSet, *, seed: int, time_limit_s: float,
+                          solvers: tuple[str, ...], levels: int, top_k: int, anneal_params: dict,
+                          cache_dir: Path | None = None, chunk_size: int = DEFAULT_CHUNK_SIZE,
+                          timeout_s: float | None = None, scope: Sequence[str] = ()) -> SolvedPolicy:
+    """Build one shedding problem per scenario, reuse cached answers, solve the rest in chunks, export.
+
+    Must run inside a flow (chunks are submitted to its task runner). ``scope`` only
+    labels the run: the scenarios that involve those dependencies are counted as touched.
     """
     log = get_run_logger()
     problems = build_shedding_problems(
         tables["services"], tables["dependencies"], tables["workloads"], scenarios.scenarios, levels=levels,
     )
-    with progress_step("solve shedding", len(problems)) as advance:
-        results = solve_shedding(
-            problems, seed=seed, time_limit_s=time_limit_s, solvers=solvers, anneal_params=anneal_params,
-            top_k=top_k, progress=lambda done, total: advance(done),
-        )
+    key_settings = {"time_limit_s": time_limit_s, "solvers": list(solvers), "top_k": top_k, "anneal": anneal_params}
+    keys = [problem_cache_key(p, seed=seed, settings=key_settings) for p in problems]
+    cached = load_cached_results(cache_dir, keys)
+    missing = [(k, p) for k, p in zip(keys, problems, strict=True) if k not in cached]
+    with progress_step("solve shedding", len(missing)) as advance:
+        fresh = _solve_missing([p for _, p in missing], chunk_size=max(1, chunk_size), timeout_s=timeout_s,
+                               advance=advance, seed=seed, time_limit_s=time_limit_s, solvers=solvers,
+                               top_k=top_k, anneal_params=anneal_params)
+    solved_now = {k: r for (k, _), r in zip(missing, fresh, strict=True)}
+    store_cached_results(cache_dir, solved_now)
+    results = [cached.get(k) or solved_now[k] for k in keys]
+    in_scope = set(scope)
+    touched = sum(bool(in_scope & set(s.effective_down + s.degraded)) for s in scenarios.scenarios)
+    log.info("shedding: %d of %d scenarios solved, %d reused from the cache%s", len(missing), len(problems),
+             len(problems) - len(missing), f"; {touched} involve {sorted(in_scope)}" if in_scope else "")
     table = decisions_table(scenarios.scenarios, results, problems)
     document = policy_document(scenarios.scenarios, results, problems)
     files = {"decisions.parquet": encode_parquet(table), "policy.json": encode_json(document)}
@@ -75,6 +126,9 @@ def solve_shedding_policy(tables: dict[str, pa.Table], scenarios: ScenarioSet, *
     expected_value = weighted / mass if mass else 0.0
     metrics = {
         "shedding.scenarios": float(len(problems)),
+        "shedding.solved": float(len(missing)),
+        "shedding.reused": float(len(problems) - len(missing)),
+        "shedding.touched": float(touched),
         "shedding.expected_value_per_h": expected_value,
         "shedding.worst_gap": worst_gap if worst_gap is not None else 0.0,
         "shedding.infeasible": float(infeasible),

@@ -138,7 +138,8 @@ def validate_parts(parts: Mapping[str, Sequence[tuple[str | None, pa.Table]]], *
         schema_ok = all(r["success"] for r in results if r["suite"] == "schema")
         if schema_ok and good:
             clean[name] = pa.concat_tables(good)
-            results += _table_rules(name, clean[name], len(good), now, freshness_max_age_min)
+            results += _table_rules(name, clean[name], [(f, g.num_rows) for (f, _), g in zip(parts[name], good)],
+                                   now, freshness_max_age_min)
         n_bad = sum(t.num_rows for t in bad)
         share = shares.get(name, default_share)
         over = n_bad > share * rows
@@ -232,11 +233,13 @@ def _refresh_parameters(params: dict, name: str, table: pa.Table | None) -> None
 # --- table-level checks on a whole table ------------------------------------------------
 
 
-def _table_rules(name: str, table: pa.Table, n_parts: int, now: datetime, max_age_min: float | None) -> list[dict]:
+def _table_rules(name: str, table: pa.Table, files: list[tuple[str | None, int]], now: datetime,
+                 max_age_min: float | None) -> list[dict]:
+    """Rules over the whole (clean) table; ``files`` are its parts' (file, rows), in concatenation order."""
     out = []
     keys = _SERIES_KEYS.get(name)
-    if keys and n_parts > 1:  # within one file GE's compound uniqueness already covers it
-        out.append(_series_ordered(name, table, keys))
+    if keys and len(files) > 1:  # within one file GE's compound uniqueness already covers it
+        out.append(_series_ordered(name, table, keys, files))
     column = _FRESHNESS_COLUMN.get(name)
     if column and max_age_min is not None and table.num_rows:
         newest = pc.max(table[column]).as_py()
@@ -247,9 +250,14 @@ def _table_rules(name: str, table: pa.Table, n_parts: int, now: datetime, max_ag
     return out
 
 
-def _series_ordered(name: str, table: pa.Table, keys: tuple[str, ...]) -> dict:
-    """After sorting by (service, probe, ts), each series' timestamps strictly increase (no repeats across files)."""
-    sub = table.select(list(keys))
+def _series_ordered(name: str, table: pa.Table, keys: tuple[str, ...], files: list[tuple[str | None, int]]) -> dict:
+    """After sorting by (service, probe, ts), each series' timestamps strictly increase (no repeats across files).
+
+    The clean table is the parts concatenated in order, so the message can name the files
+    holding the repeated rows.
+    """
+    part = np.repeat(np.arange(len(files), dtype=np.int32), [n for _, n in files])
+    sub = table.select(list(keys)).append_column("_part", pa.array(part))
     order = pc.sort_indices(sub, sort_keys=[(k, "ascending") for k in keys])
     s = sub.take(order)
     same = np.ones(s.num_rows - 1, dtype=bool) if s.num_rows > 1 else np.zeros(0, dtype=bool)
@@ -258,9 +266,15 @@ def _series_ordered(name: str, table: pa.Table, keys: tuple[str, ...]) -> dict:
         same &= pc.equal(col[1:], col[:-1]).to_numpy(zero_copy_only=False)
     ts = s[keys[-1]].combine_chunks().cast(pa.int64()).to_numpy()
     bad = same & (ts[1:] <= ts[:-1])
-    examples = [jsonable({k: s[k][int(i) + 1].as_py() for k in keys}) for i in np.flatnonzero(bad)[:5]]
+    where = np.flatnonzero(bad)
+    examples = [jsonable({k: s[k][int(i) + 1].as_py() for k in keys}) for i in where[:5]]
+    named = None
+    if where.size:
+        part = s["_part"].combine_chunks().to_numpy()
+        hit = sorted(set(part[where].tolist()) | set(part[where + 1].tolist()))
+        named = ", ".join(str(files[i][0]) for i in hit[:4]) + (" ..." if len(hit) > 4 else "")
     rule = f"series: {keys[-1]} strictly increasing per ({', '.join(keys[:-1])}) after sorting, across files"
-    return result("table", rule, ", ".join(keys), not bad.any(), int(bad.sum()), examples)
+    return result("table", rule, ", ".join(keys), not bad.any(), int(bad.sum()), examples, file=named)
 
 
 # --- frames for GE ----------------------------------------------------------------------

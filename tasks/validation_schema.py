@@ -30,7 +30,9 @@ def check_schema(name: str, table: pa.Table, file: str | None = None) -> tuple[p
         return None, [result("schema", f"schema: unknown table (known: {', '.join(TABLES)})", None, False, file=file)]
     schema = TABLES[name]
     present = set(table.column_names)
-    broken = [result("schema", "schema: missing column", c, False, file=file) for c in schema.names if c not in present]
+    has = f"file has: {', '.join(table.column_names)}"[:200]
+    broken = [result("schema", "schema: missing column", c, False, None, [has], file=file)
+              for c in schema.names if c not in present]
     broken += [result("schema", "schema: unexpected column", c, False, None, jsonable(table[c][:5].to_pylist()),
                       file=file) for c in table.column_names if c not in schema.names]
     columns = []

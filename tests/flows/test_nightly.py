@@ -85,7 +85,8 @@ def test_mlflow_has_the_run_and_the_aliases(two_runs) -> None:
     assert run.data.metrics["shedding.expected_value_per_h"] == pytest.approx(first["expected_value_per_h"])
     assert {d.dataset.name for d in run.inputs.dataset_inputs} >= {"services", "health_checks"}
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "bundle")}
-    assert artifacts == {"bundle/decisions.parquet", "bundle/policy.json", "bundle/health.json"}
+    assert artifacts == {"bundle/decisions.parquet", "bundle/policy.json", "bundle/health.json",
+                         "bundle/tiers.parquet", "bundle/tiers.json"}
     champion = client.get_model_version_by_alias("qresilience-shedding", "champion")
     assert str(champion.version) == second["model_version"]
     assert str(client.get_model_version_by_alias("qresilience-shedding", "candidate").version) == second["model_version"]
@@ -106,6 +107,87 @@ def test_client_answers_from_the_published_bundle(two_runs) -> None:
     assert admitted_outage < admitted_normal, "losing a region must shed work"
     odd = client.decide("shedding", down=["no-such-service"])
     assert odd.scenario == "fallback:all-down" and not odd.exact
+
+
+FAMILIES = ("standby", "routing")
+
+
+def test_every_family_is_published_verified_and_deterministic(two_runs) -> None:
+    tmp, _, first, second = two_runs
+    assert set(first["families"]) == set(FAMILIES)
+    for family in FAMILIES:
+        a, b = first["families"][family], second["families"][family]
+        assert a["published"] and a["promoted"] and b["published"], (family, a["gates"])
+        assert Path(b["bundle_path"]).parent == tmp / "bundles" / family
+        assert read_latest(tmp / "bundles", family) == b["stored_version"] != a["stored_version"]
+        manifest = verify_bundle(Path(b["bundle_path"]))
+        assert manifest["signatures"] and manifest["mlflow_run_id"] == second["mlflow_run_id"]
+        assert manifest["mlflow_model"]["name"] == f"qresilience-{family}" and manifest["seed"] == 5
+        assert manifest["scenarios"]["count"] == second["scenarios"]
+        assert [c["name"] for c in manifest["gates"]["checks"]] == ["validation", "feasible", "gap", "champion"]
+        for name in ("decisions.parquet", "policy.json"):
+            assert (Path(a["bundle_path"]) / name).read_bytes() == (Path(b["bundle_path"]) / name).read_bytes(), \
+                f"{family}/{name} differs between identical runs"
+    # The tier assignment travels inside the shedding bundle, also byte-identical across runs.
+    sa, sb = Path(first["bundle_path"]), Path(second["bundle_path"])
+    for name in ("tiers.parquet", "tiers.json"):
+        assert (sa / name).read_bytes() == (sb / name).read_bytes(), f"shedding/{name} differs between identical runs"
+    tiers = pq.read_table(sb / "tiers.parquet").to_pylist()
+    assert {t["criticality"] for t in tiers} <= {"CRITICAL_PLUS", "CRITICAL", "SHEDDABLE_PLUS", "SHEDDABLE"}
+    workloads = set(pq.read_table(sb / "decisions.parquet", columns=["workload_id"]).column(0).to_pylist())
+    assert [t["workload_id"] for t in tiers] == sorted(workloads), "one tier per workload"
+
+
+def test_mlflow_registers_each_family(two_runs) -> None:
+    from mlflow import MlflowClient
+
+    tmp, _, first, second = two_runs
+    uri = f"sqlite:///{tmp / 'state' / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    run = client.get_run(second["mlflow_run_id"])
+    assert run.data.metrics["standby.expected_covered_per_h"] == pytest.approx(
+        second["families"]["standby"]["expected_value"])
+    assert "routing.expected_objective_ms" in run.data.metrics and "tiers.cvar_loss_per_h" in run.data.metrics
+    for family in FAMILIES:
+        name = f"qresilience-{family}"
+        assert str(client.get_model_version_by_alias(name, "champion").version) == \
+            second["families"][family]["model_version"]
+        assert run.data.tags[f"qres.{family}.gates"] == "passed"
+        files = {a.path for a in client.list_artifacts(run.info.run_id, f"bundle-{family}")}
+        assert files == {f"bundle-{family}/decisions.parquet", f"bundle-{family}/policy.json"}
+
+
+def test_client_answers_for_every_family(two_runs) -> None:
+    tmp, _, _, second = two_runs
+    client = PolicyClient(tmp / "bundles", public_keys=tmp / "state" / "keys" / "qres-signing.pub")
+    assert client.versions == {"shedding": second["bundle_version"],
+                               **{f: second["families"][f]["stored_version"] for f in FAMILIES}}
+    table = pq.read_table(Path(second["bundle_path"]) / "decisions.parquet")
+    region = sorted({k for k in table.column("scenario_key").to_pylist() if k.startswith("down=region-")})[0]
+    down = region.removeprefix("down=")
+    # standby: per scenario the chosen standbys, admit 1.0 = activate; never one at a site that is down.
+    normal, outage = client.decide("standby"), client.decide("standby", down=[down])
+    assert outage.scenario == region and outage.exact and normal.scenario == "normal"
+    assert {a.workload_id for a in normal.actions} == {a.workload_id for a in outage.actions}
+    assert all(a.admit == 0.0 for a in normal.actions), "nothing is down: no standby activated"
+    for a in outage.actions:
+        assert set(a.extras) == {"service_id", "site_id", "value_per_hour"}
+        assert a.admit in (0.0, 1.0) and (a.admit == 0.0 or a.extras["value_per_hour"] >= 0)
+    # routing: per service, weights over its endpoints sum to at most 1 (the rest is unserved, penalised);
+    # the region that is down gets none.
+    routed = client.decide("routing", down=[down])
+    assert routed.scenario == region and routed.exact
+    by_service: dict[str, float] = {}
+    for a in routed.actions:
+        assert set(a.extras) == {"service_id", "locality", "envoy_weight", "healthy"}
+        by_service[a.extras["service_id"]] = by_service.get(a.extras["service_id"], 0.0) + a.admit
+        if a.extras["locality"] == down:
+            assert a.admit == 0.0 and not a.extras["healthy"] and a.extras["envoy_weight"] == 0
+        else:
+            assert a.extras["healthy"] == (a.extras["envoy_weight"] >= 1)
+    assert by_service and all(0.0 <= v <= 1.0 + 1e-9 for v in by_service.values())
+    assert sum(by_service.values()) > 0.5 * len(by_service), "most traffic must still be routed"
+    assert client.decide("routing", down=["no-such-service"]).scenario == "fallback:all-down"
 
 
 def test_bad_telemetry_fails_closed_and_keeps_the_last_bundle(two_runs, small_sample: Path) -> None:

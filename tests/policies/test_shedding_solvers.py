@@ -214,3 +214,21 @@ def test_cpsat_rejects_settings_that_break_repeatability(kw):
 )
 def test_stop_reason_names_the_limit_that_ended_the_search(status, units, expected):
     assert _stopped_by(SimpleNamespace(deterministic_time=units), status, 1.0) == expected
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_reduced_cost_fixing_keeps_the_optimum(seed):
+    """Fixing what the LP bound settles (and skipping presolve) must not change the proven optimum."""
+    rng = np.random.default_rng(40 + seed)
+    n = 120
+    d = rng.uniform(1, 40, n)
+    p = SheddingProblem(f"fix{seed}", tuple(f"w{i:03d}" for i in range(n)), rng.lognormal(5, 1.2, n),
+                        rng.uniform(0, 0.3, n) * (rng.random(n) < 0.2) * 100, d,
+                        np.where(rng.random(n) < 0.1, 0.25, 0.0), rng.random(n) < 0.95,
+                        float(d.sum() * rng.uniform(0.5, 0.9)))
+    fast = CpSatSheddingSolver().solve(p, seed=seed, time_limit_s=5.0)
+    plain = CpSatSheddingSolver(fixing=False, presolve=True).solve(p, seed=seed, time_limit_s=5.0)
+    assert fast.info.status == plain.info.status == "OPTIMAL"
+    assert fast.feasible and fast.objective == pytest.approx(plain.objective, rel=1e-9)
+    assert fast.info.bound >= plain.objective - 1e-9 * abs(plain.objective)
+    assert fast.info.extra["fixed_by_reduced_cost"] > 0

@@ -108,3 +108,19 @@ def test_planted_optimum_is_the_bqm_ground_state(seed: int) -> None:
     assert standby_objective(p, x) == pytest.approx(brute_force(p), rel=1e-9, abs=1e-9)
     # the energy of a feasible choice is minus its exact objective (slack bits set at their best)
     assert dimod.ExactSolver().sample(q.bqm).first.energy == pytest.approx(-brute_force(p), rel=1e-9, abs=1e-6)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_polish_never_loses_and_stays_feasible(seed: int) -> None:
+    """Drop-one-and-refill on the exact objective: feasible, never worse, never above the optimum."""
+    from policies.standby_solvers import fill_choice, improve_choice
+
+    p = standby_problem_from_dict(random_doc(seed, n_services=4, per_service=3))
+    rng = np.random.default_rng(seed)
+    start = fill_choice(p, np.zeros(len(p.candidate_ids), dtype=np.int8))
+    for x in (start, fill_choice(p, (rng.random(len(p.candidate_ids)) < 0.2).astype(np.int8)) * 0):
+        x = fill_choice(p, x.astype(np.int8))
+        y = improve_choice(p, x, passes=3)
+        assert is_feasible_standby(p, y)
+        assert standby_objective(p, x) <= standby_objective(p, y) <= brute_force(p) + 1e-9
+    assert np.array_equal(improve_choice(p, start, 2), improve_choice(p, start, 2)), "deterministic"

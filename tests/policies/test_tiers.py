@@ -41,6 +41,26 @@ def test_cpsat_matches_brute_force(seed: int) -> None:
     cp = next(c for c in res.candidates if c.info.solver == "cpsat")
     assert cp.info.status == "OPTIMAL" and cp.objective == pytest.approx(best, rel=1e-9)
     assert cp.info.bound <= best + 1e-9
+    # The bound carries no worst-case slack: rounding down keeps it valid, so a proven
+    # optimum is also a tight one (only the scales' rounding is left).
+    assert best - cp.info.bound <= 1e-4 * max(best, 1.0)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_bound_stays_valid_and_tight_with_rare_costly_scenarios(seed: int) -> None:
+    """Tiny-probability, high-loss scenarios (what CVaR is about) and one large value: the
+    case where rounding to a fixed probability scale used to dominate the gap."""
+    rng = np.random.default_rng(100 + seed)
+    n, S = 6, 6
+    prob = np.concatenate([[0.99], rng.uniform(1e-7, 1e-5, S - 1)])
+    value = np.concatenate([[5e4], rng.uniform(1, 100, n - 1)])
+    p = TierProblem(f"r{seed}", tuple(f"w{i}" for i in range(n)), value, rng.uniform(1, 10, n),
+                    rng.random((S, n)) < 0.9, np.concatenate([[1e3], rng.uniform(5, 25, S - 1)]), prob,
+                    tiers=3, alpha=0.9, lam=2.0)
+    best = min(tier_objective(p, np.array(t)) for t in itertools.product(range(p.tiers), repeat=n))
+    cp = TIER_SOLVERS["cpsat"]().solve(p, seed=seed, time_limit_s=2.0)
+    assert cp.info.status == "OPTIMAL" and cp.objective == pytest.approx(best, rel=1e-6)
+    assert cp.info.bound <= best * (1 + 1e-12) and best - cp.info.bound <= 1e-3 * best
 
 
 @settings(max_examples=20, deadline=None)

@@ -1,0 +1,65 @@
+"""Re-solve after an incident vs a full nightly run, side by side, in one process.
+
+    .venv/bin/python benchmarks/resolve.py [--data data/sample] [--dependency saas-maps]
+
+Links the sample into a temporary folder (inputs are never modified), runs one nightly
+to warm the process up (Prefect's ephemeral API, imports), then times a full nightly
+(solve cache cleared first, so every scenario is solved) and, after appending one day of
+telemetry with an incident that takes one dependency down, ``resolve`` for that incident.
+Goal: resolve <= 1/4 of the nightly's time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=str(ROOT / "data" / "sample"))
+    parser.add_argument("--dependency", default="saas-maps")
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="qres-bench-resolve-"))
+    from flows.environment import configure_environment
+
+    configure_environment(tmp / "state")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    from flows.nightly import nightly
+    from flows.resolve import resolve
+    from policies.incidents import append_incident_day
+
+    data = tmp / "data"
+    shutil.copytree(args.data, data, copy_function=os.link)  # hard links; appends write new files
+    cfg = tmp / "qres.toml"
+    cfg.write_text(f'data_dir = "{data}"\nstore_dir = "bundles"\nstate_dir = "state"\nseed = 7\n')
+    try:
+        nightly(config=str(cfg))  # warm-up
+        shutil.rmtree(tmp / "state" / "cache", ignore_errors=True)
+        t0 = time.perf_counter()
+        full = nightly(config=str(cfg))
+        nightly_s = time.perf_counter() - t0
+        append_incident_day(data, dependency=args.dependency, incident_id="INC-BENCH", outage_min=120)
+        t0 = time.perf_counter()
+        again = resolve(incident="INC-BENCH", config=str(cfg))
+        resolve_s = time.perf_counter() - t0
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"{'run':<10}{'seconds':>10}{'rows validated':>18}{'scenarios solved':>20}  published")
+    print(f"{'nightly':<10}{nightly_s:>10.2f}{full['rows_validated']:>18,}{full['scenarios_solved']:>13} of "
+          f"{full['scenarios']:<4}  {full['bundle_version']}")
+    print(f"{'resolve':<10}{resolve_s:>10.2f}{again['rows_validated']:>18,}{again['scenarios_solved']:>13} of "
+          f"{again['scenarios']:<4}  {again['bundle_version']}")
+    print(f"resolve / nightly = {resolve_s / nightly_s:.3f} (goal <= 0.25)")
+
+
+if __name__ == "__main__":
+    main()

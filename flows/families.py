@@ -1,0 +1,139 @@
+"""Nightly, beside shedding: the standby and routing bundles and the robust tier assignment.
+
+Why a module of its own: the nightly body stays a short list of steps, and each family
+goes through the same track -> gates -> publish -> register tail as shedding, once.
+
+- **tiers** travel inside the shedding bundle (``tiers.parquet``, ``tiers.json``): a runtime
+  shedder reads them next to the per-scenario plans; their metrics go to the run as ``tiers.*``.
+- **standby** and **routing** are bundles of their own (``<store>/standby``, ``<store>/routing``),
+  signed, verified, registered in MLflow as ``<prefix>-standby`` / ``<prefix>-routing`` (alias
+  candidate, champion when promoted) and gated like shedding: validation, every decision
+  feasible, gap within ``gates.max_gap``, and no drop beyond ``gates.tolerance`` against that
+  family's champion. They share shedding's MLflow run: metrics ``standby.*``/``routing.*``,
+  files under ``bundle-<family>/``, the pyfunc model under ``model-<family>/``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import pyarrow as pa
+from prefect.logging import get_run_logger
+
+from flows.settings import Settings
+from policies.gates import evaluate_gates
+from policies.scenarios import ScenarioSet
+from tasks.publish import move_latest, public_key_json, publish_policy_bundle
+from tasks.solve import SolvedPolicy
+from tasks.solve_families import solve_routing_policy, solve_standby_policy, solve_tier_assignment
+from tasks.track import TrackingTarget, champion_metric, log_run_results, register_candidate, set_champion
+
+__all__ = ["FamilyRun", "FamilyOutcome", "solve_families", "publish_families", "FAMILY_METRICS"]
+
+# The metric each family is compared with its champion on, and its sense (+1: higher is better).
+FAMILY_METRICS = {"standby": ("standby.expected_covered_per_h", 1.0),
+                  "routing": ("routing.expected_objective_ms", -1.0)}
+# Fields of the shedding manifest that describe the run, not the policy: reused verbatim.
+_SHARED_MANIFEST = ("data_dir", "inputs_uri", "inputs", "config_hash", "seed", "versions", "scenarios")
+
+
+@dataclass(frozen=True)
+class FamilyRun:
+    """What the solve step produced: tier files for the shedding bundle, and the other families."""
+
+    tier_files: dict[str, bytes] = field(default_factory=dict)
+    tier_metrics: dict[str, float] = field(default_factory=dict)
+    solved: tuple[SolvedPolicy, ...] = ()
+
+
+@dataclass(frozen=True)
+class FamilyOutcome:
+    """One family's result, for the run summary (one line each)."""
+
+    policy: str
+    expected_value: float
+    worst_gap: float | None
+    chosen: dict[str, int]
+    stored_version: str
+    published: bool
+    bundle_path: str | None
+    model_version: str
+    promoted: bool
+    gates: dict
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def solve_families(settings: Settings, tables: dict[str, pa.Table], scenarios: ScenarioSet) -> FamilyRun:
+    """Solve the enabled families with the configured portfolio (``[families]`` in qres.toml)."""
+    fam, solve = settings.families, settings.solve
+    anneal = {"sampler": solve.sampler, "num_reads": solve.anneal_num_reads, "num_sweeps": solve.anneal_num_sweeps}
+    tier_files, tier_metrics, solved = {}, {}, []
+    if "tiers" in fam.enabled:
+        tier_files, tier_metrics = solve_tier_assignment(
+            tables, scenarios, seed=settings.seed, time_limit_s=fam.time_limit_s, tiers=fam.tiers,
+            alpha=fam.tier_alpha, lam=fam.tier_lambda, top_k=solve.top_k)
+    if "standby" in fam.enabled:
+        solved.append(solve_standby_policy(tables, scenarios, seed=settings.seed, time_limit_s=fam.time_limit_s,
+                                           solvers=fam.standby_solvers, top_k=solve.top_k, anneal_params=anneal))
+    if "routing" in fam.enabled:
+        solved.append(solve_routing_policy(
+            tables, scenarios, seed=settings.seed, time_limit_s=fam.time_limit_s, top_k=solve.top_k,
+            options={"num_samples": fam.routing_samples, "sla_ms": fam.routing_sla_ms, "alpha": fam.routing_alpha}))
+    return FamilyRun(tier_files, tier_metrics, tuple(solved))
+
+
+def _chosen(sp: SolvedPolicy) -> dict[str, int]:
+    wins: dict[str, int] = {}
+    for record in sp.solvers:
+        wins[record["chosen"]] = wins.get(record["chosen"], 0) + 1
+    return wins
+
+
+def publish_families(settings: Settings, target: TrackingTarget, run_id: str, run: FamilyRun, *,
+                     shedding_manifest: dict, validation_passed: bool) -> list[FamilyOutcome]:
+    """Track, gate, publish (signed), register and, when the gates pass, promote each family.
+
+    Like shedding: every solved version is stored and registered as candidate; LATEST and
+    the champion alias move only when that family's gates pass. Call inside the run.
+    """
+    log = get_run_logger()
+    if run.tier_metrics:
+        log_run_results(target, run_id, metrics=run.tier_metrics, files={}, json_artifacts={})
+    shared = {k: shedding_manifest[k] for k in _SHARED_MANIFEST if k in shedding_manifest}
+    outcomes = []
+    for sp in run.solved:
+        name = f"{settings.mlflow.registered_model_prefix}-{sp.policy}"
+        metric, sense = FAMILY_METRICS[sp.policy]
+        log_run_results(target, run_id, metrics=sp.metrics, files=sp.files,
+                        json_artifacts={f"solvers-{sp.policy}.json": sp.solvers}, artifact_dir=f"bundle-{sp.policy}")
+        _, champion = champion_metric(target, name, metric)
+        gates = evaluate_gates(
+            validation_passed=validation_passed, infeasible=sp.infeasible, worst_gap=sp.worst_gap,
+            expected_value=sense * sp.metrics[metric],
+            champion_expected_value=None if champion is None else sense * champion,
+            max_gap=settings.gates.max_gap, tolerance=settings.gates.tolerance)
+        stored = publish_policy_bundle(settings.store_dir, sp.policy, sp.files, {
+            **shared, "mlflow_run_id": run_id, "mlflow_model": {"name": name}, "solvers": sp.solvers,
+            "gates": gates.as_dict(), "metrics": dict(sp.metrics)}, key_dir=settings.bundle.key_dir, set_latest=False)
+        version = register_candidate(target, run_id, name, bundle_path=stored.path, artifact_dir=f"model-{sp.policy}",
+                                     public_key=public_key_json(settings.bundle.key_dir)
+                                     if stored.manifest["signatures"] else None)
+        published = None
+        if gates.passed:
+            published = move_latest(settings.store_dir, sp.policy, stored.version, keep=settings.bundle.keep_versions)
+            set_champion(target.client(), name, version)
+        else:
+            log.warning("%s: gates held %s back (%s); LATEST as it was", sp.policy, stored.version,
+                        "; ".join(f"{c.name}: {c.detail}" for c in gates.failed))
+        client = target.client()
+        client.set_tag(run_id, f"qres.{sp.policy}.bundle_version", stored.version)
+        client.set_tag(run_id, f"qres.{sp.policy}.gates", "passed" if gates.passed else "held")
+        outcomes.append(FamilyOutcome(
+            policy=sp.policy, expected_value=sp.expected_value, worst_gap=sp.worst_gap, chosen=_chosen(sp),
+            stored_version=stored.version, published=published is not None,
+            bundle_path=str(published.path) if published else None, model_version=version,
+            promoted=gates.passed, gates=gates.as_dict()))
+    return outcomes
+

@@ -1,0 +1,55 @@
+"""Re-solve after an incident: the nightly pipeline with the incident's telemetry, in seconds.
+
+Same steps and the same gates as the nightly run (``flows.nightly.run_nightly``), with
+three differences that make it fast: only telemetry files not validated before are
+validated (tasks/incremental.py), scenarios whose shedding problem did not change come
+from the per-scenario cache (tasks/solve_cache.py; the solve is deterministic, so the
+answer is what a fresh solve would give), and the backtest is skipped unless
+``orchestration.resolve_backtest`` is on (the nightly run carries that gate).
+"""
+
+from __future__ import annotations
+
+from prefect import flow
+from prefect.logging import get_run_logger
+
+from flows.environment import configure_environment
+from flows.nightly import run_nightly
+from flows.settings import load_settings
+from policies.incidents import select_incidents
+from policies.ingest import read_part
+from policies.sources import locate_source_files, open_source
+
+__all__ = ["resolve", "incident_scope"]
+
+
+def incident_scope(source: str, *, incident_id: str | None, since: str | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(incident ids, affected dependencies) from the source's incidents table (read alone, cheaply)."""
+    src = open_source(source)
+    files = locate_source_files(src).get("incidents", [])
+    import pyarrow as pa  # noqa: PLC0415
+
+    table = pa.concat_tables([read_part(src, f).table for f in files]) if files else None
+    if table is None:
+        from policies.errors import ConfigError  # noqa: PLC0415
+
+        raise ConfigError(f"{source}: no incidents table; a re-solve needs the incident's record")
+    scope = select_incidents(table, incident_id=incident_id, since=since, origin=files[0].uri)
+    return scope.incident_ids, scope.dependencies
+
+
+@flow(name="qres-resolve", log_prints=False, validate_parameters=True)
+def resolve(incident: str | None = None, since: str | None = None, dependencies: list[str] | None = None,
+            data: str | None = None, store: str | None = None, seed: int | None = None,
+            config: str | None = None) -> dict:
+    """Re-fit with the newest telemetry and re-solve what the incident touched; publish through the gates."""
+    settings = load_settings(config, data_dir=data, store_dir=store, seed=seed)
+    configure_environment(settings.state_dir)
+    log = get_run_logger()
+    ids, affected = incident_scope(settings.data_dir, incident_id=incident, since=since)
+    scope = tuple(sorted(set(dependencies or ()) or set(affected)))
+    log.info("re-solving after %s; dependencies in scope: %s", ", ".join(ids), ", ".join(scope) or "none")
+    if not settings.orchestration.resolve_backtest:
+        settings = settings.model_copy(update={"backtest": settings.backtest.model_copy(update={"enabled": False})})
+    summary = run_nightly(settings, kind="resolve", incremental=True, scope=scope).as_dict()
+    return {**summary, "incidents": list(ids), "scope": list(scope)}

@@ -1,0 +1,76 @@
+"""A content-addressed cache of per-scenario shedding results, so a re-solve reuses what did not change.
+
+The key of a scenario is the sha256 of its problem's content (every array, the capacity,
+the levels and the key), the derived seed and the solver settings: an incident re-run
+that leaves a scenario's problem unchanged gets the nightly's answer back without
+solving, and any change in the data, seed or settings is a miss. Keys never depend on
+DataFrames or object ids (Prefect's default hashing of frames is unreliable), and the
+solvers are deterministic for a given key, so a hit returns exactly what a fresh solve
+would: the bundle bytes do not depend on the cache.
+
+Entries are pickles written atomically under ``<state_dir>/cache/shedding``; the folder
+is trusted like the rest of the state dir (delete it to clear the cache).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from policies.shedding_problem import SheddingProblem
+from policies.solvers import PortfolioResult
+
+__all__ = ["problem_cache_key", "load_cached_results", "store_cached_results"]
+
+_FORMAT = "shedding-v1"
+
+
+def problem_cache_key(problem: SheddingProblem, *, seed: int, settings: dict) -> str:
+    """sha256 over the problem's content, the run seed and the solver settings."""
+    h = hashlib.sha256(_FORMAT.encode())
+    h.update(json.dumps({"key": problem.scenario_key, "ids": list(problem.workload_ids), "capacity": problem.capacity,
+                         "levels": int(problem.levels), "seed": seed, "settings": settings},
+                        sort_keys=True, default=str).encode())
+    for name in ("value_per_hour", "risk_per_hour", "demand", "min_share", "runnable"):
+        arr = np.ascontiguousarray(getattr(problem, name))
+        h.update(name.encode() + str(arr.dtype).encode() + arr.tobytes())
+    return h.hexdigest()
+
+
+def load_cached_results(cache_dir: Path | None, keys: Sequence[str]) -> dict[str, PortfolioResult]:
+    """The cached results among ``keys``; unreadable entries count as misses."""
+    found: dict[str, PortfolioResult] = {}
+    if cache_dir is None:
+        return found
+    for key in keys:
+        path = Path(cache_dir) / key[:2] / f"{key}.pkl"
+        try:
+            with path.open("rb") as fh:
+                found[key] = pickle.load(fh)  # noqa: S301 - our own state dir
+        except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError):
+            continue
+    return found
+
+
+def store_cached_results(cache_dir: Path | None, results: dict[str, PortfolioResult]) -> None:
+    """Write entries atomically (temp file + rename), so a crash leaves no half entry."""
+    if cache_dir is None:
+        return
+    for key, result in results.items():
+        folder = Path(cache_dir) / key[:2]
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                pickle.dump(result, fh, protocol=pickle.HIGHEST_PROTOCOL)
+            os.replace(tmp, folder / f"{key}.pkl")
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise

@@ -1,0 +1,75 @@
+"""Re-solve after an incident: real flows, real Prefect API, MLflow on SQLite, a copied sample."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from policies.bundle import read_latest, verify_bundle
+from policies.errors import ConfigError
+from policies.incidents import append_incident_day
+
+pytestmark = pytest.mark.e2e
+
+
+def _config(tmp: Path, data: Path) -> Path:
+    cfg = tmp / "qres.toml"
+    cfg.write_text(
+        f'data_dir = "{data}"\nstore_dir = "bundles"\nstate_dir = "state"\nseed = 5\n'
+        "[solve]\ntime_limit_s = 1.0\nanneal_num_reads = 4\nanneal_num_sweeps = 100\n"
+        "[backtest]\nenabled = false\n"
+    )
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def after_incident(prefect_harness, small_sample: Path, tmp_path_factory: pytest.TempPathFactory):
+    from flows.nightly import nightly
+    from flows.resolve import resolve
+
+    tmp = tmp_path_factory.mktemp("resolve")
+    data = tmp / "data"
+    shutil.copytree(small_sample, data)
+    cfg = _config(tmp, data)
+    first = nightly(config=str(cfg))
+    append_incident_day(data, dependency="saas-maps", incident_id="INC-9001", outage_min=120)
+    again = resolve(incident="INC-9001", config=str(cfg))
+    return tmp, cfg, first, again
+
+
+def test_resolve_publishes_a_new_bundle_with_the_incident(after_incident) -> None:
+    tmp, _, first, again = after_incident
+    assert first["published"] and again["published"]
+    assert again["kind"] == "resolve" and again["incidents"] == ["INC-9001"] and again["scope"] == ["saas-maps"]
+    assert read_latest(tmp / "bundles", "shedding") == again["bundle_version"] != first["bundle_version"]
+    manifest = verify_bundle(Path(again["bundle_path"]))
+    assert manifest["inputs"]["snapshot"] != verify_bundle(Path(first["bundle_path"]))["inputs"]["snapshot"]
+    # only the new day was validated, and the rest of the scenarios came from the cache
+    assert again["rows_validated"] < first["rows_validated"]
+    assert 0 <= again["scenarios_solved"] < again["scenarios"]
+
+
+def test_cached_and_fresh_solves_give_the_same_bytes(after_incident, tmp_path: Path) -> None:
+    from flows.resolve import resolve
+
+    tmp, cfg, _, again = after_incident
+    state = tmp_path / "fresh-state"
+    shutil.copytree(tmp / "state", state, ignore=shutil.ignore_patterns("cache"))
+    text = cfg.read_text().replace('state_dir = "state"', f'state_dir = "{state}"').replace(
+        'store_dir = "bundles"', f'store_dir = "{tmp_path / "bundles"}"')
+    (tmp_path / "qres.toml").write_text(text)
+    fresh = resolve(incident="INC-9001", config=str(tmp_path / "qres.toml"))
+    assert fresh["scenarios_solved"] == fresh["scenarios"]  # no cache: everything solved again
+    for name in ("decisions.parquet", "policy.json"):
+        assert (Path(fresh["bundle_path"]) / name).read_bytes() == (Path(again["bundle_path"]) / name).read_bytes()
+
+
+def test_unknown_incident_names_the_file_and_publishes_nothing(after_incident) -> None:
+    from flows.resolve import resolve
+
+    tmp, cfg, _, again = after_incident
+    with pytest.raises(ConfigError, match="incidents.*INC-404"):
+        resolve(incident="INC-404", config=str(cfg))
+    assert read_latest(tmp / "bundles", "shedding") == again["bundle_version"]

@@ -1,0 +1,107 @@
+"""A real Prefect server on loopback: deploy from deployments/prefect.yaml, trigger `resolve` by event.
+
+Starts `prefect server start` (own PREFECT_HOME and SQLite in tmp, a free port), a process
+work pool and a worker, runs `prefect deploy --all`, sends `qres notify-incident`, and
+waits for the re-solve to publish. Every process started here runs in its own process
+group and is killed in `finally`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from policies.incidents import append_incident_day
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait(predicate, timeout_s: float, what: str) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=2) as r:  # noqa: S310 - loopback
+            return r.status == 200
+    except OSError:
+        return False
+
+
+def test_event_triggers_resolve_on_a_real_server(small_sample: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(small_sample, data)
+    append_incident_day(data, dependency="saas-maps", incident_id="INC-7777", outage_min=60)
+    cfg = tmp_path / "qres.toml"
+    cfg.write_text(f'data_dir = "{data}"\nstore_dir = "{tmp_path / "bundles"}"\nstate_dir = "{tmp_path / "state"}"\n'
+                   "seed = 5\n[solve]\ntime_limit_s = 1.0\nanneal_num_reads = 4\nanneal_num_sweeps = 100\n"
+                   "[backtest]\nenabled = false\n[bundle]\nallow_unsigned = true\n")
+    port = _free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_API_URL": api,
+           "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{tmp_path / 'prefect.db'}",
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_CLI_PROMPT": "false",
+           "QRES_CONFIG": str(cfg), "QRES_PROJECT_DIR": str(ROOT), "PATH": f"{BIN}:{os.environ.get('PATH', '')}"}
+    env.pop("PREFECT_SERVER_EPHEMERAL_ENABLED", None)
+    procs: list[subprocess.Popen] = []
+    logs = tmp_path / "logs"
+    logs.mkdir()
+
+    def start(name: str, *args: str) -> None:
+        out = (logs / f"{name}.log").open("wb")
+        procs.append(subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                      start_new_session=True))
+
+    def run(*args: str) -> None:
+        subprocess.run(args, cwd=ROOT, env=env, check=True, capture_output=True, timeout=60)
+
+    try:
+        start("server", str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port))
+        _wait(lambda: _healthy(api), 60, "the Prefect server")
+        run(str(BIN / "prefect"), "work-pool", "create", "qres-process", "--type", "process")
+        run(str(BIN / "prefect"), "--no-prompt", "deploy", "--prefect-file", "deployments/prefect.yaml", "--all")
+        start("worker", str(BIN / "prefect"), "worker", "start", "--pool", "qres-process")
+        time.sleep(2)  # let the trigger load into the server's event automation
+        run(str(BIN / "qres"), "notify-incident", "INC-7777", "--config", str(cfg))
+        latest = tmp_path / "bundles" / "shedding" / "LATEST"
+        try:
+            _wait(latest.exists, 75, "the re-solve to publish")
+        except AssertionError:
+            tail = "\n".join(p.read_text(errors="replace")[-3000:] for p in sorted(logs.glob("*.log")))
+            raise AssertionError(f"no bundle published; logs:\n{tail}") from None
+        assert latest.read_text().strip() == "v000001"
+    finally:
+        for p in reversed(procs):
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                continue
+        for p in procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
