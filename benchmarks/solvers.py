@@ -1,13 +1,13 @@
 """Solver portfolio benchmark: per family and size, each solver's objective as a ratio to the best bound, and time.
 
-    .venv/bin/python benchmarks/solvers.py            # the sizes of the README table (a few minutes)
+    .venv/bin/python benchmarks/solvers.py            # the sizes of the README table (~30 s)
     .venv/bin/python benchmarks/solvers.py --quick    # a smoke run (seconds)
 
 All solvers run side by side in one process on the same synthetic instances (fixed seeds).
 ratio = objective / best bound for maximisation, best bound / objective for minimisation,
 so 1.0000 is proven optimal and lower is worse either way. "portfolio" is the best feasible
 candidate on the exact objective. For standby, CP-SAT gets the annealer's measured wall time
-(equal time) as its budget.
+(equal time, wall clock) as its budget; "proven optimal" counts OPTIMAL statuses.
 """
 
 from __future__ import annotations

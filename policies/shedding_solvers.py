@@ -19,6 +19,7 @@ import numpy as np
 from ortools.sat.python import cp_model
 
 from policies.errors import ConfigError, SolverError
+from policies.shedding_fixing import reduced_cost_fixing
 from policies.shedding_problem import SheddingProblem, fill_levels, is_feasible_shedding, shedding_objective
 from policies.shedding_qubo import build_shedding_qubo, repair_samples
 from policies.solvers import PolicyResult, SolverInfo, package_versions
@@ -92,7 +93,7 @@ class CpSatSheddingSolver:
     (v_w - r_w) / L), So = 2^40 / max|c|, plus the summed rounding error) is a valid
     upper bound of the exact objective. OPTIMAL is optimal up to that rounding (~1e-10).
 
-    Before the search, reduced-cost fixing (:func:`_reduced_cost_fixing`) settles every
+    Before the search, reduced-cost fixing (:mod:`policies.shedding_fixing`) settles every
     workload whose move off its LP value would cost more than the LP gap to an incumbent
     (about 90% of them at 2,000 workloads), and CP-SAT's presolve is off (it loops for
     seconds on this one-constraint model); both exact, measured in benchmarks/solvers.py.
@@ -131,7 +132,7 @@ class CpSatSheddingSolver:
         # (~2.4 s of wall clock at 2,000 workloads for 0.03 deterministic units of search);
         # without it the same instance is proven optimal in ~0.06 s (benchmarks/solvers.py).
         self.presolve = bool(presolve)
-        self.fixing = bool(fixing)  # reduced-cost fixing before the search (_reduced_cost_fixing)
+        self.fixing = bool(fixing)  # reduced-cost fixing before the search
 
     def solve(self, problem: SheddingProblem, *, seed: int, time_limit_s: float) -> PolicyResult:
         t0, p, b = time.perf_counter(), problem, problem.bounds
@@ -152,7 +153,7 @@ class CpSatSheddingSolver:
         ci = np.round(c * So).astype(np.int64)
         eps = float(np.sum(np.abs(c - ci / So) * (hi - lo)))
         if self.fixing:
-            fixed, y0 = _reduced_cost_fixing(a, ci, hi - lo, cap)
+            fixed, y0 = reduced_cost_fixing(a, ci, hi - lo, cap)
             hint = lo + y0
         else:
             fixed, hint = np.full(free.size, -1), fill_levels(p, b.lo.copy())[free]
@@ -205,66 +206,6 @@ class CpSatSheddingSolver:
         bound += 1e-12 * (1.0 + abs(base) + float(np.abs(c) @ (hi - lo)))  # float summation slack
         st = "OPTIMAL" if status == cp_model.OPTIMAL else "FEASIBLE"
         return _result(p, self.name, k, st, bound, seed, t0, params, extra)
-
-
-def _reduced_cost_fixing(a: np.ndarray, c: np.ndarray, span: np.ndarray, room: int) -> tuple[np.ndarray, np.ndarray]:
-    """Levels (above the minimum) that every optimum of the integer knapsack must take (-1 = free),
-    and the incumbent used: the LP optimum rounded down, then filled greedily (also the hint).
-
-    The integer model is max c.y subject to a.y <= room, 0 <= y <= span. Its LP optimum fills
-    by c/a until the break item; lambda = c/a of that item prices capacity, and each other
-    item has reduced cost rc = c - lambda a per level. Moving an item one level off its LP
-    value costs the LP bound at least |rc|, so when LP* - |rc| falls below a feasible
-    incumbent's value no optimum moves it: it is fixed where the LP put it (the classic
-    knapsack reduction). Exact, so CP-SAT's bound on the rest stays a bound of the whole.
-    The margin covers the float arithmetic on the integer data.
-    """
-    n = a.size
-    out = np.full(n, -1, dtype=np.int64)
-    af, cf, uf = a.astype(np.float64), c.astype(np.float64), span.astype(np.float64)
-    pos = np.flatnonzero(cf > 0)
-    with np.errstate(divide="ignore"):
-        ratio = np.where(af[pos] > 0, cf[pos] / np.where(af[pos] > 0, af[pos], 1.0), np.inf)
-    order = pos[np.lexsort((pos, -ratio))]
-    use = af[order] * uf[order]
-    before = np.concatenate(([0.0], np.cumsum(use)[:-1]))
-    y = np.zeros(n)
-    full = before + use <= room
-    y[order[full]] = uf[order[full]]
-    lam, brk = 0.0, -1
-    if not full.all():
-        j = int(np.argmin(full))  # first item that does not fit whole: the break item
-        brk = int(order[j])
-        y[brk] = max(room - before[j], 0.0) / af[brk]
-        lam = cf[brk] / af[brk]
-    lp = float(cf @ y)
-    incumbent = _fill_integer(np.floor(y).astype(np.int64), a, span, room, order)
-    inc = float(cf @ incumbent)
-    rc = cf - lam * af
-    margin = 1e-9 * (abs(lp) + float(np.abs(cf) @ uf)) + 1.0
-    at_top, at_zero = (y >= uf) & (rc > 0), (y <= 0) & (rc <= 0)
-    settled = (lp - np.abs(rc) < inc - margin) & (at_top | at_zero)
-    if brk >= 0:
-        settled[brk] = False  # the fractional item stays free
-    out[settled & at_top] = span[settled & at_top]
-    out[settled & at_zero] = 0
-    return out, incumbent
-
-
-def _fill_integer(y: np.ndarray, a: np.ndarray, span: np.ndarray, room: int, order: np.ndarray) -> np.ndarray:
-    """Raise levels in ``order`` while they fit, in exact integer arithmetic (a feasible point)."""
-    left = int(room) - int(a @ y)
-    if left < 0:  # float rounding put the LP point over: start from the minimums instead
-        y[:], left = 0, int(room)
-    for i in order[y[order] < span[order]].tolist():
-        ai = int(a[i])
-        add = int(span[i] - y[i]) if ai <= 0 else min(int(span[i] - y[i]), left // ai)
-        if add > 0:
-            y[i] += add
-            left -= add * ai
-        if left <= 0:
-            break
-    return y
 
 
 def _stopped_by(solver: cp_model.CpSolver, status: int, dtime: float) -> str | None:

@@ -305,12 +305,21 @@ def _to_pandas(table: pa.Table) -> pd.DataFrame:
     Categoricals were measured fastest for GE 1.24 (pandas 3's default ``str`` is ~1.4x and
     ``ArrowDtype`` ~10x slower). Timestamps are UTC by contract; GE reads tz-aware columns
     through ``Series.values``, which pandas 3.1 deprecates with a warning per expectation.
+    GE 1.24 compares ranges vectorised only for ``datetime64[ns]``, ``int64`` and ``float64``
+    columns (anything else goes value by value through ``Series.map``, ~40x slower), so
+    timestamps become ns (when in range) and small integers int64.
     """
     for i, field in enumerate(table.schema):
         if pa.types.is_string(field.type):
             table = table.set_column(i, field.name, pc.dictionary_encode(table[i]))
-        elif pa.types.is_timestamp(field.type) and field.type.tz is not None:
-            table = table.set_column(i, field.name, pc.cast(table[i], pa.timestamp(field.type.unit)))
+        elif pa.types.is_timestamp(field.type):
+            try:
+                column = pc.cast(table[i], pa.timestamp("ns"))
+            except pa.ArrowInvalid:  # beyond 2262: keep the unit (slower path, same answer)
+                column = pc.cast(table[i], pa.timestamp(field.type.unit))
+            table = table.set_column(i, field.name, column)
+        elif pa.types.is_integer(field.type) and field.type != pa.int64():
+            table = table.set_column(i, field.name, pc.cast(table[i], pa.int64()))
     return table.to_pandas()
 
 

@@ -232,3 +232,14 @@ def test_reduced_cost_fixing_keeps_the_optimum(seed):
     assert fast.feasible and fast.objective == pytest.approx(plain.objective, rel=1e-9)
     assert fast.info.bound >= plain.objective - 1e-9 * abs(plain.objective)
     assert fast.info.extra["fixed_by_reduced_cost"] > 0
+
+
+def test_fixing_by_hand():
+    """Three items, room 10: LP takes a (ratio 5) and b (ratio 2) whole, c (ratio 1) is the break item."""
+    from policies.shedding_fixing import reduced_cost_fixing
+
+    a, c, span = np.array([2, 4, 8]), np.array([10, 8, 8]), np.array([1, 1, 1])
+    fixed, incumbent = reduced_cost_fixing(a, c, span, 10)
+    # LP* = 10 + 8 + 4 = 22, lambda = 1; incumbent {a, b} = 18; rc_a = 8: 22 - 8 < 18 -> a fixed at 1;
+    # rc_b = 4: 22 - 4 = 18 is not below 18 -> b stays free; c is the break item -> free.
+    assert fixed.tolist() == [1, -1, -1] and incumbent.tolist() == [1, 1, 0]
