@@ -74,7 +74,8 @@ def solve_families(settings: Settings, tables: dict[str, pa.Table], scenarios: S
         tier_files, tier_metrics = solve_tier_assignment(
             tables, scenarios, seed=settings.seed, time_limit_s=fam.time_limit_s, tiers=fam.tiers,
             alpha=fam.tier_alpha, lam=fam.tier_lambda, top_k=solve.top_k)
-    if "standby" in fam.enabled:
+    # Standby needs the optional sites and standby_candidates tables (imported status pages have none).
+    if "standby" in fam.enabled and {"sites", "standby_candidates"} <= set(tables):
         solved.append(solve_standby_policy(tables, scenarios, seed=settings.seed, time_limit_s=fam.time_limit_s,
                                            solvers=fam.standby_solvers, top_k=solve.top_k, anneal_params=anneal))
     if "routing" in fam.enabled:

@@ -184,8 +184,12 @@ def run_nightly(settings: Settings, *, kind: str = "nightly", incremental: bool 
         if backtest is not None:
             from tasks.report import render_report  # noqa: PLC0415 - matplotlib
 
+            family_tables = {sp.policy: sp.files["decisions.parquet"] for sp in families.solved}
+            if "tiers.parquet" in families.tier_files:
+                family_tables["tiers"] = families.tier_files["tiers.parquet"]
             page = render_report(backtest, title="qresilience nightly report", model=model, scenarios=scenarios,
-                                 decisions=solved.files["decisions.parquet"], solvers=solved.solvers)
+                                 decisions=solved.files["decisions.parquet"], solvers=solved.solvers,
+                                 families=family_tables)
             log_run_results(target, run_id, metrics={}, files={"report.html": page.encode()},
                             json_artifacts={"backtest.json": {k: v for k, v in backtest.items() if k != "train"}},
                             artifact_dir="report")

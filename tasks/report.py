@@ -107,6 +107,43 @@ def _policy(decisions: bytes, top: int = 15) -> str:
             + _table(["scenario", "P", "shed first", "kept at 100%"], rows, {1, 3}))
 
 
+def _tiers(data: bytes) -> str:
+    rows = sorted(pq.read_table(pa.BufferReader(data)).to_pylist(), key=lambda r: (r["tier"], r["workload_id"]))
+    return ("<h2>Tier assignment</h2><p>One robust tier per workload across all scenarios (tier 0 is shed "
+            "last), with the scales runtime load shedders use.</p>"
+            + _table(["workload", "tier", "criticality", "bucket", "priority"],
+                     [[r["workload_id"], r["tier"], r["criticality"], r["bucket"], r["priority"]] for r in rows], {1, 4}))
+
+
+def _standby(data: bytes, top: int = 15) -> str:
+    t = pq.read_table(pa.BufferReader(data)).to_pylist()
+    by: dict[str, list] = {}
+    for r in t:
+        by.setdefault(r["scenario_key"], []).append(r)
+    rows = []
+    for key, acts in sorted(by.items(), key=lambda kv: (-kv[1][0]["probability"], kv[0]))[:top]:
+        active = [f"{a['workload_id']} ({a['service_id']} at {a['site_id']})" for a in acts if a["admit"] >= 1]
+        rows.append([key, _fmt(acts[0]["probability"], ".3g"), ", ".join(active[:6]) or "none needed",
+                     _fmt(sum(a["value_per_hour"] for a in acts if a["admit"] >= 1))])
+    return ("<h2>Standby placement</h2><p>Per scenario (most probable first): the warm standbys to activate "
+            "and the value per hour they restore.</p>"
+            + _table(["scenario", "P", "activate", "value restored/h"], rows, {1, 3}))
+
+
+def _routing(data: bytes, top: int = 15) -> str:
+    t = pq.read_table(pa.BufferReader(data)).to_pylist()
+    by: dict[str, list] = {}
+    for r in t:
+        by.setdefault(r["scenario_key"], []).append(r)
+    rows = []
+    for key, acts in sorted(by.items(), key=lambda kv: (-kv[1][0]["probability"], kv[0]))[:top]:
+        moved = [f"{a['service_id']}@{a['locality']} {a['admit']:.0%}" for a in acts if not a["healthy"] or a["admit"] < 1]
+        rows.append([key, _fmt(acts[0]["probability"], ".3g"), ", ".join(moved[:6]) or "as normal"])
+    return ("<h2>Routing weights</h2><p>Per scenario (most probable first): endpoints whose share of their "
+            "service's traffic changes (an endpoint at 0% is marked unhealthy in Envoy).</p>"
+            + _table(["scenario", "P", "endpoints re-weighted"], rows, {1}))
+
+
 def _solvers(rows: list[dict], top: int = 25) -> str:
     names = sorted({n for r in rows for n in r["candidates"]})
     body = []
@@ -147,8 +184,13 @@ def _backtest(result: dict) -> str:
 
 
 def render_report(result: dict, *, title: str = "qresilience report", model=None, scenarios=None,
-                  decisions: bytes | None = None, solvers: list[dict] | None = None) -> str:
-    """The HTML page. ``result`` is a backtest result; the other parts default to its trained policy."""
+                  decisions: bytes | None = None, solvers: list[dict] | None = None,
+                  families: dict[str, bytes] | None = None) -> str:
+    """The HTML page. ``result`` is a backtest result; the other parts default to its trained policy.
+
+    ``families`` maps ``tiers``, ``standby`` and ``routing`` to their decision tables (Parquet bytes)
+    when the run solved them.
+    """
     train = result.get("train")
     model = model or (train.model if train else None)
     scenarios = scenarios or (train.scenarios if train else None)
@@ -163,6 +205,10 @@ def render_report(result: dict, *, title: str = "qresilience report", model=None
         parts.append(_coverage(scenarios))
     if decisions is not None:
         parts.append(_policy(decisions))
+    renderers = {"tiers": _tiers, "standby": _standby, "routing": _routing}
+    for name, data in sorted((families or {}).items()):
+        if name in renderers:
+            parts.append(renderers[name](data))
     if solvers:
         parts.append(_solvers(solvers))
     parts.append(_backtest(result))

@@ -14,9 +14,6 @@ MANTICORE = Path(__file__).resolve().parents[2].parent / "shared" / "realdata" /
 
 
 @pytest.mark.skipif(not (MANTICORE / "commits.jsonl").is_file(), reason="shared real data not present")
-# The standby family (issue 5, tasks/solve_families.py) indexes tables["sites"], which imports do not
-# have; only that KeyError is tolerated, and the test passes again once the family skips absent tables.
-@pytest.mark.xfail(raises=KeyError, strict=False, reason="standby family needs optional sites table (issue 5)")
 def test_imported_upptime_history_publishes(prefect_harness, tmp_path: Path) -> None:
     from flows.nightly import nightly
     from policies.importers.upptime import import_upptime

@@ -92,6 +92,24 @@ def test_mlflow_has_the_run_and_the_aliases(two_runs) -> None:
     assert str(client.get_model_version_by_alias("qresilience-shedding", "candidate").version) == second["model_version"]
 
 
+def test_backtest_and_report_are_logged_to_mlflow(two_runs) -> None:
+    from mlflow import MlflowClient
+
+    tmp, _, first, _ = two_runs
+    uri = f"sqlite:///{tmp / 'state' / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    run_id = first["mlflow_run_id"]
+    metrics = client.get_run(run_id).data.metrics
+    assert "backtest.incidents" in metrics  # two days of sample: the held-out part may hold no incident
+    if metrics["backtest.incidents"] > 0:
+        assert 0.0 <= metrics["backtest.share.published"] <= 1.0 + 1e-9
+    assert {a.path for a in client.list_artifacts(run_id, "report")} >= {"report/report.html"}
+    assert "reports/backtest.json" in {a.path for a in client.list_artifacts(run_id, "reports")}
+    page = Path(client.download_artifacts(run_id, "report/report.html", str(tmp / "dl"))).read_text()
+    for heading in ("Shedding policy", "Tier assignment", "Standby placement", "Routing weights"):
+        assert heading in page, f"the report lacks its {heading!r} section"
+
+
 def test_client_answers_from_the_published_bundle(two_runs) -> None:
     tmp, _, _, second = two_runs
     client = PolicyClient(tmp / "bundles", public_keys=tmp / "state" / "keys" / "qres-signing.pub")
