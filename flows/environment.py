@@ -19,6 +19,8 @@ QUIET_DEFAULTS = {
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
     # MLflow and Great Expectations usage telemetry.
     "MLFLOW_DISABLE_TELEMETRY": "true",
+    "MLFLOW_LOGGING_LEVEL": "WARNING",  # its INFO lines (store migrations, uv detection) are not ours to report
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
     "DO_NOT_TRACK": "true",
     "GX_ANALYTICS_ENABLED": "false",
     # MLflow's own git-commit lookup prints a warning outside a git work tree.
