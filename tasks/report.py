@@ -91,13 +91,17 @@ def _coverage(scenarios) -> str:
             f"{scenarios.covered_mass:.4%}; by source {html.escape(str(scenarios.info.get('by_source')))}</p>" + _png(fig))
 
 
-def _policy(decisions: bytes, top: int = 15) -> str:
-    t = pq.read_table(pa.BufferReader(decisions)).to_pylist()
+def _by_scenario(decisions: bytes, top: int) -> list[tuple[str, list[dict]]]:
+    """A decisions table's rows grouped per scenario, the ``top`` most probable first."""
     by: dict[str, list] = {}
-    for r in t:
+    for r in pq.read_table(pa.BufferReader(decisions)).to_pylist():
         by.setdefault(r["scenario_key"], []).append(r)
+    return sorted(by.items(), key=lambda kv: (-kv[1][0]["probability"], kv[0]))[:top]
+
+
+def _policy(decisions: bytes, top: int = 15) -> str:
     rows = []
-    for key, acts in sorted(by.items(), key=lambda kv: (-kv[1][0]["probability"], kv[0]))[:top]:
+    for key, acts in _by_scenario(decisions, top):
         acts.sort(key=lambda r: -r["rank"])
         shed = [f"{a['workload_id']} {a['admit']:.0%}" for a in acts if a["admit"] < 1][:6]
         full = sum(1 for a in acts if a["admit"] >= 1)
@@ -116,12 +120,8 @@ def _tiers(data: bytes) -> str:
 
 
 def _standby(data: bytes, top: int = 15) -> str:
-    t = pq.read_table(pa.BufferReader(data)).to_pylist()
-    by: dict[str, list] = {}
-    for r in t:
-        by.setdefault(r["scenario_key"], []).append(r)
     rows = []
-    for key, acts in sorted(by.items(), key=lambda kv: (-kv[1][0]["probability"], kv[0]))[:top]:
+    for key, acts in _by_scenario(decisions, top):
         active = [f"{a['workload_id']} ({a['service_id']} at {a['site_id']})" for a in acts if a["admit"] >= 1]
         rows.append([key, _fmt(acts[0]["probability"], ".3g"), ", ".join(active[:6]) or "none needed",
                      _fmt(sum(a["value_per_hour"] for a in acts if a["admit"] >= 1))])
@@ -131,12 +131,8 @@ def _standby(data: bytes, top: int = 15) -> str:
 
 
 def _routing(data: bytes, top: int = 15) -> str:
-    t = pq.read_table(pa.BufferReader(data)).to_pylist()
-    by: dict[str, list] = {}
-    for r in t:
-        by.setdefault(r["scenario_key"], []).append(r)
     rows = []
-    for key, acts in sorted(by.items(), key=lambda kv: (-kv[1][0]["probability"], kv[0]))[:top]:
+    for key, acts in _by_scenario(decisions, top):
         moved = [f"{a['service_id']}@{a['locality']} {a['admit']:.0%}" for a in acts if not a["healthy"] or a["admit"] < 1]
         rows.append([key, _fmt(acts[0]["probability"], ".3g"), ", ".join(moved[:6]) or "as normal"])
     return ("<h2>Routing weights</h2><p>Per scenario (most probable first): endpoints whose share of their "
