@@ -121,7 +121,7 @@ def _tiers(data: bytes) -> str:
 
 def _standby(data: bytes, top: int = 15) -> str:
     rows = []
-    for key, acts in _by_scenario(decisions, top):
+    for key, acts in _by_scenario(data, top):
         active = [f"{a['workload_id']} ({a['service_id']} at {a['site_id']})" for a in acts if a["admit"] >= 1]
         rows.append([key, _fmt(acts[0]["probability"], ".3g"), ", ".join(active[:6]) or "none needed",
                      _fmt(sum(a["value_per_hour"] for a in acts if a["admit"] >= 1))])
@@ -132,7 +132,7 @@ def _standby(data: bytes, top: int = 15) -> str:
 
 def _routing(data: bytes, top: int = 15) -> str:
     rows = []
-    for key, acts in _by_scenario(decisions, top):
+    for key, acts in _by_scenario(data, top):
         moved = [f"{a['service_id']}@{a['locality']} {a['admit']:.0%}" for a in acts if not a["healthy"] or a["admit"] < 1]
         rows.append([key, _fmt(acts[0]["probability"], ".3g"), ", ".join(moved[:6]) or "as normal"])
     return ("<h2>Routing weights</h2><p>Per scenario (most probable first): endpoints whose share of their "
