@@ -66,23 +66,38 @@ class FamilyOutcome:
 
 
 def solve_families(settings: Settings, tables: dict[str, pa.Table], scenarios: ScenarioSet) -> FamilyRun:
-    """Solve the enabled families with the configured portfolio (``[families]`` in qres.toml)."""
+    """Solve the enabled families with the configured portfolio (``[families]`` in qres.toml).
+
+    Solves go through ``<state_dir>/cache/<family>`` when ``orchestration.solve_cache`` is on,
+    like shedding's scenarios (tasks/solve_families.py).
+    """
     fam, solve = settings.families, settings.solve
     anneal = {"sampler": solve.sampler, "num_reads": solve.anneal_num_reads, "num_sweeps": solve.anneal_num_sweeps}
     tier_files, tier_metrics, solved = {}, {}, []
+
+    def cache(family: str):  # noqa: ANN202 - same switch and layout as the shedding cache
+        return settings.state_dir / "cache" / family if settings.orchestration.solve_cache else None
+
+    # Submitted together to the flow's task runner: the solvers (CP-SAT, HiGHS) release the GIL,
+    # so the families overlap; results are taken in a fixed order, so the bytes do not change.
+    tiers = None
     if "tiers" in fam.enabled:
-        tier_files, tier_metrics = solve_tier_assignment(
+        tiers = solve_tier_assignment.submit(
             tables, scenarios, seed=settings.seed, time_limit_s=fam.time_limit_s, tiers=fam.tiers,
-            alpha=fam.tier_alpha, lam=fam.tier_lambda, top_k=solve.top_k)
+            alpha=fam.tier_alpha, lam=fam.tier_lambda, top_k=solve.top_k, cache_dir=cache("tiers"))
     # Standby needs the optional sites and standby_candidates tables (imported status pages have none).
     if "standby" in fam.enabled and {"sites", "standby_candidates"} <= set(tables):
-        solved.append(solve_standby_policy(tables, scenarios, seed=settings.seed, time_limit_s=fam.time_limit_s,
-                                           solvers=fam.standby_solvers, top_k=solve.top_k, anneal_params=anneal))
+        solved.append(solve_standby_policy.submit(tables, scenarios, seed=settings.seed, time_limit_s=fam.time_limit_s,
+                                           solvers=fam.standby_solvers, top_k=solve.top_k, anneal_params=anneal,
+                                           cache_dir=cache("standby")))
     if "routing" in fam.enabled:
-        solved.append(solve_routing_policy(
+        solved.append(solve_routing_policy.submit(
             tables, scenarios, seed=settings.seed, time_limit_s=fam.time_limit_s, top_k=solve.top_k,
-            options={"num_samples": fam.routing_samples, "sla_ms": fam.routing_sla_ms, "alpha": fam.routing_alpha}))
-    return FamilyRun(tier_files, tier_metrics, tuple(solved))
+            options={"num_samples": fam.routing_samples, "sla_ms": fam.routing_sla_ms, "alpha": fam.routing_alpha},
+            cache_dir=cache("routing")))
+    if tiers is not None:
+        tier_files, tier_metrics = tiers.result()
+    return FamilyRun(tier_files, tier_metrics, tuple(f.result() for f in solved))
 
 
 def _chosen(sp: SolvedPolicy) -> dict[str, int]:

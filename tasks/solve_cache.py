@@ -8,6 +8,9 @@ DataFrames or object ids (Prefect's default hashing of frames is unreliable), an
 solvers are deterministic for a given key, so a hit returns exactly what a fresh solve
 would: the bundle bytes do not depend on the cache.
 
+The standby, routing and tier families use the same store under ``<state_dir>/cache/<family>``,
+keyed by :func:`content_cache_key` (the problem dataclass's whole content).
+
 Entries are pickles written atomically under ``<state_dir>/cache/shedding``; the folder
 is trusted like the rest of the state dir (delete it to clear the cache).
 """
@@ -19,15 +22,17 @@ import json
 import os
 import pickle
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import fields, is_dataclass
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
 
 from policies.shedding_problem import SheddingProblem
 from policies.solvers import PortfolioResult
 
-__all__ = ["problem_cache_key", "load_cached_results", "store_cached_results"]
+__all__ = ["problem_cache_key", "content_cache_key", "load_cached_results", "store_cached_results", "solve_cached"]
 
 _FORMAT = "shedding-v1"
 
@@ -44,7 +49,57 @@ def problem_cache_key(problem: SheddingProblem, *, seed: int, settings: dict) ->
     return h.hexdigest()
 
 
-def load_cached_results(cache_dir: Path | None, keys: Sequence[str]) -> dict[str, PortfolioResult]:
+def _digest(h, obj) -> None:  # noqa: ANN001 - any problem content
+    """Feed ``obj`` to ``h`` canonically: arrays by dtype/shape/bytes, containers in order, never ids."""
+    if isinstance(obj, np.ndarray):
+        arr = np.ascontiguousarray(obj)
+        h.update(b"A" + str(arr.dtype).encode() + repr(arr.shape).encode() + arr.tobytes())
+    elif sp.issparse(obj):
+        m = sp.csr_matrix(obj)
+        h.update(b"S" + repr(m.shape).encode())
+        for arr in (m.data, m.indices, m.indptr):
+            _digest(h, arr)
+    elif is_dataclass(obj) and not isinstance(obj, type):
+        h.update(b"D" + type(obj).__qualname__.encode())
+        for f in fields(obj):
+            h.update(f.name.encode())
+            _digest(h, getattr(obj, f.name))
+    elif isinstance(obj, dict):
+        h.update(b"M" + str(len(obj)).encode())
+        for k in sorted(obj, key=str):
+            _digest(h, str(k))
+            _digest(h, obj[k])
+    elif isinstance(obj, (list, tuple)):
+        h.update(b"L" + str(len(obj)).encode())
+        for item in obj:
+            _digest(h, item)
+    else:  # scalars: repr keeps float bits exact (repr round-trips) and type apart ("1" vs 1)
+        h.update(b"V" + type(obj).__name__.encode() + repr(obj).encode())
+
+
+def content_cache_key(family: str, problem, *, seed: int, settings: dict) -> str:  # noqa: ANN001
+    """sha256 over a family problem's whole content (dataclasses, arrays, sparse matrices), seed and settings.
+
+    The standby, routing and tier problems are pure data, so equal keys mean equal problems,
+    and their portfolio solves are deterministic for a given seed and settings.
+    """
+    h = hashlib.sha256(f"{family}-v1".encode())
+    _digest(h, {"seed": seed, "settings": settings})
+    _digest(h, problem)
+    return h.hexdigest()
+
+
+def solve_cached(cache_dir: Path | None, key: str, solve: Callable[[], object]) -> tuple[object, bool]:
+    """(``solve()``'s answer, whether it came from the cache); a miss is solved and stored."""
+    found = load_cached_results(cache_dir, [key])
+    if key in found:
+        return found[key], True
+    result = solve()
+    store_cached_results(cache_dir, {key: result})
+    return result, False
+
+
+def load_cached_results(cache_dir: Path | None, keys: Sequence[str]) -> dict[str, PortfolioResult]:  # or any value
     """The cached results among ``keys``; unreadable entries count as misses."""
     found: dict[str, PortfolioResult] = {}
     if cache_dir is None:
@@ -59,7 +114,7 @@ def load_cached_results(cache_dir: Path | None, keys: Sequence[str]) -> dict[str
     return found
 
 
-def store_cached_results(cache_dir: Path | None, results: dict[str, PortfolioResult]) -> None:
+def store_cached_results(cache_dir: Path | None, results: dict[str, object]) -> None:
     """Write entries atomically (temp file + rename), so a crash leaves no half entry."""
     if cache_dir is None:
         return

@@ -1,6 +1,15 @@
-"""Solve: the standby and routing families and the robust tier assignment, through the portfolio."""
+"""Solve: the standby and routing families and the robust tier assignment, through the portfolio.
+
+Each solve goes through the content-addressed cache (:func:`tasks.solve_cache.solve_cached`,
+``cache_dir`` = ``<state_dir>/cache/<family>``, None = off): the key is the problem's whole
+content, the run seed and the solver settings, so a re-solve whose problem did not change
+gets the previous answer without solving, and the files are rebuilt from it exactly as
+from a fresh solve (the bytes do not depend on the cache).
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pyarrow as pa
 from prefect import task
@@ -18,6 +27,7 @@ from policies.standby_problem import is_feasible_standby
 from policies.tiers import TIER_SOLVERS, is_feasible_tiers, tier_objective, tier_problem_from_shedding, \
     tiers_document, tiers_table
 from tasks.solve import SolvedPolicy
+from tasks.solve_cache import content_cache_key, solve_cached
 
 __all__ = ["solve_standby_policy", "solve_routing_policy", "solve_tier_assignment"]
 
@@ -31,12 +41,15 @@ def _record(r) -> dict:
 
 @task(name="solve-standby", cache_policy=NO_CACHE)
 def solve_standby_policy(tables: dict[str, pa.Table], scenarios: ScenarioSet, *, seed: int, time_limit_s: float,
-                         solvers: tuple[str, ...], top_k: int, anneal_params: dict) -> SolvedPolicy:
+                         solvers: tuple[str, ...], top_k: int, anneal_params: dict,
+                         cache_dir: Path | None = None) -> SolvedPolicy:
     """One standby placement for all scenarios; per-scenario activation lists for the client."""
     problem, doc = build_standby_problem(tables["services"], tables["workloads"], tables["sites"],
                                          tables["standby_candidates"], scenarios.scenarios)
-    res = solve_standby(problem, seed=seed, time_limit_s=time_limit_s, solvers=solvers,
-                        anneal_params=anneal_params, top_k=top_k)
+    key = content_cache_key("standby", problem, seed=seed, settings={
+        "time_limit_s": time_limit_s, "solvers": list(solvers), "top_k": top_k, "anneal": anneal_params})
+    res, hit = solve_cached(cache_dir, key, lambda: solve_standby(
+        problem, seed=seed, time_limit_s=time_limit_s, solvers=solvers, anneal_params=anneal_params, top_k=top_k))
     files = {"decisions.parquet": encode_parquet(standby_decisions_table(scenarios.scenarios, problem, doc,
                                                                          res.best.solution)),
              "policy.json": encode_json(standby_policy_document(scenarios.scenarios, problem, doc, res))}
@@ -44,19 +57,23 @@ def solve_standby_policy(tables: dict[str, pa.Table], scenarios: ScenarioSet, *,
     metrics = {"standby.expected_covered_per_h": res.best.objective, "standby.value_at_stake_per_h": problem.at_stake,
                "standby.gap": res.gap or 0.0, "standby.infeasible": float(infeasible),
                **{f"standby.objective.{c.info.solver}": c.objective for c in res.candidates if c.feasible}}
-    get_run_logger().info("standby: chose %s (%d candidates kept), covered %.2f of %.2f/h", res.chosen,
-                          int(res.best.solution.sum()), res.best.objective, problem.at_stake)
+    get_run_logger().info("standby: chose %s (%d candidates kept), covered %.2f of %.2f/h%s", res.chosen,
+                          int(res.best.solution.sum()), res.best.objective, problem.at_stake,
+                          " (from the cache)" if hit else "")
     return SolvedPolicy("standby", files, metrics, [_record(res)], infeasible, res.gap, res.best.objective)
 
 
 @task(name="solve-routing", cache_policy=NO_CACHE)
 def solve_routing_policy(tables: dict[str, pa.Table], scenarios: ScenarioSet, *, seed: int, time_limit_s: float,
-                         top_k: int, options: dict) -> SolvedPolicy:
+                         top_k: int, options: dict, cache_dir: Path | None = None) -> SolvedPolicy:
     """Per scenario, traffic weights across each service's region endpoints (LP with a CVaR term)."""
     docs = routing_documents(tables["services"], tables["dependencies"], tables["workloads"], tables["health_checks"],
                              scenarios.scenarios, seed=seed, **options)
     problems = [routing_problem_from_dict(d) for d in docs]
-    results = [solve_routing(p, seed=seed, time_limit_s=time_limit_s, top_k=top_k) for p in problems]
+    key = content_cache_key("routing", problems, seed=seed, settings={"time_limit_s": time_limit_s, "top_k": top_k})
+    results, hit = solve_cached(cache_dir, key, lambda: [
+        solve_routing(p, seed=seed, time_limit_s=time_limit_s, top_k=top_k) for p in problems])
+    get_run_logger().info("routing: %d scenarios %s", len(problems), "from the cache" if hit else "solved")
     files = {"decisions.parquet": encode_parquet(routing_decisions_table(scenarios.scenarios, problems, results)),
              "policy.json": encode_json(routing_policy_document(scenarios.scenarios, problems, results, docs))}
     infeasible = sum(not is_feasible_routing(p, r.best.solution) for p, r in zip(problems, results))
@@ -71,15 +88,18 @@ def solve_routing_policy(tables: dict[str, pa.Table], scenarios: ScenarioSet, *,
 
 @task(name="solve-tiers", cache_policy=NO_CACHE)
 def solve_tier_assignment(tables: dict[str, pa.Table], scenarios: ScenarioSet, *, seed: int, time_limit_s: float,
-                          tiers: int, alpha: float, lam: float, top_k: int) -> tuple[dict[str, bytes], dict]:
+                          tiers: int, alpha: float, lam: float, top_k: int,
+                          cache_dir: Path | None = None) -> tuple[dict[str, bytes], dict]:
     """The robust tier assignment, as extra files for the shedding bundle (tiers.parquet, tiers.json)."""
     shedding = build_shedding_problems(tables["services"], tables["dependencies"], tables["workloads"],
                                        scenarios.scenarios)
     p = tier_problem_from_shedding(shedding, [s.probability for s in scenarios.scenarios], tiers=tiers, alpha=alpha,
                                    lam=lam)
-    res = solve_portfolio(p, [v() for v in TIER_SOLVERS.values()], objective=tier_objective,
-                          is_feasible=is_feasible_tiers, seed=derive_seed(seed, p.key), time_limit_s=time_limit_s,
-                          sense="min", top_k=top_k)
+    key = content_cache_key("tiers", p, seed=seed, settings={"time_limit_s": time_limit_s, "top_k": top_k,
+                                                             "solvers": list(TIER_SOLVERS)})
+    res, _ = solve_cached(cache_dir, key, lambda: solve_portfolio(
+        p, [v() for v in TIER_SOLVERS.values()], objective=tier_objective, is_feasible=is_feasible_tiers,
+        seed=derive_seed(seed, p.key), time_limit_s=time_limit_s, sense="min", top_k=top_k))
     doc = tiers_document(p, res)
     files = {"tiers.parquet": encode_parquet(tiers_table(p, res.best.solution)), "tiers.json": encode_json(doc)}
     return files, {"tiers.objective": res.best.objective, "tiers.expected_loss_per_h": doc["expected_loss"],

@@ -64,6 +64,38 @@ def test_cached_and_fresh_solves_give_the_same_bytes(after_incident, tmp_path: P
     assert fresh["scenarios_solved"] == fresh["scenarios"]  # no cache: everything solved again
     for name in ("decisions.parquet", "policy.json"):
         assert (Path(fresh["bundle_path"]) / name).read_bytes() == (Path(again["bundle_path"]) / name).read_bytes()
+    assert _family_files(fresh, tmp_path / "bundles") == _family_files(again, tmp / "bundles")
+
+
+def _family_files(summary: dict, store: Path) -> dict[str, bytes]:
+    """The tier files of the shedding bundle and the standby/routing bundles' decisions, by name."""
+    shedding = Path(summary["bundle_path"])
+    files = {name: (shedding / name).read_bytes() for name in ("tiers.parquet", "tiers.json")}
+    for policy, outcome in summary["families"].items():
+        for name in ("decisions.parquet", "policy.json"):
+            files[f"{policy}/{name}"] = (store / policy / outcome["stored_version"] / name).read_bytes()
+    assert {"standby", "routing"} <= set(summary["families"])
+    return files
+
+
+def test_family_solves_hit_the_cache_and_give_the_same_bytes(after_incident, tmp_path: Path) -> None:
+    from flows.resolve import resolve
+
+    tmp, cfg, _, again = after_incident
+    state = tmp_path / "warm-state"
+    shutil.copytree(tmp / "state", state)  # with the cache the incident re-run filled
+    entries = {p: p.stat().st_mtime_ns for fam in ("tiers", "standby", "routing")
+               for p in (state / "cache" / fam).rglob("*.pkl")}
+    assert {p.parent.parent.name for p in entries} == {"tiers", "standby", "routing"}
+    text = cfg.read_text().replace('state_dir = "state"', f'state_dir = "{state}"').replace(
+        'store_dir = "bundles"', f'store_dir = "{tmp_path / "bundles"}"')
+    (tmp_path / "qres.toml").write_text(text)
+    warm = resolve(incident="INC-9001", config=str(tmp_path / "qres.toml"))
+    assert warm["scenarios_solved"] == 0
+    # every family answer was read, none solved and written again (a miss rewrites its entry)
+    assert {p: p.stat().st_mtime_ns for p in entries} == entries
+    assert {p for fam in ("tiers", "standby", "routing") for p in (state / "cache" / fam).rglob("*.pkl")} == set(entries)
+    assert _family_files(warm, tmp_path / "bundles") == _family_files(again, tmp / "bundles")
 
 
 def test_unknown_incident_names_the_file_and_publishes_nothing(after_incident) -> None:
