@@ -14,10 +14,10 @@ from rich.panel import Panel
 from rich.table import Table
 
 from flows.cli_common import ConfigOpt, DataOpt, JsonOpt, QuietOpt, StoreOpt, abs_path, console, fail, out
-from flows.settings import Settings, load_settings
+from flows.settings import Settings, backtest_config, load_settings
 from policies.errors import QresError
 
-__all__ = ["register", "backtest_config", "load_backtest_tables", "compute_backtest", "render_backtest",
+__all__ = ["register", "load_backtest_tables", "compute_backtest", "render_backtest",
            "OverlayOpt", "VersionOpt", "progress_bars"]
 
 OverlayOpt = Annotated[Optional[str], typer.Option(
@@ -25,24 +25,6 @@ OverlayOpt = Annotated[Optional[str], typer.Option(
                       "(real sites mapped onto its regions, then its dependencies; see policies/backtest_overlay.py).")]
 VersionOpt = Annotated[Optional[str], typer.Option(
     "--version", help="Backtest this published shedding bundle (e.g. v000003) instead of a policy fitted on the past.")]
-
-
-def backtest_config(settings: Settings):
-    """The backtest parameters from the settings (the same model, scenario and solver settings as nightly)."""
-    from policies.backtest_run import BacktestConfig  # noqa: PLC0415
-
-    m, sc, so, bt = settings.model, settings.scenarios, settings.solve, settings.backtest
-    return BacktestConfig(
-        train_fraction=bt.train_fraction, merge_gap_min=bt.merge_gap_min, alpha=bt.cvar_alpha, window_min=m.window_min,
-        hysteresis_windows=m.hysteresis_windows, hysteresis_min=m.hysteresis_min, agreement=m.agreement,
-        target_mass=sc.target_mass,
-        scenario_params={"sample_max": sc.sample_max, "sample_min_probability": sc.sample_min_probability,
-                         "sample_params": {"num_reads": sc.sample_num_reads, "num_sweeps": sc.sample_num_sweeps,
-                                           "beta": sc.sample_beta},
-                         "what_if": [w.model_dump() for w in sc.what_if]},
-        solvers=so.solvers, time_limit_s=so.time_limit_s, levels=so.levels,
-        anneal_params={"sampler": so.sampler, "num_reads": so.anneal_num_reads, "num_sweeps": so.anneal_num_sweeps},
-        seed=settings.seed, goal_share=bt.goal_share, goal_cvar_ratio=bt.goal_cvar_ratio)
 
 
 def load_backtest_tables(source: str, overlay: str | None) -> tuple[dict, dict | None]:

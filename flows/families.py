@@ -16,6 +16,7 @@ goes through the same track -> gates -> publish -> register tail as shedding, on
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from functools import partial
 
 import pyarrow as pa
 from prefect.logging import get_run_logger
@@ -26,6 +27,7 @@ from policies.scenarios import ScenarioSet
 from tasks.publish import move_latest, public_key_json, publish_policy_bundle
 from tasks.solve import SolvedPolicy
 from tasks.solve_families import solve_routing_policy, solve_standby_policy, solve_tier_assignment
+from tasks.timeouts import with_timeout
 from tasks.track import TrackingTarget, champion_metric, log_run_results, register_candidate, set_champion
 
 __all__ = ["FamilyRun", "FamilyOutcome", "solve_families", "publish_families", "FAMILY_METRICS"]
@@ -115,14 +117,15 @@ def publish_families(settings: Settings, target: TrackingTarget, run_id: str, ru
     the champion alias move only when that family's gates pass. Call inside the run.
     """
     log = get_run_logger()
+    step = partial(with_timeout, seconds=settings.orchestration.step_timeout_s)
     if run.tier_metrics:
-        log_run_results(target, run_id, metrics=run.tier_metrics, files={}, json_artifacts={})
+        step(log_run_results)(target, run_id, metrics=run.tier_metrics, files={}, json_artifacts={})
     shared = {k: shedding_manifest[k] for k in _SHARED_MANIFEST if k in shedding_manifest}
     outcomes = []
     for sp in run.solved:
         name = f"{settings.mlflow.registered_model_prefix}-{sp.policy}"
         metric, sense = FAMILY_METRICS[sp.policy]
-        log_run_results(target, run_id, metrics=sp.metrics, files=sp.files,
+        step(log_run_results)(target, run_id, metrics=sp.metrics, files=sp.files,
                         json_artifacts={f"solvers-{sp.policy}.json": sp.solvers}, artifact_dir=f"bundle-{sp.policy}")
         _, champion = champion_metric(target, name, metric)
         gates = evaluate_gates(
@@ -130,15 +133,15 @@ def publish_families(settings: Settings, target: TrackingTarget, run_id: str, ru
             expected_value=sense * sp.metrics[metric],
             champion_expected_value=None if champion is None else sense * champion,
             max_gap=settings.gates.max_gap, tolerance=settings.gates.tolerance)
-        stored = publish_policy_bundle(settings.store_dir, sp.policy, sp.files, {
+        stored = step(publish_policy_bundle)(settings.store_dir, sp.policy, sp.files, {
             **shared, "mlflow_run_id": run_id, "mlflow_model": {"name": name}, "solvers": sp.solvers,
             "gates": gates.as_dict(), "metrics": dict(sp.metrics)}, key_dir=settings.bundle.key_dir, set_latest=False)
-        version = register_candidate(target, run_id, name, bundle_path=stored.path, artifact_dir=f"model-{sp.policy}",
+        version = step(register_candidate)(target, run_id, name, bundle_path=stored.path, artifact_dir=f"model-{sp.policy}",
                                      public_key=public_key_json(settings.bundle.key_dir)
                                      if stored.manifest["signatures"] else None)
         published = None
         if gates.passed:
-            published = move_latest(settings.store_dir, sp.policy, stored.version, keep=settings.bundle.keep_versions)
+            published = step(move_latest)(settings.store_dir, sp.policy, stored.version, keep=settings.bundle.keep_versions)
             set_champion(target.client(), name, version)
         else:
             log.warning("%s: gates held %s back (%s); LATEST as it was", sp.policy, stored.version,

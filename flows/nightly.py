@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 from prefect import flow
@@ -18,7 +19,7 @@ from prefect.runtime import flow_run
 
 from flows.environment import configure_environment
 from flows.families import publish_families, solve_families
-from flows.settings import Settings, load_settings
+from flows.settings import Settings, backtest_config, load_settings
 from flows.summary import family_line
 from policies.gates import evaluate_gates
 from policies.ingest import conform_tables, snapshot_id
@@ -26,6 +27,8 @@ from tasks.backtest import backtest_metrics, backtest_policy
 from tasks.estimate import build_scenario_set, estimate_failure_model, health_file, scenario_provenance
 from tasks.incremental import remember_clean_parts, validate_new_telemetry
 from tasks.ingest import ingest_telemetry, record_ingest
+from tasks.locks import RUN_LIMIT, hold_limit
+from tasks.timeouts import with_timeout
 from tasks.publish import move_latest, public_key_json, publish_policy_bundle
 from tasks.solve import solve_shedding_policy
 from tasks.track import TrackingTarget, champion_metric, finish_run, library_versions, log_run_results, \
@@ -109,26 +112,32 @@ def _config_hash(settings: Settings) -> str:
 def run_nightly(settings: Settings, *, kind: str = "nightly", incremental: bool = False,
                 scope: tuple[str, ...] = ()) -> RunSummary:
     """The pipeline body; ``nightly`` is its Prefect flow wrapper, ``flows.resolve`` calls it with
-    ``kind="resolve", incremental=True`` (validate only new files; see tasks/incremental.py)."""
+    ``kind="resolve", incremental=True`` (validate only new files; see tasks/incremental.py).
+
+    Every step runs with ``orchestration.step_timeout_s``; the family solves, which run
+    on worker threads Prefect cannot interrupt, are bounded by their solvers' time limits.
+    """
     log = get_run_logger()
-    telemetry = ingest_telemetry(settings.data_dir, lateness_min=settings.ingest.lateness_min,
+    step = partial(with_timeout, seconds=settings.orchestration.step_timeout_s)
+    telemetry = step(ingest_telemetry)(settings.data_dir, lateness_min=settings.ingest.lateness_min,
                                  state_dir=settings.state_dir if settings.ingest.incremental else None)
     checks = dict(quarantine_max_share=settings.ingest.quarantine_max_share,
                   quarantine_max_share_by_table=settings.ingest.quarantine_max_share_by_table,
                   freshness_max_age_h=settings.ingest.freshness_max_age_h)
     if incremental:
-        report, data_docs, tables = validate_new_telemetry(telemetry, state_dir=settings.state_dir, **checks)
+        report, data_docs, tables = validate_new_telemetry(telemetry, state_dir=settings.state_dir,
+                                                           timeout_s=settings.orchestration.step_timeout_s, **checks)
     else:
-        report, data_docs = validate_telemetry(telemetry, state_dir=settings.state_dir, **checks)
+        report, data_docs = step(validate_telemetry)(telemetry, state_dir=settings.state_dir, **checks)
         tables = conform_tables(report.clean)
         remember_clean_parts(settings.state_dir, telemetry, report)
-    record_ingest(telemetry)  # validated: keep the snapshot, move the watermarks
-    model = estimate_failure_model(tables, window_min=settings.model.window_min,
+    step(record_ingest)(telemetry)  # validated: keep the snapshot, move the watermarks
+    model = step(estimate_failure_model)(tables, window_min=settings.model.window_min,
                                    hysteresis_windows=settings.model.hysteresis_windows,
                                    hysteresis_min=settings.model.hysteresis_min, agreement=settings.model.agreement,
                                    credible=settings.model.credible, alpha=settings.model.alpha)
     sc = settings.scenarios
-    scenarios = build_scenario_set(
+    scenarios = step(build_scenario_set)(
         model, tables, target_mass=sc.target_mass, seed=settings.seed, sample_max=sc.sample_max,
         sample_min_probability=sc.sample_min_probability, what_if=sc.what_if,
         sample_params={"num_reads": sc.sample_num_reads, "num_sweeps": sc.sample_num_sweeps, "beta": sc.sample_beta})
@@ -145,14 +154,12 @@ def run_nightly(settings: Settings, *, kind: str = "nightly", incremental: bool 
                     **health_file(model, horizon_min=settings.model.health_horizon_min)}
     backtest = None
     if settings.backtest.enabled:  # fit on the past, replay later incidents: figures for MLflow and the gates
-        from flows.cli_backtest import backtest_config  # noqa: PLC0415
-
-        backtest = backtest_policy(tables, backtest_config(settings))
+        backtest = step(backtest_policy)(tables, backtest_config(settings))
 
     target = TrackingTarget(settings.tracking_uri, settings.mlflow.experiment, settings.artifact_root)
     model_name = f"{settings.mlflow.registered_model_prefix}-{POLICY}"
     snap = snapshot_id(telemetry.sha256)
-    run_id = start_run(
+    run_id = step(start_run)(
         target, run_name=f"{kind}-{flow_run.get_name() or 'local'}",
         params={**settings.as_params(), "config_hash": _config_hash(settings), "snapshot": snap},
         inputs={name: (telemetry.uri(name), sha) for name, sha in telemetry.sha256.items()},
@@ -172,7 +179,7 @@ def run_nightly(settings: Settings, *, kind: str = "nightly", incremental: bool 
             "scenarios.sampled": float(scenarios.info["n_sampled_added"]),
             **(backtest_metrics(backtest) if backtest else {}),
         }
-        log_run_results(target, run_id, metrics=metrics, files=bundle_files, json_artifacts={
+        step(log_run_results)(target, run_id, metrics=metrics, files=bundle_files, json_artifacts={
             "validation.json": {**report.as_dict(), "data_docs": str(data_docs) if data_docs else None},
             "failure_model.json": json.loads(per_dep.to_json(orient="records")),
             "co_failure.json": json.loads(model.co_failure.to_json(orient="records")),
@@ -180,7 +187,7 @@ def run_nightly(settings: Settings, *, kind: str = "nightly", incremental: bool 
         })
         if data_docs is not None:  # Data Docs and quarantined rows, kept with the run
             docs = {p.name: p.read_bytes() for p in sorted(data_docs.parent.rglob("*")) if p.is_file()}
-            log_run_results(target, run_id, metrics={}, files=docs, json_artifacts={}, artifact_dir="data_docs")
+            step(log_run_results)(target, run_id, metrics={}, files=docs, json_artifacts={}, artifact_dir="data_docs")
         if backtest is not None:
             from tasks.report import render_report  # noqa: PLC0415 - matplotlib
 
@@ -190,7 +197,7 @@ def run_nightly(settings: Settings, *, kind: str = "nightly", incremental: bool 
             page = render_report(backtest, title="qresilience nightly report", model=model, scenarios=scenarios,
                                  decisions=solved.files["decisions.parquet"], solvers=solved.solvers,
                                  families=family_tables)
-            log_run_results(target, run_id, metrics={}, files={"report.html": page.encode()},
+            step(log_run_results)(target, run_id, metrics={}, files={"report.html": page.encode()},
                             json_artifacts={"backtest.json": {k: v for k, v in backtest.items() if k != "train"}},
                             artifact_dir="report")
         _, champion_value = champion_metric(target, model_name, EXPECTED_VALUE)
@@ -205,7 +212,7 @@ def run_nightly(settings: Settings, *, kind: str = "nightly", incremental: bool 
         )
         # Every solved version is stored (signed) so it can be registered, served and promoted
         # later; LATEST moves only when the gates pass, and only after registration.
-        stored = publish_policy_bundle(settings.store_dir, POLICY, bundle_files, {
+        stored = step(publish_policy_bundle)(settings.store_dir, POLICY, bundle_files, {
                 "mlflow_run_id": run_id,
                 "mlflow_model": {"name": model_name},
                 "data_dir": str(settings.data_dir),
@@ -219,18 +226,18 @@ def run_nightly(settings: Settings, *, kind: str = "nightly", incremental: bool 
                 "metrics": {k: v for k, v in metrics.items()},
                 "scenarios": scenario_provenance(scenarios),
             }, key_dir=settings.bundle.key_dir, set_latest=False)
-        model_version = register_candidate(target, run_id, model_name, bundle_path=stored.path,
+        model_version = step(register_candidate)(target, run_id, model_name, bundle_path=stored.path,
                                            public_key=public_key_json(settings.bundle.key_dir)
                                            if stored.manifest["signatures"] else None)
         published = None
         if gates.passed:
-            published = move_latest(settings.store_dir, POLICY, stored.version, keep=settings.bundle.keep_versions)
+            published = step(move_latest)(settings.store_dir, POLICY, stored.version, keep=settings.bundle.keep_versions)
         else:
             log.warning("gates held the new version back (%s); %s stays stored as a candidate, LATEST as it was",
                         "; ".join(f"{c.name}: {c.detail}" for c in gates.failed), stored.version)
         family_outcomes = publish_families(settings, target, run_id, families, shedding_manifest=stored.manifest,
                                            validation_passed=report.success)
-        finish_run(
+        step(finish_run)(
             target, run_id, model_name=model_name, model_version=model_version, promote=gates.passed,
             tags={"qres.published_version": published.version if published else "",
                   "qres.bundle_version": stored.version, "qres.signed": str(bool(stored.manifest["signatures"])),
@@ -280,4 +287,5 @@ def nightly(data: str | None = None, store: str | None = None, seed: int | None 
     """Run the whole pipeline once; settings from qres.toml / QRES_* with these overrides."""
     settings = load_settings(config, data_dir=data, store_dir=store, seed=seed)
     configure_environment(settings.state_dir)
-    return run_nightly(settings).as_dict()
+    with hold_limit(RUN_LIMIT, timeout_s=settings.orchestration.run_lock_wait_s):  # never beside a re-solve
+        return run_nightly(settings).as_dict()

@@ -19,6 +19,7 @@ from flows.settings import load_settings
 from policies.incidents import select_incidents
 from policies.ingest import read_part
 from policies.sources import locate_source_files, open_source
+from tasks.locks import RUN_LIMIT, hold_limit
 
 __all__ = ["resolve", "incident_scope"]
 
@@ -39,17 +40,24 @@ def incident_scope(source: str, *, incident_id: str | None, since: str | None) -
 
 
 @flow(name="qres-resolve", log_prints=False, validate_parameters=True)
-def resolve(incident: str | None = None, since: str | None = None, dependencies: list[str] | None = None,
+def resolve(incident: str | None = None, since: str | None = None, dependencies: list[str] | str | None = None,
             data: str | None = None, store: str | None = None, seed: int | None = None,
             config: str | None = None) -> dict:
-    """Re-fit with the newest telemetry and re-solve what the incident touched; publish through the gates."""
+    """Re-fit with the newest telemetry and re-solve what the incident touched; publish through the gates.
+
+    ``dependencies`` (a list, or a comma-separated string as an event trigger renders it)
+    narrows the scope; empty means the incidents' affected services.
+    """
     settings = load_settings(config, data_dir=data, store_dir=store, seed=seed)
     configure_environment(settings.state_dir)
     log = get_run_logger()
     ids, affected = incident_scope(settings.data_dir, incident_id=incident, since=since)
+    if isinstance(dependencies, str):
+        dependencies = [d.strip() for d in dependencies.split(",") if d.strip()]
     scope = tuple(sorted(set(dependencies or ()) or set(affected)))
     log.info("re-solving after %s; dependencies in scope: %s", ", ".join(ids), ", ".join(scope) or "none")
     if not settings.orchestration.resolve_backtest:
         settings = settings.model_copy(update={"backtest": settings.backtest.model_copy(update={"enabled": False})})
-    summary = run_nightly(settings, kind="resolve", incremental=True, scope=scope).as_dict()
+    with hold_limit(RUN_LIMIT, timeout_s=settings.orchestration.run_lock_wait_s):  # never beside a nightly
+        summary = run_nightly(settings, kind="resolve", incremental=True, scope=scope).as_dict()
     return {**summary, "incidents": list(ids), "scope": list(scope)}

@@ -18,7 +18,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from policies.errors import ConfigError
 
-__all__ = ["Settings", "load_settings", "CONFIG_FILE_NAME"]
+__all__ = ["Settings", "load_settings", "backtest_config", "CONFIG_FILE_NAME"]
 
 CONFIG_FILE_NAME = "qres.toml"
 
@@ -122,6 +122,10 @@ class OrchestrationSettings(_Section):
     timezone: str = Field("UTC", description="time zone of the nightly schedule (deployments/prefect.yaml)")
     nightly_cron: str = Field("0 2 * * *", description="when the nightly deployment runs")
     task_timeout_s: float = Field(600.0, gt=0, description="timeout of one solve chunk task")
+    step_timeout_s: float = Field(900.0, gt=0, description="timeout of every other step (ingest, validate, fit, "
+                                  "scenarios, solve, backtest, MLflow calls, publish)")
+    run_lock_wait_s: float = Field(1800.0, gt=0, description="how long a run waits for the `qres-run` lock "
+                                   "(when that Prefect global concurrency limit exists) before failing")
     flow_timeout_s: float = Field(3600.0, gt=0, description="timeout of a whole nightly or resolve run")
     solve_chunk: int = Field(16, ge=1, description="scenarios per submitted solve task (Dask or threads)")
     solve_cache: bool = Field(True, description="reuse per-scenario results whose problem is unchanged")
@@ -225,3 +229,22 @@ def load_settings(config: str | Path | None = None, **overrides: Any) -> Setting
     finally:
         Settings._toml_file = None
     return settings.resolved(root)
+
+
+def backtest_config(settings: Settings):  # noqa: ANN201 - policies.backtest_run.BacktestConfig, imported lazily
+    """The backtest parameters from the settings (the same model, scenario and solver settings as nightly);
+    shared by the nightly flow's backtest step and ``qres backtest``."""
+    from policies.backtest_run import BacktestConfig  # noqa: PLC0415
+
+    m, sc, so, bt = settings.model, settings.scenarios, settings.solve, settings.backtest
+    return BacktestConfig(
+        train_fraction=bt.train_fraction, merge_gap_min=bt.merge_gap_min, alpha=bt.cvar_alpha, window_min=m.window_min,
+        hysteresis_windows=m.hysteresis_windows, hysteresis_min=m.hysteresis_min, agreement=m.agreement,
+        target_mass=sc.target_mass,
+        scenario_params={"sample_max": sc.sample_max, "sample_min_probability": sc.sample_min_probability,
+                         "sample_params": {"num_reads": sc.sample_num_reads, "num_sweeps": sc.sample_num_sweeps,
+                                           "beta": sc.sample_beta},
+                         "what_if": [w.model_dump() for w in sc.what_if]},
+        solvers=so.solvers, time_limit_s=so.time_limit_s, levels=so.levels,
+        anneal_params={"sampler": so.sampler, "num_reads": so.anneal_num_reads, "num_sweeps": so.anneal_num_sweeps},
+        seed=settings.seed, goal_share=bt.goal_share, goal_cvar_ratio=bt.goal_cvar_ratio)

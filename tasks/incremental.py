@@ -1,17 +1,19 @@
 """Validate only the telemetry that is new since the last validated run (the re-solve path).
 
 Every part (file) whose table passed validation without quarantining a row is
-remembered by its sha256 in ``<state_dir>/validated_parts.json``. A later run re-checks
-the small single-file tables in full (cheap, and it keeps referential rules whole) but,
-in tables split over many files (health checks by day), only the files it has not seen
-pass: an incident re-run reads the whole snapshot yet validates one new day, not thirty.
-Known parts are the very bytes that passed before (same sha256), so they are only cast to
-the contract schema. Trade-off, documented in the README: table-wide rules (unique keys,
-freshness, quarantine share) see the new files only; the nightly run checks everything.
+remembered in ``<state_dir>/validated_parts.json`` by the sha256 of its bytes *and* of the
+tables its rules refer to (``services``, ``sites``): a later run validates only the parts
+it has not seen pass against the same references, so an incident re-run reads the whole
+snapshot yet validates the new day and the incidents table, not thirty days and every
+small table, while a changed ``services`` table re-validates everything that points at it.
+Known parts are the very bytes that passed before, so they are only cast to the contract
+schema. Trade-off, documented in the README: table-wide rules (unique keys, freshness,
+quarantine share) see the new files only; the nightly run checks everything.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -19,9 +21,10 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from policies.ingest import Telemetry, conform_tables
+from policies.ingest import TablePart, Telemetry, conform_tables
+from tasks.timeouts import with_timeout
 from tasks.validate import validate_telemetry
-from tasks.validation import ValidationReport
+from tasks.validation import PARAMETER_SOURCES, ValidationReport
 
 __all__ = ["remember_clean_parts", "validate_new_telemetry"]
 
@@ -35,12 +38,23 @@ def _known(state_dir: Path) -> set[str]:
         return set()
 
 
+def _part_key(part: TablePart, references: str) -> str:
+    """A part's identity for "passed before": its bytes and the reference tables it was checked against."""
+    return hashlib.sha256(f"{part.sha256}:{references}".encode()).hexdigest()
+
+
+def _references(telemetry: Telemetry) -> str:
+    """The sha256 of every table the suites refer to (absent tables count as absent)."""
+    return ",".join(f"{t}={telemetry.sha256.get(t, '-')}" for t in sorted({t for t, _ in PARAMETER_SOURCES.values()}))
+
+
 def remember_clean_parts(state_dir: Path, telemetry: Telemetry, report: ValidationReport) -> None:
     """Record the parts of every table that passed with nothing quarantined (atomic write)."""
     if not report.success:
         return
     held = {name for name, rows in report.quarantine.items() if rows.num_rows}
-    clean = {p.sha256 for name, parts in telemetry.parts.items() if name in report.clean and name not in held
+    refs = _references(telemetry)
+    clean = {_part_key(p, refs) for name, parts in telemetry.parts.items() if name in report.clean and name not in held
              for p in parts}
     known = _known(state_dir) | clean
     Path(state_dir).mkdir(parents=True, exist_ok=True)
@@ -50,15 +64,16 @@ def remember_clean_parts(state_dir: Path, telemetry: Telemetry, report: Validati
     os.replace(tmp, Path(state_dir) / _RECORD)
 
 
-def validate_new_telemetry(telemetry: Telemetry, *, state_dir: Path, **options) -> tuple[
+def validate_new_telemetry(telemetry: Telemetry, *, state_dir: Path, timeout_s: float | None = None, **options) -> tuple[
         ValidationReport, Path | None, dict[str, pa.Table]]:
     """Validate the new parts (fails closed like the full check); return the conformed whole tables."""
-    known = _known(state_dir)
-    subset = {name: parts if len(parts) == 1 else [p for p in parts if p.sha256 not in known]
-              for name, parts in telemetry.parts.items()}
+    known, refs = _known(state_dir), _references(telemetry)
+    subset = {name: [p for p in parts if _part_key(p, refs) not in known] for name, parts in telemetry.parts.items()}
     subset = {name: parts for name, parts in subset.items() if parts}
-    report, docs = validate_telemetry(Telemetry(telemetry.source, subset, telemetry.sha256), state_dir=state_dir,
-                                      **options)
+    if subset:  # the suites take their reference values (service ids, site ids) from these small tables
+        subset |= {t: telemetry.parts[t] for t, _ in PARAMETER_SOURCES.values() if t in telemetry.parts}
+    report, docs = with_timeout(validate_telemetry, timeout_s)(
+        Telemetry(telemetry.source, subset, telemetry.sha256), state_dir=state_dir, **options)
     tables = {}
     for name, parts in telemetry.parts.items():
         checked = {p.sha256 for p in subset.get(name, [])}

@@ -10,13 +10,10 @@ from prefect.logging import get_run_logger
 
 from policies.bundle import PublishedBundle, prune_versions, publish_bundle, set_latest, verify_bundle
 from policies.signing import PRIVATE_KEY_NAME, SIGNING_KEY_ENV, load_signing_key, verify_manifest_signatures
+from tasks.locks import PUBLISH_LIMIT, hold_limit
 from tasks.retry import retry_on_io_error
 
-# Tag-based concurrency: `prefect concurrency-limit create qres-publish 1` keeps any two publishes
-# apart across workers and hosts (the store's fcntl lock only covers one filesystem).
-PUBLISH_TAG = "qres-publish"
-
-__all__ = ["PUBLISH_TAG", "publish_policy_bundle", "publish_signed", "move_latest", "public_key_json"]
+__all__ = ["publish_policy_bundle", "publish_signed", "move_latest", "public_key_json"]
 
 
 def public_key_json(key_dir: Path | None) -> str | None:
@@ -58,17 +55,18 @@ def _prune(store: Path, policy: str, keep: int | None, log) -> None:  # noqa: AN
             log.info("retention: removed %s (keeping the newest %d)", ", ".join(pruned), keep)
 
 
-@task(name="publish-latest", cache_policy=NO_CACHE, tags=[PUBLISH_TAG], retries=2, retry_delay_seconds=[1, 5],
+@task(name="publish-latest", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[1, 5],
       retry_condition_fn=retry_on_io_error)
 def move_latest(store: Path, policy: str, version: str, *, keep: int | None = None) -> PublishedBundle:
     """Point LATEST at a stored version (re-verified first), then apply retention."""
-    set_latest(store, policy, version)
-    _prune(store, policy, keep, get_run_logger())
+    with hold_limit(PUBLISH_LIMIT):  # `prefect gcl create qres-publish --limit 1` (tasks/locks.py)
+        set_latest(store, policy, version)
+        _prune(store, policy, keep, get_run_logger())
     path = Path(store) / policy / version
     return PublishedBundle(policy=policy, version=version, path=path, manifest=verify_bundle(path))
 
 
-@task(name="publish", cache_policy=NO_CACHE, tags=[PUBLISH_TAG], retries=2, retry_delay_seconds=[1, 5],
+@task(name="publish", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[1, 5],
       retry_condition_fn=retry_on_io_error)
 def publish_policy_bundle(store: Path, policy: str, files: dict[str, bytes], manifest_fields: dict, *,
                           key_dir: Path | None = None, keep: int | None = None,
@@ -79,8 +77,9 @@ def publish_policy_bundle(store: Path, policy: str, files: dict[str, bytes], man
     number is taken under the store's lock.
     """
     log = get_run_logger()
-    published = publish_signed(store, policy, files, manifest_fields, key_dir=key_dir, keep=keep, log=log,
-                               set_latest_too=set_latest)
+    with hold_limit(PUBLISH_LIMIT):
+        published = publish_signed(store, policy, files, manifest_fields, key_dir=key_dir, keep=keep, log=log,
+                                   set_latest_too=set_latest)
     log.info("published %s %s at %s (%s)", policy, published.version, published.path,
              "signed" if published.manifest["signatures"] else "UNSIGNED")
     return published

@@ -18,6 +18,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import httpx
 import pytest
 
 from policies.incidents import append_incident_day
@@ -63,7 +64,7 @@ def test_event_triggers_resolve_on_a_real_server(small_sample: Path, tmp_path: P
     api = f"http://127.0.0.1:{port}/api"
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_API_URL": api,
            "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{tmp_path / 'prefect.db'}",
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_CLI_PROMPT": "false",
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_CLI_PROMPT": "false", "PREFECT_LOGGING_LEVEL": "INFO",
            "QRES_CONFIG": str(cfg), "QRES_PROJECT_DIR": str(ROOT), "PATH": f"{BIN}:{os.environ.get('PATH', '')}"}
     env.pop("PREFECT_SERVER_EPHEMERAL_ENABLED", None)
     procs: list[subprocess.Popen] = []
@@ -83,9 +84,11 @@ def test_event_triggers_resolve_on_a_real_server(small_sample: Path, tmp_path: P
         _wait(lambda: _healthy(api), 60, "the Prefect server")
         run(str(BIN / "prefect"), "work-pool", "create", "qres-process", "--type", "process")
         run(str(BIN / "prefect"), "--no-prompt", "deploy", "--prefect-file", "deployments/prefect.yaml", "--all")
+        for lock in ("qres-run", "qres-publish"):  # the production locks (README "Running in production")
+            run(str(BIN / "prefect"), "gcl", "create", lock, "--limit", "1")
         start("worker", str(BIN / "prefect"), "worker", "start", "--pool", "qres-process")
         time.sleep(2)  # let the trigger load into the server's event automation
-        run(str(BIN / "qres"), "notify-incident", "INC-7777", "--config", str(cfg))
+        run(str(BIN / "qres"), "notify-incident", "INC-7777", "--dependencies", "saas-maps,region-eu-west", "--config", str(cfg))
         latest = tmp_path / "bundles" / "shedding" / "LATEST"
         try:
             _wait(latest.exists, 75, "the re-solve to publish")
@@ -93,6 +96,16 @@ def test_event_triggers_resolve_on_a_real_server(small_sample: Path, tmp_path: P
             tail = "\n".join(p.read_text(errors="replace")[-3000:] for p in sorted(logs.glob("*.log")))
             raise AssertionError(f"no bundle published; logs:\n{tail}") from None
         assert latest.read_text().strip() == "v000001"
+        def triggered() -> list[dict]:  # the resolve run (the others are the nightly's scheduled runs)
+            return [r for r in httpx.post(f"{api}/flow_runs/filter", json={}).json() if r["parameters"]]
+
+        _wait(lambda: [r["state_type"] for r in triggered()] == ["COMPLETED"], 30, "the re-solve run to complete")
+        assert triggered()[0]["parameters"] == {"incident": "INC-7777", "dependencies": "saas-maps,region-eu-west"}
+        messages = [m["message"] for m in httpx.post(f"{api}/logs/filter", json={
+            "logs": {"flow_run_id": {"any_": [triggered()[0]["id"]]}}, "limit": 200}).json()]
+        assert any("dependencies in scope: region-eu-west, saas-maps" in m for m in messages), messages[:20]
+        _wait(lambda: all(httpx.get(f"{api}/v2/concurrency_limits/{lock}").json()["active_slots"] == 0
+                          for lock in ("qres-run", "qres-publish")), 15, "the locks to be released")
     finally:
         for p in reversed(procs):
             try:
