@@ -25,7 +25,9 @@ A run reads from the source only what is new:
 The snapshot is the union of the old and the new parts, so its sha256 per table describes all the
 data the model is fitted on, and re-ingesting the same files yields the same snapshot id and writes
 nothing new. The state is committed (:func:`commit_ingest`) only after validation passed: a bad
-file never becomes the base that later runs merge into.
+file never becomes the base that later runs merge into. After the commit, parts the committed
+state no longer names (a changed file's previous version) are deleted (:func:`prune_parts`);
+the snapshot records keep their digests, and inputs are never touched.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import hashlib
 import io
 import json
 import os
+import time
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -47,8 +50,8 @@ from policies.errors import DataValidationError, RuleViolation
 from policies.ingest import Telemetry, TablePart, hash_parts, parse_bytes, require_tables, snapshot_id
 from policies.sources import Source, SourceFile, locate_source_files, open_source, read_bytes
 
-__all__ = ["ingest_incremental", "commit_ingest", "drop_exact_duplicates", "ingest_store", "TIME_COLUMNS",
-           "MERGED_TABLES"]
+__all__ = ["ingest_incremental", "commit_ingest", "prune_parts", "drop_exact_duplicates", "hash_rows", "ingest_store",
+           "TIME_COLUMNS", "MERGED_TABLES"]
 
 TIME_COLUMNS = {"health_checks": "ts", "incidents": "started_at"}
 MERGED_TABLES = ("health_checks",)  # append-only: a changed file adds rows, within the lateness window
@@ -66,6 +69,7 @@ def ingest_incremental(source: str | Path, state_dir: str | Path, *, lateness_mi
     Returns the whole snapshot (old and new parts). Nothing is committed: call
     :func:`commit_ingest` once the snapshot validated.
     """
+    started_s = time.time()
     src = open_source(source)
     files = locate_source_files(src)
     require_tables(src, files)
@@ -93,7 +97,7 @@ def ingest_incremental(source: str | Path, state_dir: str | Path, *, lateness_mi
     pending = {"version": _STATE_VERSION, "source": src.spec, "snapshot": snapshot_id(sha), "sha256": sha,
                "files": entries, "watermarks": {**marks, **_watermarks(parts)}}
     return Telemetry(source=src.spec, parts=parts, sha256=sha,
-                     extra={"ingest": counts, "store": str(root), "pending_state": pending})
+                     extra={"ingest": counts, "store": str(root), "pending_state": pending, "started_s": started_s})
 
 
 def commit_ingest(telemetry: Telemetry) -> bool:
@@ -112,22 +116,54 @@ def commit_ingest(telemetry: Telemetry) -> bool:
     state = root / "state.json"
     if not state.exists() or state.read_bytes() != text:
         _write_atomic(state, text)
+    keep = {e["part"] for e in pending["files"].values()}
+    telemetry.extra["pruned_parts"] = prune_parts(root, keep, before_s=telemetry.extra.get("started_s"))
     return new
+
+
+def prune_parts(root: Path, keep: set[str], *, before_s: float | None = None) -> int:
+    """Delete stored parts not in ``keep`` (part file names); returns how many were deleted.
+
+    Called after the state naming ``keep`` was committed, so a crash midway only leaves
+    unreferenced files for the next run. Parts written at or after ``before_s`` (epoch seconds;
+    the start of this run's ingest) are kept: they may belong to another run of the same source
+    that has not committed yet. A part pruned under such a run is simply read again from the
+    source next time (every stored part is checked to exist before it is used).
+    """
+    parts = Path(root) / "parts"
+    if not parts.is_dir():
+        return 0
+    pruned = 0
+    for path in parts.iterdir():
+        if path.name in keep or path.name.startswith(".") or not path.is_file():
+            continue  # referenced, a write in progress (.name.pid.tmp), or not ours
+        try:
+            if before_s is not None and path.stat().st_mtime >= before_s:
+                continue
+            path.unlink()
+            pruned += 1
+        except FileNotFoundError:  # pruned by a concurrent commit
+            continue
+    return pruned
 
 
 def drop_exact_duplicates(table: pa.Table) -> tuple[pa.Table, int]:
     """Keep the first of every set of identical rows: (table, rows dropped).
 
-    A vectorised 64-bit row hash finds candidate duplicates (usually none, in milliseconds);
-    only candidates are compared value by value, so a hash collision never drops a row.
+    A vectorised 64-bit row hash finds candidate duplicates (usually none: one sort of the
+    hashes, milliseconds per day file; ``np.unique`` with indices was 10x slower); only
+    candidates are compared value by value, so a hash collision never drops a row.
     """
     n = table.num_rows
     if n < 2:
         return table, 0
-    h = _row_hash(table)
+    h = hash_rows(table)
     if h is None:  # nested columns: compare whole rows (such tables are small)
         candidates = np.arange(n)
     else:
+        ordered = np.sort(h)
+        if not (ordered[1:] == ordered[:-1]).any():
+            return table, 0
         _, first, counts = np.unique(h, return_index=True, return_counts=True)
         if counts.max() == 1:
             return table, 0
@@ -229,26 +265,46 @@ def _watermarks(parts: dict[str, list[TablePart]]) -> dict[str, str]:
     return out
 
 
-def _row_hash(table: pa.Table) -> np.ndarray | None:
-    h = np.full(table.num_rows, 0xCBF29CE484222325, dtype=np.uint64)
+def hash_rows(table: pa.Table) -> np.ndarray | None:
+    """A 64-bit hash per row over every column (None when a column is nested).
+
+    Equal rows hash equal (strings by their dictionary code within ``table``), so rows with
+    distinct hashes are certainly distinct; equal hashes are only candidates.
+    """
+    n = table.num_rows
+    h = np.full(n, 0xCBF29CE484222325, dtype=np.uint64)
+    shifted = np.empty(n, dtype=np.uint64)
+    prime, shift = np.uint64(0x100000001B3), np.uint64(29)
     with np.errstate(over="ignore"):
         for col in table.columns:
             arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
             if pa.types.is_nested(arr.type):
                 return None
-            if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type) or pa.types.is_binary(arr.type):
-                arr = pc.dictionary_encode(arr).indices
-            elif pa.types.is_dictionary(arr.type):
-                arr = arr.indices
-            if pa.types.is_floating(arr.type):
-                codes = np.ascontiguousarray(arr.cast(pa.float64()).fill_null(0.0).to_numpy()).view(np.uint64)
-            elif pa.types.is_boolean(arr.type):
-                codes = arr.fill_null(False).to_numpy(zero_copy_only=False).astype(np.uint64)
-            else:
-                codes = arr.cast(pa.int64()).fill_null(-1).to_numpy().astype(np.uint64)
-            h = (h ^ codes) * np.uint64(0x100000001B3)
-            h ^= h >> np.uint64(29)
+            codes = _hash_codes(arr)
+            # in place: ~2x faster than building new arrays for each step on 10M rows
+            np.bitwise_xor(h, codes, out=h)
+            np.multiply(h, prime, out=h)
+            np.right_shift(h, shift, out=shifted)
+            np.bitwise_xor(h, shifted, out=h)
     return h
+
+
+def _hash_codes(arr: pa.Array) -> np.ndarray:
+    """A column as 64-bit codes (strings by dictionary code, floats by bits), copying only what it must."""
+    if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type) or pa.types.is_binary(arr.type):
+        arr = pc.dictionary_encode(arr).indices
+    elif pa.types.is_dictionary(arr.type):
+        arr = arr.indices
+    if pa.types.is_floating(arr.type):
+        arr, fill = arr.cast(pa.float64()), 0.0
+    elif pa.types.is_boolean(arr.type):
+        fill = False
+    else:
+        arr, fill = arr.cast(pa.int64()), -1  # timestamps and dates: a zero-copy view of their integers
+    values = (arr.fill_null(fill) if arr.null_count else arr).to_numpy(zero_copy_only=False)
+    if values.dtype.itemsize == 8:
+        return np.ascontiguousarray(values).view(np.uint64)
+    return values.astype(np.uint64)
 
 
 # --- files ------------------------------------------------------------------------------

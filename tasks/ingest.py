@@ -40,5 +40,9 @@ def ingest_telemetry(source: str, *, state_dir: Path | None = None, lateness_min
 
 @task(name="record-ingest", cache_policy=NO_CACHE)
 def record_ingest(telemetry: Telemetry) -> bool:
-    """After validation passed: keep the snapshot and move the watermarks (True if the snapshot is new)."""
-    return commit_ingest(telemetry)
+    """After validation passed: keep the snapshot, move the watermarks, prune unnamed parts (True if new)."""
+    new = commit_ingest(telemetry)
+    pruned = telemetry.extra.get("pruned_parts")
+    if pruned:
+        get_run_logger().info("pruned %d stored part(s) the committed state no longer names", pruned)
+    return new

@@ -8,7 +8,9 @@ expectations, so each list column (``incidents.affected``, ``workloads.requires`
 ``workloads.risks``) is exploded into a derived frame with its own small suite
 (``workloads.requires.json``); its results are reported under the parent table and list
 column. References to other tables are suite parameters (``{"$PARAMETER": "service_ids"}``)
-filled at run time from the ``services`` and ``sites`` tables given.
+filled at run time from the ``services`` and ``sites`` tables given. The suites run once
+per batch of files (``tasks.validation_frames``); rules over a whole table that GE cannot see
+per batch are in ``tasks.validation_table``.
 """
 
 from __future__ import annotations
@@ -37,9 +39,12 @@ from great_expectations.data_context.types.base import (  # noqa: E402
 )
 
 from policies.errors import DataValidationError, RuleViolation  # noqa: E402
-from tasks.validation_rules import column_of, dedupe, describe, exception_messages, is_row_level, jsonable, \
+from policies.schema import TABLES  # noqa: E402
+from tasks.validation_frames import BATCH_ROWS, batch_safe, frames_for, plan_batches, split_results  # noqa: E402
+from tasks.validation_rules import column_of, dedupe, describe, exception_messages, is_row_level, \
     merge_results, parameters, result  # noqa: E402
 from tasks.validation_schema import CAST_ERRORS, check_schema, finite_row_failures  # noqa: E402
+from tasks.validation_table import table_rules  # noqa: E402
 
 __all__ = ["SUITES_DIR", "PARAMETER_SOURCES", "TableReport", "ValidationReport", "load_suite_dict", "validate_tables",
            "validate_parts"]
@@ -53,8 +58,6 @@ NOW_PARAMETER = "now_utc"  # "not in the future": filled with the validation's r
 # COMPLETE lists the index of every unexpected row (for quarantine); GE only builds it for failures.
 _RESULT_FORMAT = {"result_format": "COMPLETE", "partial_unexpected_count": 20, "return_unexpected_index_query": False}
 _REFERENCE_FIRST = ("services", "sites")
-_SERIES_KEYS = {"health_checks": ("service_id", "probe", "ts")}
-_FRESHNESS_COLUMN = {"health_checks": "ts", "incidents": "started_at"}
 
 
 @dataclass(frozen=True)
@@ -103,15 +106,17 @@ def validate_tables(tables: Mapping[str, pa.Table], *, files: Mapping[str, str] 
 
 def validate_parts(parts: Mapping[str, Sequence[tuple[str | None, pa.Table]]], *, raise_on_failure: bool = True,
                    quarantine_max_share: float | Mapping[str, float] = 0.0, now: datetime | None = None,
-                   freshness_max_age_min: float | None = None) -> ValidationReport:
+                   freshness_max_age_min: float | None = None, batch_rows: int = BATCH_ROWS) -> ValidationReport:
     """Check every table, file by file, against its schema and suites; quarantine bad rows.
 
-    ``parts`` maps a table to its (file, table) parts: validation runs per part so memory
-    stays flat and messages name the file. Rows breaking a row-level rule are set aside; the
-    table passes while they are at most ``quarantine_max_share`` of its rows (a float, or one
-    per table), else every such rule is a violation. Table-level rules (schema, uniqueness,
-    row counts, series order, freshness) never quarantine: they fail closed. References to
-    ``services``/``sites`` fail closed when those tables are absent or unreadable.
+    ``parts`` maps a table to its (file, table) parts: the schema step runs per part, the GE
+    suites once per batch of consecutive parts of up to ``batch_rows`` rows
+    (``tasks.validation_frames``; 0 = per part), so memory stays flat and messages name the
+    file. Rows breaking a row-level rule are set aside; the table passes while they are at
+    most ``quarantine_max_share`` of its rows (a float, or one per table), else every such
+    rule is a violation. Table-level rules (schema, uniqueness, row counts, series order,
+    freshness) never quarantine: they fail closed. References to ``services``/``sites`` fail
+    closed when those tables are absent or unreadable.
     """
     now = now or datetime.now(timezone.utc)
     shares = quarantine_max_share if isinstance(quarantine_max_share, Mapping) else {}
@@ -124,22 +129,26 @@ def validate_parts(parts: Mapping[str, Sequence[tuple[str | None, pa.Table]]], *
     order = [n for n in _REFERENCE_FIRST if n in parts] + [n for n in parts if n not in _REFERENCE_FIRST]
     for name in order:
         rows = sum(t.num_rows for _, t in parts[name])
-        results, good, bad = [], [], []
+        results, typed_parts, good, bad = [], [], [], []
         for file, raw in parts[name]:
             typed, res = check_schema(name, raw, file)
             results += res
             if typed is not None:
-                part_results, mask = _check_rows(runner, name, typed, params, file)
+                typed_parts.append((file, typed))
+        limit = batch_rows if batch_safe(_suite_expectations(name)) else 0
+        for batch in plan_batches([t.num_rows for _, t in typed_parts], limit):
+            chunk = [typed_parts[i] for i in batch]
+            for (file, typed), (part_results, mask) in zip(chunk, _check_rows(runner, name, chunk, params)):
                 results += part_results
-                good.append(typed.filter(pa.array(~mask)) if mask.any() else typed)
+                good.append((file, typed.filter(pa.array(~mask)) if mask.any() else typed))
                 if mask.any():
                     bad.append(_quarantine_rows(typed, mask, part_results, file))
+        typed_parts.clear()
         results = merge_results(results)
         schema_ok = all(r["success"] for r in results if r["suite"] == "schema")
         if schema_ok and good:
-            clean[name] = pa.concat_tables(good)
-            results += _table_rules(name, clean[name], [(f, g.num_rows) for (f, _), g in zip(parts[name], good)],
-                                   now, freshness_max_age_min)
+            clean[name] = pa.concat_tables([g for _, g in good])
+            results += table_rules(name, clean[name], [(f, g.num_rows) for f, g in good], now, freshness_max_age_min)
         n_bad = sum(t.num_rows for t in bad)
         share = shares.get(name, default_share)
         over = n_bad > share * rows
@@ -175,26 +184,36 @@ def load_suite_dict(suite_name: str) -> dict:
     return json.loads(path.read_text())
 
 
-# --- row-level checks on one part -------------------------------------------------------
+# --- row-level checks on a batch of parts ---------------------------------------------------
 
 
-def _check_rows(runner: _SuiteRunner, name: str, typed: pa.Table, params: dict, file: str | None):
-    """Finite numbers (pyarrow) and the GE suites on one part: results and the mask of bad rows."""
-    mask = np.zeros(typed.num_rows, dtype=bool)
-    results = []
-    for (rule, column), (rows, examples) in finite_row_failures(typed).items():
-        results.append(result("schema", f"schema: {rule}", column, False, int(rows.sum()), examples, "row", file))
-        results[-1]["_mask"] = rows
-        mask |= rows
-    for frame_name, frame in _frames_for(name, typed).items():
-        for r in runner.run(frame_name, frame, params, file):
-            if "_rows" in r:
-                rows = np.zeros(typed.num_rows, dtype=bool)
-                rows[np.asarray(r.pop("_rows"), dtype=np.int64)] = True
-                r["_mask"] = rows
-                mask |= rows
-            results.append(r)
-    return results, mask
+def _suite_expectations(name: str) -> list[dict]:
+    """Every expectation GE runs on a table: its suite and its list columns' suites."""
+    if name not in TABLES:
+        return []
+    names = [name] + [f"{name}.{f.name}" for f in TABLES[name] if pa.types.is_list(f.type)]
+    return [e for n in names for e in load_suite_dict(n)["expectations"]]
+
+
+def _check_rows(runner: _SuiteRunner, name: str, chunk: list[tuple[str | None, pa.Table]], params: dict):
+    """Finite numbers (pyarrow) per part and the GE suites once on the batch: (results, bad-row mask) per part."""
+    sizes = [t.num_rows for _, t in chunk]
+    batch = chunk[0][1] if len(chunk) == 1 else pa.concat_tables([t for _, t in chunk])
+    checked = []
+    for frame_name, frame in frames_for(name, batch).items():
+        checked += runner.run(frame_name, frame, params)
+    out = []
+    for (file, typed), ge_results in zip(chunk, split_results(checked, sizes, [f for f, _ in chunk])):
+        mask = np.zeros(typed.num_rows, dtype=bool)
+        results = []
+        for (rule, column), (rows, examples) in finite_row_failures(typed).items():
+            results.append(result("schema", f"schema: {rule}", column, False, int(rows.sum()), examples, "row", file))
+            results[-1]["_mask"] = rows
+        for r in results + ge_results:
+            if "_mask" in r:
+                mask |= r["_mask"]
+        out.append((results + ge_results, mask))
+    return out
 
 
 def _quarantine_rows(typed: pa.Table, mask: np.ndarray, results: list[dict], file: str | None) -> pa.Table:
@@ -230,99 +249,6 @@ def _refresh_parameters(params: dict, name: str, table: pa.Table | None) -> None
             params[param] = sorted(pc.unique(table[column]).drop_null().to_pylist())
 
 
-# --- table-level checks on a whole table ------------------------------------------------
-
-
-def _table_rules(name: str, table: pa.Table, files: list[tuple[str | None, int]], now: datetime,
-                 max_age_min: float | None) -> list[dict]:
-    """Rules over the whole (clean) table; ``files`` are its parts' (file, rows), in concatenation order."""
-    out = []
-    keys = _SERIES_KEYS.get(name)
-    if keys and len(files) > 1:  # within one file GE's compound uniqueness already covers it
-        out.append(_series_ordered(name, table, keys, files))
-    column = _FRESHNESS_COLUMN.get(name)
-    if column and max_age_min is not None and table.num_rows:
-        newest = pc.max(table[column]).as_py()
-        oldest_ok = now - pd.Timedelta(minutes=max_age_min)
-        rule = f"freshness: newest {column} within {max_age_min:g} min of {now.isoformat(timespec='seconds')}"
-        out.append(result("table", rule, column, newest >= oldest_ok, 0 if newest >= oldest_ok else 1,
-                          [] if newest >= oldest_ok else [jsonable(newest)]))
-    return out
-
-
-def _series_ordered(name: str, table: pa.Table, keys: tuple[str, ...], files: list[tuple[str | None, int]]) -> dict:
-    """After sorting by (service, probe, ts), each series' timestamps strictly increase (no repeats across files).
-
-    The clean table is the parts concatenated in order, so the message can name the files
-    holding the repeated rows.
-    """
-    part = np.repeat(np.arange(len(files), dtype=np.int32), [n for _, n in files])
-    sub = table.select(list(keys)).append_column("_part", pa.array(part))
-    order = pc.sort_indices(sub, sort_keys=[(k, "ascending") for k in keys])
-    s = sub.take(order)
-    same = np.ones(s.num_rows - 1, dtype=bool) if s.num_rows > 1 else np.zeros(0, dtype=bool)
-    for k in keys[:-1]:
-        col = s[k].combine_chunks()
-        same &= pc.equal(col[1:], col[:-1]).to_numpy(zero_copy_only=False)
-    ts = s[keys[-1]].combine_chunks().cast(pa.int64()).to_numpy()
-    bad = same & (ts[1:] <= ts[:-1])
-    where = np.flatnonzero(bad)
-    examples = [jsonable({k: s[k][int(i) + 1].as_py() for k in keys}) for i in where[:5]]
-    named = None
-    if where.size:
-        part = s["_part"].combine_chunks().to_numpy()
-        hit = sorted(set(part[where].tolist()) | set(part[where + 1].tolist()))
-        named = ", ".join(str(files[i][0]) for i in hit[:4]) + (" ..." if len(hit) > 4 else "")
-    rule = f"series: {keys[-1]} strictly increasing per ({', '.join(keys[:-1])}) after sorting, across files"
-    return result("table", rule, ", ".join(keys), not bad.any(), int(bad.sum()), examples, file=named)
-
-
-# --- frames for GE ----------------------------------------------------------------------
-
-
-def _frames_for(name: str, table: pa.Table) -> dict[str, pd.DataFrame]:
-    """The table's own frame (without list columns) plus one exploded frame per list column."""
-    lists = [f for f in table.schema if pa.types.is_list(f.type)]
-    frames = {name: _to_pandas(table.drop_columns([f.name for f in lists]))}
-    key = table.column_names[0]
-    for field in lists:
-        column = table[field.name].combine_chunks()
-        values = pc.list_flatten(column)
-        derived = {key: pc.take(table[key], pc.list_parent_indices(column))}
-        if pa.types.is_struct(values.type):  # workloads.risks -> risks.depends_on, risks.cost_per_hour
-            derived |= {f"{field.name}.{sub.name}": pc.struct_field(values, [i]) for i, sub in enumerate(values.type)}
-        else:
-            derived[field.name] = values
-        frame = _to_pandas(pa.table(derived))
-        frame.index = pc.list_parent_indices(column).to_numpy()  # unexpected rows map back to the parent row
-        frames[f"{name}.{field.name}"] = frame
-    return frames
-
-
-def _to_pandas(table: pa.Table) -> pd.DataFrame:
-    """The frame GE sees: strings as categoricals, timestamps as naive UTC.
-
-    Categoricals were measured fastest for GE 1.24 (pandas 3's default ``str`` is ~1.4x and
-    ``ArrowDtype`` ~10x slower). Timestamps are UTC by contract; GE reads tz-aware columns
-    through ``Series.values``, which pandas 3.1 deprecates with a warning per expectation.
-    GE 1.24 compares ranges vectorised only for ``datetime64[ns]``, ``int64`` and ``float64``
-    columns (anything else goes value by value through ``Series.map``, ~40x slower), so
-    timestamps become ns (when in range) and small integers int64.
-    """
-    for i, field in enumerate(table.schema):
-        if pa.types.is_string(field.type):
-            table = table.set_column(i, field.name, pc.dictionary_encode(table[i]))
-        elif pa.types.is_timestamp(field.type):
-            try:
-                column = pc.cast(table[i], pa.timestamp("ns"))
-            except pa.ArrowInvalid:  # beyond 2262: keep the unit (slower path, same answer)
-                column = pc.cast(table[i], pa.timestamp(field.type.unit))
-            table = table.set_column(i, field.name, column)
-        elif pa.types.is_integer(field.type) and field.type != pa.int64():
-            table = table.set_column(i, field.name, pc.cast(table[i], pa.int64()))
-    return table.to_pandas()
-
-
 # --- GE ---------------------------------------------------------------------------------
 
 
@@ -333,8 +259,6 @@ def _new_context():
     return gx.get_context(mode="ephemeral", project_config=config)
 
 
-
-
 class _SuiteRunner:
     """Runs each suite through one ValidationDefinition, built once and reused for every part."""
 
@@ -342,8 +266,8 @@ class _SuiteRunner:
         self.context, self.source = context, source
         self.built: dict[tuple, tuple] = {}
 
-    def run(self, frame_name: str, frame: pd.DataFrame, params: dict, file: str | None) -> list[dict]:
-        """One result per expectation, in suite order; row-level failures carry ``_rows`` (parent rows)."""
+    def run(self, frame_name: str, frame: pd.DataFrame, params: dict) -> list[dict]:
+        """One result per expectation, in suite order; failures carry ``_rows`` (parent rows) and ``_values``."""
         spec = load_suite_dict(frame_name)
         runnable, results = [], []
         for exp in spec["expectations"]:
@@ -351,7 +275,7 @@ class _SuiteRunner:
             if missing:  # a reference that cannot be checked fails closed rather than passing unchecked
                 needs = ", ".join(sorted(PARAMETER_SOURCES[p][0] for p in missing if p in PARAMETER_SOURCES))
                 rule = f"{describe(exp)}: needs table(s) {needs}, absent or unreadable"
-                results.append(result(frame_name, rule, column_of(exp["kwargs"]), False, file=file))
+                results.append(result(frame_name, rule, column_of(exp["kwargs"]), False))
             else:
                 runnable.append(exp)
         key = (frame_name, tuple(json.dumps(e, sort_keys=True) for e in runnable))
@@ -374,12 +298,13 @@ class _SuiteRunner:
             level = "row" if is_row_level(exp) else "table"
             errors = exception_messages(res.exception_info or {})
             if errors:
-                results.append(result(frame_name, rule, column, False, None, errors, "table", file))
+                results.append(result(frame_name, rule, column, False, None, errors, "table"))
                 continue
             examples = dedupe(res.result.get("partial_unexpected_list") or [])
             count = res.result.get("unexpected_count")
-            r = result(frame_name, rule, column, bool(res.success), count, examples, level, file)
-            if level == "row" and not res.success:
-                r["_rows"] = res.result.get("unexpected_index_list") or []
+            r = result(frame_name, rule, column, bool(res.success), count, examples, level)
+            if not res.success and res.result.get("unexpected_index_list") is not None:
+                r["_rows"] = res.result["unexpected_index_list"]
+                r["_values"] = res.result.get("unexpected_list")
             results.append(r)
         return results

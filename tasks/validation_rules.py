@@ -14,14 +14,15 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
-__all__ = ["MAX_EXAMPLES", "describe", "column_of", "parameters", "exception_messages", "is_row_level", "result",
+__all__ = ["MAX_EXAMPLES", "ROW_LEVEL_TYPES", "describe", "column_of", "parameters", "exception_messages",
+           "is_row_level", "result",
            "dedupe", "jsonable", "merge_results"]
 
 MAX_EXAMPLES = 5
 
 # Expectations that judge each row on its own: a row that breaks one can be quarantined.
 # Uniqueness and table shape judge the whole table and always fail closed.
-_ROW_LEVEL = ("expect_column_values_to_be_in_set", "expect_column_values_to_not_be_null",
+ROW_LEVEL_TYPES = ("expect_column_values_to_be_in_set", "expect_column_values_to_not_be_null",
               "expect_column_values_to_be_between", "expect_column_values_to_match_regex",
               "expect_column_pair_values_a_to_be_greater_than_b",
               "expect_select_column_values_to_be_unique_within_record")
@@ -30,26 +31,32 @@ _ROW_LEVEL = ("expect_column_values_to_be_in_set", "expect_column_values_to_not_
 def is_row_level(exp: dict) -> bool:
     """Whether rows breaking ``exp`` may be quarantined (``meta.level`` overrides the default)."""
     level = (exp.get("meta") or {}).get("level")
-    return level == "row" if level else exp["type"] in _ROW_LEVEL
+    return level == "row" if level else exp["type"] in ROW_LEVEL_TYPES
 
 
 def merge_results(results: list[dict]) -> list[dict]:
-    """One record per (suite, rule, column) over many partitions: counts add up, examples merge."""
-    merged: dict[tuple, dict] = {}
+    """One record per (suite, rule, column) over many partitions: counts add up, examples merge.
+
+    A broken rule names the first file it broke in (whose examples come first) and how many
+    more files broke it; files where it passed are never named.
+    """
+    groups: dict[tuple, list[dict]] = {}
     for r in results:
-        key = (r["suite"], r["rule"], r["column"])
-        if key not in merged:
-            merged[key] = {**r, "examples": list(r["examples"])}
-            continue
-        m = merged[key]
-        m["success"] = m["success"] and r["success"]
-        if r["unexpected_count"] is not None or m["unexpected_count"] is not None:
-            m["unexpected_count"] = (m["unexpected_count"] or 0) + (r["unexpected_count"] or 0)
-        m["quarantined"] = m.get("quarantined", 0) + r.get("quarantined", 0)
-        m["examples"] = dedupe(m["examples"] + list(r["examples"]))
-        if not r["success"] and not m.get("file"):
-            m["file"] = r.get("file")
-    return list(merged.values())
+        groups.setdefault((r["suite"], r["rule"], r["column"]), []).append(r)
+    merged = []
+    for group in groups.values():
+        failed = [r for r in group if not r["success"]]
+        lead = failed or group
+        m = {**lead[0], "success": not failed}
+        counts = [r["unexpected_count"] for r in group if r["unexpected_count"] is not None]
+        m["unexpected_count"] = sum(counts) if counts else None
+        m["quarantined"] = sum(r.get("quarantined", 0) for r in group)
+        m["examples"] = dedupe([e for r in lead for e in r["examples"]])
+        if failed:
+            files = list(dict.fromkeys(r.get("file") for r in failed if r.get("file")))
+            m["file"] = (files[0] + (f" (+{len(files) - 1} more files)" if len(files) > 1 else "")) if files else None
+        merged.append(m)
+    return merged
 
 
 def exception_messages(info: dict) -> list[str]:

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from policies.ingest import load_telemetry, snapshot_id
-from policies.watermark import commit_ingest, drop_exact_duplicates, ingest_incremental, ingest_store
+from policies.watermark import commit_ingest, drop_exact_duplicates, ingest_incremental, ingest_store, prune_parts
 
 
 @pytest.fixture
@@ -120,3 +120,40 @@ def test_drop_exact_duplicates_keeps_first_rows_and_near_duplicates() -> None:
     out, dropped = drop_exact_duplicates(nested)
     assert dropped == 1 and out["k"].to_pylist() == ["a", "b"]
     assert drop_exact_duplicates(pa.table({"a": [1, 2, 3]}))[1] == 0
+
+
+def test_committing_prunes_the_parts_the_state_no_longer_names(one_day) -> None:
+    data, aside, state = one_day
+    commit_ingest(ingest_incremental(data, state))
+    store = ingest_store(state, str(data.absolute()))
+    first_parts = {p.name for p in (store / "parts").iterdir()}
+    services = pq.read_table(data / "services.parquet")  # a small table edited in place: replaced
+    pq.write_table(services.slice(0, services.num_rows - 1), data / "services.parquet")
+    day = sorted((data / "health_checks").iterdir())[0]  # a day file that grew: merged into a new part
+    checks = pq.read_table(day)
+    later = checks.slice(0, 1).set_column(0, checks.schema.field("ts"), pa.array(
+        [pc.max(checks["ts"]).as_py() + timedelta(minutes=5)], checks.schema.field("ts").type))
+    pq.write_table(pa.concat_tables([checks, later]), day)
+    inputs = _tree(data)
+
+    changed = ingest_incremental(data, state)
+    assert {p.name for p in (store / "parts").iterdir()} > first_parts  # nothing pruned before the commit
+    stray = store / "parts" / "written-by-a-run-that-has-not-committed.parquet"
+    stray.write_bytes(b"x")  # after this run started: it may be another run's, so it stays
+    assert commit_ingest(changed) and changed.extra["pruned_parts"] == 2
+    named = {e["part"] for e in changed.extra["pending_state"]["files"].values()}
+    assert {p.name for p in (store / "parts").iterdir()} == named | {stray.name}
+    assert _tree(data) == inputs  # inputs are never touched
+    again = ingest_incremental(data, state)
+    assert again.extra["ingest"]["read"] == 0 and snapshot_id(again.sha256) == snapshot_id(changed.sha256)
+    stray.unlink()
+
+
+def test_a_pruned_part_is_read_again_from_the_source(one_day) -> None:
+    data, _, state = one_day
+    first = ingest_incremental(data, state)
+    commit_ingest(first)
+    store = ingest_store(state, str(data.absolute()))
+    assert prune_parts(store, set()) == 7  # e.g. deleted under a concurrent run
+    again = ingest_incremental(data, state)
+    assert again.extra["ingest"]["read"] == 7 and snapshot_id(again.sha256) == snapshot_id(first.sha256)
