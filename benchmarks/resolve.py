@@ -14,6 +14,7 @@ Goal: resolve <= 1/4 of the nightly's time.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import statistics
@@ -33,7 +34,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="runs of each; medians are compared")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="qres-bench-resolve-"))
-    from flows.environment import configure_environment
+    from flows.environment import configure_environment, embedded_run
 
     configure_environment(tmp / "state")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
@@ -44,8 +45,10 @@ def main() -> None:
     data = tmp / "data"
     shutil.copytree(args.data, data, copy_function=os.link)  # hard links; appends write new files
     cfg = tmp / "qres.toml"
+    stack = contextlib.ExitStack()
     cfg.write_text(f'data_dir = "{data}"\nstore_dir = "bundles"\nstate_dir = "state"\nseed = 7\n')
     try:
+        stack.enter_context(embedded_run())  # as `qres run` / `qres resolve` do (no heartbeats on an embedded API)
         nightly(config=str(cfg))  # warm-up
         nightly_runs, resolve_runs = [], []
         for _ in range(args.repeat):
@@ -59,6 +62,7 @@ def main() -> None:
             again = resolve(incident=f"INC-BENCH-{i}", config=str(cfg))
             resolve_runs.append(time.perf_counter() - t0)
     finally:
+        stack.close()
         shutil.rmtree(tmp, ignore_errors=True)
     nightly_s, resolve_s = statistics.median(nightly_runs), statistics.median(resolve_runs)
     print("runs (s): nightly " + ", ".join(f"{t:.2f}" for t in nightly_runs)

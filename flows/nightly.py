@@ -18,7 +18,7 @@ from prefect.logging import get_run_logger
 from prefect.runtime import flow_run
 
 from flows.environment import configure_environment
-from flows.families import publish_families, solve_families
+from flows.families import publish_families, submit_families
 from flows.settings import Settings, backtest_config, load_settings
 from flows.summary import family_line
 from policies.gates import evaluate_gates
@@ -141,6 +141,7 @@ def run_nightly(settings: Settings, *, kind: str = "nightly", incremental: bool 
         model, tables, target_mass=sc.target_mass, seed=settings.seed, sample_max=sc.sample_max,
         sample_min_probability=sc.sample_min_probability, what_if=sc.what_if,
         sample_params={"num_reads": sc.sample_num_reads, "num_sweeps": sc.sample_num_sweeps, "beta": sc.sample_beta})
+    pending = submit_families(settings, tables, scenarios)  # tiers, standby, routing: overlap the rest
     solved = solve_shedding_policy(
         tables, scenarios, seed=settings.seed, time_limit_s=settings.solve.time_limit_s,
         solvers=settings.solve.solvers, levels=settings.solve.levels, top_k=settings.solve.top_k,
@@ -149,8 +150,8 @@ def run_nightly(settings: Settings, *, kind: str = "nightly", incremental: bool 
         cache_dir=settings.state_dir / "cache" / POLICY if settings.orchestration.solve_cache else None,
         chunk_size=settings.orchestration.solve_chunk, timeout_s=settings.orchestration.task_timeout_s, scope=scope,
     )
-    families = solve_families(settings, tables, scenarios)  # tiers, standby, routing ([families] settings)
-    bundle_files = {**solved.files, **families.tier_files,
+    tier_files, tier_metrics = pending.tiers()  # the shedding bundle carries them
+    bundle_files = {**solved.files, **tier_files,
                     **health_file(model, horizon_min=settings.model.health_horizon_min)}
     backtest = None
     if settings.backtest.enabled:  # fit on the past, replay later incidents: figures for MLflow and the gates
@@ -186,14 +187,15 @@ def run_nightly(settings: Settings, *, kind: str = "nightly", incremental: bool 
             "solvers.json": solved.solvers,
         })
         if data_docs is not None:  # Data Docs and quarantined rows, kept with the run
-            docs = {p.name: p.read_bytes() for p in sorted(data_docs.parent.rglob("*")) if p.is_file()}
+            docs = {p.relative_to(data_docs.parent).as_posix(): p.read_bytes()
+                    for p in sorted(data_docs.parent.rglob("*")) if p.is_file()}
             step(log_run_results)(target, run_id, metrics={}, files=docs, json_artifacts={}, artifact_dir="data_docs")
         if backtest is not None:
             from tasks.report import render_report  # noqa: PLC0415 - matplotlib
 
-            family_tables = {sp.policy: sp.files["decisions.parquet"] for sp in families.solved}
-            if "tiers.parquet" in families.tier_files:
-                family_tables["tiers"] = families.tier_files["tiers.parquet"]
+            family_tables = {sp.policy: sp.files["decisions.parquet"] for sp in pending.result().solved}
+            if "tiers.parquet" in tier_files:
+                family_tables["tiers"] = tier_files["tiers.parquet"]
             page = render_report(backtest, title="qresilience nightly report", model=model, scenarios=scenarios,
                                  decisions=solved.files["decisions.parquet"], solvers=solved.solvers,
                                  families=family_tables)
@@ -235,8 +237,8 @@ def run_nightly(settings: Settings, *, kind: str = "nightly", incremental: bool 
         else:
             log.warning("gates held the new version back (%s); %s stays stored as a candidate, LATEST as it was",
                         "; ".join(f"{c.name}: {c.detail}" for c in gates.failed), stored.version)
-        family_outcomes = publish_families(settings, target, run_id, families, shedding_manifest=stored.manifest,
-                                           validation_passed=report.success)
+        family_outcomes = publish_families(settings, target, run_id, pending.result(),
+                                           shedding_manifest=stored.manifest, validation_passed=report.success)
         step(finish_run)(
             target, run_id, model_name=model_name, model_version=model_version, promote=gates.passed,
             tags={"qres.published_version": published.version if published else "",

@@ -84,11 +84,15 @@ def ingest_incremental(source: str | Path, state_dir: str | Path, *, lateness_mi
         cutoff = _cutoff(marks.get(name), lateness_min)
         for f in table_files:
             try:
-                part, entries[f.key] = _ingest_file(src, f, seen.get(f.key), root, cutoff, counts)
+                part, entry = _ingest_file(src, f, seen.get(f.key), root, cutoff, counts)
             except DataValidationError as exc:
                 broken += exc.violations
                 continue
-            table, dropped = drop_exact_duplicates(part.table)
+            if entry.get("duplicates") == 0:  # these very bytes had none when first read: skip the row hashing
+                table, dropped = part.table, 0
+            else:
+                table, dropped = drop_exact_duplicates(part.table)
+            entries[f.key] = {**entry, "duplicates": dropped}
             counts["duplicates_dropped"] += dropped
             parts.setdefault(name, []).append(replace(part, table=table))
     if broken:

@@ -70,10 +70,11 @@ def validate_new_telemetry(telemetry: Telemetry, *, state_dir: Path, timeout_s: 
     known, refs = _known(state_dir), _references(telemetry)
     subset = {name: [p for p in parts if _part_key(p, refs) not in known] for name, parts in telemetry.parts.items()}
     subset = {name: parts for name, parts in subset.items() if parts}
-    if subset:  # the suites take their reference values (service ids, site ids) from these small tables
-        subset |= {t: telemetry.parts[t] for t, _ in PARAMETER_SOURCES.values() if t in telemetry.parts}
+    # Known reference tables (services, sites) are not checked again; they only supply the ids.
+    references = Telemetry(telemetry.source, {t: telemetry.parts[t] for t, _ in PARAMETER_SOURCES.values()
+                                              if t in telemetry.parts and t not in subset}, telemetry.sha256)
     report, docs = with_timeout(validate_telemetry, timeout_s)(
-        Telemetry(telemetry.source, subset, telemetry.sha256), state_dir=state_dir, **options)
+        Telemetry(telemetry.source, subset, telemetry.sha256), state_dir=state_dir, references=references, **options)
     tables = {}
     for name, parts in telemetry.parts.items():
         checked = {p.sha256 for p in subset.get(name, [])}

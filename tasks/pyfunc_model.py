@@ -21,7 +21,25 @@ import mlflow
 import pandas as pd
 from mlflow.pyfunc import PythonModel
 
-__all__ = ["BundlePolicyModel", "parse_services"]
+__all__ = ["BundlePolicyModel", "parse_services", "model_signature", "model_input_example"]
+
+
+def model_input_example() -> pd.DataFrame:
+    """Two queries, as callers send them: a list and a comma string (the second is the normal state)."""
+    return pd.DataFrame({"down": [["region-eu-west"], ""], "degraded": ["", ""]})
+
+
+def model_signature():  # noqa: ANN201 - mlflow.models.ModelSignature
+    """The declared schema: ``down``/``degraded`` take lists *or* comma strings, so their type is
+    ``any`` (MLflow cannot infer that from the type hints and would warn on every save)."""
+    from mlflow.models import ModelSignature  # noqa: PLC0415
+    from mlflow.types.schema import AnyType, ColSpec, Schema  # noqa: PLC0415
+
+    inputs = Schema([ColSpec(AnyType(), "down", required=False), ColSpec(AnyType(), "degraded", required=False),
+                     ColSpec("string", "policy", required=False)])
+    outputs = Schema([ColSpec("string", "policy"), ColSpec("string", "version"), ColSpec("string", "scenario"),
+                      ColSpec("boolean", "exact"), ColSpec(AnyType(), "actions")])
+    return ModelSignature(inputs=inputs, outputs=outputs)
 
 
 def parse_services(cell: object) -> tuple[str, ...]:

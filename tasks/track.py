@@ -111,8 +111,12 @@ def log_run_results(target: TrackingTarget, run_id: str, *, metrics: dict[str, f
     with tempfile.TemporaryDirectory(prefix="qres-artifacts-") as tmp:
         bundle = Path(tmp, artifact_dir)
         bundle.mkdir()
-        for name, data in files.items():
-            (bundle / name).write_bytes(data)
+        for name, data in files.items():  # a name may hold subfolders ("quarantine/health_checks.parquet")
+            path = (bundle / name).resolve()
+            if not path.is_relative_to(bundle.resolve()):
+                raise ValueError(f"artifact name {name!r} leaves the artifact folder")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
         client.log_artifacts(run_id, str(bundle), artifact_dir)
         reports = Path(tmp, "reports")
         reports.mkdir()
@@ -131,6 +135,8 @@ def save_policy_model(bundle_path: Path, out_dir: Path, public_key: str | None) 
     """
     import mlflow.pyfunc  # noqa: PLC0415 - heavy; only the registering task needs it
 
+    from tasks.pyfunc_model import model_input_example, model_signature  # noqa: PLC0415
+
     bundle_path = Path(bundle_path)
     store = out_dir / "store"
     shutil.copytree(bundle_path, store / bundle_path.parent.name / bundle_path.name)
@@ -146,6 +152,7 @@ def save_policy_model(bundle_path: Path, out_dir: Path, public_key: str | None) 
         code_paths=[str(_MODEL_CODE.parents[1] / "policies")],
         pip_requirements=[f"{name}=={v}" for name, v in versions.items() if v != "unknown"],
         metadata={"qres.policy": bundle_path.parent.name, "qres.bundle_version": bundle_path.name},
+        signature=model_signature(), input_example=model_input_example(),
     )
     return model_dir
 

@@ -20,16 +20,19 @@ __all__ = ["validate_telemetry", "check_telemetry"]
 
 def check_telemetry(telemetry: Telemetry, *, state_dir: Path | None = None, quarantine_max_share: float = 0.0,
                     quarantine_max_share_by_table: dict | None = None, freshness_max_age_h: float | None = None,
-                    raise_on_failure: bool = True) -> tuple[ValidationReport, Path | None]:
+                    raise_on_failure: bool = True, references: Telemetry | None = None,
+                    ) -> tuple[ValidationReport, Path | None]:
     """Validate every part; write Data Docs and quarantine under ``<state_dir>/validation/<snapshot>``.
 
     The docs are written whether the data passed or not (a failed run's page is the one
     people need), then a failure raises DataValidationError when ``raise_on_failure``.
+    ``references``: tables validated before that only supply ids to the reference rules.
     """
     shares = {n: quarantine_max_share for n in telemetry.parts} | dict(quarantine_max_share_by_table or {})
     parts = {n: [(p.file.uri, p.table) for p in ps] for n, ps in telemetry.parts.items()}
     try:
-        report = validate_parts(parts, raise_on_failure=False, quarantine_max_share=shares,
+        refs = {n: [(p.file.uri, p.table) for p in ps] for n, ps in references.parts.items()} if references else None
+        report = validate_parts(parts, raise_on_failure=False, quarantine_max_share=shares, references=refs,
                                 freshness_max_age_min=None if freshness_max_age_h is None else freshness_max_age_h * 60)
     finally:
         parts.clear()
@@ -62,12 +65,13 @@ def _hint(report: ValidationReport, docs: Path | None) -> str:
 @task(name="validate", cache_policy=NO_CACHE)
 def validate_telemetry(telemetry: Telemetry, *, state_dir: Path | None = None, quarantine_max_share: float = 0.0,
                        quarantine_max_share_by_table: dict | None = None,
-                       freshness_max_age_h: float | None = None) -> tuple[ValidationReport, Path | None]:
+                       freshness_max_age_h: float | None = None,
+                       references: Telemetry | None = None) -> tuple[ValidationReport, Path | None]:
     """Fail closed: raise DataValidationError (naming file, table, column, rule, examples) on any broken rule."""
     log = get_run_logger()
     report, docs = check_telemetry(telemetry, state_dir=state_dir, quarantine_max_share=quarantine_max_share,
                                    quarantine_max_share_by_table=quarantine_max_share_by_table,
-                                   freshness_max_age_h=freshness_max_age_h)
+                                   freshness_max_age_h=freshness_max_age_h, references=references)
     held = {n: t.num_rows for n, t in report.quarantine.items()}
     log.info("validated %s rows in %d tables: every rule passed%s; Data Docs %s", f"{report.rows_validated:,}",
              len(report.tables), f" after quarantining {held}" if held else "", docs)

@@ -106,7 +106,8 @@ def validate_tables(tables: Mapping[str, pa.Table], *, files: Mapping[str, str] 
 
 def validate_parts(parts: Mapping[str, Sequence[tuple[str | None, pa.Table]]], *, raise_on_failure: bool = True,
                    quarantine_max_share: float | Mapping[str, float] = 0.0, now: datetime | None = None,
-                   freshness_max_age_min: float | None = None, batch_rows: int = BATCH_ROWS) -> ValidationReport:
+                   freshness_max_age_min: float | None = None, batch_rows: int = BATCH_ROWS,
+                   references: Mapping[str, Sequence[tuple[str | None, pa.Table]]] | None = None) -> ValidationReport:
     """Check every table, file by file, against its schema and suites; quarantine bad rows.
 
     ``parts`` maps a table to its (file, table) parts: the schema step runs per part, the GE
@@ -116,7 +117,8 @@ def validate_parts(parts: Mapping[str, Sequence[tuple[str | None, pa.Table]]], *
     most ``quarantine_max_share`` of its rows (a float, or one per table), else every such
     rule is a violation. Table-level rules (schema, uniqueness, row counts, series order,
     freshness) never quarantine: they fail closed. References to ``services``/``sites`` fail
-    closed when those tables are absent or unreadable.
+    closed when those tables are absent or unreadable. ``references`` supplies those tables
+    (parts as in ``parts``) when they passed before and only their ids are needed.
     """
     now = now or datetime.now(timezone.utc)
     shares = quarantine_max_share if isinstance(quarantine_max_share, Mapping) else {}
@@ -124,7 +126,7 @@ def validate_parts(parts: Mapping[str, Sequence[tuple[str | None, pa.Table]]], *
     context = _new_context()
     runner = _SuiteRunner(context, context.data_sources.add_pandas("telemetry"))
     params: dict[str, object] = {NOW_PARAMETER: pd.Timestamp(now).tz_convert("UTC").tz_localize(None)}
-    params |= _reference_values(parts)
+    params |= _reference_values({**(references or {}), **parts})
     reports, violations, clean, quarantine = {}, [], {}, {}
     order = [n for n in _REFERENCE_FIRST if n in parts] + [n for n in parts if n not in _REFERENCE_FIRST]
     for name in order:

@@ -92,6 +92,8 @@ def test_changed_day_file_takes_late_rows_inside_the_window_only(one_day) -> Non
     assert commit_ingest(grown)
     again = ingest_incremental(data, state, lateness_min=60)  # the merged part is reused as it was
     assert snapshot_id(again.sha256) == snapshot_id(grown.sha256) and again.extra["ingest"]["read"] == 0
+    assert again.extra["ingest"]["duplicates_dropped"] == 1  # a reused part that had duplicates is cleaned again
+    assert again.rows["health_checks"] == grown.rows["health_checks"]
 
 
 def test_nothing_moves_until_the_snapshot_is_committed(one_day) -> None:
