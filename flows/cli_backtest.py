@@ -53,7 +53,7 @@ def compute_backtest(settings: Settings, *, overlay: str | None = None, version:
     from policies.backtest_run import run_backtest  # noqa: PLC0415
 
     tables, mapping = load_backtest_tables(str(settings.data_dir), overlay)
-    decisions = None
+    decisions = fallback_bytes = None
     if version is not None:
         from policies.bundle import verify_bundle  # noqa: PLC0415
 
@@ -62,7 +62,10 @@ def compute_backtest(settings: Settings, *, overlay: str | None = None, version:
             raise QresError(f"no shedding bundle {version!r} in {settings.store_dir}; see `qres versions`")
         verify_bundle(folder)
         decisions = (folder / "decisions.parquet").read_bytes()
-    result = run_backtest(tables, backtest_config(settings), decisions=decisions, version=version, progress=progress)
+        fallback = folder / "fallback.json"  # absent in bundles published before it: the old rule
+        fallback_bytes = fallback.read_bytes() if fallback.is_file() else None
+    result = run_backtest(tables, backtest_config(settings), decisions=decisions, version=version, progress=progress,
+                          fallback=fallback_bytes)
     result.update({"data": str(settings.data_dir), "overlay": overlay, "mapping": mapping})
     return result
 

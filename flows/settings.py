@@ -116,6 +116,8 @@ class BacktestSettings(_Section):
     min_share: float = Field(0.0, ge=0, le=1, description="gate: lowest accepted share of the oracle's value (0 = off)")
     tolerance: float = Field(0.02, ge=0, description="gate: allowed drop of the backtest share against the champion")
     enabled: bool = Field(True, description="run the backtest in the nightly flow")
+    unmatched: Literal["greedy", "cover-then-greedy", "cover"] = Field(
+        "greedy", description="the published policy's rule for states no scenario names, as PolicyClient(unmatched=...)")
 
 
 class OrchestrationSettings(_Section):
@@ -247,4 +249,4 @@ def backtest_config(settings: Settings):  # noqa: ANN201 - policies.backtest_run
                          "what_if": [w.model_dump() for w in sc.what_if]},
         solvers=so.solvers, time_limit_s=so.time_limit_s, levels=so.levels,
         anneal_params={"sampler": so.sampler, "num_reads": so.anneal_num_reads, "num_sweeps": so.anneal_num_sweeps},
-        seed=settings.seed, goal_share=bt.goal_share, goal_cvar_ratio=bt.goal_cvar_ratio)
+        seed=settings.seed, goal_share=bt.goal_share, goal_cvar_ratio=bt.goal_cvar_ratio, unmatched=bt.unmatched)

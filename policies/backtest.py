@@ -14,7 +14,8 @@ serves in the policy's priority order until the capacity runs out. The value of 
 problem. Policies:
 
 - ``published``: the precomputed decisions, matched by the client's own rule
-  (:mod:`policies.client_index`: exact, closest cover, fallback) on the observed state;
+  (:mod:`policies.client_index`: exact, then the runtime greedy on the observed state
+  when the bundle has fallback.json, or closest cover and fallback, per ``unmatched``);
 - ``fcfs`` (no policy): admit everything; under overload, first come first served, the
   arrival order fixed by sha256 of the workload id;
 - ``tiers`` (static criticality): admit everything; under overload, by the workloads'
@@ -170,13 +171,13 @@ class PublishedPolicy:
 
     name, delayed = "published", True
 
-    def __init__(self, index) -> None:
-        self.index = index
+    def __init__(self, index, unmatched: str = "greedy") -> None:
+        self.index, self.unmatched = index, unmatched
         self.matched: dict[str, str] = {}  # observed key -> scenario that answered
 
     def intend(self, view: View) -> tuple[np.ndarray, np.ndarray]:
         p = view.problem
-        decision = self.index.decide(view.down, view.degraded - view.down)
+        decision = self.index.decide(view.down, view.degraded - view.down, self.unmatched)
         self.matched[view.key] = decision.scenario
         pos = {w: i for i, w in enumerate(p.workload_ids)}
         k = np.zeros(len(pos), dtype=np.int64)

@@ -20,12 +20,13 @@ import pyarrow.compute as pc
 from policies.backtest import OraclePolicy, GreedyPolicy, PublishedPolicy, StateCatalog, fcfs_policy, find_incidents, \
     replay_window_values, tiers_policy
 from policies.backtest_metrics import cvar, kl_divergence, share_or_none
-from policies.bundle import encode_parquet
-from policies.client_index import build_index
+from policies.bundle import encode_json, encode_parquet
+from policies.client_index import DEFAULT_UNMATCHED, build_index
 from policies.errors import QresError
 from policies.failure_model import FailureModel, fit_failure_model
 from policies.scenarios import ScenarioSet, build_scenarios
 from policies.shedding import build_shedding_problems, decisions_table, policy_document, solve_shedding
+from policies.shedding_fallback import FALLBACK_FILE, fallback_document
 from policies.states import UP, hysteresis_length
 
 __all__ = ["BacktestConfig", "TrainedPolicy", "train_policy", "run_backtest", "summarize", "POLICY_ORDER"]
@@ -51,6 +52,7 @@ class BacktestConfig:
     levels: int = 4
     anneal_params: dict = field(default_factory=dict)
     seed: int = 7
+    unmatched: str = DEFAULT_UNMATCHED  # the published policy's rule for unnamed states (policies.client)
     goal_share: float = 0.95
     goal_cvar_ratio: float = 0.5
 
@@ -64,6 +66,7 @@ class TrainedPolicy:
     decisions: bytes
     document: dict
     solvers: list[dict]
+    fallback: bytes = b""  # fallback.json, as the nightly bundle ships it
 
 
 def _fit(tables, cfg: BacktestConfig, checks: pa.Table) -> FailureModel:
@@ -87,13 +90,19 @@ def train_policy(tables: Mapping[str, pa.Table], cfg: BacktestConfig, checks: pa
                                                           "bound": c.info.bound, "time_s": c.info.time_s}
                                           for c in r.candidates}}
             for s, r in zip(scen.scenarios, results)]
+    fallback = encode_json(fallback_document(tables["services"], tables["dependencies"], tables["workloads"],
+                                             levels=cfg.levels))
     return TrainedPolicy(model, scen, encode_parquet(decisions_table(scen.scenarios, results, problems)),
-                         policy_document(scen.scenarios, results, problems), rows)
+                         policy_document(scen.scenarios, results, problems), rows, fallback)
 
 
 def run_backtest(tables: Mapping[str, pa.Table], cfg: BacktestConfig, *, decisions: bytes | None = None,
-                 version: str | None = None, progress: Callable[[str, int, int], None] | None = None) -> dict:
+                 version: str | None = None, progress: Callable[[str, int, int], None] | None = None,
+                 fallback: bytes | None = None) -> dict:
     """Backtest the policy trained before the split (or the given bundle ``decisions``).
+
+    The published policy answers as the client does with ``cfg.unmatched``; a given bundle
+    without ``fallback`` (fallback.json; older bundles have none) answers with the old rule.
 
     Returns the figures (see :func:`summarize`) plus ``train`` (a :class:`TrainedPolicy`, or None
     when ``decisions`` were given). Raises QresError when the history is too short to split.
@@ -114,14 +123,15 @@ def run_backtest(tables: Mapping[str, pa.Table], cfg: BacktestConfig, *, decisio
     if decisions is None:
         past = checks.filter(pc.less(checks.column("ts"), pa.scalar(split_at.to_pydatetime(), checks.schema.field("ts").type)))
         train = train_policy(tables, cfg, past, progress=lambda d, t: report("solve policy on the past", d, t))
-        decisions, version = train.decisions, "trained"
-    index = build_index("shedding", version or "bundle", {}, {"decisions.parquet": decisions})
+        decisions, version, fallback = train.decisions, "trained", train.fallback
+    files = {"decisions.parquet": decisions, **({FALLBACK_FILE: fallback} if fallback else {})}
+    index = build_index("shedding", version or "bundle", {}, files)
     k = hysteresis_length(cfg.hysteresis_windows, cfg.hysteresis_min, cfg.window_min)
     delay = k - 1
     incidents = find_incidents(full.states, full.services, first_window=split_w,
                                merge_gap_windows=int(cfg.merge_gap_min // full.window_min), pad_windows=delay + 1)
     catalog = StateCatalog(tables, full.services, levels=cfg.levels)
-    policies = [PublishedPolicy(index), fcfs_policy(), tiers_policy(tables["workloads"]), GreedyPolicy(),
+    policies = [PublishedPolicy(index, cfg.unmatched), fcfs_policy(), tiers_policy(tables["workloads"]), GreedyPolicy(),
                 OraclePolicy(seed=cfg.seed, time_limit_s=cfg.time_limit_s)]
     caches = {p.name: {} for p in policies}
     normal = catalog.views_of(np.full((1, len(full.services)), UP, dtype=np.int8))

@@ -10,18 +10,29 @@ How ``decide(down, degraded)`` picks a scenario (``degraded`` minus ``down`` is 
 1. **Exact**: a scenario whose root ``down`` set, or failing that whose ``effective_down``
    set (root causes plus everything they take down through hard dependencies), equals the
    observed down set, with an equal degraded set. Empty observation -> ``normal``.
-2. **Cover**: otherwise the most conservative scenario that covers the observation:
+2. **Runtime greedy** (default, ``unmatched="greedy"``; bundles with ``fallback.json``):
+   otherwise the greedy plan of the observed state itself, computed here from the
+   bundle's model (:mod:`policies.client_greedy`: close the down set over hard
+   dependencies, shed what it blocks, minimum shares first, then by (value - risk) /
+   demand while the capacity left lasts), scenario key ``greedy:observed``, ``exact``
+   False; cached per observed state. It is what the greedy solver would publish for
+   that state, so it is feasible under the same model. ``unmatched="cover-then-greedy"``
+   tries step 3 first and uses the greedy only instead of step 4; ``unmatched="cover"``
+   (and any bundle without fallback.json) keeps the old rule, steps 1, 3, 4. Measured
+   on held-out incidents (README, "Backtests and the report"): the greedy first keeps
+   the most value, since a cover plans for more outage than was observed.
+3. **Cover**: otherwise the most conservative scenario that covers the observation:
    its ``effective_down`` contains every observed down service and its
    ``effective_down | degraded`` contains every observed degraded one (a service the
    plan already treats as down covers one observed degraded). Among those, the closest
    cover wins: fewest ``effective_down`` members, then the smallest sum of ``admit``
    (the most cautious plan), then the scenario key.
-3. **Fallback**: ``fallback:all-down`` covers everything (unknown service names too) and
+4. **Fallback**: ``fallback:all-down`` covers everything (unknown service names too) and
    is the last resort, so a loaded client always answers. (An observation equal to the
    fallback's own non-empty sets is reported as an exact match of it.)
 
 Where a second scenario has the same effective set as another, ties in step 1 are broken
-the same way as in step 2.
+the same way as in step 3.
 
 Trust and freshness: see :class:`PolicyClient` (hashes + Ed25519 + ML-DSA-65 signatures,
 rollback protection, disk cache, staleness in :meth:`PolicyClient.status`).
@@ -41,13 +52,14 @@ from pathlib import Path
 
 from policies.bundle import check_manifest_identity, verify_files, version_number
 from policies.client_cache import DiskCache
-from policies.client_index import FALLBACK_KEY, Action, BundleNotLoadedError, Decision, build_index
+from policies.client_index import DEFAULT_UNMATCHED, FALLBACK_KEY, GREEDY_KEY, UNMATCHED_RULES, Action, \
+    BundleNotLoadedError, Decision, build_index
 from policies.errors import BundleVerificationError
 from policies.fetch import StoreUnavailableError, make_source
 from policies.signing import PublicKeys, load_public_keys, verify_manifest_signatures
 
 __all__ = ["Action", "Decision", "PolicyClient", "PolicyStatus", "BundleNotLoadedError", "RollbackRefusedError",
-           "StoreUnavailableError", "FALLBACK_KEY", "verify_bundle_bytes"]
+           "StoreUnavailableError", "FALLBACK_KEY", "GREEDY_KEY", "UNMATCHED_RULES", "verify_bundle_bytes"]
 
 
 def verify_bundle_bytes(policy: str, version: str, manifest_bytes: bytes, files: dict[str, bytes], *,
@@ -98,6 +110,8 @@ class PolicyClient:
     are refused unless ``allow_unsigned``. A LATEST older than the loaded version is
     refused unless ``allow_rollback``. With ``cache_dir``, verified bundles are kept on
     disk and used at start-up, so a service starts even while the store is down.
+    ``unmatched`` picks how an observation no scenario names is answered (one of
+    ``UNMATCHED_RULES``; see the module docstring).
 
     The constructor loads the cache and refreshes once without raising for an
     unreachable store; it raises BundleVerificationError only when a policy's bundle is
@@ -107,7 +121,10 @@ class PolicyClient:
     def __init__(self, source: str | Path, *, cache_dir: str | Path | None = None,
                  public_keys: PublicKeys | str | Path | None = None, allow_unsigned: bool = False,
                  allow_rollback: bool = False, policies: Sequence[str] | None = None,
-                 timeout_s: float = 5.0) -> None:
+                 timeout_s: float = 5.0, unmatched: str = DEFAULT_UNMATCHED) -> None:
+        if unmatched not in UNMATCHED_RULES:
+            raise ValueError(f"unmatched must be one of {', '.join(UNMATCHED_RULES)}; got {unmatched!r}")
+        self._unmatched = unmatched
         if isinstance(policies, str):
             raise TypeError("policies must be a sequence of names, not a single string")
         self._policies = tuple(policies) if policies is not None else None
@@ -272,4 +289,4 @@ class PolicyClient:
         g = frozenset(degraded)
         if g & d:
             g = g - d
-        return index.decide(d, g)
+        return index.decide(d, g, self._unmatched)

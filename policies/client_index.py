@@ -2,7 +2,8 @@
 
 Split from ``policies.client`` so the client module is about fetching, trust and
 swapping; this one is about the decision table. See ``policies.client`` for the
-matching rule (exact, closest cover, fallback). pyarrow and the standard library only.
+matching rule (exact, then the runtime greedy of :mod:`policies.client_greedy` when the
+bundle has fallback.json, closest cover, fallback). pyarrow and the standard library only.
 
 Load time is O(scenarios), not O(rows): every check over the rows (schema, nulls, one
 contiguous run of rows per scenario, the same sets on every row of a scenario, no
@@ -31,10 +32,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from policies.client_greedy import DEFAULT_UNMATCHED, FALLBACK_FILE, GREEDY_KEY, UNMATCHED_RULES, RuntimeGreedy, \
+    parse_fallback
 from policies.errors import BundleVerificationError, QresError
 from policies.schema import DECISIONS_SHEDDING
 
-__all__ = ["Action", "Decision", "BundleNotLoadedError", "FALLBACK_KEY", "DECISIONS_FILE", "build_index"]
+__all__ = ["Action", "Decision", "BundleNotLoadedError", "FALLBACK_KEY", "DECISIONS_FILE", "GREEDY_KEY",
+           "UNMATCHED_RULES", "DEFAULT_UNMATCHED", "build_index"]
 
 # Same string as policies.scenarios.FALLBACK_KEY (stdlib-only, but kept independent so
 # the client never grows a dependency on the pipeline side).
@@ -42,6 +46,7 @@ FALLBACK_KEY = "fallback:all-down"
 DECISIONS_FILE = "decisions.parquet"
 _NO_EXTRAS: Mapping[str, Any] = MappingProxyType({})
 _EMPTY: frozenset[str] = frozenset()
+_GREEDY_CACHE_MAX = 4096  # planned observed states kept per loaded version (cleared when full)
 
 
 class BundleNotLoadedError(QresError, LookupError):
@@ -89,8 +94,11 @@ class _Index:
     """One loaded version of one policy, built once so that decide() only does lookups."""
 
     def __init__(self, policy: str, version: str, manifest: dict, scenarios: list[_Scenario],
-                 columns: dict[str, pa.Array]) -> None:
+                 columns: dict[str, pa.Array], greedy: RuntimeGreedy | None = None) -> None:
         self.policy, self.version, self.manifest = policy, version, manifest
+        # The runtime greedy (fallback.json) and its plans per observed (down, degraded).
+        self.greedy = greedy
+        self._planned: dict[tuple[frozenset, frozenset], Decision] = {}
         # workload_id (as dictionary codes), admit, rank, then any extra columns; whole
         # columns, sliced per scenario on first use.
         workload = columns["workload_id"]
@@ -157,19 +165,36 @@ class _Index:
         s.exact = Decision(self.policy, self.version, s.key, True, actions)
         return s
 
-    def decide(self, down: frozenset[str], degraded: frozenset[str]) -> Decision:
+    def decide(self, down: frozenset[str], degraded: frozenset[str], unmatched: str = DEFAULT_UNMATCHED) -> Decision:
+        """Exact match, else (per ``unmatched``, see policies.client) the runtime greedy or the closest cover."""
         by_down = self.exact.get(degraded)
         hit = by_down.get(down) if by_down is not None else None
         if hit is not None:
             d = hit.exact
             return d if d is not None else self._materialize(hit).exact
+        if self.greedy is not None and unmatched == "greedy":
+            return self._plan(down, degraded)
         for s in self._candidates(down, degraded):  # closest first: the first cover is the answer
             if down <= s.effective_down and degraded <= s.covers_degraded:
                 break
         else:
+            if self.greedy is not None and unmatched == "cover-then-greedy":
+                return self._plan(down, degraded)
             s = self.fallback
         d = s.cover
         return d if d is not None else self._materialize(s).cover
+
+    def _plan(self, down: frozenset[str], degraded: frozenset[str]) -> Decision:
+        """The runtime greedy's plan of this observed state (cached; equal plans from two threads are fine)."""
+        key = (down, degraded)
+        d = self._planned.get(key)
+        if d is None:
+            actions = tuple(Action(w, admit, rank) for w, admit, rank in self.greedy.plan(down, degraded))
+            d = Decision(self.policy, self.version, GREEDY_KEY, False, actions)
+            if len(self._planned) >= _GREEDY_CACHE_MAX:
+                self._planned.clear()
+            self._planned[key] = d
+        return d
 
 
 def _postings(covers: Sequence[_Scenario], attribute: str) -> dict[str, list[_Scenario]]:
@@ -353,4 +378,7 @@ def build_index(policy: str, version: str, manifest: dict, files: dict[str, byte
     ]
     extra = table.column_names[len(DECISIONS_SHEDDING):]
     columns = {c: table.column(c).combine_chunks() for c in (*_ACTION_COLUMNS, *extra)}
-    return _Index(policy, version, manifest, scenarios, columns)
+    # Bundles published before fallback.json (and other families) have none: the old rule then.
+    greedy = parse_fallback(files[FALLBACK_FILE], f"{policy}/{version}/{FALLBACK_FILE}") \
+        if FALLBACK_FILE in files else None
+    return _Index(policy, version, manifest, scenarios, columns, greedy)

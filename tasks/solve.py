@@ -22,6 +22,7 @@ from prefect.logging import get_run_logger
 
 from policies.bundle import encode_json, encode_parquet
 from policies.scenarios import ScenarioSet
+from policies.shedding_fallback import FALLBACK_FILE, fallback_document
 from policies.shedding import SheddingProblem, build_shedding_problems, decisions_table, is_feasible_shedding, \
     policy_document, solve_shedding
 from policies.solvers import PortfolioResult
@@ -100,7 +101,10 @@ def solve_shedding_policy(tables: dict[str, pa.Table], scenarios: ScenarioSet, *
              len(problems) - len(missing), f"; {touched} involve {sorted(in_scope)}" if in_scope else "")
     table = decisions_table(scenarios.scenarios, results, problems)
     document = policy_document(scenarios.scenarios, results, problems)
-    files = {"decisions.parquet": encode_parquet(table), "policy.json": encode_json(document)}
+    files = {"decisions.parquet": encode_parquet(table), "policy.json": encode_json(document),
+             # the model again, compactly, for the client's runtime greedy on states no scenario names
+             FALLBACK_FILE: encode_json(fallback_document(tables["services"], tables["dependencies"],
+                                                          tables["workloads"], levels=levels))}
 
     # Re-check every chosen decision against the hard constraints, independently of the
     # solvers' own claims: the "feasible" gate counts these.

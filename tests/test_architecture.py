@@ -18,7 +18,7 @@ POLICIES_ALLOWED = STDLIB | {"numpy", "pandas", "pyarrow", "scipy", "ortools", "
                              "fsspec", "yaml"}  # readers: telemetry sources by URL (sources.py), Upptime history files
 CLIENT_ALLOWED = STDLIB | {"pyarrow", "cryptography", "policies"}
 CLIENT_MODULES = {"policies.errors", "policies.schema", "policies.bundle", "policies.signing", "policies.fetch",
-                  "policies.client_cache", "policies.client_index"}
+                  "policies.client_cache", "policies.client_index", "policies.client_greedy"}
 
 
 def _imports(path: Path) -> set[str]:

@@ -68,7 +68,7 @@ def test_second_run_is_a_new_version_with_identical_decisions(two_runs) -> None:
     assert second["bundle_version"] != first["bundle_version"]
     assert read_latest(tmp / "bundles", "shedding") == second["bundle_version"]
     a, b = Path(first["bundle_path"]), Path(second["bundle_path"])
-    for name in ("decisions.parquet", "policy.json", "health.json"):
+    for name in ("decisions.parquet", "policy.json", "health.json", "fallback.json"):
         assert (a / name).read_bytes() == (b / name).read_bytes(), f"{name} differs between identical runs"
 
 
@@ -86,7 +86,9 @@ def test_mlflow_has_the_run_and_the_aliases(two_runs) -> None:
     assert {d.dataset.name for d in run.inputs.dataset_inputs} >= {"services", "health_checks"}
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "bundle")}
     assert artifacts == {"bundle/decisions.parquet", "bundle/policy.json", "bundle/health.json",
-                         "bundle/tiers.parquet", "bundle/tiers.json"}
+                         "bundle/fallback.json", "bundle/tiers.parquet", "bundle/tiers.json"}
+    docs = {a.path for a in client.list_artifacts(run.info.run_id, "data_docs")}
+    assert {"data_docs/index.html", "data_docs/validation.json"} <= docs
     champion = client.get_model_version_by_alias("qresilience-shedding", "champion")
     assert str(champion.version) == second["model_version"]
     assert str(client.get_model_version_by_alias("qresilience-shedding", "candidate").version) == second["model_version"]
@@ -123,8 +125,14 @@ def test_client_answers_from_the_published_bundle(two_runs) -> None:
     admitted_normal = sum(a.admit for a in normal.actions)
     admitted_outage = sum(a.admit for a in decision.actions)
     assert admitted_outage < admitted_normal, "losing a region must shed work"
+    # A state no scenario names: the runtime greedy plans it from the bundle's fallback.json
+    # (an unknown service blocks nothing, so it admits what it would in normal times) ...
     odd = client.decide("shedding", down=["no-such-service"])
-    assert odd.scenario == "fallback:all-down" and not odd.exact
+    assert odd.scenario == "greedy:observed" and not odd.exact
+    assert sum(a.admit for a in odd.actions) > admitted_outage
+    # ... and the old rule (closest cover, else admit nothing) is one option away.
+    old = PolicyClient(tmp / "bundles", public_keys=tmp / "state" / "keys" / "qres-signing.pub", unmatched="cover")
+    assert old.decide("shedding", down=["no-such-service"]).scenario == "fallback:all-down"
 
 
 FAMILIES = ("standby", "routing")

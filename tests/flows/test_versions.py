@@ -68,7 +68,7 @@ def test_registry_champion_is_a_pyfunc_model_from_code(project):
     mlflow.set_tracking_uri(uri)
     model = mlflow.pyfunc.load_model(f"models:/{MODEL}@champion")
     answer = model.predict(pd.DataFrame({"down": [[], "no-such-service"], "degraded": [None, ""]}))
-    assert list(answer["scenario"]) == ["normal", "fallback:all-down"]
+    assert list(answer["scenario"]) == ["normal", "greedy:observed"]  # planned at runtime from fallback.json
     assert set(answer["version"]) == {runs[1]["bundle_version"]}
     expected = PolicyClient(tmp / "bundles", public_keys=tmp / "state" / "keys" / "qres-signing.pub").decide()
     assert answer["actions"][0] == [{"rank": a.rank, "workload_id": a.workload_id, "admit": a.admit}
@@ -112,7 +112,7 @@ def test_mlflow_models_serve_answers(project):
         proc.kill()
         proc.wait()
     row = reply["predictions"][0]
-    assert row["scenario"] == "fallback:all-down" and row["version"] == runs[1]["bundle_version"]
+    assert row["scenario"] == "greedy:observed" and row["version"] == runs[1]["bundle_version"]
     assert row["actions"] and row["actions"][0]["rank"] == 1
 
 
