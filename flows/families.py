@@ -15,6 +15,7 @@ goes through the same track -> gates -> publish -> register tail as shedding, on
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from functools import partial
 
@@ -26,17 +27,20 @@ from policies.gates import evaluate_gates
 from policies.scenarios import ScenarioSet
 from tasks.publish import move_latest, public_key_json, publish_policy_bundle
 from tasks.solve import SolvedPolicy
-from tasks.solve_families import solve_routing_policy, solve_standby_policy, solve_tier_assignment
+from tasks.solve_families import routing_latency_pool, solve_routing_policy, solve_standby_policy, solve_tier_assignment
 from tasks.timeouts import with_timeout
 from tasks.track import TrackingTarget, champion_metric, log_run_results, register_candidate, set_champion
 
-__all__ = ["FamilyRun", "FamilyOutcome", "PendingFamilies", "submit_families", "publish_families", "FAMILY_METRICS"]
+__all__ = ["FamilyRun", "FamilyOutcome", "PendingFamilies", "submit_families", "publish_families", "FAMILY_METRICS",
+           "SHARED_MANIFEST", "FAMILY_ORDER",
+           "submit_latency_pool"]
 
 # The metric each family is compared with its champion on, and its sense (+1: higher is better).
 FAMILY_METRICS = {"standby": ("standby.expected_covered_per_h", 1.0),
                   "routing": ("routing.expected_objective_ms", -1.0)}
+FAMILY_ORDER = ("standby", "routing")  # submission, publication and summary order
 # Fields of the shedding manifest that describe the run, not the policy: reused verbatim.
-_SHARED_MANIFEST = ("data_dir", "inputs_uri", "inputs", "config_hash", "seed", "versions", "scenarios")
+SHARED_MANIFEST = ("data_dir", "inputs_uri", "inputs", "config_hash", "seed", "versions", "scenarios")
 
 
 @dataclass(frozen=True)
@@ -77,18 +81,43 @@ class PendingFamilies:
 
     def __init__(self, tiers, solved: list) -> None:  # noqa: ANN001 - Prefect futures
         self._tiers, self._solved, self._run = tiers, solved, None
+        self._taken = 0  # families already handed out by take_ready / take_rest, in the fixed order
 
     def tiers(self) -> tuple[dict[str, bytes], dict[str, float]]:
         return self._tiers.result() if self._tiers is not None else ({}, {})
 
+    def take_ready(self) -> Iterator[SolvedPolicy]:
+        """The next families in the fixed order that are solved already (none is waited for)."""
+        while self._taken < len(self._solved) and self._solved[self._taken].wrapped_future.done():
+            self._taken += 1
+            yield self._solved[self._taken - 1].result()
+
+    def take_rest(self) -> Iterator[SolvedPolicy]:
+        """The families not handed out yet, in the fixed order, each as soon as it is solved."""
+        while self._taken < len(self._solved):
+            self._taken += 1
+            yield self._solved[self._taken - 1].result()
+
+    def each_solved(self) -> Iterator[SolvedPolicy]:
+        """The families one by one, in the fixed order, each as soon as it is solved (publish it
+        while the next one still solves)."""
+        for future in self._solved:
+            yield future.result()
+
     def result(self) -> FamilyRun:
         if self._run is None:
             files, metrics = self.tiers()
-            self._run = FamilyRun(files, metrics, tuple(f.result() for f in self._solved))
+            self._run = FamilyRun(files, metrics, tuple(self.each_solved()))
         return self._run
 
 
-def submit_families(settings: Settings, tables: dict[str, pa.Table], scenarios: ScenarioSet) -> PendingFamilies:
+def submit_latency_pool(settings: Settings, tables: dict[str, pa.Table]):  # noqa: ANN201 - a Prefect future or None
+    """Start routing's latency pool as soon as the checks are validated (it overlaps the fit)."""
+    return routing_latency_pool.submit(tables["health_checks"]) if "routing" in settings.families.enabled else None
+
+
+def submit_families(settings: Settings, tables: dict[str, pa.Table], scenarios: ScenarioSet,
+                    latency_pool=None) -> PendingFamilies:  # noqa: ANN001 - from submit_latency_pool
     """Submit the enabled families' solves with the configured portfolio (``[families]`` in qres.toml).
 
     Solves go through ``<state_dir>/cache/<family>`` when ``orchestration.solve_cache`` is on,
@@ -99,6 +128,10 @@ def submit_families(settings: Settings, tables: dict[str, pa.Table], scenarios: 
     fam, solve = settings.families, settings.solve
     anneal = {"sampler": solve.sampler, "num_reads": solve.anneal_num_reads, "num_sweeps": solve.anneal_num_sweeps}
     solved = []
+    # The solves need the small tables only (routing gets its latency pool): on a Dask cluster
+    # the health checks are then shipped once, to the pool's task, not to every family.
+    if latency_pool is not None:
+        tables = {name: t for name, t in tables.items() if name != "health_checks"}
 
     def cache(family: str):  # noqa: ANN202 - same switch and layout as the shedding cache
         return settings.state_dir / "cache" / family if settings.orchestration.solve_cache else None
@@ -117,7 +150,7 @@ def submit_families(settings: Settings, tables: dict[str, pa.Table], scenarios: 
         solved.append(solve_routing_policy.submit(
             tables, scenarios, seed=settings.seed, time_limit_s=fam.time_limit_s, top_k=solve.top_k,
             options={"num_samples": fam.routing_samples, "sla_ms": fam.routing_sla_ms, "alpha": fam.routing_alpha},
-            cache_dir=cache("routing")))
+            cache_dir=cache("routing"), pool=latency_pool))
     return PendingFamilies(tiers, solved)
 
 
@@ -128,20 +161,20 @@ def _chosen(sp: SolvedPolicy) -> dict[str, int]:
     return wins
 
 
-def publish_families(settings: Settings, target: TrackingTarget, run_id: str, run: FamilyRun, *,
-                     shedding_manifest: dict, validation_passed: bool) -> list[FamilyOutcome]:
+def publish_families(settings: Settings, target: TrackingTarget, run_id: str, solved: Iterable[SolvedPolicy], *,
+                     run_manifest: dict, validation_passed: bool) -> list[FamilyOutcome]:
     """Track, gate, publish (signed), register and, when the gates pass, promote each family.
 
     Like shedding: every solved version is stored and registered as candidate; LATEST and
-    the champion alias move only when that family's gates pass. Call inside the run.
+    the champion alias move only when that family's gates pass. ``run_manifest`` holds the
+    manifest fields that describe the run (inputs, config, seed, versions, scenarios), the
+    same in every family's bundle. Call inside the run.
     """
     log = get_run_logger()
     step = partial(with_timeout, seconds=settings.orchestration.step_timeout_s)
-    if run.tier_metrics:
-        step(log_run_results)(target, run_id, metrics=run.tier_metrics, files={}, json_artifacts={})
-    shared = {k: shedding_manifest[k] for k in _SHARED_MANIFEST if k in shedding_manifest}
+    shared = {k: run_manifest[k] for k in SHARED_MANIFEST if k in run_manifest}
     outcomes = []
-    for sp in run.solved:
+    for sp in solved:
         name = f"{settings.mlflow.registered_model_prefix}-{sp.policy}"
         metric, sense = FAMILY_METRICS[sp.policy]
         step(log_run_results)(target, run_id, metrics=sp.metrics, files=sp.files,

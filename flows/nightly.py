@@ -18,7 +18,7 @@ from prefect.logging import get_run_logger
 from prefect.runtime import flow_run
 
 from flows.environment import configure_environment
-from flows.families import publish_families, submit_families
+from flows.families import FAMILY_ORDER, publish_families, submit_families, submit_latency_pool
 from flows.settings import Settings, backtest_config, load_settings
 from flows.summary import family_line
 from policies.gates import evaluate_gates
@@ -132,6 +132,7 @@ def run_nightly(settings: Settings, *, kind: str = "nightly", incremental: bool 
         tables = conform_tables(report.clean)
         remember_clean_parts(settings.state_dir, telemetry, report)
     step(record_ingest)(telemetry)  # validated: keep the snapshot, move the watermarks
+    pool = submit_latency_pool(settings, tables)  # routing's, beside the fit
     model = step(estimate_failure_model)(tables, window_min=settings.model.window_min,
                                    hysteresis_windows=settings.model.hysteresis_windows,
                                    hysteresis_min=settings.model.hysteresis_min, agreement=settings.model.agreement,
@@ -141,7 +142,7 @@ def run_nightly(settings: Settings, *, kind: str = "nightly", incremental: bool 
         model, tables, target_mass=sc.target_mass, seed=settings.seed, sample_max=sc.sample_max,
         sample_min_probability=sc.sample_min_probability, what_if=sc.what_if,
         sample_params={"num_reads": sc.sample_num_reads, "num_sweeps": sc.sample_num_sweeps, "beta": sc.sample_beta})
-    pending = submit_families(settings, tables, scenarios)  # tiers, standby, routing: overlap the rest
+    pending = submit_families(settings, tables, scenarios, pool)  # tiers, standby, routing: overlap the rest
     solved = solve_shedding_policy(
         tables, scenarios, seed=settings.seed, time_limit_s=settings.solve.time_limit_s,
         solvers=settings.solve.solvers, levels=settings.solve.levels, top_k=settings.solve.top_k,
@@ -150,9 +151,6 @@ def run_nightly(settings: Settings, *, kind: str = "nightly", incremental: bool 
         cache_dir=settings.state_dir / "cache" / POLICY if settings.orchestration.solve_cache else None,
         chunk_size=settings.orchestration.solve_chunk, timeout_s=settings.orchestration.task_timeout_s, scope=scope,
     )
-    tier_files, tier_metrics = pending.tiers()  # the shedding bundle carries them
-    bundle_files = {**solved.files, **tier_files,
-                    **health_file(model, horizon_min=settings.model.health_horizon_min)}
     backtest = None
     if settings.backtest.enabled:  # fit on the past, replay later incidents: figures for MLflow and the gates
         backtest = step(backtest_policy)(tables, backtest_config(settings))
@@ -180,7 +178,7 @@ def run_nightly(settings: Settings, *, kind: str = "nightly", incremental: bool 
             "scenarios.sampled": float(scenarios.info["n_sampled_added"]),
             **(backtest_metrics(backtest) if backtest else {}),
         }
-        step(log_run_results)(target, run_id, metrics=metrics, files=bundle_files, json_artifacts={
+        step(log_run_results)(target, run_id, metrics=metrics, files={}, json_artifacts={
             "validation.json": {**report.as_dict(), "data_docs": str(data_docs) if data_docs else None},
             "failure_model.json": json.loads(per_dep.to_json(orient="records")),
             "co_failure.json": json.loads(model.co_failure.to_json(orient="records")),
@@ -190,6 +188,22 @@ def run_nightly(settings: Settings, *, kind: str = "nightly", incremental: bool 
             docs = {p.relative_to(data_docs.parent).as_posix(): p.read_bytes()
                     for p in sorted(data_docs.parent.rglob("*")) if p.is_file()}
             step(log_run_results)(target, run_id, metrics={}, files=docs, json_artifacts={}, artifact_dir="data_docs")
+        run_manifest = {
+            "data_dir": str(settings.data_dir),
+            "inputs_uri": {name: telemetry.uri(name) for name in telemetry.sha256},
+            "inputs": {"snapshot": snap, "sha256": telemetry.sha256, "rows": telemetry.rows},
+            "config_hash": _config_hash(settings),
+            "seed": settings.seed,
+            "versions": library_versions(),
+            "scenarios": scenario_provenance(scenarios),
+        }
+        # Families solved by now (standby, usually) publish while the tiers finish; the rest after shedding.
+        family_outcomes = publish_families(settings, target, run_id, pending.take_ready(), run_manifest=run_manifest,
+                                           validation_passed=report.success)
+        tier_files, tier_metrics = pending.tiers()  # the shedding bundle carries them
+        bundle_files = {**solved.files, **tier_files,
+                        **health_file(model, horizon_min=settings.model.health_horizon_min)}
+        step(log_run_results)(target, run_id, metrics=tier_metrics, files=bundle_files, json_artifacts={})
         if backtest is not None:
             from tasks.report import render_report  # noqa: PLC0415 - matplotlib
 
@@ -215,18 +229,12 @@ def run_nightly(settings: Settings, *, kind: str = "nightly", incremental: bool 
         # Every solved version is stored (signed) so it can be registered, served and promoted
         # later; LATEST moves only when the gates pass, and only after registration.
         stored = step(publish_policy_bundle)(settings.store_dir, POLICY, bundle_files, {
+                **run_manifest,
                 "mlflow_run_id": run_id,
                 "mlflow_model": {"name": model_name},
-                "data_dir": str(settings.data_dir),
-                "inputs_uri": {name: telemetry.uri(name) for name in telemetry.sha256},
-                "inputs": {"snapshot": snap, "sha256": telemetry.sha256, "rows": telemetry.rows},
-                "config_hash": _config_hash(settings),
-                "seed": settings.seed,
-                "versions": library_versions(),
                 "solvers": solved.solvers,
                 "gates": gates.as_dict(),
                 "metrics": {k: v for k, v in metrics.items()},
-                "scenarios": scenario_provenance(scenarios),
             }, key_dir=settings.bundle.key_dir, set_latest=False)
         model_version = step(register_candidate)(target, run_id, model_name, bundle_path=stored.path,
                                            public_key=public_key_json(settings.bundle.key_dir)
@@ -237,8 +245,9 @@ def run_nightly(settings: Settings, *, kind: str = "nightly", incremental: bool 
         else:
             log.warning("gates held the new version back (%s); %s stays stored as a candidate, LATEST as it was",
                         "; ".join(f"{c.name}: {c.detail}" for c in gates.failed), stored.version)
-        family_outcomes = publish_families(settings, target, run_id, pending.result(),
-                                           shedding_manifest=stored.manifest, validation_passed=report.success)
+        family_outcomes += publish_families(settings, target, run_id, pending.take_rest(), run_manifest=run_manifest,
+                                            validation_passed=report.success)
+        family_outcomes.sort(key=lambda o: FAMILY_ORDER.index(o.policy))
         step(finish_run)(
             target, run_id, model_name=model_name, model_version=model_version, promote=gates.passed,
             tags={"qres.published_version": published.version if published else "",

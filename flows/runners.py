@@ -1,7 +1,8 @@
 """Choose where a flow's submitted tasks run: threads in the flow's process, or a Dask cluster.
 
-Only the solve chunks are submitted (tasks/solve.py), so ``dask`` moves the solve stage to
-the cluster and leaves IO steps (telemetry, MLflow, bundle store) in the flow's process.
+Only the solves are submitted (shedding's chunks in tasks/solve.py, the families and
+routing's latency pool in flows/families.py), so ``dask`` moves the solve stage to the
+cluster and leaves IO steps (telemetry, MLflow, bundle store) in the flow's process.
 """
 
 from __future__ import annotations

@@ -30,11 +30,11 @@ from policies.scenarios import Scenario
 from policies.schema import DECISIONS_ROUTING
 from policies.solvers import PortfolioResult, derive_seed, solve_portfolio
 
-__all__ = ["routing_documents", "solve_routing", "envoy_weights", "istio_distribute", "routing_decisions_table",
+__all__ = ["latency_pool", "routing_documents", "solve_routing", "envoy_weights", "istio_distribute", "routing_decisions_table",
            "routing_policy_document"]
 
 
-def _latency_pool(health_checks: pa.Table) -> dict[str, tuple[np.ndarray, float]]:
+def latency_pool(health_checks: pa.Table) -> dict[str, tuple[np.ndarray, float]]:
     """Per service: sorted latencies of checks that were not down, and the share of down checks."""
     hc = health_checks.select(["service_id", "status", "latency_ms"])
     out = {}
@@ -43,9 +43,12 @@ def _latency_pool(health_checks: pa.Table) -> dict[str, tuple[np.ndarray, float]
     idx = codes.indices.to_numpy()
     down = pc.equal(hc.column("status"), "down").to_numpy(zero_copy_only=False)
     lat = hc.column("latency_ms").to_numpy(zero_copy_only=False).astype(np.float64)
-    order = np.argsort(idx, kind="stable")  # group only: each group's latencies are sorted below (10x faster)
-    idx_s, lat_s, down_s = idx[order], lat[order], down[order]
-    bounds = np.searchsorted(idx_s, np.arange(len(ids) + 1))
+    # Group only (each group's latencies are sorted below): a stable sort of small integer codes is a
+    # radix sort in numpy (~3x faster than on int32), and the group bounds are counts.
+    codes_t = np.int16 if len(ids) < 2**15 else np.int64
+    order = np.argsort(idx.astype(codes_t), kind="stable")
+    lat_s, down_s = lat[order], down[order]
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(idx, minlength=len(ids)))])
     for i, sid in enumerate(ids):
         a, b = bounds[i], bounds[i + 1]
         ok = ~down_s[a:b] & np.isfinite(lat_s[a:b])
@@ -53,12 +56,17 @@ def _latency_pool(health_checks: pa.Table) -> dict[str, tuple[np.ndarray, float]
     return out
 
 
-def routing_documents(services: pa.Table, dependencies: pa.Table, workloads: pa.Table, health_checks: pa.Table,
+def routing_documents(services: pa.Table, dependencies: pa.Table, workloads: pa.Table, health_checks: pa.Table | None,
                       scenarios: Sequence[Scenario], *, seed: int, num_samples: int = 64, sla_ms: float = 250.0,
                       alpha: float = 0.95, beta: float = 1.0, timeout_ms: float = 2000.0,
                       remote_penalty_ms: float = 30.0, degraded_capacity_share: float = 0.5,
-                      degraded_latency_factor: float = 2.0, unserved_penalty_ms: float = 10_000.0) -> list[dict]:
-    """One JSON problem per scenario (the form of ``data/examples/routing.json``), in scenario order."""
+                      degraded_latency_factor: float = 2.0, unserved_penalty_ms: float = 10_000.0,
+                      pool: dict[str, tuple[np.ndarray, float]] | None = None) -> list[dict]:
+    """One JSON problem per scenario (the form of ``data/examples/routing.json``), in scenario order.
+
+    ``pool`` is :func:`latency_pool` of ``health_checks`` when already computed (the flow
+    computes it while the failure model is fitted); then ``health_checks`` is not read.
+    """
     rows = services.to_pylist()
     kind = {r["service_id"]: r["kind"] for r in rows}
     regions = {r["service_id"]: float(r["capacity"]) for r in rows if r["kind"] == "region"}
@@ -70,7 +78,7 @@ def routing_documents(services: pa.Table, dependencies: pa.Table, workloads: pa.
     demand: dict[str, float] = {}
     for s, d in zip(workloads.column("service_id").to_pylist(), workloads.column("demand").to_pylist()):
         demand[s] = demand.get(s, 0.0) + float(d)
-    pool = _latency_pool(health_checks)
+    pool = latency_pool(health_checks) if pool is None else pool
     plan = []
     for r in sorted(rows, key=lambda r: r["service_id"]):
         sid = r["service_id"]

@@ -17,7 +17,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
 from policies.bundle import encode_json, encode_parquet
-from policies.routing import routing_decisions_table, routing_documents, routing_policy_document, solve_routing
+from policies.routing import latency_pool, routing_decisions_table, routing_documents, routing_policy_document, solve_routing
 from policies.routing_problem import is_feasible_routing, routing_problem_from_dict
 from policies.scenarios import ScenarioSet
 from policies.shedding import build_shedding_problems
@@ -29,7 +29,7 @@ from policies.tiers import TIER_SOLVERS, is_feasible_tiers, tier_objective, tier
 from tasks.solve import SolvedPolicy
 from tasks.solve_cache import content_cache_key, solve_cached
 
-__all__ = ["solve_standby_policy", "solve_routing_policy", "solve_tier_assignment"]
+__all__ = ["solve_standby_policy", "solve_routing_policy", "solve_tier_assignment", "routing_latency_pool"]
 
 
 def _record(r) -> dict:
@@ -63,12 +63,19 @@ def solve_standby_policy(tables: dict[str, pa.Table], scenarios: ScenarioSet, *,
     return SolvedPolicy("standby", files, metrics, [_record(res)], infeasible, res.gap, res.best.objective)
 
 
+@task(name="routing-latency-pool", cache_policy=NO_CACHE)
+def routing_latency_pool(health_checks: pa.Table) -> dict:
+    """Every service's observed latencies (sorted) and down share: needs only the validated checks,
+    so it runs beside the failure model's fit."""
+    return latency_pool(health_checks)
+
+
 @task(name="solve-routing", cache_policy=NO_CACHE)
 def solve_routing_policy(tables: dict[str, pa.Table], scenarios: ScenarioSet, *, seed: int, time_limit_s: float,
-                         top_k: int, options: dict, cache_dir: Path | None = None) -> SolvedPolicy:
+                         top_k: int, options: dict, cache_dir: Path | None = None, pool: dict | None = None) -> SolvedPolicy:
     """Per scenario, traffic weights across each service's region endpoints (LP with a CVaR term)."""
-    docs = routing_documents(tables["services"], tables["dependencies"], tables["workloads"], tables["health_checks"],
-                             scenarios.scenarios, seed=seed, **options)
+    docs = routing_documents(tables["services"], tables["dependencies"], tables["workloads"], tables.get("health_checks"),
+                             scenarios.scenarios, seed=seed, pool=pool, **options)
     problems = [routing_problem_from_dict(d) for d in docs]
     key = content_cache_key("routing", problems, seed=seed, settings={"time_limit_s": time_limit_s, "top_k": top_k})
     results, hit = solve_cached(cache_dir, key, lambda: [
