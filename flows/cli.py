@@ -128,15 +128,20 @@ def decide(config: ConfigOpt = None, store: StoreOpt = None,
            down: Annotated[str, typer.Option(help="Comma-separated dependencies observed down.")] = "",
            degraded: Annotated[str, typer.Option(help="Comma-separated dependencies observed degraded.")] = "",
            policy: Annotated[str, typer.Option(help="Policy family.")] = "shedding",
+           unmatched: Annotated[str, typer.Option(
+               help="States no scenario names: greedy (plan the observed state), cover-then-greedy, or cover "
+                    "(the closest covering scenario, else all-down).")] = "greedy",
            json_out: JsonOpt = False) -> None:
     """Answer what to do for an observed outage from the newest verified bundle."""
     settings = load_settings(config, store_dir=abs_path(store))
-    from policies.client import PolicyClient  # noqa: PLC0415
+    from policies.client import UNMATCHED_RULES, PolicyClient  # noqa: PLC0415
 
+    if unmatched not in UNMATCHED_RULES:
+        fail(QresError(f"--unmatched must be one of {', '.join(UNMATCHED_RULES)}; got {unmatched!r}"))
     split = lambda s: tuple(x.strip() for x in s.split(",") if x.strip())  # noqa: E731
     try:
         client = PolicyClient(settings.store_dir, public_keys=cli_versions.public_key_source(settings),
-                              allow_unsigned=settings.bundle.allow_unsigned)
+                              allow_unsigned=settings.bundle.allow_unsigned, unmatched=unmatched)
         decision = client.decide(policy, down=split(down), degraded=split(degraded))
     except QresError as exc:
         fail(exc)
@@ -146,8 +151,9 @@ def decide(config: ConfigOpt = None, store: StoreOpt = None,
                                    "actions": [{"workload_id": a.workload_id, "admit": a.admit, "rank": a.rank, **dict(a.extras)}
                                                for a in decision.actions]}))
         return
-    table = Table(title=f"{decision.policy} {decision.version}: scenario {decision.scenario}"
-                        f" ({'exact' if decision.exact else 'closest covering'})")
+    how = "exact" if decision.exact else "planned for the observed state" if decision.scenario.startswith("greedy:") \
+        else "closest covering"
+    table = Table(title=f"{decision.policy} {decision.version}: scenario {decision.scenario} ({how})")
     for col in ("rank", "workload", "admit"):
         table.add_column(col)
     for a in decision.actions:

@@ -75,6 +75,12 @@ def test_run_decide_verify_from_the_command_line(prefect_harness, small_sample: 
     assert decide.exit_code == 0, decide.output
     answer = json.loads(decide.stdout)
     assert answer["version"] == summary["bundle_version"] and answer["actions"]
+    unknown = [json.loads(runner.invoke(app, ["decide", "--json", "--down", "no-such-service", *extra]).stdout)
+               for extra in ([], ["--unmatched", "cover"])]
+    assert [u["scenario"] for u in unknown] == ["greedy:observed", "fallback:all-down"]
+    assert any(a["admit"] > 0 for a in unknown[0]["actions"]) and not any(a["admit"] > 0 for a in unknown[1]["actions"])
+    bad = runner.invoke(app, ["decide", "--unmatched", "closest"])
+    assert bad.exit_code == 1 and "--unmatched must be one of" in bad.output
     verify = runner.invoke(app, ["verify"])
     assert verify.exit_code == 0 and summary["bundle_version"] in verify.output
     target = Path(summary["bundle_path"]) / "policy.json"
