@@ -92,6 +92,20 @@ class PendingFamilies:
             self._taken += 1
             yield self._solved[self._taken - 1].result()
 
+    def take_while_tiers_solve(self) -> Iterator[SolvedPolicy]:
+        """The next families in the fixed order as each is solved, until the tier assignment is
+        (the main thread publishes them while it would otherwise only wait), then any ready."""
+        while self._taken < len(self._solved) and not self._tiers_done():
+            future = self._solved[self._taken]
+            future.wait(timeout=0.02)
+            if future.wrapped_future.done():
+                self._taken += 1
+                yield future.result()
+        yield from self.take_ready()
+
+    def _tiers_done(self) -> bool:
+        return self._tiers is None or self._tiers.wrapped_future.done()
+
     def take_rest(self) -> Iterator[SolvedPolicy]:
         """The families not handed out yet, in the fixed order, each as soon as it is solved."""
         while self._taken < len(self._solved):

@@ -178,16 +178,15 @@ def run_nightly(settings: Settings, *, kind: str = "nightly", incremental: bool 
             "scenarios.sampled": float(scenarios.info["n_sampled_added"]),
             **(backtest_metrics(backtest) if backtest else {}),
         }
-        step(log_run_results)(target, run_id, metrics=metrics, files={}, json_artifacts={
+        docs = {} if data_docs is None else {  # Data Docs and quarantined rows, kept with the run
+            p.relative_to(data_docs.parent).as_posix(): p.read_bytes() for p in sorted(data_docs.parent.rglob("*"))
+            if p.is_file()}
+        step(log_run_results)(target, run_id, metrics=metrics, files=docs, artifact_dir="data_docs", json_artifacts={
             "validation.json": {**report.as_dict(), "data_docs": str(data_docs) if data_docs else None},
             "failure_model.json": json.loads(per_dep.to_json(orient="records")),
             "co_failure.json": json.loads(model.co_failure.to_json(orient="records")),
             "solvers.json": solved.solvers,
         })
-        if data_docs is not None:  # Data Docs and quarantined rows, kept with the run
-            docs = {p.relative_to(data_docs.parent).as_posix(): p.read_bytes()
-                    for p in sorted(data_docs.parent.rglob("*")) if p.is_file()}
-            step(log_run_results)(target, run_id, metrics={}, files=docs, json_artifacts={}, artifact_dir="data_docs")
         run_manifest = {
             "data_dir": str(settings.data_dir),
             "inputs_uri": {name: telemetry.uri(name) for name in telemetry.sha256},
@@ -197,9 +196,9 @@ def run_nightly(settings: Settings, *, kind: str = "nightly", incremental: bool 
             "versions": library_versions(),
             "scenarios": scenario_provenance(scenarios),
         }
-        # Families solved by now (standby, usually) publish while the tiers finish; the rest after shedding.
-        family_outcomes = publish_families(settings, target, run_id, pending.take_ready(), run_manifest=run_manifest,
-                                           validation_passed=report.success)
+        # Families solved while the tiers still solve are published meanwhile; the rest after shedding.
+        family_outcomes = publish_families(settings, target, run_id, pending.take_while_tiers_solve(),
+                                           run_manifest=run_manifest, validation_passed=report.success)
         tier_files, tier_metrics = pending.tiers()  # the shedding bundle carries them
         bundle_files = {**solved.files, **tier_files,
                         **health_file(model, horizon_min=settings.model.health_horizon_min)}

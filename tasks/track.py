@@ -117,12 +117,14 @@ def log_run_results(target: TrackingTarget, run_id: str, *, metrics: dict[str, f
                 raise ValueError(f"artifact name {name!r} leaves the artifact folder")
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
-        client.log_artifacts(run_id, str(bundle), artifact_dir)
+        if files:
+            client.log_artifacts(run_id, str(bundle), artifact_dir)
         reports = Path(tmp, "reports")
         reports.mkdir()
         for name, obj in json_artifacts.items():
             (reports / name).write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
-        client.log_artifacts(run_id, str(reports), "reports")
+        if json_artifacts:
+            client.log_artifacts(run_id, str(reports), "reports")
 
 
 def save_policy_model(bundle_path: Path, out_dir: Path, public_key: str | None) -> Path:
