@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from functools import partial
 
 import pyarrow as pa
+from prefect.futures import PrefectFuture
 from prefect.logging import get_run_logger
 
 from flows.settings import Settings
@@ -27,13 +28,13 @@ from policies.gates import evaluate_gates
 from policies.scenarios import ScenarioSet
 from tasks.publish import move_latest, public_key_json, publish_policy_bundle
 from tasks.solve import SolvedPolicy
-from tasks.solve_families import routing_latency_pool, solve_routing_policy, solve_standby_policy, solve_tier_assignment
+from tasks.solve_families import load_latency_pool, routing_latency_pool, solve_routing_policy, solve_standby_policy, \
+    solve_tier_assignment, store_latency_pool
 from tasks.timeouts import with_timeout
 from tasks.track import TrackingTarget, champion_metric, log_run_results, register_candidate, set_champion
 
 __all__ = ["FamilyRun", "FamilyOutcome", "PendingFamilies", "submit_families", "publish_families", "FAMILY_METRICS",
-           "SHARED_MANIFEST", "FAMILY_ORDER",
-           "submit_latency_pool"]
+           "SHARED_MANIFEST", "FAMILY_ORDER", "submit_latency_pool", "remember_latency_pool"]
 
 # The metric each family is compared with its champion on, and its sense (+1: higher is better).
 FAMILY_METRICS = {"standby": ("standby.expected_covered_per_h", 1.0),
@@ -125,9 +126,33 @@ class PendingFamilies:
         return self._run
 
 
-def submit_latency_pool(settings: Settings, tables: dict[str, pa.Table]):  # noqa: ANN201 - a Prefect future or None
-    """Start routing's latency pool as soon as the checks are validated (it overlaps the fit)."""
-    return routing_latency_pool.submit(tables["health_checks"]) if "routing" in settings.families.enabled else None
+def submit_latency_pool(settings: Settings, tables: dict[str, pa.Table], *, reuse: bool = False):  # noqa: ANN201
+    """Start routing's latency pool as soon as the checks are validated (it overlaps the fit).
+
+    With ``reuse`` (a re-solve) and ``orchestration.resolve_latencies = "nightly"``, the pool the
+    last nightly stored is returned instead: latency profiles over weeks of checks move slowly,
+    and with the same pool every routing scenario the incident did not change is a cache hit.
+    Returns a Prefect future, a pool, or None (routing off).
+    """
+    if "routing" not in settings.families.enabled:
+        return None
+    if reuse and settings.orchestration.resolve_latencies == "nightly":
+        stored = load_latency_pool(_pool_dir(settings))
+        if stored is not None:
+            get_run_logger().info("routing: latency profiles of the last nightly (snapshot %s)", stored[1][:12])
+            return stored[0]
+    return routing_latency_pool.submit(tables["health_checks"])
+
+
+def remember_latency_pool(settings: Settings, pool, *, snapshot: str) -> None:  # noqa: ANN001 - from submit_latency_pool
+    """Store a pool this run computed (not one it reused), for the next re-solves."""
+    if isinstance(pool, PrefectFuture):
+        store_latency_pool(_pool_dir(settings), pool.result(), snapshot=snapshot)
+
+
+def _pool_dir(settings: Settings):  # noqa: ANN202
+    # State, not cache: what a re-solve publishes depends on it, so clearing <state>/cache must keep it.
+    return settings.state_dir / "profiles"
 
 
 def submit_families(settings: Settings, tables: dict[str, pa.Table], scenarios: ScenarioSet,

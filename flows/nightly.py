@@ -18,7 +18,8 @@ from prefect.logging import get_run_logger
 from prefect.runtime import flow_run
 
 from flows.environment import configure_environment
-from flows.families import FAMILY_ORDER, publish_families, submit_families, submit_latency_pool
+from flows.families import FAMILY_ORDER, publish_families, remember_latency_pool, submit_families, \
+    submit_latency_pool
 from flows.settings import Settings, backtest_config, load_settings
 from flows.summary import family_line
 from policies.gates import evaluate_gates
@@ -125,18 +126,24 @@ def run_nightly(settings: Settings, *, kind: str = "nightly", incremental: bool 
                   quarantine_max_share_by_table=settings.ingest.quarantine_max_share_by_table,
                   freshness_max_age_h=settings.ingest.freshness_max_age_h)
     if incremental:
-        report, data_docs, tables = validate_new_telemetry(telemetry, state_dir=settings.state_dir,
-                                                           timeout_s=settings.orchestration.step_timeout_s, **checks)
+        report, data_docs, tables, pieces = validate_new_telemetry(
+            telemetry, state_dir=settings.state_dir, timeout_s=settings.orchestration.step_timeout_s, **checks)
+        health_files = pieces.get("health_checks")
     else:
         report, data_docs = step(validate_telemetry)(telemetry, state_dir=settings.state_dir, **checks)
         tables = conform_tables(report.clean)
         remember_clean_parts(settings.state_dir, telemetry, report)
+        # Per-file window grids only when the clean table is those files whole (nothing quarantined).
+        held = report.quarantine.get("health_checks")
+        health_files = None if held is not None and held.num_rows else [
+            (p.sha256, p.table) for p in telemetry.parts.get("health_checks", [])]
     step(record_ingest)(telemetry)  # validated: keep the snapshot, move the watermarks
-    pool = submit_latency_pool(settings, tables)  # routing's, beside the fit
+    pool = submit_latency_pool(settings, tables, reuse=incremental)  # routing's, beside the fit
     model = step(estimate_failure_model)(tables, window_min=settings.model.window_min,
                                    hysteresis_windows=settings.model.hysteresis_windows,
                                    hysteresis_min=settings.model.hysteresis_min, agreement=settings.model.agreement,
-                                   credible=settings.model.credible, alpha=settings.model.alpha)
+                                   credible=settings.model.credible, alpha=settings.model.alpha,
+                                   health_files=health_files, grid_cache=settings.state_dir / "cache" / "windows")
     sc = settings.scenarios
     scenarios = step(build_scenario_set)(
         model, tables, target_mass=sc.target_mass, seed=settings.seed, sample_max=sc.sample_max,
@@ -247,6 +254,7 @@ def run_nightly(settings: Settings, *, kind: str = "nightly", incremental: bool 
         family_outcomes += publish_families(settings, target, run_id, pending.take_rest(), run_manifest=run_manifest,
                                             validation_passed=report.success)
         family_outcomes.sort(key=lambda o: FAMILY_ORDER.index(o.policy))
+        remember_latency_pool(settings, pool, snapshot=snap)
         step(finish_run)(
             target, run_id, model_name=model_name, model_version=model_version, promote=gates.passed,
             tags={"qres.published_version": published.version if published else "",

@@ -132,6 +132,9 @@ class OrchestrationSettings(_Section):
     solve_chunk: int = Field(16, ge=1, description="scenarios per submitted solve task (Dask or threads)")
     solve_cache: bool = Field(True, description="reuse per-scenario results whose problem is unchanged")
     resolve_backtest: bool = Field(False, description="run the backtest in `qres resolve` too (slower)")
+    resolve_latencies: Literal["nightly", "fresh"] = Field(
+        "nightly", description="routing's latency profiles in `qres resolve`: the last nightly's (kept in the state "
+        "dir; routing then re-solves only the scenarios that changed) or recomputed from every check")
 
 
 class MlflowSettings(_Section):

@@ -29,6 +29,7 @@ Joint behaviour (co-failure, its significance and the graph) is in :mod:`policie
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -40,6 +41,7 @@ from policies.graph import hard_dependents
 from policies.joint import summarize_co_failure
 from policies.states import AGREEMENT_RULES, DEGRADED, DOWN, UP, apply_hysteresis, count_transitions, fill_gaps, \
     find_runs, hysteresis_length, observe_windows
+from policies.window_grid import WindowGrid, observe_from_grids
 
 __all__ = ["FailureModel", "fit_failure_model", "list_outages", "UP", "DEGRADED", "DOWN"]
 
@@ -80,18 +82,24 @@ def fit_failure_model(
     credible: float = 0.95,
     prior: tuple[float, float] = (0.5, 0.5),
     alpha: float = 0.05,
+    grids: Sequence[WindowGrid] | None = None,
 ) -> FailureModel:
     """Fit per-dependency and joint failure statistics from the health checks.
 
     ``dependencies`` gives the hard edges that mark co-failing pairs as explained by the graph.
     ``incidents`` only feed ``incidents_joint``; every incident passed in is counted, whatever its
-    time. ``alpha`` is the family-wise level of the co-failure significance test.
+    time. ``alpha`` is the family-wise level of the co-failure significance test. ``grids``:
+    the window grids of the files ``health_checks`` was concatenated from (cached per file,
+    policies/window_grid.py); when given and their rows add up, the checks are not scanned.
     """
     _check_params(window_min, credible, prior, alpha, agreement)
     window_min = int(window_min)
     k = hysteresis_length(hysteresis_windows, hysteresis_min, window_min)
     names = tuple(sorted(set(services.column("service_id").to_pylist())))
-    observed, start_ms, rows = observe_windows(health_checks, names, window_min, agreement)
+    observed = None
+    if grids and all(g.window_min == window_min for g in grids) and sum(g.rows for g in grids) == health_checks.num_rows:
+        observed = observe_from_grids(grids, names, agreement)
+    observed, start_ms, rows = observed or observe_windows(health_checks, names, window_min, agreement)
     filled = fill_gaps(observed)
     states = apply_hysteresis(filled, k)
     states.flags.writeable = False

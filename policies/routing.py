@@ -41,18 +41,23 @@ def latency_pool(health_checks: pa.Table) -> dict[str, tuple[np.ndarray, float]]
     codes = pc.dictionary_encode(hc.column("service_id")).combine_chunks()
     ids = codes.dictionary.to_pylist()
     idx = codes.indices.to_numpy()
-    down = pc.equal(hc.column("status"), "down").to_numpy(zero_copy_only=False)
-    lat = hc.column("latency_ms").to_numpy(zero_copy_only=False).astype(np.float64)
-    # Group only (each group's latencies are sorted below): a stable sort of small integer codes is a
-    # radix sort in numpy (~3x faster than on int32), and the group bounds are counts.
-    codes_t = np.int16 if len(ids) < 2**15 else np.int64
-    order = np.argsort(idx.astype(codes_t), kind="stable")
-    lat_s, down_s = lat[order], down[order]
-    bounds = np.concatenate([[0], np.cumsum(np.bincount(idx, minlength=len(ids)))])
+    # One contiguous buffer each: a chunked column with nulls converts ~5x slower element by element.
+    down = pc.equal(hc.column("status"), "down").combine_chunks().to_numpy(zero_copy_only=False)
+    lat = pc.fill_null(hc.column("latency_ms").cast(pa.float64()), np.nan).combine_chunks().to_numpy()
+    # Group the kept latencies by service (a stable sort of small integer codes is a radix sort in
+    # numpy, ~3x faster than on int32), then sort each group in place: one numpy call per service,
+    # because this runs beside the fit and every call may wait for the GIL.
+    n = len(ids)
+    counts = np.bincount(idx, minlength=n)
+    downs = np.bincount(idx[down], minlength=n)
+    keep = ~down & np.isfinite(lat)
+    kept_idx = idx[keep].astype(np.int16 if n < 2**15 else np.int64)
+    grouped = lat[keep][np.argsort(kept_idx, kind="stable")]
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(kept_idx, minlength=n))])
     for i, sid in enumerate(ids):
-        a, b = bounds[i], bounds[i + 1]
-        ok = ~down_s[a:b] & np.isfinite(lat_s[a:b])
-        out[sid] = (np.sort(lat_s[a:b][ok]), float(down_s[a:b].mean()) if b > a else 0.0)
+        group = grouped[bounds[i]:bounds[i + 1]]
+        group.sort()
+        out[sid] = (group, float(downs[i] / counts[i]))
     return out
 
 

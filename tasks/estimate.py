@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
+
 import pyarrow as pa
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -11,19 +16,48 @@ from policies.bundle import encode_json
 from policies.failure_model import FailureModel, fit_failure_model
 from policies.health import HEALTH_FILE, build_health_document
 from policies.scenarios import ScenarioSet, build_scenarios
+from policies.window_grid import WindowGrid, window_grid
+from tasks.solve_cache import solve_cached
 
-__all__ = ["estimate_failure_model", "build_scenario_set", "health_file", "scenario_provenance"]
+__all__ = ["estimate_failure_model", "health_check_grids", "build_scenario_set", "health_file", "scenario_provenance"]
+
+_GRID_FORMAT = "window-grid-v1"  # bump when WindowGrid or window_grid changes: old entries become misses
+
+
+def health_check_grids(files: Sequence[tuple[str | None, pa.Table]], *, window_min: int,
+                       cache_dir: Path | None) -> list[WindowGrid] | None:
+    """The window grid of each health-check file, from the cache by its sha256 or computed and
+    stored (files without a sha256, e.g. rows left after quarantine, are computed only).
+    None as soon as one file has no grid: the fit then scans the checks."""
+    grids = []
+    for sha, table in files:
+        key = hashlib.sha256(f"{_GRID_FORMAT}:{sha}:{int(window_min)}".encode()).hexdigest() if sha else None
+        if key is None:
+            grid = window_grid(table, window_min)
+        else:
+            grid, _ = solve_cached(cache_dir, key, partial(window_grid, table, window_min))
+        if grid is None:
+            return None
+        grids.append(grid)
+    return grids
 
 
 @task(name="failure-model", cache_policy=NO_CACHE)
 def estimate_failure_model(tables: dict[str, pa.Table], *, window_min: int, hysteresis_windows: int,
                            credible: float, hysteresis_min: float = 0.0, agreement: str = "majority",
-                           alpha: float = 0.05) -> FailureModel:
-    """Per-dependency P(down) with credible intervals, recovery times and co-failure."""
+                           alpha: float = 0.05, health_files: Sequence[tuple[str | None, pa.Table]] | None = None,
+                           grid_cache: Path | None = None) -> FailureModel:
+    """Per-dependency P(down) with credible intervals, recovery times and co-failure.
+
+    ``health_files``: the (sha256, table) files ``tables["health_checks"]`` is made of; their
+    window grids come from ``grid_cache``, so a re-solve scans only the new day's checks.
+    """
+    grids = None if health_files is None else health_check_grids(health_files, window_min=window_min,
+                                                                   cache_dir=grid_cache)
     model = fit_failure_model(
         tables["services"], tables["dependencies"], tables["health_checks"], tables.get("incidents"),
         window_min=window_min, hysteresis_windows=hysteresis_windows, hysteresis_min=hysteresis_min,
-        agreement=agreement, credible=credible, alpha=alpha,
+        agreement=agreement, credible=credible, alpha=alpha, grids=grids,
     )
     down = model.per_dependency[model.per_dependency["outages"] > 0]
     get_run_logger().info(

@@ -65,8 +65,10 @@ def remember_clean_parts(state_dir: Path, telemetry: Telemetry, report: Validati
 
 
 def validate_new_telemetry(telemetry: Telemetry, *, state_dir: Path, timeout_s: float | None = None, **options) -> tuple[
-        ValidationReport, Path | None, dict[str, pa.Table]]:
-    """Validate the new parts (fails closed like the full check); return the conformed whole tables."""
+        ValidationReport, Path | None, dict[str, pa.Table], dict[str, list[tuple[str | None, pa.Table]]]]:
+    """Validate the new parts (fails closed like the full check); return the conformed whole tables
+    and, per table, the (sha256, table) pieces they were concatenated from, in order (None: the new
+    parts' clean rows), so that per-file caches (the failure model's window grids) can be used."""
     known, refs = _known(state_dir), _references(telemetry)
     subset = {name: [p for p in parts if _part_key(p, refs) not in known] for name, parts in telemetry.parts.items()}
     subset = {name: parts for name, parts in subset.items() if parts}
@@ -75,11 +77,13 @@ def validate_new_telemetry(telemetry: Telemetry, *, state_dir: Path, timeout_s: 
                                               if t in telemetry.parts and t not in subset}, telemetry.sha256)
     report, docs = with_timeout(validate_telemetry, timeout_s)(
         Telemetry(telemetry.source, subset, telemetry.sha256), state_dir=state_dir, references=references, **options)
-    tables = {}
+    tables, pieces = {}, {}
     for name, parts in telemetry.parts.items():
         checked = {p.sha256 for p in subset.get(name, [])}
-        reused = [conform_tables({name: p.table})[name] for p in parts if p.sha256 not in checked]
-        fresh = [conform_tables({name: report.clean[name]})[name]] if name in report.clean else []
-        tables[name] = pa.concat_tables(reused + fresh) if len(reused) + len(fresh) > 1 else (reused + fresh)[0]
+        pieces[name] = [(p.sha256, conform_tables({name: p.table})[name]) for p in parts if p.sha256 not in checked]
+        if name in report.clean:
+            pieces[name].append((None, conform_tables({name: report.clean[name]})[name]))
+        chunks = [t for _, t in pieces[name]]
+        tables[name] = pa.concat_tables(chunks) if len(chunks) > 1 else chunks[0]
     remember_clean_parts(state_dir, Telemetry(telemetry.source, subset, telemetry.sha256), report)
-    return report, docs, tables
+    return report, docs, tables, pieces

@@ -27,9 +27,10 @@ from policies.standby_problem import is_feasible_standby
 from policies.tiers import TIER_SOLVERS, is_feasible_tiers, tier_objective, tier_problem_from_shedding, \
     tiers_document, tiers_table
 from tasks.solve import SolvedPolicy
-from tasks.solve_cache import content_cache_key, solve_cached
+from tasks.solve_cache import content_cache_key, load_cached_results, solve_cached, store_cached_results
 
-__all__ = ["solve_standby_policy", "solve_routing_policy", "solve_tier_assignment", "routing_latency_pool"]
+__all__ = ["solve_standby_policy", "solve_routing_policy", "solve_tier_assignment", "routing_latency_pool",
+           "store_latency_pool", "load_latency_pool"]
 
 
 def _record(r) -> dict:
@@ -70,6 +71,20 @@ def routing_latency_pool(health_checks: pa.Table) -> dict:
     return latency_pool(health_checks)
 
 
+_POOL_KEY = "latency-pool-v1"  # one entry, replaced by every run that computes the pool
+
+
+def store_latency_pool(cache_dir: Path, pool: dict, *, snapshot: str) -> None:
+    """Keep the pool a nightly computed, for the re-solves until the next one (atomic write)."""
+    store_cached_results(cache_dir, {_POOL_KEY: {"snapshot": snapshot, "pool": pool}})
+
+
+def load_latency_pool(cache_dir: Path) -> tuple[dict, str] | None:
+    """(pool, snapshot it was computed from) of the last run that computed one; None if there is none."""
+    stored = load_cached_results(cache_dir, [_POOL_KEY]).get(_POOL_KEY)
+    return (stored["pool"], stored["snapshot"]) if stored else None
+
+
 @task(name="solve-routing", cache_policy=NO_CACHE)
 def solve_routing_policy(tables: dict[str, pa.Table], scenarios: ScenarioSet, *, seed: int, time_limit_s: float,
                          top_k: int, options: dict, cache_dir: Path | None = None, pool: dict | None = None) -> SolvedPolicy:
@@ -77,10 +92,17 @@ def solve_routing_policy(tables: dict[str, pa.Table], scenarios: ScenarioSet, *,
     docs = routing_documents(tables["services"], tables["dependencies"], tables["workloads"], tables.get("health_checks"),
                              scenarios.scenarios, seed=seed, pool=pool, **options)
     problems = [routing_problem_from_dict(d) for d in docs]
-    key = content_cache_key("routing", problems, seed=seed, settings={"time_limit_s": time_limit_s, "top_k": top_k})
-    results, hit = solve_cached(cache_dir, key, lambda: [
-        solve_routing(p, seed=seed, time_limit_s=time_limit_s, top_k=top_k) for p in problems])
-    get_run_logger().info("routing: %d scenarios %s", len(problems), "from the cache" if hit else "solved")
+    # Per scenario, like shedding: each solve is seeded by its problem's key, so a scenario whose
+    # problem did not change gets exactly the answer a fresh solve would give.
+    keys = [content_cache_key("routing", p, seed=seed, settings={"time_limit_s": time_limit_s, "top_k": top_k})
+            for p in problems]
+    found = load_cached_results(cache_dir, keys)
+    fresh = {k: solve_routing(p, seed=seed, time_limit_s=time_limit_s, top_k=top_k)
+             for k, p in zip(keys, problems) if k not in found}
+    store_cached_results(cache_dir, fresh)
+    results = [found.get(k) or fresh[k] for k in keys]
+    get_run_logger().info("routing: %d of %d scenarios solved, %d from the cache", len(fresh), len(problems),
+                          len(problems) - len(fresh))
     files = {"decisions.parquet": encode_parquet(routing_decisions_table(scenarios.scenarios, problems, results)),
              "policy.json": encode_json(routing_policy_document(scenarios.scenarios, problems, results, docs))}
     infeasible = sum(not is_feasible_routing(p, r.best.solution) for p, r in zip(problems, results))
@@ -88,7 +110,8 @@ def solve_routing_policy(tables: dict[str, pa.Table], scenarios: ScenarioSet, *,
     mass = sum(s.probability for s in scenarios.scenarios) or 1.0
     expected = sum(s.probability * r.best.objective for s, r in zip(scenarios.scenarios, results)) / mass
     metrics = {"routing.expected_objective_ms": expected, "routing.worst_gap": max(gaps, default=0.0),
-               "routing.infeasible": float(infeasible)}
+               "routing.infeasible": float(infeasible), "routing.scenarios": float(len(problems)),
+               "routing.solved": float(len(fresh))}
     return SolvedPolicy("routing", files, metrics, [_record(r) for r in results], infeasible,
                         max(gaps, default=None), expected)
 

@@ -98,6 +98,27 @@ def test_family_solves_hit_the_cache_and_give_the_same_bytes(after_incident, tmp
     assert _family_files(warm, tmp_path / "bundles") == _family_files(again, tmp / "bundles")
 
 
+def test_routing_keeps_the_nightly_latency_profiles_unless_told_otherwise(after_incident, tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
+    from flows.resolve import resolve
+
+    tmp, cfg, first, again = after_incident
+    client = MlflowClient(again["tracking_uri"])
+    nightly_m, resolve_m = (client.get_run(s["mlflow_run_id"]).data.metrics for s in (first, again))
+    assert nightly_m["routing.solved"] == nightly_m["routing.scenarios"] > 0
+    # same profiles: only the routing scenarios the incident changed are solved again
+    assert resolve_m["routing.solved"] < resolve_m["routing.scenarios"]
+    state = tmp_path / "state"
+    shutil.copytree(tmp / "state", state)
+    text = cfg.read_text().replace('state_dir = "state"', f'state_dir = "{state}"').replace(
+        'store_dir = "bundles"', f'store_dir = "{tmp_path / "bundles"}"')
+    (tmp_path / "qres.toml").write_text(text + '[orchestration]\nresolve_latencies = "fresh"\n')
+    fresh = resolve(incident="INC-9001", config=str(tmp_path / "qres.toml"))
+    fresh_m = MlflowClient(fresh["tracking_uri"]).get_run(fresh["mlflow_run_id"]).data.metrics
+    assert fresh_m["routing.solved"] == fresh_m["routing.scenarios"]  # every profile has the new day: all new
+
+
 def test_unknown_incident_names_the_file_and_publishes_nothing(after_incident) -> None:
     from flows.resolve import resolve
 

@@ -80,3 +80,23 @@ def test_labels_span_both_ends() -> None:
     assert tier_labels(3, 4) == ("SHEDDABLE", "BULK", 0)
     assert tier_labels(0, 1)[0] == "CRITICAL_PLUS"
     assert tier_labels(5, 6)[0] == "SHEDDABLE"
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_scenarios_that_fit_or_repeat_are_folded_without_changing_the_optimum(seed: int) -> None:
+    """Scenarios where everything runnable fits cost nothing under any assignment, and repeated
+    scenarios cost the same: the model keeps one row per distinct binding scenario."""
+    base = random_problem(10 + seed, n=6, S=3, T=3)
+    fits = np.full(4, base.demand.sum() + 1.0)  # roomy: every tier admitted
+    runnable = np.vstack([base.runnable, base.runnable[:2], np.ones((4, 6), bool)])
+    capacity = np.concatenate([base.capacity, base.capacity[:2], fits])
+    prob = np.concatenate([base.probability, [0.3, 0.2], [0.5, 0.1, 0.1, 0.1]])
+    p = TierProblem(f"f{seed}", base.workload_ids, base.value, base.demand, runnable, capacity, prob,
+                    tiers=3, alpha=0.8, lam=1.5)
+    cp = TIER_SOLVERS["cpsat"]().solve(p, seed=seed, time_limit_s=2.0)
+    best = min(tier_objective(p, np.array(t)) for t in itertools.product(range(p.tiers), repeat=6))
+    binding = {(p.runnable[s].tobytes(), p.capacity[s]) for s in range(len(capacity))
+               if (p.demand * p.runnable[s]).sum() > p.capacity[s]}
+    assert cp.info.extra["scenarios_modelled"] == len(binding) <= 3
+    assert cp.info.status == "OPTIMAL" and cp.objective == pytest.approx(best, rel=1e-9)
+    assert cp.info.bound <= best + 1e-9 and best - cp.info.bound <= 1e-4 * max(best, 1.0)

@@ -24,8 +24,11 @@ def data(small_sample: Path, tmp_path: Path) -> Path:
 
 
 def _validated(data: Path, state: Path) -> dict[str, int]:
-    report, _, tables = validate_new_telemetry(read_telemetry(str(data)), state_dir=state)
+    report, _, tables, pieces = validate_new_telemetry(read_telemetry(str(data)), state_dir=state)
     assert report.success
+    hc = pieces["health_checks"]  # the pieces, in order, are the table; only new rows lack a file sha256
+    assert pa.concat_tables([t for _, t in hc]).equals(tables["health_checks"])
+    assert all(sha for sha, _ in hc[:-1]) and (hc[-1][0] is None) == ("health_checks" in report.clean)
     return {name: t.rows for name, t in report.tables.items()} | {"_total_health_checks": tables["health_checks"].num_rows}
 
 
