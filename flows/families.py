@@ -31,7 +31,7 @@ from tasks.solve import SolvedPolicy
 from tasks.solve_families import load_latency_pool, routing_latency_pool, solve_routing_policy, solve_standby_policy, \
     solve_tier_assignment, store_latency_pool
 from tasks.timeouts import with_timeout
-from tasks.track import TrackingTarget, champion_metric, log_run_results, register_candidate, set_champion
+from tasks.track import TrackingTarget, champion_metric, register_candidate, set_champion
 
 __all__ = ["FamilyRun", "FamilyOutcome", "PendingFamilies", "submit_families", "publish_families", "FAMILY_METRICS",
            "SHARED_MANIFEST", "FAMILY_ORDER", "submit_latency_pool", "remember_latency_pool"]
@@ -216,8 +216,6 @@ def publish_families(settings: Settings, target: TrackingTarget, run_id: str, so
     for sp in solved:
         name = f"{settings.mlflow.registered_model_prefix}-{sp.policy}"
         metric, sense = FAMILY_METRICS[sp.policy]
-        step(log_run_results)(target, run_id, metrics=sp.metrics, files=sp.files,
-                        json_artifacts={f"solvers-{sp.policy}.json": sp.solvers}, artifact_dir=f"bundle-{sp.policy}")
         _, champion = champion_metric(target, name, metric)
         gates = evaluate_gates(
             validation_passed=validation_passed, infeasible=sp.infeasible, worst_gap=sp.worst_gap,
@@ -227,9 +225,13 @@ def publish_families(settings: Settings, target: TrackingTarget, run_id: str, so
         stored = step(publish_policy_bundle)(settings.store_dir, sp.policy, sp.files, {
             **shared, "mlflow_run_id": run_id, "mlflow_model": {"name": name}, "solvers": sp.solvers,
             "gates": gates.as_dict(), "metrics": dict(sp.metrics)}, key_dir=settings.bundle.key_dir, set_latest=False)
-        version = step(register_candidate)(target, run_id, name, bundle_path=stored.path, artifact_dir=f"model-{sp.policy}",
-                                     public_key=public_key_json(settings.bundle.key_dir)
-                                     if stored.manifest["signatures"] else None)
+        results = {"metrics": sp.metrics, "files": sp.files, "artifact_dir": f"bundle-{sp.policy}",
+                   "json_artifacts": {f"solvers-{sp.policy}.json": sp.solvers}}
+        version = step(register_candidate)(
+            target, run_id, name, bundle_path=stored.path, artifact_dir=f"model-{sp.policy}", results=results,
+            run_tags={f"qres.{sp.policy}.bundle_version": stored.version,
+                      f"qres.{sp.policy}.gates": "passed" if gates.passed else "held"},
+            public_key=public_key_json(settings.bundle.key_dir) if stored.manifest["signatures"] else None)
         published = None
         if gates.passed:
             published = step(move_latest)(settings.store_dir, sp.policy, stored.version, keep=settings.bundle.keep_versions)
@@ -237,9 +239,6 @@ def publish_families(settings: Settings, target: TrackingTarget, run_id: str, so
         else:
             log.warning("%s: gates held %s back (%s); LATEST as it was", sp.policy, stored.version,
                         "; ".join(f"{c.name}: {c.detail}" for c in gates.failed))
-        client = target.client()
-        client.set_tag(run_id, f"qres.{sp.policy}.bundle_version", stored.version)
-        client.set_tag(run_id, f"qres.{sp.policy}.gates", "passed" if gates.passed else "held")
         outcomes.append(FamilyOutcome(
             policy=sp.policy, expected_value=sp.expected_value, worst_gap=sp.worst_gap, chosen=_chosen(sp),
             stored_version=stored.version, published=published is not None,

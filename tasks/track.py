@@ -16,7 +16,7 @@ from typing import Any
 from mlflow import MlflowClient
 from mlflow.data.dataset_source_registry import get_registered_sources
 from mlflow.data.meta_dataset import MetaDataset
-from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunStatus
+from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -161,9 +161,19 @@ def save_policy_model(bundle_path: Path, out_dir: Path, public_key: str | None) 
 
 @task(name="track-register", retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
 def register_candidate(target: TrackingTarget, run_id: str, model_name: str, *, bundle_path: Path,
-                       public_key: str | None = None, artifact_dir: str = "model") -> str:
-    """Log the bundle as a pyfunc model and register it as a new version with alias candidate."""
+                       public_key: str | None = None, artifact_dir: str = "model", results: dict | None = None,
+                       run_tags: dict[str, str] | None = None) -> str:
+    """Log the bundle as a pyfunc model and register it as a new version with alias candidate.
+
+    ``results`` (the keyword arguments of :func:`log_run_results`) and ``run_tags`` are logged
+    first, in the same step: one task per published bundle rather than one per MLflow call
+    (each Prefect task run costs ~25 ms of CPU on the embedded API, measured).
+    """
     client = target.client()
+    if results is not None:
+        log_run_results.fn(target, run_id, **results)
+    if run_tags:
+        client.log_batch(run_id, tags=[RunTag(k, v) for k, v in sorted(run_tags.items())])
     try:
         client.get_registered_model(model_name)
     except MlflowException:
