@@ -4,8 +4,10 @@
 
 Links the sample into a temporary folder (inputs are never modified), runs one nightly
 to warm the process up (Prefect's ephemeral API, imports), then times a full nightly
-(solve cache cleared first, so every scenario is solved) and, after appending one day of
-telemetry with an incident that takes one dependency down, ``resolve`` for that incident.
+(``<state>/cache`` cleared first, so every scenario and family is solved and every file's
+window grid computed) and, after appending one day of telemetry with an incident that takes
+one dependency down, ``resolve`` for that incident (which uses what the nightly kept: the
+per-file window grids, the solve caches and routing's latency profiles).
 Each is repeated ``--repeat`` times (a new incident day before each re-solve) and the
 medians are compared: single runs vary by ~2 s on a busy machine (Prefect API calls).
 Goal: resolve <= 1/4 of the nightly's time.
