@@ -144,7 +144,7 @@ def run_nightly(settings: Settings, *, kind: str = "nightly", incremental: bool 
         health_files = None if held is not None and held.num_rows else [
             (p.sha256, p.table) for p in telemetry.parts.get("health_checks", [])]
     step(record_ingest)(telemetry)  # validated: keep the snapshot, move the watermarks
-    pool = submit_latency_pool(settings, tables, reuse=incremental)  # routing's, beside the fit
+    pool, pool_computed = submit_latency_pool(settings, tables, reuse=incremental)  # routing's, beside the fit
     model = step(estimate_failure_model)(tables, window_min=settings.model.window_min,
                                    hysteresis_windows=settings.model.hysteresis_windows,
                                    hysteresis_min=settings.model.hysteresis_min, agreement=settings.model.agreement,
@@ -260,7 +260,8 @@ def run_nightly(settings: Settings, *, kind: str = "nightly", incremental: bool 
         family_outcomes += publish_families(settings, target, run_id, pending.take_rest(), run_manifest=run_manifest,
                                             validation_passed=report.success)
         family_outcomes.sort(key=lambda o: FAMILY_ORDER.index(o.policy))
-        remember_latency_pool(settings, pool, snapshot=snap)
+        if pool_computed:
+            remember_latency_pool(settings, pool, snapshot=snap)
         step(finish_run)(
             target, run_id, model_name=model_name, model_version=model_version, promote=gates.passed,
             tags={"qres.published_version": published.version if published else "",

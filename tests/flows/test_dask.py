@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pytest
@@ -25,8 +26,13 @@ def test_dask_runner_gives_the_same_bytes(prefect_harness, small_sample: Path, t
     from flows.runners import with_runner
 
     threads = nightly(config=str(_config(tmp_path, small_sample, "threads")))
-    dask = with_runner(nightly, "dask", cluster_kwargs={"n_workers": 2, "threads_per_worker": 1, "processes": True})(
-        config=str(_config(tmp_path, small_sample, "dask")))
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        dask = with_runner(nightly, "dask", cluster_kwargs={"n_workers": 2, "threads_per_worker": 1,
+                                                            "processes": True})(
+            config=str(_config(tmp_path, small_sample, "dask")))
+    # the health checks stay in the flow's process (routing gets their latency pool, not the table)
+    assert not [w for w in seen if "large graph" in str(w.message)]
     assert threads["published"] and dask["published"]
     assert dask["scenarios_solved"] == dask["scenarios"] > 8  # really solved, in more than one chunk
     for name in ("decisions.parquet", "policy.json"):
