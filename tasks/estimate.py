@@ -29,17 +29,28 @@ def health_check_grids(files: Sequence[tuple[str | None, pa.Table]], *, window_m
     """The window grid of each health-check file, from the cache by its sha256 or computed and
     stored (files without a sha256, e.g. rows left after quarantine, are computed only).
     None as soon as one file has no grid: the fit then scans the checks."""
-    grids = []
+    grids, keys = [], set()
     for sha, table in files:
         key = hashlib.sha256(f"{_GRID_FORMAT}:{sha}:{int(window_min)}".encode()).hexdigest() if sha else None
         if key is None:
             grid = window_grid(table, window_min)
         else:
             grid, _ = solve_cached(cache_dir, key, partial(window_grid, table, window_min))
+            keys.add(key)
         if grid is None:
             return None
         grids.append(grid)
+    _prune(cache_dir, keep=keys)
     return grids
+
+
+def _prune(cache_dir: Path | None, *, keep: set[str]) -> None:
+    """Drop the grids of files the snapshot no longer has (a changed day file leaves one behind)."""
+    if cache_dir is None or not Path(cache_dir).is_dir():
+        return
+    for entry in Path(cache_dir).glob("*/*.pkl"):
+        if entry.stem not in keep:
+            entry.unlink(missing_ok=True)
 
 
 @task(name="failure-model", cache_policy=NO_CACHE)
