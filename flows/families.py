@@ -22,8 +22,8 @@ from functools import partial
 import pyarrow as pa
 from prefect.context import FlowRunContext
 from prefect.futures import PrefectFuture
-from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.logging import get_run_logger
+from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.settings import Settings
 from policies.gates import evaluate_gates
