@@ -249,7 +249,7 @@ def _binding_scenarios(runnable: np.ndarray, demand: np.ndarray, capacity: np.nd
     admitted whatever the assignment and the loss is 0, which adds nothing to the expectation
     and nothing to the CVaR term (eta >= 0); scenarios with the same runnable set and capacity
     lose the same under every assignment, so one row with their summed probability is the same
-    objective. On the sample 42 of 44 scenarios fit, and the proof went from 0.7 s to ~0.01 s.
+    objective. On the sample 42 of 44 scenarios fit, and the whole solve went from 0.7 s to 0.07 s.
     """
     groups: dict[tuple[bytes, int], list] = {}
     for s in range(len(capacity)):
