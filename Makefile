@@ -10,7 +10,7 @@ QRES       := .venv/bin/qres
 export UV_LINK_MODE := copy
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: run test install install-test sample clean help
+.PHONY: run test lint install install-test sample clean help
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/:/'
@@ -34,7 +34,12 @@ run: install data/sample  ## install and run the nightly pipeline once on the sa
 	@$(QRES) keys init --exist-ok
 	@$(QRES) run
 
-test: install-test  ## install test tools and run the whole suite
+lint: install-test  ## ruff (lint and format) and the import-linter layer contracts
+	@.venv/bin/ruff check --quiet .
+	@.venv/bin/ruff format --check --quiet .
+	@.venv/bin/lint-imports --no-cache >/dev/null || .venv/bin/lint-imports --no-cache
+
+test: install-test lint  ## install test tools, check lint and layers, run the whole suite
 	@.venv/bin/python -m pytest
 
 clean:  ## remove local state (keeps data/sample)

@@ -21,11 +21,11 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from policies.bundle import encode_json, encode_parquet, publish_bundle, read_bundle_bytes, verify_files
-from policies.client import FALLBACK_KEY, PolicyClient
-from policies.client_index import _read_parquet, build_index
-from policies.schema import DECISIONS_SHEDDING
-from policies.signing import SigningKey, verify_manifest_signatures
+from qres_client.bundle import encode_json, encode_parquet, publish_bundle, read_bundle_bytes, verify_files
+from qres_client.client import FALLBACK_KEY, PolicyClient
+from qres_client.index import _read_parquet, build_index
+from qres_client.schema import DECISIONS_SHEDDING
+from qres_client.signing import SigningKey, verify_manifest_signatures
 
 REPEATS = 5
 
@@ -114,15 +114,22 @@ def main() -> None:
     key = SigningKey.generate()
     with tempfile.TemporaryDirectory() as tmp:
         store = Path(tmp)
-        b = publish_bundle(store, "shedding", {"decisions.parquet": encode_parquet(table),
-                                                "policy.json": encode_json({"n": args.scenarios})}, {},
-                           signer=key.sign)
+        b = publish_bundle(
+            store,
+            "shedding",
+            {"decisions.parquet": encode_parquet(table), "policy.json": encode_json({"n": args.scenarios})},
+            {},
+            signer=key.sign,
+        )
         size_kb = sum(p.stat().st_size for p in b.path.iterdir()) / 1024
         parquet_path = b.path / "decisions.parquet"
         data = parquet_path.read_bytes()
         manifest_bytes, files = read_bundle_bytes(b.path)
         manifest = verify_files(manifest_bytes, files, "bench")
-        load = lambda: PolicyClient(store, public_keys=key.public)  # noqa: E731
+
+        def load() -> PolicyClient:
+            return PolicyClient(store, public_keys=key.public)
+
         load_ms = median_ms(load)
         load_cpu_ms = CPU_MS[id(load)]
         parts = {
@@ -132,32 +139,47 @@ def main() -> None:
             "build index": median_ms(lambda: build_index("shedding", b.version, manifest, files)),
         }
         raw_ms = median_ms(lambda: pq.read_table(parquet_path))
-        reads = {f"dictionaries={d} pre_buffer={p} use_threads={t}":
-                 median_ms(lambda d=d, p=p, t=t: _read_parquet(data, dictionaries=d, pre_buffer=p, use_threads=t))
-                 for d in (True, False) for p in (False, True) for t in (False, True)}
+        reads = {
+            f"dictionaries={d} pre_buffer={p} use_threads={t}": median_ms(
+                lambda d=d, p=p, t=t: _read_parquet(data, dictionaries=d, pre_buffer=p, use_threads=t)
+            )
+            for d in (True, False)
+            for p in (False, True)
+            for t in (False, True)
+        }
         client = PolicyClient(store, public_keys=key.public)
     # Cold: the first call for a scenario (its decision is built then), on the fresh client.
-    cold = time_calls_us(client.decide, [frozenset(d) for d in downs[:args.queries // 4]])
+    cold = time_calls_us(client.decide, [frozenset(d) for d in downs[: args.queries // 4]])
     queries = make_queries(args.queries, downs, services, rng)
     time_calls_us(client.decide, queries)  # warm-up pass: builds every scenario the queries reach
     warm = time_calls_us(client.decide, queries)
     p50, p99 = pct(warm, 0.5), pct(warm, 0.99)
 
-    print(f"bundle: {args.scenarios:,} scenarios x {args.workloads} workloads = {table.num_rows:,} rows, "
-          f"{size_kb:,.0f} KiB, signed (Ed25519 + ML-DSA-65)")
-    print(f"load (read + verify sha256 + both signatures + build index), median of {REPEATS}: {load_ms:.1f} ms "
-          f"(goal < 100 ms: {load_ms / 100:.2f}x of goal; {load_ms / raw_ms:.2f}x a raw pq.read_table "
-          f"of the same file, {raw_ms:.1f} ms); CPU time {load_cpu_ms:.1f} ms")
+    print(
+        f"bundle: {args.scenarios:,} scenarios x {args.workloads} workloads = {table.num_rows:,} rows, "
+        f"{size_kb:,.0f} KiB, signed (Ed25519 + ML-DSA-65)"
+    )
+    print(
+        f"load (read + verify sha256 + both signatures + build index), median of {REPEATS}: {load_ms:.1f} ms "
+        f"(goal < 100 ms: {load_ms / 100:.2f}x of goal; {load_ms / raw_ms:.2f}x a raw pq.read_table "
+        f"of the same file, {raw_ms:.1f} ms); CPU time {load_cpu_ms:.1f} ms"
+    )
     for name, ms in parts.items():
         print(f"  {name:<22} {ms:7.1f} ms")
-    print("reading the verified bytes (policies.client_index._read_parquet), median of "
-          f"{REPEATS}, vs raw pq.read_table {raw_ms:.1f} ms:")
+    print(
+        "reading the verified bytes (qres_client.index._read_parquet), median of "
+        f"{REPEATS}, vs raw pq.read_table {raw_ms:.1f} ms:"
+    )
     for name, ms in reads.items():
         print(f"  {name:<50} {ms:6.1f} ms ({ms / raw_ms:.2f}x)")
-    print(f"decide() warm, {len(warm):,} queries (50% exact, 25% cover, 25% fallback): p50 {p50:.2f} us, "
-          f"p99 {p99:.2f} us, max {warm[-1]:.1f} us (goal p99 < 20 us: {p99 / 20:.2f}x of goal)")
-    print(f"decide() cold (first call for a scenario: builds its actions), {len(cold):,} scenarios: "
-          f"p50 {pct(cold, 0.5):.2f} us, p99 {pct(cold, 0.99):.2f} us")
+    print(
+        f"decide() warm, {len(warm):,} queries (50% exact, 25% cover, 25% fallback): p50 {p50:.2f} us, "
+        f"p99 {p99:.2f} us, max {warm[-1]:.1f} us (goal p99 < 20 us: {p99 / 20:.2f}x of goal)"
+    )
+    print(
+        f"decide() cold (first call for a scenario: builds its actions), {len(cold):,} scenarios: "
+        f"p50 {pct(cold, 0.5):.2f} us, p99 {pct(cold, 0.99):.2f} us"
+    )
 
 
 if __name__ == "__main__":

@@ -16,12 +16,12 @@ import time
 
 import pyarrow.parquet as pq
 
-from policies.bundle import encode_json
-from policies.client_greedy import parse_fallback
 from policies.graph import close_down_set, hard_dependents
-from policies.scenarios import Scenario, scenario_key
-from policies.shedding import GreedySheddingSolver, build_shedding_problems
-from policies.shedding_fallback import fallback_document
+from policies.scenarios.scenario_set import Scenario, scenario_key
+from policies.shedding.fallback import fallback_document
+from policies.shedding.policy import GreedySheddingSolver, build_shedding_problems
+from qres_client.bundle import encode_json
+from qres_client.greedy import parse_fallback
 
 __all__ = ["main"]
 

@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/ingest.py [--days 87] [--data DIR] [--repeat 1]
 
-Writes the sample generator's output (``policies.sample.write_sample``; 87 days = 10,022,400
+Writes the sample generator's output (``policies.telemetry.sample.write_sample``; 87 days = 10,022,400
 health checks in 87 day files, plus the small tables) to a temporary folder unless ``--data`` is
 given, then times, side by side in one run, each in its own child process (so each peak RSS is
 its own; imports are not timed):
@@ -51,7 +51,7 @@ def phase_raw(data: Path, _state: Path) -> dict:
 def phase_ingest(data: Path, state: Path) -> dict:
     from tasks.ingest import read_telemetry
     from tasks.validate import check_telemetry
-    from tasks.validation import validate_tables
+    from tasks.validation.suite import validate_tables
 
     validate_tables({})  # warm up Great Expectations' context (import-time cost, not per run)
     start = time.perf_counter()
@@ -59,16 +59,25 @@ def phase_ingest(data: Path, state: Path) -> dict:
     read_s = time.perf_counter() - start
     report, _ = check_telemetry(telemetry, quarantine_max_share=0.001)
     groups = _aggregate(report.clean["health_checks"])
-    from policies.watermark import commit_ingest
+    from policies.telemetry.watermark import commit_ingest
 
     commit_ingest(telemetry)
-    return {"s": time.perf_counter() - start, "read_s": read_s, "rows": report.rows_validated, "groups": groups,
-            "ingest": telemetry.extra.get("ingest")}
+    return {
+        "s": time.perf_counter() - start,
+        "read_s": read_s,
+        "rows": report.rows_validated,
+        "groups": groups,
+        "ingest": telemetry.extra.get("ingest"),
+    }
 
 
 def _child(phase: str, data: Path, state: Path) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--phase", phase, "--data", str(data), "--state", str(state)],
-                         check=True, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--phase", phase, "--data", str(data), "--state", str(state)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -87,7 +96,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="qres-bench-ingest-") as tmp:
         data = args.data
         if data is None:
-            from policies.sample import write_sample
+            from policies.telemetry.sample import write_sample
 
             data = Path(tmp) / "data"
             write_sample(data, seed=7, days=args.days, start="2026-01-01")  # all in the past
@@ -100,11 +109,15 @@ def main() -> None:
     print(f"{'step':<28}{'seconds':>9}{'peak RSS MB':>13}")
     print(f"{'raw pyarrow read + group by':<28}{raw['s']:>9.2f}{raw['rss_mb']:>13.0f}")
     print(f"{'ingest + validate':<28}{first['s']:>9.2f}{first['rss_mb']:>13.0f}   (read {first['read_s']:.2f} s)")
-    print(f"{'re-ingest + validate':<28}{again['s']:>9.2f}{again['rss_mb']:>13.0f}   (read {again['read_s']:.2f} s, "
-          f"{again['ingest']['reused']} files reused)")
+    print(
+        f"{'re-ingest + validate':<28}{again['s']:>9.2f}{again['rss_mb']:>13.0f}   (read {again['read_s']:.2f} s, "
+        f"{again['ingest']['reused']} files reused)"
+    )
     assert raw["groups"] == first["groups"], "the validated table must aggregate like the raw one"
-    print(f"ratio ingest+validate / raw read: {first['s'] / raw['s']:.2f} (goal <= 4); "
-          f"peak RSS {first['rss_mb'] / 1024:.2f} GB (goal < 4 GB)")
+    print(
+        f"ratio ingest+validate / raw read: {first['s'] / raw['s']:.2f} (goal <= 4); "
+        f"peak RSS {first['rss_mb'] / 1024:.2f} GB (goal < 4 GB)"
+    )
 
 
 if __name__ == "__main__":

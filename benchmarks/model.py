@@ -27,9 +27,9 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from policies.failure_model import fit_failure_model  # noqa: E402
-from policies.scenarios import build_scenarios  # noqa: E402
-from policies.schema import DEPENDENCIES, HEALTH_CHECKS, SERVICES  # noqa: E402
+from policies.model.failure_model import fit_failure_model
+from policies.scenarios.scenario_set import build_scenarios
+from policies.schema import DEPENDENCIES, HEALTH_CHECKS, SERVICES
 
 N_SERVICES, N_PROBES = 40, 2
 
@@ -51,21 +51,27 @@ def write_checks(path: Path, rows: int, seed: int = 1) -> tuple[pa.Table, pa.Tab
     m, s, p = np.meshgrid(np.arange(minutes), np.arange(N_SERVICES), np.arange(N_PROBES), indexing="ij")
     names = [f"svc-{i:02d}" for i in range(N_SERVICES)]
     n = m.size
-    table = pa.table({
-        "ts": pa.array(1_767_225_600_000 + m.ravel() * 60_000 + p.ravel() * 20_000, pa.timestamp("ms", tz="UTC")),
-        "service_id": pa.DictionaryArray.from_arrays(s.ravel().astype(np.int32), names).cast(pa.string()),
-        "probe": pa.DictionaryArray.from_arrays(p.ravel().astype(np.int32), ["p0", "p1"]).cast(pa.string()),
-        "status": pa.DictionaryArray.from_arrays(status.ravel().astype(np.int32),
-                                                 ["up", "degraded", "down"]).cast(pa.string()),
-        "latency_ms": rng.gamma(2.0, 40.0, n),
-        "error_rate": np.zeros(n),
-        "http_code": np.full(n, 200, dtype=np.int16),
-    }).cast(HEALTH_CHECKS)
+    table = pa.table(
+        {
+            "ts": pa.array(1_767_225_600_000 + m.ravel() * 60_000 + p.ravel() * 20_000, pa.timestamp("ms", tz="UTC")),
+            "service_id": pa.DictionaryArray.from_arrays(s.ravel().astype(np.int32), names).cast(pa.string()),
+            "probe": pa.DictionaryArray.from_arrays(p.ravel().astype(np.int32), ["p0", "p1"]).cast(pa.string()),
+            "status": pa.DictionaryArray.from_arrays(status.ravel().astype(np.int32), ["up", "degraded", "down"]).cast(
+                pa.string()
+            ),
+            "latency_ms": rng.gamma(2.0, 40.0, n),
+            "error_rate": np.zeros(n),
+            "http_code": np.full(n, 200, dtype=np.int16),
+        }
+    ).cast(HEALTH_CHECKS)
     pq.write_table(table, path, compression="zstd")
-    services = pa.Table.from_pylist([{"service_id": x, "kind": "saas", "tier": 1, "capacity": 1.0, "region": None}
-                                     for x in names], schema=SERVICES)
-    deps = pa.Table.from_pylist([{"service_id": names[i], "depends_on": names[i + 1], "hard": i % 3 == 0}
-                                 for i in range(0, N_SERVICES - 1, 2)], schema=DEPENDENCIES)
+    services = pa.Table.from_pylist(
+        [{"service_id": x, "kind": "saas", "tier": 1, "capacity": 1.0, "region": None} for x in names], schema=SERVICES
+    )
+    deps = pa.Table.from_pylist(
+        [{"service_id": names[i], "depends_on": names[i + 1], "hard": i % 3 == 0} for i in range(0, N_SERVICES - 1, 2)],
+        schema=DEPENDENCIES,
+    )
     return services, deps
 
 
@@ -106,8 +112,10 @@ def main() -> None:
     print(f"failure model             {t_model:.2f} s   (read + fit_failure_model)")
     print(f"ratio model / scan        {t_model / t_scan:.2f}   (goal <= 3)")
     print(f"scenarios (reference)     {t_scen:.2f} s   ({len(sset.scenarios)} scenarios)")
-    print(f"flap filter               removed {fitted.info['transitions_removed']:,} of "
-          f"{fitted.info['raw_transitions']:,} raw transitions")
+    print(
+        f"flap filter               removed {fitted.info['transitions_removed']:,} of "
+        f"{fitted.info['raw_transitions']:,} raw transitions"
+    )
 
 
 if __name__ == "__main__":

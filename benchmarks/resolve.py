@@ -42,7 +42,7 @@ def main() -> None:
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     from flows.nightly import nightly
     from flows.resolve import resolve
-    from policies.incidents import append_incident_day
+    from policies.telemetry.incidents import append_incident_day
 
     data = tmp / "data"
     shutil.copytree(args.data, data, copy_function=os.link)  # hard links; appends write new files
@@ -67,13 +67,21 @@ def main() -> None:
         stack.close()
         shutil.rmtree(tmp, ignore_errors=True)
     nightly_s, resolve_s = statistics.median(nightly_runs), statistics.median(resolve_runs)
-    print("runs (s): nightly " + ", ".join(f"{t:.2f}" for t in nightly_runs)
-          + "; resolve " + ", ".join(f"{t:.2f}" for t in resolve_runs))
+    print(
+        "runs (s): nightly "
+        + ", ".join(f"{t:.2f}" for t in nightly_runs)
+        + "; resolve "
+        + ", ".join(f"{t:.2f}" for t in resolve_runs)
+    )
     print(f"{'median':<10}{'seconds':>10}{'rows validated':>18}{'scenarios solved':>20}  published")
-    print(f"{'nightly':<10}{nightly_s:>10.2f}{full['rows_validated']:>18,}{full['scenarios_solved']:>13} of "
-          f"{full['scenarios']:<4}  {full['bundle_version']}")
-    print(f"{'resolve':<10}{resolve_s:>10.2f}{again['rows_validated']:>18,}{again['scenarios_solved']:>13} of "
-          f"{again['scenarios']:<4}  {again['bundle_version']}")
+    print(
+        f"{'nightly':<10}{nightly_s:>10.2f}{full['rows_validated']:>18,}{full['scenarios_solved']:>13} of "
+        f"{full['scenarios']:<4}  {full['bundle_version']}"
+    )
+    print(
+        f"{'resolve':<10}{resolve_s:>10.2f}{again['rows_validated']:>18,}{again['scenarios_solved']:>13} of "
+        f"{again['scenarios']:<4}  {again['bundle_version']}"
+    )
     print(f"resolve / nightly = {resolve_s / nightly_s:.3f} (goal <= 0.25)")
 
 

@@ -55,7 +55,7 @@ def embedded_run() -> Iterator[bool]:
     holds every flow's end for up to a second. With an API URL configured (a real server, a
     worker) nothing changes. Yields whether heartbeats were switched off.
     """
-    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, get_current_settings, temporary_settings  # noqa: PLC0415
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, get_current_settings, temporary_settings
 
     if get_current_settings().api.url:  # a server (from the environment, a profile or prefect.toml)
         yield False

@@ -27,20 +27,38 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.settings import Settings
 from policies.gates import evaluate_gates
-from policies.scenarios import ScenarioSet
+from policies.scenarios.scenario_set import ScenarioSet
 from tasks.publish import move_latest, public_key_json, publish_policy_bundle
 from tasks.solve import SolvedPolicy
-from tasks.solve_families import load_latency_pool, routing_latency_pool, solve_routing_policy, solve_standby_policy, \
-    solve_tier_assignment, store_latency_pool
-from tasks.timeouts import with_timeout
+from tasks.solve_families import (
+    load_latency_pool,
+    routing_latency_pool,
+    solve_routing_policy,
+    solve_standby_policy,
+    solve_tier_assignment,
+    store_latency_pool,
+)
+from tasks.support.timeouts import with_timeout
 from tasks.track import TrackingTarget, champion_metric, register_candidate, set_champion
 
-__all__ = ["FamilyRun", "FamilyOutcome", "PendingFamilies", "submit_families", "publish_families", "FAMILY_METRICS",
-           "SHARED_MANIFEST", "FAMILY_ORDER", "submit_latency_pool", "remember_latency_pool"]
+__all__ = [
+    "FamilyRun",
+    "FamilyOutcome",
+    "PendingFamilies",
+    "submit_families",
+    "publish_families",
+    "FAMILY_METRICS",
+    "SHARED_MANIFEST",
+    "FAMILY_ORDER",
+    "submit_latency_pool",
+    "remember_latency_pool",
+]
 
 # The metric each family is compared with its champion on, and its sense (+1: higher is better).
-FAMILY_METRICS = {"standby": ("standby.expected_covered_per_h", 1.0),
-                  "routing": ("routing.expected_objective_ms", -1.0)}
+FAMILY_METRICS = {
+    "standby": ("standby.expected_covered_per_h", 1.0),
+    "routing": ("routing.expected_objective_ms", -1.0),
+}
 FAMILY_ORDER = ("standby", "routing")  # submission, publication and summary order
 # Fields of the shedding manifest that describe the run, not the policy: reused verbatim.
 SHARED_MANIFEST = ("data_dir", "inputs_uri", "inputs", "config_hash", "seed", "versions", "scenarios")
@@ -82,7 +100,7 @@ class PendingFamilies:
     depend on which solve ends first.
     """
 
-    def __init__(self, tiers, solved: list) -> None:  # noqa: ANN001 - Prefect futures
+    def __init__(self, tiers, solved: list) -> None:
         self._tiers, self._solved, self._run = tiers, solved, None
         self._taken = 0  # families already handed out by take_ready / take_rest, in the fixed order
 
@@ -128,7 +146,7 @@ class PendingFamilies:
         return self._run
 
 
-def submit_latency_pool(settings: Settings, tables: dict[str, pa.Table], *, reuse: bool = False):  # noqa: ANN201
+def submit_latency_pool(settings: Settings, tables: dict[str, pa.Table], *, reuse: bool = False):
     """Start routing's latency pool as soon as the checks are validated (it overlaps the fit).
 
     With ``reuse`` (a re-solve) and ``orchestration.resolve_latencies = "nightly"``, the pool the
@@ -152,19 +170,21 @@ def submit_latency_pool(settings: Settings, tables: dict[str, pa.Table], *, reus
     return routing_latency_pool.submit(tables["health_checks"]), True
 
 
-def remember_latency_pool(settings: Settings, pool, *, snapshot: str) -> None:  # noqa: ANN001 - from submit_latency_pool
+def remember_latency_pool(settings: Settings, pool, *, snapshot: str) -> None:
     """Keep a pool this run computed, for the next re-solves."""
-    store_latency_pool(_pool_dir(settings), pool.result() if isinstance(pool, PrefectFuture) else pool,
-                       snapshot=snapshot)
+    store_latency_pool(
+        _pool_dir(settings), pool.result() if isinstance(pool, PrefectFuture) else pool, snapshot=snapshot
+    )
 
 
-def _pool_dir(settings: Settings):  # noqa: ANN202
+def _pool_dir(settings: Settings):
     # State, not cache: what a re-solve publishes depends on it, so clearing <state>/cache must keep it.
     return settings.state_dir / "profiles"
 
 
-def submit_families(settings: Settings, tables: dict[str, pa.Table], scenarios: ScenarioSet,
-                    latency_pool=None) -> PendingFamilies:  # noqa: ANN001 - from submit_latency_pool
+def submit_families(
+    settings: Settings, tables: dict[str, pa.Table], scenarios: ScenarioSet, latency_pool=None
+) -> PendingFamilies:
     """Submit the enabled families' solves with the configured portfolio (``[families]`` in qres.toml).
 
     Solves go through ``<state_dir>/cache/<family>`` when ``orchestration.solve_cache`` is on,
@@ -180,24 +200,49 @@ def submit_families(settings: Settings, tables: dict[str, pa.Table], scenarios: 
     if latency_pool is not None:
         tables = {name: t for name, t in tables.items() if name != "health_checks"}
 
-    def cache(family: str):  # noqa: ANN202 - same switch and layout as the shedding cache
+    def cache(family: str):
         return settings.state_dir / "cache" / family if settings.orchestration.solve_cache else None
 
     tiers = None
     if "tiers" in fam.enabled:
         tiers = solve_tier_assignment.submit(
-            tables, scenarios, seed=settings.seed, time_limit_s=fam.time_limit_s, tiers=fam.tiers,
-            alpha=fam.tier_alpha, lam=fam.tier_lambda, top_k=solve.top_k, cache_dir=cache("tiers"))
+            tables,
+            scenarios,
+            seed=settings.seed,
+            time_limit_s=fam.time_limit_s,
+            tiers=fam.tiers,
+            alpha=fam.tier_alpha,
+            lam=fam.tier_lambda,
+            top_k=solve.top_k,
+            cache_dir=cache("tiers"),
+        )
     # Standby needs the optional sites and standby_candidates tables (imported status pages have none).
     if "standby" in fam.enabled and {"sites", "standby_candidates"} <= set(tables):
-        solved.append(solve_standby_policy.submit(tables, scenarios, seed=settings.seed, time_limit_s=fam.time_limit_s,
-                                           solvers=fam.standby_solvers, top_k=solve.top_k, anneal_params=anneal,
-                                           cache_dir=cache("standby")))
+        solved.append(
+            solve_standby_policy.submit(
+                tables,
+                scenarios,
+                seed=settings.seed,
+                time_limit_s=fam.time_limit_s,
+                solvers=fam.standby_solvers,
+                top_k=solve.top_k,
+                anneal_params=anneal,
+                cache_dir=cache("standby"),
+            )
+        )
     if "routing" in fam.enabled:
-        solved.append(solve_routing_policy.submit(
-            tables, scenarios, seed=settings.seed, time_limit_s=fam.time_limit_s, top_k=solve.top_k,
-            options={"num_samples": fam.routing_samples, "sla_ms": fam.routing_sla_ms, "alpha": fam.routing_alpha},
-            cache_dir=cache("routing"), pool=latency_pool))
+        solved.append(
+            solve_routing_policy.submit(
+                tables,
+                scenarios,
+                seed=settings.seed,
+                time_limit_s=fam.time_limit_s,
+                top_k=solve.top_k,
+                options={"num_samples": fam.routing_samples, "sla_ms": fam.routing_sla_ms, "alpha": fam.routing_alpha},
+                cache_dir=cache("routing"),
+                pool=latency_pool,
+            )
+        )
     return PendingFamilies(tiers, solved)
 
 
@@ -208,8 +253,15 @@ def _chosen(sp: SolvedPolicy) -> dict[str, int]:
     return wins
 
 
-def publish_families(settings: Settings, target: TrackingTarget, run_id: str, solved: Iterable[SolvedPolicy], *,
-                     run_manifest: dict, validation_passed: bool) -> list[FamilyOutcome]:
+def publish_families(
+    settings: Settings,
+    target: TrackingTarget,
+    run_id: str,
+    solved: Iterable[SolvedPolicy],
+    *,
+    run_manifest: dict,
+    validation_passed: bool,
+) -> list[FamilyOutcome]:
     """Track, gate, publish (signed), register and, when the gates pass, promote each family.
 
     Like shedding: every solved version is stored and registered as candidate; LATEST and
@@ -226,31 +278,73 @@ def publish_families(settings: Settings, target: TrackingTarget, run_id: str, so
         metric, sense = FAMILY_METRICS[sp.policy]
         _, champion = champion_metric(target, name, metric)
         gates = evaluate_gates(
-            validation_passed=validation_passed, infeasible=sp.infeasible, worst_gap=sp.worst_gap,
+            validation_passed=validation_passed,
+            infeasible=sp.infeasible,
+            worst_gap=sp.worst_gap,
             expected_value=sense * sp.metrics[metric],
             champion_expected_value=None if champion is None else sense * champion,
-            max_gap=settings.gates.max_gap, tolerance=settings.gates.tolerance)
-        stored = step(publish_policy_bundle)(settings.store_dir, sp.policy, sp.files, {
-            **shared, "mlflow_run_id": run_id, "mlflow_model": {"name": name}, "solvers": sp.solvers,
-            "gates": gates.as_dict(), "metrics": dict(sp.metrics)}, key_dir=settings.bundle.key_dir, set_latest=False)
-        results = {"metrics": sp.metrics, "files": sp.files, "artifact_dir": f"bundle-{sp.policy}",
-                   "json_artifacts": {f"solvers-{sp.policy}.json": sp.solvers}}
+            max_gap=settings.gates.max_gap,
+            tolerance=settings.gates.tolerance,
+        )
+        stored = step(publish_policy_bundle)(
+            settings.store_dir,
+            sp.policy,
+            sp.files,
+            {
+                **shared,
+                "mlflow_run_id": run_id,
+                "mlflow_model": {"name": name},
+                "solvers": sp.solvers,
+                "gates": gates.as_dict(),
+                "metrics": dict(sp.metrics),
+            },
+            key_dir=settings.bundle.key_dir,
+            set_latest=False,
+        )
+        results = {
+            "metrics": sp.metrics,
+            "files": sp.files,
+            "artifact_dir": f"bundle-{sp.policy}",
+            "json_artifacts": {f"solvers-{sp.policy}.json": sp.solvers},
+        }
         version = step(register_candidate)(
-            target, run_id, name, bundle_path=stored.path, artifact_dir=f"model-{sp.policy}", results=results,
-            run_tags={f"qres.{sp.policy}.bundle_version": stored.version,
-                      f"qres.{sp.policy}.gates": "passed" if gates.passed else "held"},
-            public_key=public_key_json(settings.bundle.key_dir) if stored.manifest["signatures"] else None)
+            target,
+            run_id,
+            name,
+            bundle_path=stored.path,
+            artifact_dir=f"model-{sp.policy}",
+            results=results,
+            run_tags={
+                f"qres.{sp.policy}.bundle_version": stored.version,
+                f"qres.{sp.policy}.gates": "passed" if gates.passed else "held",
+            },
+            public_key=public_key_json(settings.bundle.key_dir) if stored.manifest["signatures"] else None,
+        )
         published = None
         if gates.passed:
-            published = step(move_latest)(settings.store_dir, sp.policy, stored.version, keep=settings.bundle.keep_versions)
+            published = step(move_latest)(
+                settings.store_dir, sp.policy, stored.version, keep=settings.bundle.keep_versions
+            )
             set_champion(target.client(), name, version)
         else:
-            log.warning("%s: gates held %s back (%s); LATEST as it was", sp.policy, stored.version,
-                        "; ".join(f"{c.name}: {c.detail}" for c in gates.failed))
-        outcomes.append(FamilyOutcome(
-            policy=sp.policy, expected_value=sp.expected_value, worst_gap=sp.worst_gap, chosen=_chosen(sp),
-            stored_version=stored.version, published=published is not None,
-            bundle_path=str(published.path) if published else None, model_version=version,
-            promoted=gates.passed, gates=gates.as_dict()))
+            log.warning(
+                "%s: gates held %s back (%s); LATEST as it was",
+                sp.policy,
+                stored.version,
+                "; ".join(f"{c.name}: {c.detail}" for c in gates.failed),
+            )
+        outcomes.append(
+            FamilyOutcome(
+                policy=sp.policy,
+                expected_value=sp.expected_value,
+                worst_gap=sp.worst_gap,
+                chosen=_chosen(sp),
+                stored_version=stored.version,
+                published=published is not None,
+                bundle_path=str(published.path) if published else None,
+                model_version=version,
+                promoted=gates.passed,
+                gates=gates.as_dict(),
+            )
+        )
     return outcomes
-

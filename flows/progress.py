@@ -1,4 +1,4 @@
-"""Rich progress bars for long steps, fed by ``tasks.progress``."""
+"""Rich progress bars for long steps, fed by ``tasks.support.progress``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from tasks.progress import set_sink
+from tasks.support.progress import set_sink
 
 __all__ = ["rich_progress"]
 
@@ -19,8 +19,16 @@ def rich_progress(console: Console, *, enabled: bool = True) -> Iterator[None]:
         yield
         return
     bars: dict[str, int] = {}
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console, transient=False) as progress:
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as progress:
+
         def sink(step: str, done: int, total: int) -> None:
             if step not in bars:
                 bars[step] = progress.add_task(step, total=total)

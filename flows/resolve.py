@@ -16,23 +16,25 @@ from prefect.logging import get_run_logger
 from flows.environment import configure_environment
 from flows.nightly import run_nightly
 from flows.settings import load_settings
-from policies.incidents import select_incidents
-from policies.ingest import read_part
-from policies.sources import locate_source_files, open_source
-from tasks.locks import RUN_LIMIT, hold_limit
+from policies.telemetry.incidents import select_incidents
+from policies.telemetry.ingest import read_part
+from policies.telemetry.sources import locate_source_files, open_source
+from tasks.support.locks import RUN_LIMIT, hold_limit
 
 __all__ = ["resolve", "incident_scope"]
 
 
-def incident_scope(source: str, *, incident_id: str | None, since: str | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def incident_scope(
+    source: str, *, incident_id: str | None, since: str | None
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(incident ids, affected dependencies) from the source's incidents table (read alone, cheaply)."""
     src = open_source(source)
     files = locate_source_files(src).get("incidents", [])
-    import pyarrow as pa  # noqa: PLC0415
+    import pyarrow as pa
 
     table = pa.concat_tables([read_part(src, f).table for f in files]) if files else None
     if table is None:
-        from policies.errors import ConfigError  # noqa: PLC0415
+        from policies.errors import ConfigError
 
         raise ConfigError(f"{source}: no incidents table; a re-solve needs the incident's record")
     scope = select_incidents(table, incident_id=incident_id, since=since, origin=files[0].uri)
@@ -40,9 +42,15 @@ def incident_scope(source: str, *, incident_id: str | None, since: str | None) -
 
 
 @flow(name="qres-resolve", log_prints=False, validate_parameters=True)
-def resolve(incident: str | None = None, since: str | None = None, dependencies: list[str] | str | None = None,
-            data: str | None = None, store: str | None = None, seed: int | None = None,
-            config: str | None = None) -> dict:
+def resolve(
+    incident: str | None = None,
+    since: str | None = None,
+    dependencies: list[str] | str | None = None,
+    data: str | None = None,
+    store: str | None = None,
+    seed: int | None = None,
+    config: str | None = None,
+) -> dict:
     """Re-fit with the newest telemetry and re-solve what the incident touched; publish through the gates.
 
     ``dependencies`` (a list, or a comma-separated string as an event trigger renders it)

@@ -16,8 +16,14 @@ __all__ = ["RUNNERS", "with_runner"]
 RUNNERS = ("threads", "dask")
 
 
-def with_runner(flow: Flow, runner: str, address: str | None = None, *, timeout_s: float | None = None,
-                cluster_kwargs: dict | None = None) -> Flow:
+def with_runner(
+    flow: Flow,
+    runner: str,
+    address: str | None = None,
+    *,
+    timeout_s: float | None = None,
+    cluster_kwargs: dict | None = None,
+) -> Flow:
     """``flow`` with the chosen task runner; ``address`` names an existing Dask scheduler."""
     if runner not in RUNNERS:
         raise ConfigError(f"unknown runner {runner!r}; choose from {', '.join(RUNNERS)}")
@@ -25,8 +31,13 @@ def with_runner(flow: Flow, runner: str, address: str | None = None, *, timeout_
         raise ConfigError("--address needs --runner dask")
     options: dict = {"timeout_seconds": timeout_s} if timeout_s else {}
     if runner == "dask":
-        from prefect_dask import DaskTaskRunner  # noqa: PLC0415
+        from prefect_dask import DaskTaskRunner
 
-        options["task_runner"] = DaskTaskRunner(address=address) if address else DaskTaskRunner(
-            cluster_kwargs=cluster_kwargs or {"n_workers": 2, "threads_per_worker": 1, "processes": True})
+        options["task_runner"] = (
+            DaskTaskRunner(address=address)
+            if address
+            else DaskTaskRunner(
+                cluster_kwargs=cluster_kwargs or {"n_workers": 2, "threads_per_worker": 1, "processes": True}
+            )
+        )
     return flow.with_options(**options)

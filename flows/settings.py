@@ -77,9 +77,13 @@ class FamilySettings(_Section):
     """The standby and routing bundles and the tier assignment, solved after shedding (README "Policy families")."""
 
     enabled: tuple[Literal["standby", "routing", "tiers"], ...] = ("standby", "routing", "tiers")
-    time_limit_s: float = Field(2.0, gt=0, description="per solver and instance (one standby, one per routing scenario)")
+    time_limit_s: float = Field(
+        2.0, gt=0, description="per solver and instance (one standby, one per routing scenario)"
+    )
     standby_solvers: tuple[Literal["greedy", "cpsat", "anneal"], ...] = ("greedy", "cpsat", "anneal")
-    tiers: int = Field(4, ge=1, le=16, description="tiers of the robust assignment (exported on Google's 4 criticalities)")
+    tiers: int = Field(
+        4, ge=1, le=16, description="tiers of the robust assignment (exported on Google's 4 criticalities)"
+    )
     tier_alpha: float = Field(0.9, ge=0, lt=1, description="CVaR level of the tier assignment's loss")
     tier_lambda: float = Field(1.0, ge=0, description="weight of CVaR against expected loss")
     routing_samples: int = Field(64, ge=1, description="latency samples per endpoint and scenario")
@@ -99,8 +103,12 @@ class BundleSettings(_Section):
 
 
 class IngestSettings(_Section):
-    quarantine_max_share: float = Field(0.001, ge=0, le=1, description="share of a table's rows that may be "
-                                        "quarantined for row-level rules before the run fails closed")
+    quarantine_max_share: float = Field(
+        0.001,
+        ge=0,
+        le=1,
+        description="share of a table's rows that may be quarantined for row-level rules before the run fails closed",
+    )
     quarantine_max_share_by_table: dict[str, float] = Field(default_factory=dict, description="per-table overrides")
     freshness_max_age_h: float | None = Field(None, gt=0, description="newest check must be this recent; None = off")
     lateness_min: int = Field(1440, ge=0, description="rows older than the watermark by more are dropped as too late")
@@ -108,7 +116,9 @@ class IngestSettings(_Section):
 
 
 class BacktestSettings(_Section):
-    train_fraction: float = Field(0.7, gt=0, lt=1, description="share of the history to fit on; later incidents are replayed")
+    train_fraction: float = Field(
+        0.7, gt=0, lt=1, description="share of the history to fit on; later incidents are replayed"
+    )
     merge_gap_min: float = Field(10.0, ge=0, description="outages closer than this are one incident")
     cvar_alpha: float = Field(0.95, gt=0, lt=1, description="CVaR level of the loss over incidents")
     goal_share: float = Field(0.95, gt=0, le=1, description="goal: share of the oracle's value the policy keeps")
@@ -117,24 +127,35 @@ class BacktestSettings(_Section):
     tolerance: float = Field(0.02, ge=0, description="gate: allowed drop of the backtest share against the champion")
     enabled: bool = Field(True, description="run the backtest in the nightly flow")
     unmatched: Literal["greedy", "cover-then-greedy", "cover"] = Field(
-        "greedy", description="the published policy's rule for states no scenario names, as PolicyClient(unmatched=...)")
+        "greedy", description="the published policy's rule for states no scenario names, as PolicyClient(unmatched=...)"
+    )
 
 
 class OrchestrationSettings(_Section):
     timezone: str = Field("UTC", description="time zone of the nightly schedule (deployments/prefect.yaml)")
     nightly_cron: str = Field("0 2 * * *", description="when the nightly deployment runs")
     task_timeout_s: float = Field(600.0, gt=0, description="timeout of one solve chunk task")
-    step_timeout_s: float = Field(900.0, gt=0, description="timeout of every other step (ingest, validate, fit, "
-                                  "scenarios, solve, backtest, MLflow calls, publish)")
-    run_lock_wait_s: float = Field(1800.0, gt=0, description="how long a run waits for the `qres-run` lock "
-                                   "(when that Prefect global concurrency limit exists) before failing")
+    step_timeout_s: float = Field(
+        900.0,
+        gt=0,
+        description="timeout of every other step (ingest, validate, fit, "
+        "scenarios, solve, backtest, MLflow calls, publish)",
+    )
+    run_lock_wait_s: float = Field(
+        1800.0,
+        gt=0,
+        description="how long a run waits for the `qres-run` lock "
+        "(when that Prefect global concurrency limit exists) before failing",
+    )
     flow_timeout_s: float = Field(3600.0, gt=0, description="timeout of a whole nightly or resolve run")
     solve_chunk: int = Field(16, ge=1, description="scenarios per submitted solve task (Dask or threads)")
     solve_cache: bool = Field(True, description="reuse per-scenario results whose problem is unchanged")
     resolve_backtest: bool = Field(False, description="run the backtest in `qres resolve` too (slower)")
     resolve_latencies: Literal["nightly", "fresh"] = Field(
-        "nightly", description="routing's latency profiles in `qres resolve`: the last nightly's (kept in the state "
-        "dir; routing then re-solves only the scenarios that changed) or recomputed from every check")
+        "nightly",
+        description="routing's latency profiles in `qres resolve`: the last nightly's (kept in the state "
+        "dir; routing then re-solves only the scenarios that changed) or recomputed from every check",
+    )
 
 
 class MlflowSettings(_Section):
@@ -182,8 +203,10 @@ class Settings(BaseSettings):
 
     def resolved(self, root: Path) -> Settings:
         """A copy whose paths are absolute, relative ones taken from ``root``."""
-        fix: dict[str, Any] = {k: (p if p.is_absolute() else (root / p)).resolve() for k, p in (
-            ("store_dir", self.store_dir), ("state_dir", self.state_dir))}
+        fix: dict[str, Any] = {
+            k: (p if p.is_absolute() else (root / p)).resolve()
+            for k, p in (("store_dir", self.store_dir), ("state_dir", self.state_dir))
+        }
         data = str(self.data_dir)  # URLs and globs stay as given; local folders become absolute
         fix["data_dir"] = data if "://" in data or Path(data).is_absolute() else str(root / data)
         key_dir = self.bundle.key_dir or Path(fix["state_dir"]) / "keys"
@@ -236,20 +259,37 @@ def load_settings(config: str | Path | None = None, **overrides: Any) -> Setting
     return settings.resolved(root)
 
 
-def backtest_config(settings: Settings):  # noqa: ANN201 - policies.backtest_run.BacktestConfig, imported lazily
+def backtest_config(settings: Settings):
     """The backtest parameters from the settings (the same model, scenario and solver settings as nightly);
     shared by the nightly flow's backtest step and ``qres backtest``."""
-    from policies.backtest_run import BacktestConfig  # noqa: PLC0415
+    from policies.backtest.run import BacktestConfig
 
     m, sc, so, bt = settings.model, settings.scenarios, settings.solve, settings.backtest
     return BacktestConfig(
-        train_fraction=bt.train_fraction, merge_gap_min=bt.merge_gap_min, alpha=bt.cvar_alpha, window_min=m.window_min,
-        hysteresis_windows=m.hysteresis_windows, hysteresis_min=m.hysteresis_min, agreement=m.agreement,
+        train_fraction=bt.train_fraction,
+        merge_gap_min=bt.merge_gap_min,
+        alpha=bt.cvar_alpha,
+        window_min=m.window_min,
+        hysteresis_windows=m.hysteresis_windows,
+        hysteresis_min=m.hysteresis_min,
+        agreement=m.agreement,
         target_mass=sc.target_mass,
-        scenario_params={"sample_max": sc.sample_max, "sample_min_probability": sc.sample_min_probability,
-                         "sample_params": {"num_reads": sc.sample_num_reads, "num_sweeps": sc.sample_num_sweeps,
-                                           "beta": sc.sample_beta},
-                         "what_if": [w.model_dump() for w in sc.what_if]},
-        solvers=so.solvers, time_limit_s=so.time_limit_s, levels=so.levels,
+        scenario_params={
+            "sample_max": sc.sample_max,
+            "sample_min_probability": sc.sample_min_probability,
+            "sample_params": {
+                "num_reads": sc.sample_num_reads,
+                "num_sweeps": sc.sample_num_sweeps,
+                "beta": sc.sample_beta,
+            },
+            "what_if": [w.model_dump() for w in sc.what_if],
+        },
+        solvers=so.solvers,
+        time_limit_s=so.time_limit_s,
+        levels=so.levels,
         anneal_params={"sampler": so.sampler, "num_reads": so.anneal_num_reads, "num_sweeps": so.anneal_num_sweeps},
-        seed=settings.seed, goal_share=bt.goal_share, goal_cvar_ratio=bt.goal_cvar_ratio, unmatched=bt.unmatched)
+        seed=settings.seed,
+        goal_share=bt.goal_share,
+        goal_cvar_ratio=bt.goal_cvar_ratio,
+        unmatched=bt.unmatched,
+    )

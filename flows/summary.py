@@ -18,9 +18,13 @@ def render_summary(s: dict, settings: Settings) -> Panel:
     facts.add_row("rows validated", f"{s['rows_validated']:,} in {len(s['tables'])} tables")
     facts.add_row("dependencies", f"{s['dependencies']} ({s['dependencies_with_outages']} with outages)")
     if "transitions_removed" in s:
-        facts.add_row("flap filter", f"removed {s['transitions_removed']:,} of {s['raw_transitions']:,} raw state changes")
-    facts.add_row("scenarios", f"{s['scenarios']}, covering {s['covered_mass']:.4%} of the probability mass "
-                               f"(target {s['target_mass']:.2%})")
+        facts.add_row(
+            "flap filter", f"removed {s['transitions_removed']:,} of {s['raw_transitions']:,} raw state changes"
+        )
+    facts.add_row(
+        "scenarios",
+        f"{s['scenarios']}, covering {s['covered_mass']:.4%} of the probability mass (target {s['target_mass']:.2%})",
+    )
     gap = "n/a" if s["worst_gap"] is None else f"{s['worst_gap']:.4%}"
     facts.add_row("expected value", f"{s['expected_value_per_h']:,.2f}/h; worst gap to bound {gap}")
     if s["published"]:
@@ -48,8 +52,13 @@ def family_line(o: dict) -> str:
     """One line per family for the run summary (``o`` is a FamilyOutcome as a dict)."""
     unit = "ms expected latency+penalty" if o["policy"] == "routing" else "/h expected covered value"
     gap = "n/a" if o["worst_gap"] is None else f"{o['worst_gap']:.4%}"
-    where = (f"published {o['stored_version']}" if o["published"] else
-             "held back: " + "; ".join(f"{c['name']}: {c['detail']}" for c in o["gates"]["checks"] if not c["passed"]))
+    where = (
+        f"published {o['stored_version']}"
+        if o["published"]
+        else "held back: " + "; ".join(f"{c['name']}: {c['detail']}" for c in o["gates"]["checks"] if not c["passed"])
+    )
     solvers = ", ".join(f"{k} {v}" for k, v in sorted(o["chosen"].items()))
-    return (f"{o['expected_value']:,.2f}{unit}, worst gap {gap}, chosen {solvers}; {where} "
-            f"(model version {o['model_version']}, {'champion' if o['promoted'] else 'candidate'})")
+    return (
+        f"{o['expected_value']:,.2f}{unit}, worst gap {gap}, chosen {solvers}; {where} "
+        f"(model version {o['model_version']}, {'champion' if o['promoted'] else 'candidate'})"
+    )

@@ -7,13 +7,17 @@
     ├── SolverError                a solver failed in a way that is not infeasibility
     └── BundleVerificationError    a bundle's hashes or layout do not check out
 
-Messages say what was wrong, where, and what to do. Only the standard library is
-imported here, so that the runtime client can raise these without numpy or pandas.
+Messages say what was wrong, where, and what to do. The root and the client's branches
+(``QresError``, ``ConfigError``, ``BundleVerificationError``) are defined in
+``qres_client.errors``, so a service that installs only the client catches the same
+classes; they are named here too, so pipeline code imports its whole tree from one place.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+
+from qres_client.errors import BundleVerificationError, ConfigError, QresError
 
 __all__ = [
     "QresError",
@@ -24,14 +28,6 @@ __all__ = [
     "BundleVerificationError",
     "RuleViolation",
 ]
-
-
-class QresError(Exception):
-    """Base class: catch this to handle every qresilience failure."""
-
-
-class ConfigError(QresError):
-    """A setting is missing or has a bad value."""
 
 
 class RuleViolation:
@@ -84,9 +80,7 @@ class DataValidationError(QresError):
         lines = [f"telemetry failed validation ({len(self.violations)} rule(s) broken):"]
         lines += [f"  - {v}" for v in self.violations]
         lines.append(
-            hint
-            or "Fix the input files (they were not changed) and run again; "
-            "the last published bundle stays LATEST."
+            hint or "Fix the input files (they were not changed) and run again; the last published bundle stays LATEST."
         )
         super().__init__("\n".join(lines))
 
@@ -97,7 +91,3 @@ class InfeasiblePolicyError(QresError):
 
 class SolverError(QresError):
     """A solver failed for a reason other than infeasibility (crash, bad status)."""
-
-
-class BundleVerificationError(QresError):
-    """A bundle is incomplete, tampered with or from an unknown schema: never load it."""

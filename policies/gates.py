@@ -51,7 +51,9 @@ def evaluate_gates(
     more often a modelling or data problem and deserves a human look first.
     """
     checks = [
-        GateCheck("validation", validation_passed, "telemetry passed every rule" if validation_passed else "validation failed"),
+        GateCheck(
+            "validation", validation_passed, "telemetry passed every rule" if validation_passed else "validation failed"
+        ),
         GateCheck("feasible", infeasible == 0, f"{infeasible} scenario(s) without a feasible solution"),
     ]
     if worst_gap is None:
@@ -63,18 +65,25 @@ def evaluate_gates(
     else:
         floor = champion_expected_value - tolerance * abs(champion_expected_value)
         ok = expected_value >= floor
-        checks.append(GateCheck(
-            "champion", ok,
-            f"expected value {expected_value:,.2f}/h vs champion {champion_expected_value:,.2f}/h "
-            f"(floor {floor:,.2f} at tolerance {tolerance:.1%})",
-        ))
+        checks.append(
+            GateCheck(
+                "champion",
+                ok,
+                f"expected value {expected_value:,.2f}/h vs champion {champion_expected_value:,.2f}/h "
+                f"(floor {floor:,.2f} at tolerance {tolerance:.1%})",
+            )
+        )
     if backtest_share is not None:  # share of the hindsight oracle's value kept on held-out incidents
         floor = backtest_min_share
         if champion_backtest_share is not None:
             floor = max(floor, champion_backtest_share - backtest_tolerance)
-        checks.append(GateCheck(
-            "backtest", backtest_share >= floor - 1e-12,
-            f"kept {backtest_share:.2%} of the oracle's value on held-out incidents (floor {floor:.2%}"
-            + (f", champion {champion_backtest_share:.2%}" if champion_backtest_share is not None else "") + ")",
-        ))
+        checks.append(
+            GateCheck(
+                "backtest",
+                backtest_share >= floor - 1e-12,
+                f"kept {backtest_share:.2%} of the oracle's value on held-out incidents (floor {floor:.2%}"
+                + (f", champion {champion_backtest_share:.2%}" if champion_backtest_share is not None else "")
+                + ")",
+            )
+        )
     return GateReport(tuple(checks))

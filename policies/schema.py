@@ -17,11 +17,6 @@ __all__ = [
     "TABLES",
     "REQUIRED_TABLES",
     "PARTITIONED_TABLES",
-    "DECISIONS_SHEDDING",
-    "DECISIONS_STANDBY",
-    "DECISIONS_ROUTING",
-    "DECISIONS_TIERS",
-    "DECISIONS_BY_POLICY",
     "SERVICES",
     "DEPENDENCIES",
     "HEALTH_CHECKS",
@@ -132,65 +127,6 @@ REQUIRED_TABLES = ("services", "dependencies", "health_checks", "incidents", "wo
 
 # Stored as a folder of day files (``health_checks/2026-10-01.parquet``) rather than one file.
 PARTITIONED_TABLES = ("health_checks",)
-
-# decisions.parquet of a shedding bundle: one row per (scenario, workload), ranked.
-DECISIONS_SHEDDING = pa.schema(
-    [
-        pa.field("scenario_key", pa.string(), nullable=False),
-        pa.field("down", pa.list_(pa.string()), nullable=False),  # root dependencies down
-        pa.field("degraded", pa.list_(pa.string()), nullable=False),
-        pa.field("effective_down", pa.list_(pa.string()), nullable=False),  # down after hard-dependency closure
-        pa.field("probability", pa.float64(), nullable=False),
-        pa.field("workload_id", pa.string(), nullable=False),
-        pa.field("admit", pa.float64(), nullable=False),  # share admitted, 0..1
-        pa.field("rank", pa.int32(), nullable=False),  # 1 = admit first, shed last
-    ]
-)
-
-
-# The other families' decisions.parquet start with exactly the shedding columns (so one client
-# reads all of them: ``workload_id`` is the *subject* of the action, named in the schema
-# metadata ``qres.subject``, and ``admit`` its share) and add columns of their own after them.
-_ACTION_FIELDS = list(DECISIONS_SHEDDING)
-
-# standby: per scenario, every chosen standby; admit 1.0 = activate it now, 0.0 = keep warm only.
-DECISIONS_STANDBY = pa.schema(
-    _ACTION_FIELDS + [
-        pa.field("service_id", pa.string(), nullable=False),  # the service the standby replaces
-        pa.field("site_id", pa.string(), nullable=False),
-        pa.field("value_per_hour", pa.float64(), nullable=False),  # value it restores in this scenario
-    ],
-    metadata={"qres.policy": "standby", "qres.subject": "candidate_id",
-              "qres.admit": "1.0 = activate this standby in the scenario, 0.0 = keep warm, not needed"},
-)
-
-# routing: per scenario, one row per endpoint (service@region); admit = share of the service's traffic.
-DECISIONS_ROUTING = pa.schema(
-    _ACTION_FIELDS + [
-        pa.field("service_id", pa.string(), nullable=False),
-        pa.field("locality", pa.string(), nullable=False),  # the endpoint's region
-        pa.field("envoy_weight", pa.int32(), nullable=False),  # load_balancing_weight; 0 = mark unhealthy
-        pa.field("healthy", pa.bool_(), nullable=False),
-    ],
-    metadata={"qres.policy": "routing", "qres.subject": "endpoint_id (service@region)",
-              "qres.admit": "share of the service's traffic sent to the endpoint, 0..1"},
-)
-
-# tiers (shipped in the shedding bundle as tiers.parquet): one row per workload, no scenarios.
-DECISIONS_TIERS = pa.schema(
-    [
-        pa.field("workload_id", pa.string(), nullable=False),
-        pa.field("tier", pa.int8(), nullable=False),  # 0 = shed last .. T-1 = shed first
-        pa.field("criticality", pa.string(), nullable=False),  # CRITICAL_PLUS, CRITICAL, SHEDDABLE_PLUS, SHEDDABLE
-        pa.field("bucket", pa.string(), nullable=False),  # Netflix-style: CRITICAL, DEGRADED, BEST_EFFORT, BULK
-        pa.field("priority", pa.int16(), nullable=False),  # 0..100, higher = shed later
-    ],
-    metadata={"qres.policy": "tiers", "qres.subject": "workload_id"},
-)
-
-DECISIONS_BY_POLICY: dict[str, pa.Schema] = {
-    "shedding": DECISIONS_SHEDDING, "standby": DECISIONS_STANDBY, "routing": DECISIONS_ROUTING,
-}
 
 
 def schema_for(table: str) -> pa.Schema:

@@ -7,8 +7,8 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
-from policies.backtest_run import BacktestConfig, run_backtest
-from tasks.progress import progress_step
+from policies.backtest.run import BacktestConfig, run_backtest
+from tasks.support.progress import progress_step
 
 __all__ = ["backtest_policy", "backtest_metrics"]
 
@@ -20,8 +20,11 @@ def backtest_policy(tables: dict[str, pa.Table], cfg: BacktestConfig) -> dict:
         result = run_backtest(tables, cfg)
         advance(1)
     pub = result["overall"].get("published", {})
-    get_run_logger().info("backtest: %d held-out incidents; published keeps %s of the oracle's value",
-                          result["n_incidents"], "n/a" if pub.get("share") is None else f"{pub['share']:.2%}")
+    get_run_logger().info(
+        "backtest: %d held-out incidents; published keeps %s of the oracle's value",
+        result["n_incidents"],
+        "n/a" if pub.get("share") is None else f"{pub['share']:.2%}",
+    )
     return result
 
 

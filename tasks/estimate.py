@@ -12,20 +12,21 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
-from policies.bundle import encode_json
-from policies.failure_model import FailureModel, fit_failure_model
-from policies.health import HEALTH_FILE, build_health_document
-from policies.scenarios import ScenarioSet, build_scenarios
-from policies.window_grid import WindowGrid, window_grid
-from tasks.solve_cache import solve_cached
+from policies.model.failure_model import FailureModel, fit_failure_model
+from policies.model.window_grid import WindowGrid, window_grid
+from policies.scenarios.scenario_set import ScenarioSet, build_scenarios
+from qres_client.bundle import encode_json
+from qres_client.health import HEALTH_FILE, build_health_document
+from tasks.support.solve_cache import solve_cached
 
 __all__ = ["estimate_failure_model", "health_check_grids", "build_scenario_set", "health_file", "scenario_provenance"]
 
 _GRID_FORMAT = "window-grid-v1"  # bump when WindowGrid or window_grid changes: old entries become misses
 
 
-def health_check_grids(files: Sequence[tuple[str | None, pa.Table]], *, window_min: int,
-                       cache_dir: Path | None) -> list[WindowGrid] | None:
+def health_check_grids(
+    files: Sequence[tuple[str | None, pa.Table]], *, window_min: int, cache_dir: Path | None
+) -> list[WindowGrid] | None:
     """The window grid of each health-check file, from the cache by its sha256 or computed and
     stored (files without a sha256, e.g. rows left after quarantine, are computed only).
     None as soon as one file has no grid: the fit then scans the checks."""
@@ -54,46 +55,85 @@ def _prune(cache_dir: Path | None, *, keep: set[str]) -> None:
 
 
 @task(name="failure-model", cache_policy=NO_CACHE)
-def estimate_failure_model(tables: dict[str, pa.Table], *, window_min: int, hysteresis_windows: int,
-                           credible: float, hysteresis_min: float = 0.0, agreement: str = "majority",
-                           alpha: float = 0.05, health_files: Sequence[tuple[str | None, pa.Table]] | None = None,
-                           grid_cache: Path | None = None) -> FailureModel:
+def estimate_failure_model(
+    tables: dict[str, pa.Table],
+    *,
+    window_min: int,
+    hysteresis_windows: int,
+    credible: float,
+    hysteresis_min: float = 0.0,
+    agreement: str = "majority",
+    alpha: float = 0.05,
+    health_files: Sequence[tuple[str | None, pa.Table]] | None = None,
+    grid_cache: Path | None = None,
+) -> FailureModel:
     """Per-dependency P(down) with credible intervals, recovery times and co-failure.
 
     ``health_files``: the (sha256, table) files ``tables["health_checks"]`` is made of; their
     window grids come from ``grid_cache``, so a re-solve scans only the new day's checks.
     """
-    grids = None if health_files is None else health_check_grids(health_files, window_min=window_min,
-                                                                   cache_dir=grid_cache)
+    grids = (
+        None if health_files is None else health_check_grids(health_files, window_min=window_min, cache_dir=grid_cache)
+    )
     model = fit_failure_model(
-        tables["services"], tables["dependencies"], tables["health_checks"], tables.get("incidents"),
-        window_min=window_min, hysteresis_windows=hysteresis_windows, hysteresis_min=hysteresis_min,
-        agreement=agreement, credible=credible, alpha=alpha, grids=grids,
+        tables["services"],
+        tables["dependencies"],
+        tables["health_checks"],
+        tables.get("incidents"),
+        window_min=window_min,
+        hysteresis_windows=hysteresis_windows,
+        hysteresis_min=hysteresis_min,
+        agreement=agreement,
+        credible=credible,
+        alpha=alpha,
+        grids=grids,
     )
     down = model.per_dependency[model.per_dependency["outages"] > 0]
     get_run_logger().info(
         "failure model: %d services over %d windows, %d with outages, %d co-failing pairs (%d significant); "
         "hysteresis removed %d of %d raw transitions",
-        len(model.services), model.states.shape[0], len(down), len(model.co_failure),
-        int(model.co_failure["significant"].sum()), model.info["transitions_removed"], model.info["raw_transitions"],
+        len(model.services),
+        model.states.shape[0],
+        len(down),
+        len(model.co_failure),
+        int(model.co_failure["significant"].sum()),
+        model.info["transitions_removed"],
+        model.info["raw_transitions"],
     )
     return model
 
 
 @task(name="scenarios", cache_policy=NO_CACHE)
-def build_scenario_set(model: FailureModel, tables: dict[str, pa.Table], *, target_mass: float, seed: int = 0,
-                       sample_max: int = 0, sample_min_probability: float = 1e-7, sample_params: dict | None = None,
-                       what_if: tuple = ()) -> ScenarioSet:
+def build_scenario_set(
+    model: FailureModel,
+    tables: dict[str, pa.Table],
+    *,
+    target_mass: float,
+    seed: int = 0,
+    sample_max: int = 0,
+    sample_min_probability: float = 1e-7,
+    sample_params: dict | None = None,
+    what_if: tuple = (),
+) -> ScenarioSet:
     """Empirical patterns covering ``target_mass``, every single-dependency outage, multi-failures
     sampled from the joint model, and the what-ifs from config."""
     scenarios = build_scenarios(
-        model, tables["dependencies"], target_mass=target_mass, services=tables["services"], seed=seed,
-        sample_max=sample_max, sample_min_probability=sample_min_probability, sample_params=sample_params,
+        model,
+        tables["dependencies"],
+        target_mass=target_mass,
+        services=tables["services"],
+        seed=seed,
+        sample_max=sample_max,
+        sample_min_probability=sample_min_probability,
+        sample_params=sample_params,
         what_if=[w if isinstance(w, dict) else w.model_dump() for w in what_if],
     )
     get_run_logger().info(
         "scenarios: %d kept (%s), covering %.4f of the probability mass (target %.4f)",
-        len(scenarios.scenarios), scenarios.info["by_source"], scenarios.covered_mass, scenarios.target_mass,
+        len(scenarios.scenarios),
+        scenarios.info["by_source"],
+        scenarios.covered_mass,
+        scenarios.target_mass,
     )
     return scenarios
 

@@ -8,9 +8,9 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
-from policies.ingest import Telemetry, load_telemetry, snapshot_id
-from policies.watermark import commit_ingest, ingest_incremental
-from tasks.retry import retry_on_io_error
+from policies.telemetry.ingest import Telemetry, load_telemetry, snapshot_id
+from policies.telemetry.watermark import commit_ingest, ingest_incremental
+from tasks.support.retry import retry_on_io_error
 
 __all__ = ["ingest_telemetry", "read_telemetry", "record_ingest"]
 
@@ -18,7 +18,7 @@ __all__ = ["ingest_telemetry", "read_telemetry", "record_ingest"]
 def read_telemetry(source: str, *, state_dir: Path | None = None, lateness_min: float = 1440) -> Telemetry:
     """What the ingest task does, without Prefect (tests call it too).
 
-    With a ``state_dir`` the read is incremental (``policies.watermark``); without one every
+    With a ``state_dir`` the read is incremental (``policies.telemetry.watermark``); without one every
     file is read, as ``qres validate`` does.
     """
     if state_dir is None:
@@ -33,8 +33,14 @@ def ingest_telemetry(source: str, *, state_dir: Path | None = None, lateness_min
     telemetry = read_telemetry(source, state_dir=state_dir, lateness_min=lateness_min)
     rows = ", ".join(f"{k}={v:,}" for k, v in telemetry.rows.items())
     done = telemetry.extra.get("ingest")
-    log.info("read %d tables from %s (%s); snapshot %s%s", len(telemetry.parts), source, rows,
-             snapshot_id(telemetry.sha256)[:12], f"; files {done}" if done else "")
+    log.info(
+        "read %d tables from %s (%s); snapshot %s%s",
+        len(telemetry.parts),
+        source,
+        rows,
+        snapshot_id(telemetry.sha256)[:12],
+        f"; files {done}" if done else "",
+    )
     return telemetry
 
 

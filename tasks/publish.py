@@ -8,10 +8,10 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
-from policies.bundle import PublishedBundle, prune_versions, publish_bundle, set_latest, verify_bundle
-from policies.signing import PRIVATE_KEY_NAME, SIGNING_KEY_ENV, load_signing_key, verify_manifest_signatures
-from tasks.locks import PUBLISH_LIMIT, hold_limit
-from tasks.retry import retry_on_io_error
+from qres_client.bundle import PublishedBundle, prune_versions, publish_bundle, set_latest, verify_bundle
+from qres_client.signing import PRIVATE_KEY_NAME, SIGNING_KEY_ENV, load_signing_key, verify_manifest_signatures
+from tasks.support.locks import PUBLISH_LIMIT, hold_limit
+from tasks.support.retry import retry_on_io_error
 
 __all__ = ["publish_policy_bundle", "publish_signed", "move_latest", "public_key_json"]
 
@@ -22,9 +22,17 @@ def public_key_json(key_dir: Path | None) -> str | None:
     return key.public.to_json() if key else None
 
 
-def publish_signed(store: Path, policy: str, files: dict[str, bytes], manifest_fields: dict, *,
-                   key_dir: Path | None, keep: int | None = None, log=None,  # noqa: ANN001
-                   set_latest_too: bool = True) -> PublishedBundle:
+def publish_signed(
+    store: Path,
+    policy: str,
+    files: dict[str, bytes],
+    manifest_fields: dict,
+    *,
+    key_dir: Path | None,
+    keep: int | None = None,
+    log=None,
+    set_latest_too: bool = True,
+) -> PublishedBundle:
     """Publish the next version signed with the key in ``key_dir`` (or ``$QRES_SIGNING_KEY``).
 
     Reads the new version back and verifies its hashes and signatures before LATEST
@@ -33,30 +41,41 @@ def publish_signed(store: Path, policy: str, files: dict[str, bytes], manifest_f
     they allow unsigned bundles. Shared by the nightly flow and `qres promote/rollback`.
     """
     key = load_signing_key(key_dir / PRIVATE_KEY_NAME if key_dir else None)
-    published = publish_bundle(store, policy, files, manifest_fields, set_latest=False,
-                               signer=key.sign if key else None)
+    published = publish_bundle(
+        store, policy, files, manifest_fields, set_latest=False, signer=key.sign if key else None
+    )
     manifest = verify_bundle(published.path)
     if key is not None:
         verify_manifest_signatures(manifest, key.public, str(published.path))
     elif log is not None:
-        log.warning("bundle %s %s is UNSIGNED: no signing key in %s and $%s is not set; clients refuse it "
-                    "unless allow_unsigned (create keys with `qres keys init`)", policy, published.version,
-                    key_dir, SIGNING_KEY_ENV)
+        log.warning(
+            "bundle %s %s is UNSIGNED: no signing key in %s and $%s is not set; clients refuse it "
+            "unless allow_unsigned (create keys with `qres keys init`)",
+            policy,
+            published.version,
+            key_dir,
+            SIGNING_KEY_ENV,
+        )
     if set_latest_too:
         set_latest(store, policy, published.version)
         _prune(store, policy, keep, log)
     return published
 
 
-def _prune(store: Path, policy: str, keep: int | None, log) -> None:  # noqa: ANN001
+def _prune(store: Path, policy: str, keep: int | None, log) -> None:
     if keep is not None:
         pruned = prune_versions(store, policy, keep)
         if pruned and log is not None:
             log.info("retention: removed %s (keeping the newest %d)", ", ".join(pruned), keep)
 
 
-@task(name="publish-latest", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[1, 5],
-      retry_condition_fn=retry_on_io_error)
+@task(
+    name="publish-latest",
+    cache_policy=NO_CACHE,
+    retries=2,
+    retry_delay_seconds=[1, 5],
+    retry_condition_fn=retry_on_io_error,
+)
 def move_latest(store: Path, policy: str, version: str, *, keep: int | None = None) -> PublishedBundle:
     """Point LATEST at a stored version (re-verified first), then apply retention."""
     with hold_limit(PUBLISH_LIMIT):  # `prefect gcl create qres-publish --limit 1` (tasks/locks.py)
@@ -66,11 +85,19 @@ def move_latest(store: Path, policy: str, version: str, *, keep: int | None = No
     return PublishedBundle(policy=policy, version=version, path=path, manifest=verify_bundle(path))
 
 
-@task(name="publish", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[1, 5],
-      retry_condition_fn=retry_on_io_error)
-def publish_policy_bundle(store: Path, policy: str, files: dict[str, bytes], manifest_fields: dict, *,
-                          key_dir: Path | None = None, keep: int | None = None,
-                          set_latest: bool = True) -> PublishedBundle:
+@task(
+    name="publish", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[1, 5], retry_condition_fn=retry_on_io_error
+)
+def publish_policy_bundle(
+    store: Path,
+    policy: str,
+    files: dict[str, bytes],
+    manifest_fields: dict,
+    *,
+    key_dir: Path | None = None,
+    keep: int | None = None,
+    set_latest: bool = True,
+) -> PublishedBundle:
     """Publish the next version (signed when a key is configured), verify it, move LATEST.
 
     Retrying is safe: a failed attempt leaves no version behind, and the version
@@ -78,8 +105,14 @@ def publish_policy_bundle(store: Path, policy: str, files: dict[str, bytes], man
     """
     log = get_run_logger()
     with hold_limit(PUBLISH_LIMIT):
-        published = publish_signed(store, policy, files, manifest_fields, key_dir=key_dir, keep=keep, log=log,
-                                   set_latest_too=set_latest)
-    log.info("published %s %s at %s (%s)", policy, published.version, published.path,
-             "signed" if published.manifest["signatures"] else "UNSIGNED")
+        published = publish_signed(
+            store, policy, files, manifest_fields, key_dir=key_dir, keep=keep, log=log, set_latest_too=set_latest
+        )
+    log.info(
+        "published %s %s at %s (%s)",
+        policy,
+        published.version,
+        published.path,
+        "signed" if published.manifest["signatures"] else "UNSIGNED",
+    )
     return published

@@ -15,16 +15,18 @@ import math
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pyarrow as pa  # noqa: E402
-import pyarrow.parquet as pq  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 __all__ = ["render_report"]
 
-_CSS = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}"
-        "table{border-collapse:collapse;margin:1em 0;font-size:13px}td,th{border:1px solid #ccc;padding:3px 8px}"
-        "th{background:#f3f3f3}td.n{text-align:right}img{max-width:100%}.bad{color:#b00}.ok{color:#070}")
+_CSS = (
+    "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}"
+    "table{border-collapse:collapse;margin:1em 0;font-size:13px}td,th{border:1px solid #ccc;padding:3px 8px}"
+    "th{background:#f3f3f3}td.n{text-align:right}img{max-width:100%}.bad{color:#b00}.ok{color:#070}"
+)
 
 
 def _png(fig) -> str:
@@ -36,8 +38,12 @@ def _png(fig) -> str:
 
 def _table(header: list[str], rows: list[list], numeric: set[int] = frozenset()) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td{' class=n' if i in numeric else ''}>{html.escape(str(c))}</td>"
-                                    for i, c in enumerate(r)) + "</tr>" for r in rows)
+    body = "".join(
+        "<tr>"
+        + "".join(f"<td{' class=n' if i in numeric else ''}>{html.escape(str(c))}</td>" for i, c in enumerate(r))
+        + "</tr>"
+        for r in rows
+    )
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
@@ -87,8 +93,10 @@ def _coverage(scenarios) -> str:
     ax.set_xlabel("scenarios kept (most probable first)")
     ax.set_ylabel("probability mass covered")
     ax.legend()
-    return (f"<h2>Scenario coverage</h2><p>{len(scenarios.scenarios)} scenarios, empirical mass covered "
-            f"{scenarios.covered_mass:.4%}; by source {html.escape(str(scenarios.info.get('by_source')))}</p>" + _png(fig))
+    return (
+        f"<h2>Scenario coverage</h2><p>{len(scenarios.scenarios)} scenarios, empirical mass covered "
+        f"{scenarios.covered_mass:.4%}; by source {html.escape(str(scenarios.info.get('by_source')))}</p>" + _png(fig)
+    )
 
 
 def _by_scenario(decisions: bytes, top: int) -> list[tuple[str, list[dict]]]:
@@ -106,38 +114,57 @@ def _policy(decisions: bytes, top: int = 15) -> str:
         shed = [f"{a['workload_id']} {a['admit']:.0%}" for a in acts if a["admit"] < 1][:6]
         full = sum(1 for a in acts if a["admit"] >= 1)
         rows.append([key, _fmt(acts[0]["probability"], ".3g"), ", ".join(shed) or "nothing", full])
-    return ("<h2>Shedding policy</h2><p>Per scenario (most probable first): what to shed first (lowest rank "
-            "first, with the share still admitted) and how many workloads keep full service.</p>"
-            + _table(["scenario", "P", "shed first", "kept at 100%"], rows, {1, 3}))
+    return (
+        "<h2>Shedding policy</h2><p>Per scenario (most probable first): what to shed first (lowest rank "
+        "first, with the share still admitted) and how many workloads keep full service.</p>"
+        + _table(["scenario", "P", "shed first", "kept at 100%"], rows, {1, 3})
+    )
 
 
 def _tiers(data: bytes) -> str:
     rows = sorted(pq.read_table(pa.BufferReader(data)).to_pylist(), key=lambda r: (r["tier"], r["workload_id"]))
-    return ("<h2>Tier assignment</h2><p>One robust tier per workload across all scenarios (tier 0 is shed "
-            "last), with the scales runtime load shedders use.</p>"
-            + _table(["workload", "tier", "criticality", "bucket", "priority"],
-                     [[r["workload_id"], r["tier"], r["criticality"], r["bucket"], r["priority"]] for r in rows], {1, 4}))
+    return (
+        "<h2>Tier assignment</h2><p>One robust tier per workload across all scenarios (tier 0 is shed "
+        "last), with the scales runtime load shedders use.</p>"
+        + _table(
+            ["workload", "tier", "criticality", "bucket", "priority"],
+            [[r["workload_id"], r["tier"], r["criticality"], r["bucket"], r["priority"]] for r in rows],
+            {1, 4},
+        )
+    )
 
 
 def _standby(data: bytes, top: int = 15) -> str:
     rows = []
     for key, acts in _by_scenario(data, top):
         active = [f"{a['workload_id']} ({a['service_id']} at {a['site_id']})" for a in acts if a["admit"] >= 1]
-        rows.append([key, _fmt(acts[0]["probability"], ".3g"), ", ".join(active[:6]) or "none needed",
-                     _fmt(sum(a["value_per_hour"] for a in acts if a["admit"] >= 1))])
-    return ("<h2>Standby placement</h2><p>Per scenario (most probable first): the warm standbys to activate "
-            "and the value per hour they restore.</p>"
-            + _table(["scenario", "P", "activate", "value restored/h"], rows, {1, 3}))
+        rows.append(
+            [
+                key,
+                _fmt(acts[0]["probability"], ".3g"),
+                ", ".join(active[:6]) or "none needed",
+                _fmt(sum(a["value_per_hour"] for a in acts if a["admit"] >= 1)),
+            ]
+        )
+    return (
+        "<h2>Standby placement</h2><p>Per scenario (most probable first): the warm standbys to activate "
+        "and the value per hour they restore.</p>"
+        + _table(["scenario", "P", "activate", "value restored/h"], rows, {1, 3})
+    )
 
 
 def _routing(data: bytes, top: int = 15) -> str:
     rows = []
     for key, acts in _by_scenario(data, top):
-        moved = [f"{a['service_id']}@{a['locality']} {a['admit']:.0%}" for a in acts if not a["healthy"] or a["admit"] < 1]
+        moved = [
+            f"{a['service_id']}@{a['locality']} {a['admit']:.0%}" for a in acts if not a["healthy"] or a["admit"] < 1
+        ]
         rows.append([key, _fmt(acts[0]["probability"], ".3g"), ", ".join(moved[:6]) or "as normal"])
-    return ("<h2>Routing weights</h2><p>Per scenario (most probable first): endpoints whose share of their "
-            "service's traffic changes (an endpoint at 0% is marked unhealthy in Envoy).</p>"
-            + _table(["scenario", "P", "endpoints re-weighted"], rows, {1}))
+    return (
+        "<h2>Routing weights</h2><p>Per scenario (most probable first): endpoints whose share of their "
+        "service's traffic changes (an endpoint at 0% is marked unhealthy in Envoy).</p>"
+        + _table(["scenario", "P", "endpoints re-weighted"], rows, {1})
+    )
 
 
 def _solvers(rows: list[dict], top: int = 25) -> str:
@@ -146,26 +173,56 @@ def _solvers(rows: list[dict], top: int = 25) -> str:
     for r in rows[:top]:
         cands = r["candidates"]
         bound = max((c["bound"] for c in cands.values() if c["bound"] is not None), default=None)
-        body.append([r["scenario"], r["chosen"], _fmt(r["objective"]), _fmt(bound), _fmt(r["gap"], ".4%")]
-                    + [f"{_fmt(cands[n]['objective'])} / {cands[n]['time_s']:.3f}s" if n in cands else "-" for n in names])
-    return ("<h2>Solvers</h2>" + _table(["scenario", "chosen", "objective", "bound", "gap"]
-                                        + [f"{n} (objective / time)" for n in names], body, {2, 3, 4}))
+        body.append(
+            [r["scenario"], r["chosen"], _fmt(r["objective"]), _fmt(bound), _fmt(r["gap"], ".4%")]
+            + [f"{_fmt(cands[n]['objective'])} / {cands[n]['time_s']:.3f}s" if n in cands else "-" for n in names]
+        )
+    return "<h2>Solvers</h2>" + _table(
+        ["scenario", "chosen", "objective", "bound", "gap"] + [f"{n} (objective / time)" for n in names],
+        body,
+        {2, 3, 4},
+    )
 
 
 def _backtest(result: dict) -> str:
     ov, names = result["overall"], list(result["overall"])
     g = result["goal"]
-    head = (f"<h2>Backtest</h2><p>{result['n_incidents']} incidents after {html.escape(result['split_at'])} "
-            f"({result['n_impacting']} cost value), detection delay {result['delay_min']} min. Goal: at least "
-            f"{g['share']:.0%} of the oracle's value <b class={'ok' if g['share_met'] else 'bad'}>"
-            f"{'met' if g['share_met'] else 'not met'}</b>; CVaR at most {g['cvar_ratio']:.0%} of static tiers' "
-            f"<b class={'ok' if g['cvar_met'] else 'bad'}>{'met' if g['cvar_met'] else 'not met'}</b>.</p>")
+    head = (
+        f"<h2>Backtest</h2><p>{result['n_incidents']} incidents after {html.escape(result['split_at'])} "
+        f"({result['n_impacting']} cost value), detection delay {result['delay_min']} min. Goal: at least "
+        f"{g['share']:.0%} of the oracle's value <b class={'ok' if g['share_met'] else 'bad'}>"
+        f"{'met' if g['share_met'] else 'not met'}</b>; CVaR at most {g['cvar_ratio']:.0%} of static tiers' "
+        f"<b class={'ok' if g['cvar_met'] else 'bad'}>{'met' if g['cvar_met'] else 'not met'}</b>.</p>"
+    )
     if not names:
         return head
-    rows = [[n, _fmt(o["share"], ".2%"), _fmt(o["mean_share"], ".2%"), _fmt(o["loss"], ",.0f"), _fmt(o["cvar"], ",.0f"),
-             o["min_share_violation_min"], _fmt(o["switch_min_median"], ".0f"), _fmt(o["kl_mean"], ".3f")] for n, o in ov.items()]
-    table = _table(["policy", "value vs oracle", "mean share", "loss", f"CVaR{result['alpha']:.0%}",
-                    "min-share violations (min)", "switch (median min)", "KL"], rows, set(range(1, 8)))
+    rows = [
+        [
+            n,
+            _fmt(o["share"], ".2%"),
+            _fmt(o["mean_share"], ".2%"),
+            _fmt(o["loss"], ",.0f"),
+            _fmt(o["cvar"], ",.0f"),
+            o["min_share_violation_min"],
+            _fmt(o["switch_min_median"], ".0f"),
+            _fmt(o["kl_mean"], ".3f"),
+        ]
+        for n, o in ov.items()
+    ]
+    table = _table(
+        [
+            "policy",
+            "value vs oracle",
+            "mean share",
+            "loss",
+            f"CVaR{result['alpha']:.0%}",
+            "min-share violations (min)",
+            "switch (median min)",
+            "KL",
+        ],
+        rows,
+        set(range(1, 8)),
+    )
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 3.5))
     a1.bar(names, [100 * (ov[n]["share"] or 0) for n in names], color="tab:blue")
     a1.set_ylabel("% of oracle value kept")
@@ -179,9 +236,16 @@ def _backtest(result: dict) -> str:
     return head + table + _png(fig)
 
 
-def render_report(result: dict, *, title: str = "qresilience report", model=None, scenarios=None,
-                  decisions: bytes | None = None, solvers: list[dict] | None = None,
-                  families: dict[str, bytes] | None = None) -> str:
+def render_report(
+    result: dict,
+    *,
+    title: str = "qresilience report",
+    model=None,
+    scenarios=None,
+    decisions: bytes | None = None,
+    solvers: list[dict] | None = None,
+    families: dict[str, bytes] | None = None,
+) -> str:
     """The HTML page. ``result`` is a backtest result; the other parts default to its trained policy.
 
     ``families`` maps ``tiers``, ``standby`` and ``routing`` to their decision tables (Parquet bytes)
@@ -192,9 +256,11 @@ def render_report(result: dict, *, title: str = "qresilience report", model=None
     scenarios = scenarios or (train.scenarios if train else None)
     decisions = decisions or (train.decisions if train else None)
     solvers = solvers if solvers is not None else (train.solvers if train else None)
-    parts = [f"<h1>{html.escape(title)}</h1><p>data {html.escape(str(result.get('data')))}; history "
-             f"{html.escape(result['start'])} .. {html.escape(result['end'])}; policy fitted on the first "
-             f"{result['train_fraction']:.0%}.</p>"]
+    parts = [
+        f"<h1>{html.escape(title)}</h1><p>data {html.escape(str(result.get('data')))}; history "
+        f"{html.escape(result['start'])} .. {html.escape(result['end'])}; policy fitted on the first "
+        f"{result['train_fraction']:.0%}.</p>"
+    ]
     if model is not None:
         parts.append(_failure_model(model))
     if scenarios is not None:
@@ -208,5 +274,7 @@ def render_report(result: dict, *, title: str = "qresilience report", model=None
     if solvers:
         parts.append(_solvers(solvers))
     parts.append(_backtest(result))
-    return (f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>{html.escape(title)}</title>"
-            f"<style>{_CSS}</style></head><body>{''.join(parts)}</body></html>")
+    return (
+        f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>{html.escape(title)}</title>"
+        f"<style>{_CSS}</style></head><body>{''.join(parts)}</body></html>"
+    )

@@ -22,7 +22,8 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
-from policies.solvers import package_versions
+import qres_client
+from policies.solve.portfolio import package_versions
 
 __all__ = [
     "TrackingTarget",
@@ -38,9 +39,21 @@ __all__ = [
 ]
 
 CANDIDATE, CHAMPION = "candidate", "champion"
-_MODEL_CODE = Path(__file__).with_name("pyfunc_model.py")
-_LIBRARIES = ("qresilience", "prefect", "mlflow", "great-expectations", "ortools", "dimod",
-              "dwave-samplers", "numpy", "pandas", "pyarrow", "scipy", "cryptography")
+_MODEL_CODE = Path(__file__).parent / "support" / "pyfunc_model.py"
+_LIBRARIES = (
+    "qresilience",
+    "prefect",
+    "mlflow",
+    "great-expectations",
+    "ortools",
+    "dimod",
+    "dwave-samplers",
+    "numpy",
+    "pandas",
+    "pyarrow",
+    "scipy",
+    "cryptography",
+)
 
 
 @dataclass(frozen=True)
@@ -67,7 +80,7 @@ def library_versions() -> dict[str, str]:
     return dict(package_versions(*_LIBRARIES))
 
 
-def _local_source(uri: str):  # noqa: ANN202 - an MLflow DatasetSource
+def _local_source(uri: str):
     # MLflow registers its local-file dataset source twice and warns when resolving by
     # URI; pick the class by name instead of silencing the warning.
     source_cls = next(s for s in get_registered_sources() if s.__name__ == "LocalArtifactDatasetSource")
@@ -75,8 +88,14 @@ def _local_source(uri: str):  # noqa: ANN202 - an MLflow DatasetSource
 
 
 @task(name="track-start", retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
-def start_run(target: TrackingTarget, *, run_name: str, params: dict[str, Any], inputs: dict[str, tuple[str, str]],
-              tags: dict[str, str]) -> str:
+def start_run(
+    target: TrackingTarget,
+    *,
+    run_name: str,
+    params: dict[str, Any],
+    inputs: dict[str, tuple[str, str]],
+    tags: dict[str, str],
+) -> str:
     """Open the MLflow run: params (settings, seed, versions) and the input snapshot.
 
     ``inputs`` maps table name to ``(source uri, sha256)``; each becomes an MLflow
@@ -85,14 +104,18 @@ def start_run(target: TrackingTarget, *, run_name: str, params: dict[str, Any], 
     client = target.client()
     run = client.create_run(target.experiment_id(client), run_name=run_name, tags=tags)
     run_id = run.info.run_id
-    flat = {**{k: json.dumps(v) if isinstance(v, (list, dict)) else str(v) for k, v in params.items()},
-            **{f"version.{k}": v for k, v in library_versions().items()}}
+    flat = {
+        **{k: json.dumps(v) if isinstance(v, (list, dict)) else str(v) for k, v in params.items()},
+        **{f"version.{k}": v for k, v in library_versions().items()},
+    }
     params_list = [Param(k, v[:6000]) for k, v in sorted(flat.items())]
     for i in range(0, len(params_list), 100):
-        client.log_batch(run_id, params=params_list[i:i + 100])
+        client.log_batch(run_id, params=params_list[i : i + 100])
     datasets = [
-        DatasetInput(MetaDataset(source=_local_source(uri), name=name, digest=sha[:16])._to_mlflow_entity(),
-                     tags=[InputTag("mlflow.data.context", "telemetry"), InputTag("sha256", sha)])
+        DatasetInput(
+            MetaDataset(source=_local_source(uri), name=name, digest=sha[:16])._to_mlflow_entity(),
+            tags=[InputTag("mlflow.data.context", "telemetry"), InputTag("sha256", sha)],
+        )
         for name, (uri, sha) in sorted(inputs.items())
     ]
     client.log_inputs(run_id, datasets=datasets)
@@ -101,13 +124,20 @@ def start_run(target: TrackingTarget, *, run_name: str, params: dict[str, Any], 
 
 
 @task(name="track-results", retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
-def log_run_results(target: TrackingTarget, run_id: str, *, metrics: dict[str, float],
-                    files: dict[str, bytes], json_artifacts: dict[str, Any], artifact_dir: str = "bundle") -> None:
+def log_run_results(
+    target: TrackingTarget,
+    run_id: str,
+    *,
+    metrics: dict[str, float],
+    files: dict[str, bytes],
+    json_artifacts: dict[str, Any],
+    artifact_dir: str = "bundle",
+) -> None:
     """Metrics, the bundle files and JSON reports as artifacts of the run."""
     client = target.client()
     ms = [Metric(k, float(v), 0, 0) for k, v in sorted(metrics.items()) if v is not None]
     for i in range(0, len(ms), 500):
-        client.log_batch(run_id, metrics=ms[i:i + 500])
+        client.log_batch(run_id, metrics=ms[i : i + 500])
     with tempfile.TemporaryDirectory(prefix="qres-artifacts-") as tmp:
         bundle = Path(tmp, artifact_dir)
         bundle.mkdir()
@@ -135,34 +165,45 @@ def save_policy_model(bundle_path: Path, out_dir: Path, public_key: str | None) 
     ``mlflow.pyfunc.load_model`` and ``mlflow models serve`` answer exactly like the
     runtime client, with the same verification.
     """
-    import mlflow.pyfunc  # noqa: PLC0415 - heavy; only the registering task needs it
+    import mlflow.pyfunc
 
-    from tasks.pyfunc_model import model_input_example, model_signature  # noqa: PLC0415
+    from tasks.support.pyfunc_model import model_input_example, model_signature
 
     bundle_path = Path(bundle_path)
     store = out_dir / "store"
     shutil.copytree(bundle_path, store / bundle_path.parent.name / bundle_path.name)
     (store / bundle_path.parent.name / "LATEST").write_text(bundle_path.name + "\n", encoding="ascii")
     artifacts = {"store": str(store)}
-    if public_key is not None:  # the JSON of policies.signing.PublicKeys
+    if public_key is not None:  # the JSON of qres_client.signing.PublicKeys
         (out_dir / "qres-signing.pub").write_text(public_key, encoding="ascii")
         artifacts["public_key"] = str(out_dir / "qres-signing.pub")
     model_dir = out_dir / "model"
     versions = package_versions("mlflow", "pandas", "pyarrow", "cryptography")
     mlflow.pyfunc.save_model(
-        str(model_dir), python_model=str(_MODEL_CODE), artifacts=artifacts,
-        code_paths=[str(_MODEL_CODE.parents[1] / "policies")],
+        str(model_dir),
+        python_model=str(_MODEL_CODE),
+        artifacts=artifacts,
+        code_paths=[str(Path(qres_client.__file__).parent)],  # the model needs only the client
         pip_requirements=[f"{name}=={v}" for name, v in versions.items() if v != "unknown"],
         metadata={"qres.policy": bundle_path.parent.name, "qres.bundle_version": bundle_path.name},
-        signature=model_signature(), input_example=model_input_example(),
+        signature=model_signature(),
+        input_example=model_input_example(),
     )
     return model_dir
 
 
 @task(name="track-register", retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
-def register_candidate(target: TrackingTarget, run_id: str, model_name: str, *, bundle_path: Path,
-                       public_key: str | None = None, artifact_dir: str = "model", results: dict | None = None,
-                       run_tags: dict[str, str] | None = None) -> str:
+def register_candidate(
+    target: TrackingTarget,
+    run_id: str,
+    model_name: str,
+    *,
+    bundle_path: Path,
+    public_key: str | None = None,
+    artifact_dir: str = "model",
+    results: dict | None = None,
+    run_tags: dict[str, str] | None = None,
+) -> str:
     """Log the bundle as a pyfunc model and register it as a new version with alias candidate.
 
     ``results`` (the keyword arguments of :func:`log_run_results`) and ``run_tags`` are logged
@@ -182,8 +223,12 @@ def register_candidate(target: TrackingTarget, run_id: str, model_name: str, *, 
         model_dir = save_policy_model(Path(bundle_path), Path(tmp), public_key)
         client.log_artifacts(run_id, str(model_dir), artifact_dir)
     run = client.get_run(run_id)
-    mv = client.create_model_version(model_name, source=f"{run.info.artifact_uri}/{artifact_dir}", run_id=run_id,
-                                     tags={"qres.bundle_version": Path(bundle_path).name})
+    mv = client.create_model_version(
+        model_name,
+        source=f"{run.info.artifact_uri}/{artifact_dir}",
+        run_id=run_id,
+        tags={"qres.bundle_version": Path(bundle_path).name},
+    )
     client.set_registered_model_alias(model_name, CANDIDATE, mv.version)
     return str(mv.version)
 
@@ -209,8 +254,7 @@ def champion_history(client: MlflowClient, model_name: str) -> list[str]:
     return json.loads(tags.get(CHAMPION_HISTORY, "[]"))
 
 
-def set_champion(client: MlflowClient, model_name: str, model_version: str,
-                 history: list[str] | None = None) -> None:
+def set_champion(client: MlflowClient, model_name: str, model_version: str, history: list[str] | None = None) -> None:
     """Move the champion alias and record it, so `qres rollback` can go back step by step."""
     if history is None:
         history = champion_history(client, model_name) + [str(model_version)]
@@ -220,8 +264,17 @@ def set_champion(client: MlflowClient, model_name: str, model_version: str,
 
 
 @task(name="track-finish", retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
-def finish_run(target: TrackingTarget, run_id: str, *, model_name: str | None, model_version: str | None,
-               promote: bool, tags: dict[str, str], json_artifacts: dict[str, Any], failed: bool = False) -> None:
+def finish_run(
+    target: TrackingTarget,
+    run_id: str,
+    *,
+    model_name: str | None,
+    model_version: str | None,
+    promote: bool,
+    tags: dict[str, str],
+    json_artifacts: dict[str, Any],
+    failed: bool = False,
+) -> None:
     """Move ``champion`` when promoted, record the outcome, and close the run."""
     client = target.client()
     if promote and model_name and model_version:

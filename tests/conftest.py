@@ -19,7 +19,7 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 @pytest.fixture(scope="session")
 def small_sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two days of sample telemetry, written once per test session (read-only for tests)."""
-    from policies.sample import write_sample
+    from policies.telemetry.sample import write_sample
 
     out = tmp_path_factory.mktemp("sample") / "data"
     write_sample(out, seed=7, days=2)

@@ -12,17 +12,35 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from flows.cli import app
+from flows.cli.app import app
 
 runner = CliRunner()
 
 
 def _digest(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
-@pytest.mark.parametrize("command", [[], ["run"], ["sample"], ["validate"], ["decide"], ["verify"], ["keys", "init"],
-                                     ["promote"], ["rollback"], ["replay"], ["versions"]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        [],
+        ["run"],
+        ["sample"],
+        ["validate"],
+        ["decide"],
+        ["verify"],
+        ["keys", "init"],
+        ["promote"],
+        ["rollback"],
+        ["replay"],
+        ["versions"],
+    ],
+)
 def test_every_command_has_help(command: list[str]) -> None:
     result = runner.invoke(app, [*command, "--help"])
     assert result.exit_code == 0, result.output
@@ -51,8 +69,12 @@ def test_validate_reports_rules_and_fails_on_bad_data(small_sample: Path, tmp_pa
     hc = pq.read_table(day)
     lat = hc.column("latency_ms").to_pylist()
     lat[5] = -12.5
-    pq.write_table(hc.set_column(hc.schema.get_field_index("latency_ms"), hc.schema.field("latency_ms"),
-                                 pa.array(lat, pa.float64())), day)
+    pq.write_table(
+        hc.set_column(
+            hc.schema.get_field_index("latency_ms"), hc.schema.field("latency_ms"), pa.array(lat, pa.float64())
+        ),
+        day,
+    )
     monkeypatch.setenv("QRES_INGEST__QUARANTINE_MAX_SHARE", "0")  # one bad row would be quarantined otherwise
     failed = runner.invoke(app, ["validate", "--data", str(bad)])
     assert failed.exit_code == 1
@@ -60,7 +82,9 @@ def test_validate_reports_rules_and_fails_on_bad_data(small_sample: Path, tmp_pa
 
 
 @pytest.mark.e2e
-def test_run_decide_verify_from_the_command_line(prefect_harness, small_sample: Path, tmp_path: Path, monkeypatch) -> None:
+def test_run_decide_verify_from_the_command_line(
+    prefect_harness, small_sample: Path, tmp_path: Path, monkeypatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "qres.toml").write_text(
         f'data_dir = "{small_sample}"\nseed = 9\n[solve]\ntime_limit_s = 1.0\nanneal_num_reads = 4\nanneal_num_sweeps = 100\n'
@@ -75,8 +99,10 @@ def test_run_decide_verify_from_the_command_line(prefect_harness, small_sample: 
     assert decide.exit_code == 0, decide.output
     answer = json.loads(decide.stdout)
     assert answer["version"] == summary["bundle_version"] and answer["actions"]
-    unknown = [json.loads(runner.invoke(app, ["decide", "--json", "--down", "no-such-service", *extra]).stdout)
-               for extra in ([], ["--unmatched", "cover"])]
+    unknown = [
+        json.loads(runner.invoke(app, ["decide", "--json", "--down", "no-such-service", *extra]).stdout)
+        for extra in ([], ["--unmatched", "cover"])
+    ]
     assert [u["scenario"] for u in unknown] == ["greedy:observed", "fallback:all-down"]
     assert any(a["admit"] > 0 for a in unknown[0]["actions"]) and not any(a["admit"] > 0 for a in unknown[1]["actions"])
     bad = runner.invoke(app, ["decide", "--unmatched", "closest"])

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from flows.cli import app
+from flows.cli.app import app
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "data" / "examples"
 runner = CliRunner()
@@ -48,8 +48,13 @@ def test_benchmark_quick_prints_the_table() -> None:
     import sys
 
     root = Path(__file__).resolve().parents[2]
-    res = subprocess.run([sys.executable, str(root / "benchmarks" / "solvers.py"), "--quick"], capture_output=True,
-                         text=True, timeout=300, check=False)
+    res = subprocess.run(
+        [sys.executable, str(root / "benchmarks" / "solvers.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert res.returncode == 0, res.stderr
     for family in ("shedding", "standby", "tiers", "routing"):
         assert f"| {family}" in res.stdout

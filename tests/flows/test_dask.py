@@ -28,9 +28,9 @@ def test_dask_runner_gives_the_same_bytes(prefect_harness, small_sample: Path, t
     threads = nightly(config=str(_config(tmp_path, small_sample, "threads")))
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
-        dask = with_runner(nightly, "dask", cluster_kwargs={"n_workers": 2, "threads_per_worker": 1,
-                                                            "processes": True})(
-            config=str(_config(tmp_path, small_sample, "dask")))
+        dask = with_runner(
+            nightly, "dask", cluster_kwargs={"n_workers": 2, "threads_per_worker": 1, "processes": True}
+        )(config=str(_config(tmp_path, small_sample, "dask")))
     # the health checks stay in the flow's process (routing gets their latency pool, not the table)
     assert not [w for w in seen if "large graph" in str(w.message)]
     assert threads["published"] and dask["published"]

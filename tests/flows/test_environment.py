@@ -23,4 +23,3 @@ def test_a_real_server_keeps_its_heartbeats() -> None:
         before = get_current_settings().flows.heartbeat_frequency
         with embedded_run() as off:
             assert off is False and get_current_settings().flows.heartbeat_frequency == before
-

@@ -22,8 +22,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from policies.bundle import read_latest
 from policies.errors import DataValidationError
+from qres_client.bundle import read_latest
 from tasks.ingest import read_telemetry
 from tasks.validate import check_telemetry
 
@@ -44,7 +44,9 @@ def _set(column: str, make: Callable[[pa.Table, list], list], type_: pa.DataType
     def change(t: pa.Table) -> pa.Table:
         i = t.column_names.index(column)
         values = make(t, t[column].to_pylist())
-        return t.set_column(i, pa.field(column, type_ or t.schema.field(i).type), pa.array(values, type_ or t.schema.field(i).type))
+        return t.set_column(
+            i, pa.field(column, type_ or t.schema.field(i).type), pa.array(values, type_ or t.schema.field(i).type)
+        )
 
     return change
 
@@ -70,56 +72,173 @@ HC = "health_checks"
 DAY0 = "health_checks/2026-10-01.parquet"
 # (id, damage, table, column or None, rule fragment, example fragment, file fragment)
 CASES = [
-    ("truncated-parquet", lambda d: _day(d).write_bytes(_day(d).read_bytes()[:2000]), HC, None,
-     "readable Parquet file", "", DAY0),
-    ("csv-semicolon", lambda d: _to_csv(d, "services", _services_csv(d).replace(",", ";")), "services", None,
-     "CSV delimiter ','", 'service_id";"kind', "services.csv"),
-    ("csv-latin1", lambda d: _to_csv(d, "services", _services_csv(d).replace("region-eu-west", "région-eu")
-                                     .encode("latin-1")), "services", None, "CSV encoded as UTF-8", "xe9gion-eu",
-     "services.csv"),
-    ("missing-column", lambda d: _rewrite(_day(d), lambda t: t.drop_columns(["probe"])), HC, "probe",
-     "schema: missing column", "ts", DAY0),
-    ("extra-column", lambda d: _rewrite(d / "sites.parquet", lambda t: t.append_column(
-        "owner", pa.array(["ops"] * t.num_rows))), "sites", "owner", "schema: unexpected column", "'ops'",
-     "sites.parquet"),
-    ("wrong-type", lambda d: _rewrite(_day(d), _set("latency_ms", lambda t, v: ["fast"] + [str(x) for x in v[1:]],
-                                                    pa.string())), HC, "latency_ms",
-     "schema: type string not castable to double", "'fast'", DAY0),
-    ("nan", lambda d: _rewrite(_day(d), _set("latency_ms", _first(500, float("nan")))), HC, "latency_ms",
-     "finite number", "nan", DAY0),
-    ("infinity", lambda d: _rewrite(_day(d, 1), _set("error_rate", _first(500, float("inf")))), HC, "error_rate",
-     "finite number", "inf", "health_checks/2026-10-02.parquet"),
-    ("negative-latency", lambda d: _rewrite(_day(d), _set("latency_ms", _first(500, -12.5))), HC, "latency_ms",
-     "latency_ms >= 0", "-12.5", DAY0),
-    ("status-outside-set", lambda d: _rewrite(_day(d), _set("status", _first(500, "sideways"))), HC, "status",
-     "status in ['up', 'degraded', 'down']", "'sideways'", DAY0),
-    ("naive-timestamps", lambda d: _rewrite(_day(d), lambda t: t.set_column(
-        0, "ts", t["ts"].cast(pa.timestamp("ms")))), HC, "ts", "timezone-aware", "2026-10-01", DAY0),
-    ("empty-file", lambda d: (d / "incidents.parquet").write_bytes(b""), "incidents", None, "non-empty file",
-     "0 bytes", "incidents.parquet"),
-    ("unknown-service", lambda d: _rewrite(_day(d), _set("service_id", _first(500, "svc-ghost"))), HC,
-     "service_id", "service_id in $service_ids", "'svc-ghost'", DAY0),
-    ("duplicated-key", lambda d: _rewrite(d / "services.parquet", _set("service_id", lambda t, v: [v[1]] + v[1:])),
-     "services", "service_id", "service_id unique", "", "services.parquet"),
-    ("duplicated-checks-across-days", lambda d: _rewrite(_day(d, 1), lambda t: pa.concat_tables(
-        [t, pq.read_table(_day(d, 0)).slice(0, 3)])), HC, "service_id, probe, ts", "strictly increasing",
-     "2026-10-01T00:00", "health_checks/2026-10-02.parquet"),
-    ("incident-ends-before-start", lambda d: _rewrite(d / "incidents.parquet", lambda t: t.set_column(
-        t.column_names.index("resolved_at"), t.schema.field("resolved_at"),
-        pc.subtract(t["started_at"], pa.scalar(3_600_000_000, pa.duration("us")).cast(pa.duration(
-            t["started_at"].type.unit))))), "incidents", "resolved_at, started_at", "resolved_at >= started_at", "",
-     "incidents.parquet"),
+    (
+        "truncated-parquet",
+        lambda d: _day(d).write_bytes(_day(d).read_bytes()[:2000]),
+        HC,
+        None,
+        "readable Parquet file",
+        "",
+        DAY0,
+    ),
+    (
+        "csv-semicolon",
+        lambda d: _to_csv(d, "services", _services_csv(d).replace(",", ";")),
+        "services",
+        None,
+        "CSV delimiter ','",
+        'service_id";"kind',
+        "services.csv",
+    ),
+    (
+        "csv-latin1",
+        lambda d: _to_csv(d, "services", _services_csv(d).replace("region-eu-west", "région-eu").encode("latin-1")),
+        "services",
+        None,
+        "CSV encoded as UTF-8",
+        "xe9gion-eu",
+        "services.csv",
+    ),
+    (
+        "missing-column",
+        lambda d: _rewrite(_day(d), lambda t: t.drop_columns(["probe"])),
+        HC,
+        "probe",
+        "schema: missing column",
+        "ts",
+        DAY0,
+    ),
+    (
+        "extra-column",
+        lambda d: _rewrite(d / "sites.parquet", lambda t: t.append_column("owner", pa.array(["ops"] * t.num_rows))),
+        "sites",
+        "owner",
+        "schema: unexpected column",
+        "'ops'",
+        "sites.parquet",
+    ),
+    (
+        "wrong-type",
+        lambda d: _rewrite(_day(d), _set("latency_ms", lambda t, v: ["fast"] + [str(x) for x in v[1:]], pa.string())),
+        HC,
+        "latency_ms",
+        "schema: type string not castable to double",
+        "'fast'",
+        DAY0,
+    ),
+    (
+        "nan",
+        lambda d: _rewrite(_day(d), _set("latency_ms", _first(500, float("nan")))),
+        HC,
+        "latency_ms",
+        "finite number",
+        "nan",
+        DAY0,
+    ),
+    (
+        "infinity",
+        lambda d: _rewrite(_day(d, 1), _set("error_rate", _first(500, float("inf")))),
+        HC,
+        "error_rate",
+        "finite number",
+        "inf",
+        "health_checks/2026-10-02.parquet",
+    ),
+    (
+        "negative-latency",
+        lambda d: _rewrite(_day(d), _set("latency_ms", _first(500, -12.5))),
+        HC,
+        "latency_ms",
+        "latency_ms >= 0",
+        "-12.5",
+        DAY0,
+    ),
+    (
+        "status-outside-set",
+        lambda d: _rewrite(_day(d), _set("status", _first(500, "sideways"))),
+        HC,
+        "status",
+        "status in ['up', 'degraded', 'down']",
+        "'sideways'",
+        DAY0,
+    ),
+    (
+        "naive-timestamps",
+        lambda d: _rewrite(_day(d), lambda t: t.set_column(0, "ts", t["ts"].cast(pa.timestamp("ms")))),
+        HC,
+        "ts",
+        "timezone-aware",
+        "2026-10-01",
+        DAY0,
+    ),
+    (
+        "empty-file",
+        lambda d: (d / "incidents.parquet").write_bytes(b""),
+        "incidents",
+        None,
+        "non-empty file",
+        "0 bytes",
+        "incidents.parquet",
+    ),
+    (
+        "unknown-service",
+        lambda d: _rewrite(_day(d), _set("service_id", _first(500, "svc-ghost"))),
+        HC,
+        "service_id",
+        "service_id in $service_ids",
+        "'svc-ghost'",
+        DAY0,
+    ),
+    (
+        "duplicated-key",
+        lambda d: _rewrite(d / "services.parquet", _set("service_id", lambda t, v: [v[1]] + v[1:])),
+        "services",
+        "service_id",
+        "service_id unique",
+        "",
+        "services.parquet",
+    ),
+    (
+        "duplicated-checks-across-days",
+        lambda d: _rewrite(_day(d, 1), lambda t: pa.concat_tables([t, pq.read_table(_day(d, 0)).slice(0, 3)])),
+        HC,
+        "service_id, probe, ts",
+        "strictly increasing",
+        "2026-10-01T00:00",
+        "health_checks/2026-10-02.parquet",
+    ),
+    (
+        "incident-ends-before-start",
+        lambda d: _rewrite(
+            d / "incidents.parquet",
+            lambda t: t.set_column(
+                t.column_names.index("resolved_at"),
+                t.schema.field("resolved_at"),
+                pc.subtract(
+                    t["started_at"],
+                    pa.scalar(3_600_000_000, pa.duration("us")).cast(pa.duration(t["started_at"].type.unit)),
+                ),
+            ),
+        ),
+        "incidents",
+        "resolved_at, started_at",
+        "resolved_at >= started_at",
+        "",
+        "incidents.parquet",
+    ),
 ]
 
 
 def _config(tmp: Path, data: Path) -> Path:
-    from policies.signing import init_keys
+    from qres_client.signing import init_keys
 
     init_keys(tmp / "state" / "keys")
     cfg = tmp / "qres.toml"
-    cfg.write_text(f'data_dir = "{data}"\nstore_dir = "bundles"\nstate_dir = "state"\nseed = 5\n'
-                   "[solve]\ntime_limit_s = 1.0\nanneal_num_reads = 4\nanneal_num_sweeps = 100\n"
-                   "[scenarios]\nsample_max = 0\n")
+    cfg.write_text(
+        f'data_dir = "{data}"\nstore_dir = "bundles"\nstate_dir = "state"\nseed = 5\n'
+        "[solve]\ntime_limit_s = 1.0\nanneal_num_reads = 4\nanneal_num_sweeps = 100\n"
+        "[scenarios]\nsample_max = 0\n"
+    )
     return cfg
 
 
@@ -177,10 +296,12 @@ def _assert_named(err: DataValidationError, data: Path, table, column, rule, exa
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize(("case", "damage", "table", "column", "rule", "example", "file"), CASES,
-                         ids=[c[0] for c in CASES])
-def test_malformed_input_is_named_and_never_published(published, small_copy: Path, tmp_path: Path, case, damage,
-                                                      table, column, rule, example, file) -> None:
+@pytest.mark.parametrize(
+    ("case", "damage", "table", "column", "rule", "example", "file"), CASES, ids=[c[0] for c in CASES]
+)
+def test_malformed_input_is_named_and_never_published(
+    published, small_copy: Path, tmp_path: Path, case, damage, table, column, rule, example, file
+) -> None:
     tmp, _, summary = published
     before = _bundles(tmp)
     data = _damaged(small_copy, tmp_path, damage)
@@ -211,8 +332,16 @@ def test_the_flow_fails_closed_on_malformed_input(published, small_copy: Path, t
 
 # --- property: random damage never escapes as anything but a named DataValidationError -------
 
-_TABLE_FILES = ["services.parquet", "dependencies.parquet", "incidents.parquet", "workloads.parquet",
-                "sites.parquet", "standby_candidates.parquet", DAY0, "health_checks/2026-10-02.parquet"]
+_TABLE_FILES = [
+    "services.parquet",
+    "dependencies.parquet",
+    "incidents.parquet",
+    "workloads.parquet",
+    "sites.parquet",
+    "standby_candidates.parquet",
+    DAY0,
+    "health_checks/2026-10-02.parquet",
+]
 _ODD = [None, float("nan"), float("inf"), -1.0, -1e9, 1e12, "svc-ghost", "sideways", ""]
 
 
@@ -232,13 +361,19 @@ def _flip(t: pa.Table, column: str, rows: list[int], value) -> pa.Table:
 damage = st.tuples(
     st.sampled_from(_TABLE_FILES),
     st.sampled_from(["flip", "flip", "flip", "drop", "truncate", "add"]),
-    st.integers(0, 10), st.lists(st.integers(0, 10_000), min_size=1, max_size=40), st.sampled_from(_ODD),
+    st.integers(0, 10),
+    st.lists(st.integers(0, 10_000), min_size=1, max_size=40),
+    st.sampled_from(_ODD),
 )
 
 
 @pytest.mark.e2e
-@settings(max_examples=25, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=25,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(damages=st.lists(damage, min_size=1, max_size=3))
 def test_random_damage_is_valid_or_named(small_copy: Path, tmp_path_factory, damages) -> None:
     data = tmp_path_factory.mktemp("prop") / "data"
@@ -255,8 +390,12 @@ def test_random_damage_is_valid_or_named(small_copy: Path, tmp_path_factory, dam
         if kind == "drop":
             t = t.drop_columns([name])
         elif kind == "add":
-            t = t.append_column(f"extra_{col}", pa.array([value] * t.num_rows, pa.string()) if isinstance(
-                value, str) else pa.array([value] * t.num_rows))
+            t = t.append_column(
+                f"extra_{col}",
+                pa.array([value] * t.num_rows, pa.string())
+                if isinstance(value, str)
+                else pa.array([value] * t.num_rows),
+            )
         elif t.num_rows:
             t = _flip(t, name, rows, value)
         pq.write_table(t, path)
@@ -269,8 +408,8 @@ def test_random_damage_is_valid_or_named(small_copy: Path, tmp_path_factory, dam
             assert f"table {v.table!r}" in str(exc) and v.rule in str(exc)
         return
     assert report.success and not report.violations
-    from policies.ingest import conform_tables
     from policies.schema import TABLES
+    from policies.telemetry.ingest import conform_tables
 
     for name, table in conform_tables(report.clean).items():  # valid output: the contract, finite, in range
         assert table.schema.remove_metadata().equals(TABLES[name].remove_metadata())

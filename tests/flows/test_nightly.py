@@ -8,15 +8,15 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from policies.bundle import read_latest, verify_bundle
-from policies.client import PolicyClient
 from policies.errors import BundleVerificationError, DataValidationError
+from qres_client.bundle import read_latest, verify_bundle
+from qres_client.client import PolicyClient
 
 pytestmark = pytest.mark.e2e
 
 
 def _config(tmp: Path, data: Path) -> Path:
-    from policies.signing import init_keys
+    from qres_client.signing import init_keys
 
     init_keys(tmp / "state" / "keys")  # as `make run` does: nightly signs with <state_dir>/keys
     cfg = tmp / "qres.toml"
@@ -52,7 +52,7 @@ def test_run_publishes_a_verified_bundle(two_runs) -> None:
     assert 0 < first["covered_mass"] <= 1
     # The failure model's outputs travel with the bundle: health-score parameters and where
     # every scenario came from.
-    from policies.health import health_score, read_health_document
+    from qres_client.health import health_score, read_health_document
 
     health = read_health_document((path / "health.json").read_bytes())
     assert len(health["dependencies"]) == 40
@@ -85,13 +85,21 @@ def test_mlflow_has_the_run_and_the_aliases(two_runs) -> None:
     assert run.data.metrics["shedding.expected_value_per_h"] == pytest.approx(first["expected_value_per_h"])
     assert {d.dataset.name for d in run.inputs.dataset_inputs} >= {"services", "health_checks"}
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "bundle")}
-    assert artifacts == {"bundle/decisions.parquet", "bundle/policy.json", "bundle/health.json",
-                         "bundle/fallback.json", "bundle/tiers.parquet", "bundle/tiers.json"}
+    assert artifacts == {
+        "bundle/decisions.parquet",
+        "bundle/policy.json",
+        "bundle/health.json",
+        "bundle/fallback.json",
+        "bundle/tiers.parquet",
+        "bundle/tiers.json",
+    }
     docs = {a.path for a in client.list_artifacts(run.info.run_id, "data_docs")}
     assert {"data_docs/index.html", "data_docs/validation.json"} <= docs
     champion = client.get_model_version_by_alias("qresilience-shedding", "champion")
     assert str(champion.version) == second["model_version"]
-    assert str(client.get_model_version_by_alias("qresilience-shedding", "candidate").version) == second["model_version"]
+    assert (
+        str(client.get_model_version_by_alias("qresilience-shedding", "candidate").version) == second["model_version"]
+    )
 
 
 def test_backtest_and_report_are_logged_to_mlflow(two_runs) -> None:
@@ -152,8 +160,9 @@ def test_every_family_is_published_verified_and_deterministic(two_runs) -> None:
         assert manifest["scenarios"]["count"] == second["scenarios"]
         assert [c["name"] for c in manifest["gates"]["checks"]] == ["validation", "feasible", "gap", "champion"]
         for name in ("decisions.parquet", "policy.json"):
-            assert (Path(a["bundle_path"]) / name).read_bytes() == (Path(b["bundle_path"]) / name).read_bytes(), \
+            assert (Path(a["bundle_path"]) / name).read_bytes() == (Path(b["bundle_path"]) / name).read_bytes(), (
                 f"{family}/{name} differs between identical runs"
+            )
     # The tier assignment travels inside the shedding bundle, also byte-identical across runs.
     sa, sb = Path(first["bundle_path"]), Path(second["bundle_path"])
     for name in ("tiers.parquet", "tiers.json"):
@@ -172,12 +181,15 @@ def test_mlflow_registers_each_family(two_runs) -> None:
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     run = client.get_run(second["mlflow_run_id"])
     assert run.data.metrics["standby.expected_covered_per_h"] == pytest.approx(
-        second["families"]["standby"]["expected_value"])
+        second["families"]["standby"]["expected_value"]
+    )
     assert "routing.expected_objective_ms" in run.data.metrics and "tiers.cvar_loss_per_h" in run.data.metrics
     for family in FAMILIES:
         name = f"qresilience-{family}"
-        assert str(client.get_model_version_by_alias(name, "champion").version) == \
-            second["families"][family]["model_version"]
+        assert (
+            str(client.get_model_version_by_alias(name, "champion").version)
+            == second["families"][family]["model_version"]
+        )
         assert run.data.tags[f"qres.{family}.gates"] == "passed"
         files = {a.path for a in client.list_artifacts(run.info.run_id, f"bundle-{family}")}
         assert files == {f"bundle-{family}/decisions.parquet", f"bundle-{family}/policy.json"}
@@ -186,8 +198,10 @@ def test_mlflow_registers_each_family(two_runs) -> None:
 def test_client_answers_for_every_family(two_runs) -> None:
     tmp, _, _, second = two_runs
     client = PolicyClient(tmp / "bundles", public_keys=tmp / "state" / "keys" / "qres-signing.pub")
-    assert client.versions == {"shedding": second["bundle_version"],
-                               **{f: second["families"][f]["stored_version"] for f in FAMILIES}}
+    assert client.versions == {
+        "shedding": second["bundle_version"],
+        **{f: second["families"][f]["stored_version"] for f in FAMILIES},
+    }
     table = pq.read_table(Path(second["bundle_path"]) / "decisions.parquet")
     region = sorted({k for k in table.column("scenario_key").to_pylist() if k.startswith("down=region-")})[0]
     down = region.removeprefix("down=")
@@ -227,8 +241,9 @@ def test_bad_telemetry_fails_closed_and_keeps_the_last_bundle(two_runs, small_sa
     services = pq.read_table(bad / "services.parquet")
     kinds = services.column("kind").to_pylist()
     kinds[0] = "mainframe"
-    pq.write_table(services.set_column(services.schema.get_field_index("kind"), "kind", pa.array(kinds)),
-                   bad / "services.parquet")
+    pq.write_table(
+        services.set_column(services.schema.get_field_index("kind"), "kind", pa.array(kinds)), bad / "services.parquet"
+    )
     before = sorted(p.name for p in (tmp / "bundles" / "shedding").iterdir())
     with pytest.raises(DataValidationError) as err:
         nightly(config=str(cfg), data=str(bad))
@@ -263,8 +278,10 @@ def test_gates_hold_back_a_much_worse_policy(two_runs, small_sample: Path) -> No
     shutil.copytree(small_sample, worse)
     wl = pq.read_table(worse / "workloads.parquet")
     halved = pa.array([v * 0.5 for v in wl.column("value_per_hour").to_pylist()], pa.float64())
-    pq.write_table(wl.set_column(wl.schema.get_field_index("value_per_hour"), wl.schema.field("value_per_hour"), halved),
-                   worse / "workloads.parquet")
+    pq.write_table(
+        wl.set_column(wl.schema.get_field_index("value_per_hour"), wl.schema.field("value_per_hour"), halved),
+        worse / "workloads.parquet",
+    )
     held = nightly(config=str(cfg), data=str(worse))
     assert not held["published"] and not held["promoted"]
     assert [c["name"] for c in held["gates"]["checks"] if not c["passed"]] == ["champion"]

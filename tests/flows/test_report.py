@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from flows.cli import app
+from flows.cli.app import app
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -61,14 +61,32 @@ def test_report_renders_in_headless_chromium(report_run) -> None:
     chromium = _ensure_chromium()
     with tempfile.TemporaryDirectory() as profile:
         res = subprocess.run(
-            [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0", "--virtual-time-budget=3000",
-             "--dump-dom", path.as_uri()],
-            capture_output=True, text=True, timeout=120)
+            [
+                chromium,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                f"--user-data-dir={profile}",
+                "--enable-logging=stderr",
+                "--v=0",
+                "--virtual-time-budget=3000",
+                "--dump-dom",
+                path.as_uri(),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     assert res.returncode == 0, res.stderr[-2000:]
     dom = res.stdout
     assert "<h2>Backtest</h2>" in dom and dom.count("<img") >= 3
-    console_errors = [l for l in res.stderr.splitlines() if "CONSOLE" in l and ("Error" in l or "error" in l)]
+    console_errors = [
+        line for line in res.stderr.splitlines() if "CONSOLE" in line and ("Error" in line or "error" in line)
+    ]
     assert not console_errors, console_errors
     assert "Failed to load resource" not in res.stderr and "net::ERR" not in res.stderr

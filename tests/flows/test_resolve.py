@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from policies.bundle import read_latest, verify_bundle
 from policies.errors import ConfigError
-from policies.incidents import append_incident_day
+from policies.telemetry.incidents import append_incident_day
+from qres_client.bundle import read_latest, verify_bundle
 
 pytestmark = pytest.mark.e2e
 
@@ -57,8 +57,11 @@ def test_cached_and_fresh_solves_give_the_same_bytes(after_incident, tmp_path: P
     tmp, cfg, _, again = after_incident
     state = tmp_path / "fresh-state"
     shutil.copytree(tmp / "state", state, ignore=shutil.ignore_patterns("cache"))
-    text = cfg.read_text().replace('state_dir = "state"', f'state_dir = "{state}"').replace(
-        'store_dir = "bundles"', f'store_dir = "{tmp_path / "bundles"}"')
+    text = (
+        cfg.read_text()
+        .replace('state_dir = "state"', f'state_dir = "{state}"')
+        .replace('store_dir = "bundles"', f'store_dir = "{tmp_path / "bundles"}"')
+    )
     (tmp_path / "qres.toml").write_text(text)
     fresh = resolve(incident="INC-9001", config=str(tmp_path / "qres.toml"))
     assert fresh["scenarios_solved"] == fresh["scenarios"]  # no cache: everything solved again
@@ -84,17 +87,25 @@ def test_family_solves_hit_the_cache_and_give_the_same_bytes(after_incident, tmp
     tmp, cfg, _, again = after_incident
     state = tmp_path / "warm-state"
     shutil.copytree(tmp / "state", state)  # with the cache the incident re-run filled
-    entries = {p: p.stat().st_mtime_ns for fam in ("tiers", "standby", "routing")
-               for p in (state / "cache" / fam).rglob("*.pkl")}
+    entries = {
+        p: p.stat().st_mtime_ns
+        for fam in ("tiers", "standby", "routing")
+        for p in (state / "cache" / fam).rglob("*.pkl")
+    }
     assert {p.parent.parent.name for p in entries} == {"tiers", "standby", "routing"}
-    text = cfg.read_text().replace('state_dir = "state"', f'state_dir = "{state}"').replace(
-        'store_dir = "bundles"', f'store_dir = "{tmp_path / "bundles"}"')
+    text = (
+        cfg.read_text()
+        .replace('state_dir = "state"', f'state_dir = "{state}"')
+        .replace('store_dir = "bundles"', f'store_dir = "{tmp_path / "bundles"}"')
+    )
     (tmp_path / "qres.toml").write_text(text)
     warm = resolve(incident="INC-9001", config=str(tmp_path / "qres.toml"))
     assert warm["scenarios_solved"] == 0
     # every family answer was read, none solved and written again (a miss rewrites its entry)
     assert {p: p.stat().st_mtime_ns for p in entries} == entries
-    assert {p for fam in ("tiers", "standby", "routing") for p in (state / "cache" / fam).rglob("*.pkl")} == set(entries)
+    assert {p for fam in ("tiers", "standby", "routing") for p in (state / "cache" / fam).rglob("*.pkl")} == set(
+        entries
+    )
     assert _family_files(warm, tmp_path / "bundles") == _family_files(again, tmp / "bundles")
 
 
@@ -111,8 +122,11 @@ def test_routing_keeps_the_nightly_latency_profiles_unless_told_otherwise(after_
     assert resolve_m["routing.solved"] < resolve_m["routing.scenarios"]
     state = tmp_path / "state"
     shutil.copytree(tmp / "state", state)
-    text = cfg.read_text().replace('state_dir = "state"', f'state_dir = "{state}"').replace(
-        'store_dir = "bundles"', f'store_dir = "{tmp_path / "bundles"}"')
+    text = (
+        cfg.read_text()
+        .replace('state_dir = "state"', f'state_dir = "{state}"')
+        .replace('store_dir = "bundles"', f'store_dir = "{tmp_path / "bundles"}"')
+    )
     (tmp_path / "qres.toml").write_text(text + '[orchestration]\nresolve_latencies = "fresh"\n')
     fresh = resolve(incident="INC-9001", config=str(tmp_path / "qres.toml"))
     fresh_m = MlflowClient(fresh["tracking_uri"]).get_run(fresh["mlflow_run_id"]).data.metrics

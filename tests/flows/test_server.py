@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from policies.incidents import append_incident_day
+from policies.telemetry.incidents import append_incident_day
 
 pytestmark = pytest.mark.e2e
 
@@ -35,7 +35,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _wait(predicate, timeout_s: float, what: str) -> None:  # noqa: ANN001
+def _wait(predicate, timeout_s: float, what: str) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if predicate():
@@ -46,7 +46,7 @@ def _wait(predicate, timeout_s: float, what: str) -> None:  # noqa: ANN001
 
 def _healthy(url: str) -> bool:
     try:
-        with urllib.request.urlopen(f"{url}/health", timeout=2) as r:  # noqa: S310 - loopback
+        with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
             return r.status == 200
     except OSError:
         return False
@@ -57,15 +57,25 @@ def test_event_triggers_resolve_on_a_real_server(small_sample: Path, tmp_path: P
     shutil.copytree(small_sample, data)
     append_incident_day(data, dependency="saas-maps", incident_id="INC-7777", outage_min=60)
     cfg = tmp_path / "qres.toml"
-    cfg.write_text(f'data_dir = "{data}"\nstore_dir = "{tmp_path / "bundles"}"\nstate_dir = "{tmp_path / "state"}"\n'
-                   "seed = 5\n[solve]\ntime_limit_s = 1.0\nanneal_num_reads = 4\nanneal_num_sweeps = 100\n"
-                   "[backtest]\nenabled = false\n[bundle]\nallow_unsigned = true\n")
+    cfg.write_text(
+        f'data_dir = "{data}"\nstore_dir = "{tmp_path / "bundles"}"\nstate_dir = "{tmp_path / "state"}"\n'
+        "seed = 5\n[solve]\ntime_limit_s = 1.0\nanneal_num_reads = 4\nanneal_num_sweeps = 100\n"
+        "[backtest]\nenabled = false\n[bundle]\nallow_unsigned = true\n"
+    )
     port = _free_port()
     api = f"http://127.0.0.1:{port}/api"
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_API_URL": api,
-           "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{tmp_path / 'prefect.db'}",
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_CLI_PROMPT": "false", "PREFECT_LOGGING_LEVEL": "INFO",
-           "QRES_CONFIG": str(cfg), "QRES_PROJECT_DIR": str(ROOT), "PATH": f"{BIN}:{os.environ.get('PATH', '')}"}
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+        "PREFECT_API_URL": api,
+        "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{tmp_path / 'prefect.db'}",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_CLI_PROMPT": "false",
+        "PREFECT_LOGGING_LEVEL": "INFO",
+        "QRES_CONFIG": str(cfg),
+        "QRES_PROJECT_DIR": str(ROOT),
+        "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
+    }
     env.pop("PREFECT_SERVER_EPHEMERAL_ENABLED", None)
     procs: list[subprocess.Popen] = []
     logs = tmp_path / "logs"
@@ -73,8 +83,9 @@ def test_event_triggers_resolve_on_a_real_server(small_sample: Path, tmp_path: P
 
     def start(name: str, *args: str) -> None:
         out = (logs / f"{name}.log").open("wb")
-        procs.append(subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                      start_new_session=True))
+        procs.append(
+            subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        )
 
     def run(*args: str) -> None:
         subprocess.run(args, cwd=ROOT, env=env, check=True, capture_output=True, timeout=60)
@@ -88,7 +99,15 @@ def test_event_triggers_resolve_on_a_real_server(small_sample: Path, tmp_path: P
             run(str(BIN / "prefect"), "gcl", "create", lock, "--limit", "1")
         start("worker", str(BIN / "prefect"), "worker", "start", "--pool", "qres-process")
         time.sleep(2)  # let the trigger load into the server's event automation
-        run(str(BIN / "qres"), "notify-incident", "INC-7777", "--dependencies", "saas-maps,region-eu-west", "--config", str(cfg))
+        run(
+            str(BIN / "qres"),
+            "notify-incident",
+            "INC-7777",
+            "--dependencies",
+            "saas-maps,region-eu-west",
+            "--config",
+            str(cfg),
+        )
         latest = tmp_path / "bundles" / "shedding" / "LATEST"
         try:
             _wait(latest.exists, 75, "the re-solve to publish")
@@ -96,16 +115,27 @@ def test_event_triggers_resolve_on_a_real_server(small_sample: Path, tmp_path: P
             tail = "\n".join(p.read_text(errors="replace")[-3000:] for p in sorted(logs.glob("*.log")))
             raise AssertionError(f"no bundle published; logs:\n{tail}") from None
         assert latest.read_text().strip() == "v000001"
+
         def triggered() -> list[dict]:  # the resolve run (the others are the nightly's scheduled runs)
             return [r for r in httpx.post(f"{api}/flow_runs/filter", json={}).json() if r["parameters"]]
 
         _wait(lambda: [r["state_type"] for r in triggered()] == ["COMPLETED"], 30, "the re-solve run to complete")
         assert triggered()[0]["parameters"] == {"incident": "INC-7777", "dependencies": "saas-maps,region-eu-west"}
-        messages = [m["message"] for m in httpx.post(f"{api}/logs/filter", json={
-            "logs": {"flow_run_id": {"any_": [triggered()[0]["id"]]}}, "limit": 200}).json()]
+        messages = [
+            m["message"]
+            for m in httpx.post(
+                f"{api}/logs/filter", json={"logs": {"flow_run_id": {"any_": [triggered()[0]["id"]]}}, "limit": 200}
+            ).json()
+        ]
         assert any("dependencies in scope: region-eu-west, saas-maps" in m for m in messages), messages[:20]
-        _wait(lambda: all(httpx.get(f"{api}/v2/concurrency_limits/{lock}").json()["active_slots"] == 0
-                          for lock in ("qres-run", "qres-publish")), 15, "the locks to be released")
+        _wait(
+            lambda: all(
+                httpx.get(f"{api}/v2/concurrency_limits/{lock}").json()["active_slots"] == 0
+                for lock in ("qres-run", "qres-publish")
+            ),
+            15,
+            "the locks to be released",
+        )
     finally:
         for p in reversed(procs):
             try:

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from flows.cli import app
-from policies.bundle import read_latest, verify_bundle
-from policies.client import PolicyClient
+from flows.cli.app import app
+from qres_client.bundle import read_latest, verify_bundle
+from qres_client.client import PolicyClient
 
 pytestmark = pytest.mark.e2e
 runner = CliRunner()
@@ -31,9 +31,11 @@ def project(prefect_harness, small_sample: Path, tmp_path_factory: pytest.TempPa
 
     tmp = tmp_path_factory.mktemp("versions")
     cfg = tmp / "qres.toml"
-    cfg.write_text(f'data_dir = "{small_sample}"\nstore_dir = "bundles"\nstate_dir = "state"\nseed = 5\n'
-                   "[solve]\ntime_limit_s = 1.0\nanneal_num_reads = 4\nanneal_num_sweeps = 100\n"
-                   "[bundle]\nkeep_versions = 3\n")
+    cfg.write_text(
+        f'data_dir = "{small_sample}"\nstore_dir = "bundles"\nstate_dir = "state"\nseed = 5\n'
+        "[solve]\ntime_limit_s = 1.0\nanneal_num_reads = 4\nanneal_num_sweeps = 100\n"
+        "[bundle]\nkeep_versions = 3\n"
+    )
     assert runner.invoke(app, ["keys", "init", "-c", str(cfg)]).exit_code == 0
     runs = [nightly(config=str(cfg)) for _ in range(2)]
     return tmp, cfg, runs
@@ -71,8 +73,9 @@ def test_registry_champion_is_a_pyfunc_model_from_code(project):
     assert list(answer["scenario"]) == ["normal", "greedy:observed"]  # planned at runtime from fallback.json
     assert set(answer["version"]) == {runs[1]["bundle_version"]}
     expected = PolicyClient(tmp / "bundles", public_keys=tmp / "state" / "keys" / "qres-signing.pub").decide()
-    assert answer["actions"][0] == [{"rank": a.rank, "workload_id": a.workload_id, "admit": a.admit}
-                                    for a in expected.actions]
+    assert answer["actions"][0] == [
+        {"rank": a.rank, "workload_id": a.workload_id, "admit": a.admit} for a in expected.actions
+    ]
     run = client.get_run(runs[1]["mlflow_run_id"])
     files = {a.path for a in client.list_artifacts(run.info.run_id, "model")}
     assert "model/python_model.pkl" not in files and "model/MLmodel" in files  # code, not a pickle
@@ -89,20 +92,41 @@ def test_mlflow_models_serve_answers(project):
     uri, _ = _mlflow(tmp)
     port = _free_port()
     bindir = str(Path(sys.executable).parent)  # uvicorn lives next to the interpreter
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "MLFLOW_REGISTRY_URI": uri,
-           "PATH": bindir + os.pathsep + os.environ.get("PATH", "")}
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": uri,
+        "MLFLOW_REGISTRY_URI": uri,
+        "PATH": bindir + os.pathsep + os.environ.get("PATH", ""),
+    }
     mlflow_bin = str(Path(sys.executable).with_name("mlflow"))
-    proc = subprocess.Popen([mlflow_bin, "models", "serve", "-m", f"models:/{MODEL}@champion", "--env-manager",
-                             "local", "-h", "127.0.0.1", "-p", str(port)], env=env, cwd=tmp,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            mlflow_bin,
+            "models",
+            "serve",
+            "-m",
+            f"models:/{MODEL}@champion",
+            "--env-manager",
+            "local",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        env=env,
+        cwd=tmp,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         body = json.dumps({"dataframe_records": [{"down": "no-such-service", "degraded": ""}]}).encode()
         deadline, reply = time.monotonic() + 90, None
         while reply is None:
             assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
             try:
-                req = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,
-                                             headers={"Content-Type": "application/json"})
+                req = urllib.request.Request(
+                    f"http://127.0.0.1:{port}/invocations", data=body, headers={"Content-Type": "application/json"}
+                )
                 with urllib.request.urlopen(req, timeout=5) as resp:
                     reply = json.loads(resp.read())
             except OSError:
@@ -156,7 +180,7 @@ def test_replay_rebuilds_identical_bytes_and_refuses_changed_inputs(project, sma
 
     wl = pq.read_table(moved / "workloads.parquet")
     pq.write_table(wl.slice(0, wl.num_rows - 1), moved / "workloads.parquet")
-    from flows.cli_versions import replay_run
+    from flows.cli.versions import replay_run
     from flows.settings import load_settings
     from policies.errors import QresError
 
@@ -174,7 +198,7 @@ def test_replay_rebuilds_identical_bytes_and_refuses_changed_inputs(project, sma
 
 def _replay_with_data(settings, run_id, data, out, replay_run):
     """Replay as if the run's input folder now held ``data`` (the files changed since)."""
-    from policies.bundle import encode_json
+    from qres_client.bundle import encode_json
 
     run_dir = settings.store_dir / "shedding"
     for p in run_dir.iterdir():

@@ -26,17 +26,25 @@ def _alternating(rng: np.random.Generator, minutes: int, lam: float, mu: float, 
     first, second = (down, up) if start_down else (up, down)
     bounds = np.cumsum(np.column_stack([first, second]).ravel())
     while bounds[-1] < minutes:  # pragma: no cover - the margin above makes this rare
-        bounds = np.r_[bounds, bounds[-1] + np.cumsum(rng.exponential(1 / np.array([lam, mu] if start_down else [mu, lam]), 2 * n))]
+        bounds = np.r_[
+            bounds, bounds[-1] + np.cumsum(rng.exponential(1 / np.array([lam, mu] if start_down else [mu, lam]), 2 * n))
+        ]
     segment = np.searchsorted(bounds, np.arange(minutes) + 0.5, side="right")
     return (segment % 2 == 0) == start_down
 
 
-def simulate_down(rng: np.random.Generator, minutes: int, lam: np.ndarray, mu: np.ndarray,
-                  pairs: tuple[tuple[int, int], ...] = (), shock_rate: float = 0.0,
-                  shock_mu: float = 1 / 40) -> np.ndarray:
+def simulate_down(
+    rng: np.random.Generator,
+    minutes: int,
+    lam: np.ndarray,
+    mu: np.ndarray,
+    pairs: tuple[tuple[int, int], ...] = (),
+    shock_rate: float = 0.0,
+    shock_mu: float = 1 / 40,
+) -> np.ndarray:
     """``[minute, dependency]`` down indicator; planted ``pairs`` also go down together in shocks."""
     pi = lam / (lam + mu)
-    down = np.column_stack([_alternating(rng, minutes, l, m, rng.random() < p) for l, m, p in zip(lam, mu, pi)])
+    down = np.column_stack([_alternating(rng, minutes, la, m, rng.random() < p) for la, m, p in zip(lam, mu, pi)])
     for a, b in pairs:
         shock = _alternating(rng, minutes, shock_rate, shock_mu, False)
         down[:, a] |= shock
@@ -54,21 +62,31 @@ def checks_table(down: np.ndarray, names: list[str], *, probes: int = 1, flaps: 
     m, d, p = np.meshgrid(np.arange(minutes), np.arange(n), np.arange(probes), indexing="ij")
     ts = (T0.value // 10**6) + m.ravel().astype(np.int64) * 60_000 + p.ravel() * 7_000
     statuses = pa.array(["up", "degraded", "down"])
-    return pa.table({
-        "ts": pa.array(ts, pa.timestamp("ms", tz="UTC")),
-        "service_id": pa.DictionaryArray.from_arrays(pa.array(d.ravel().astype(np.int32)), pa.array(names)).cast(pa.string()),
-        "probe": pa.DictionaryArray.from_arrays(pa.array(p.ravel().astype(np.int32)),
-                                                pa.array([f"p{i}" for i in range(probes)])).cast(pa.string()),
-        "status": pa.DictionaryArray.from_arrays(pa.array(status.ravel().astype(np.int32)), statuses).cast(pa.string()),
-        "latency_ms": pa.array(np.full(ts.size, 10.0)),
-        "error_rate": pa.array(np.zeros(ts.size)),
-        "http_code": pa.array(np.full(ts.size, 200, dtype=np.int32)),
-    }).cast(HEALTH_CHECKS)
+    return pa.table(
+        {
+            "ts": pa.array(ts, pa.timestamp("ms", tz="UTC")),
+            "service_id": pa.DictionaryArray.from_arrays(pa.array(d.ravel().astype(np.int32)), pa.array(names)).cast(
+                pa.string()
+            ),
+            "probe": pa.DictionaryArray.from_arrays(
+                pa.array(p.ravel().astype(np.int32)), pa.array([f"p{i}" for i in range(probes)])
+            ).cast(pa.string()),
+            "status": pa.DictionaryArray.from_arrays(pa.array(status.ravel().astype(np.int32)), statuses).cast(
+                pa.string()
+            ),
+            "latency_ms": pa.array(np.full(ts.size, 10.0)),
+            "error_rate": pa.array(np.zeros(ts.size)),
+            "http_code": pa.array(np.full(ts.size, 200, dtype=np.int32)),
+        }
+    ).cast(HEALTH_CHECKS)
 
 
 def service_tables(names: list[str], edges: tuple[tuple[str, str, bool], ...] = ()) -> tuple[pa.Table, pa.Table]:
     """``services`` (all SaaS) and ``dependencies`` tables for ``names``."""
     services = pa.Table.from_pylist(
-        [{"service_id": s, "kind": "saas", "tier": 1, "capacity": 1.0, "region": None} for s in names], schema=SERVICES)
-    deps = pa.Table.from_pylist([{"service_id": a, "depends_on": b, "hard": h} for a, b, h in edges], schema=DEPENDENCIES)
+        [{"service_id": s, "kind": "saas", "tier": 1, "capacity": 1.0, "region": None} for s in names], schema=SERVICES
+    )
+    deps = pa.Table.from_pylist(
+        [{"service_id": a, "depends_on": b, "hard": h} for a, b, h in edges], schema=DEPENDENCIES
+    )
     return services, deps

@@ -6,18 +6,33 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from policies.backtest import OraclePolicy, PriorityPolicy, StateCatalog, find_incidents, realize_levels, \
-    replay_window_values
-from policies.backtest_metrics import cvar, kl_divergence
-from policies.backtest_overlay import map_sites
-from policies.shedding_problem import SheddingProblem
-from policies.states import DOWN, UP
+from policies.backtest.metrics import cvar, kl_divergence
+from policies.backtest.overlay import map_sites
+from policies.backtest.replay import (
+    OraclePolicy,
+    PriorityPolicy,
+    StateCatalog,
+    find_incidents,
+    realize_levels,
+    replay_window_values,
+)
+from policies.model.states import DOWN, UP
+from policies.shedding.problem import SheddingProblem
 
 
 def _problem(capacity: float, value=(10.0, 6.0, 1.0), demand=(4.0, 4.0, 4.0), min_share=(0.0, 0.0, 0.0)):
     n = len(value)
-    return SheddingProblem("s", tuple(f"w{i}" for i in range(n)), np.array(value), np.zeros(n), np.array(demand),
-                           np.array(min_share), np.ones(n, dtype=bool), capacity, levels=4)
+    return SheddingProblem(
+        "s",
+        tuple(f"w{i}" for i in range(n)),
+        np.array(value),
+        np.zeros(n),
+        np.array(demand),
+        np.array(min_share),
+        np.ones(n, dtype=bool),
+        capacity,
+        levels=4,
+    )
 
 
 def test_cvar_on_twenty_known_losses() -> None:
@@ -44,8 +59,17 @@ def test_fcfs_on_a_hand_made_capacity_drop() -> None:
 
 
 def test_unrunnable_work_gives_nothing_and_takes_no_capacity() -> None:
-    p = SheddingProblem("s", ("a", "b"), np.array([5.0, 5.0]), np.zeros(2), np.array([4.0, 4.0]), np.zeros(2),
-                        np.array([False, True]), 4.0, levels=4)
+    p = SheddingProblem(
+        "s",
+        ("a", "b"),
+        np.array([5.0, 5.0]),
+        np.zeros(2),
+        np.array([4.0, 4.0]),
+        np.zeros(2),
+        np.array([False, True]),
+        4.0,
+        levels=4,
+    )
     assert realize_levels(p, np.array([4, 4]), [0, 1]).tolist() == [0, 4]
 
 
@@ -63,40 +87,53 @@ def test_the_oracle_cannot_be_beaten_without_breaking_minimums() -> None:
 
 
 def _view(p):
-    from policies.backtest import View
+    from policies.backtest.replay import View
 
     return View(p.key, frozenset(), frozenset(), p)
 
 
 def test_find_incidents_merges_close_outages_and_skips_the_past() -> None:
     s = np.full((40, 2), UP, dtype=np.int8)
-    s[2:5, 0] = DOWN      # before the split at 10: ignored
+    s[2:5, 0] = DOWN  # before the split at 10: ignored
     s[12:14, 1] = DOWN
-    s[16:18, 0] = DOWN    # gap of 2 windows: merged with the one before
-    s[30:31, 1] = DOWN    # a separate incident
+    s[16:18, 0] = DOWN  # gap of 2 windows: merged with the one before
+    s[30:31, 1] = DOWN  # a separate incident
     inc = find_incidents(s, ("a", "b"), first_window=10, merge_gap_windows=3, pad_windows=1)
     assert [(i.start_window, i.end_window, i.outage_windows, i.services) for i in inc] == [
-        (12, 19, 4, ("a", "b")), (30, 32, 1, ("b",))]
+        (12, 19, 4, ("a", "b")),
+        (30, 32, 1, ("b",)),
+    ]
 
 
 def _tables():
-    services = pa.table({"service_id": ["region-a", "saas-x"], "kind": ["region", "saas"],
-                         "capacity": [10.0, 0.0]})
-    deps = pa.table({"service_id": pa.array([], pa.string()), "depends_on": pa.array([], pa.string()),
-                     "hard": pa.array([], pa.bool_())})
+    services = pa.table({"service_id": ["region-a", "saas-x"], "kind": ["region", "saas"], "capacity": [10.0, 0.0]})
+    deps = pa.table(
+        {
+            "service_id": pa.array([], pa.string()),
+            "depends_on": pa.array([], pa.string()),
+            "hard": pa.array([], pa.bool_()),
+        }
+    )
     risk_type = pa.list_(pa.struct([("depends_on", pa.string()), ("cost_per_hour", pa.float64())]))
-    workloads = pa.table({
-        "workload_id": ["cheap", "precious"], "service_id": ["region-a", "region-a"],
-        "value_per_hour": [1.0, 100.0], "demand": [5.0, 5.0], "min_share": [0.0, 0.0], "tier": [0, 1],
-        "requires": pa.array([["region-a"], ["region-a", "saas-x"]], pa.list_(pa.string())),
-        "risks": pa.array([[], []], risk_type)})
+    workloads = pa.table(
+        {
+            "workload_id": ["cheap", "precious"],
+            "service_id": ["region-a", "region-a"],
+            "value_per_hour": [1.0, 100.0],
+            "demand": [5.0, 5.0],
+            "min_share": [0.0, 0.0],
+            "tier": [0, 1],
+            "requires": pa.array([["region-a"], ["region-a", "saas-x"]], pa.list_(pa.string())),
+            "risks": pa.array([[], []], risk_type),
+        }
+    )
     return {"services": services, "dependencies": deps, "workloads": workloads}
 
 
 def test_replay_tiers_versus_oracle_on_a_region_half_down() -> None:
     # The region is degraded (half its capacity, 5 units): static tiers serve tier 0 "cheap"
     # first and keep 1/h; the oracle keeps "precious" (100/h).
-    from policies.states import DEGRADED
+    from policies.model.states import DEGRADED
 
     catalog = StateCatalog(_tables(), ("region-a", "saas-x"))
     rows = np.array([[DEGRADED, UP]] * 3, dtype=np.int8)
@@ -110,19 +147,22 @@ def test_replay_tiers_versus_oracle_on_a_region_half_down() -> None:
 
 def test_sites_that_fail_most_take_the_regions_first() -> None:
     checks = pa.table({"service_id": ["calm", "wild", "wild", "mid"], "status": ["up", "down", "down", "down"]})
-    overlay = {"services": pa.table({"service_id": ["region-b", "region-a", "saas"], "kind": ["region", "region", "saas"]}),
-               "dependencies": pa.table({"service_id": ["x"], "depends_on": ["saas"], "hard": [True]})}
+    overlay = {
+        "services": pa.table({"service_id": ["region-b", "region-a", "saas"], "kind": ["region", "region", "saas"]}),
+        "dependencies": pa.table({"service_id": ["x"], "depends_on": ["saas"], "hard": [True]}),
+    }
     assert map_sites(checks, overlay) == {"wild": "region-a", "mid": "region-b", "calm": "saas"}
 
 
 @pytest.mark.e2e
 def test_backtest_on_the_small_sample_is_deterministic_and_bounded(small_sample) -> None:
-    from policies.backtest_run import BacktestConfig, run_backtest
-    from policies.ingest import conform_tables, load_telemetry
+    from policies.backtest.run import BacktestConfig, run_backtest
+    from policies.telemetry.ingest import conform_tables, load_telemetry
 
     tables = conform_tables(load_telemetry(str(small_sample)).tables)
-    cfg = BacktestConfig(train_fraction=0.5, solvers=("greedy", "cpsat"), time_limit_s=1.0,
-                         scenario_params={"sample_max": 0})
+    cfg = BacktestConfig(
+        train_fraction=0.5, solvers=("greedy", "cpsat"), time_limit_s=1.0, scenario_params={"sample_max": 0}
+    )
     a, b = run_backtest(tables, cfg), run_backtest(tables, cfg)
     a.pop("train"), b.pop("train")
     assert a == b
@@ -138,8 +178,15 @@ def test_backtest_on_the_small_sample_is_deterministic_and_bounded(small_sample)
 def test_gates_use_the_backtest_share_against_the_champion() -> None:
     from policies.gates import evaluate_gates
 
-    base = dict(validation_passed=True, infeasible=0, worst_gap=0.0, expected_value=1.0, champion_expected_value=1.0,
-                max_gap=0.05, tolerance=0.02)
+    base = {
+        "validation_passed": True,
+        "infeasible": 0,
+        "worst_gap": 0.0,
+        "expected_value": 1.0,
+        "champion_expected_value": 1.0,
+        "max_gap": 0.05,
+        "tolerance": 0.02,
+    }
     assert [c.name for c in evaluate_gates(**base).checks] == ["validation", "feasible", "gap", "champion"]
     held = evaluate_gates(**base, backtest_share=0.80, champion_backtest_share=0.90, backtest_tolerance=0.02)
     assert [c.name for c in held.failed] == ["backtest"]

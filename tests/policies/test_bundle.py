@@ -15,8 +15,9 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from policies import bundle
-from policies.bundle import (
+from policies.errors import BundleVerificationError
+from qres_client import bundle
+from qres_client.bundle import (
     BUNDLE_SCHEMA_VERSION,
     encode_json,
     encode_parquet,
@@ -26,7 +27,6 @@ from policies.bundle import (
     set_latest,
     verify_bundle,
 )
-from policies.errors import BundleVerificationError
 
 REPO = Path(__file__).resolve().parents[2]
 POLICY = "shedding"
@@ -231,7 +231,7 @@ def test_leftover_tmp_dirs_are_ignored_then_cleaned(tmp_path):
 
 _CRASH_CHILD = """
 import os, sys, time
-from policies import bundle
+from qres_client import bundle
 def stuck_rename(src, dst):
     time.sleep(60)
 os.rename = stuck_rename

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from policies.bundle import list_versions, prune_versions, publish_bundle, read_latest, set_latest
-from policies.client import PolicyClient
+from qres_client.bundle import list_versions, prune_versions, publish_bundle, read_latest, set_latest
+from qres_client.client import PolicyClient
 from tests.policies.test_client import KEY, decisions_table, publish_policy
 
 REPO = Path(__file__).resolve().parents[2]
@@ -41,8 +41,8 @@ def test_publish_with_keep_prunes_after_latest_moves(tmp_path):
 _PUBLISHER = """
 import sys
 from pathlib import Path
-from policies.bundle import publish_bundle
-from policies.signing import SigningKey
+from qres_client.bundle import publish_bundle
+from qres_client.signing import SigningKey
 src = Path(sys.argv[2])
 key = SigningKey.from_json((src / "key.json").read_text(), "key")
 files = {n: (src / n).read_bytes() for n in ("decisions.parquet", "policy.json")}

@@ -9,15 +9,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from policies.bundle import encode_json, encode_parquet, publish_bundle
-from policies.client import GREEDY_KEY, PolicyClient
-from policies.client_greedy import parse_fallback
-from policies.client_index import build_index
 from policies.errors import BundleVerificationError
 from policies.graph import close_down_set, hard_dependents
-from policies.scenarios import FALLBACK_KEY, NORMAL_KEY, Scenario, scenario_key
+from policies.scenarios.scenario_set import FALLBACK_KEY, NORMAL_KEY, Scenario, scenario_key
 from policies.schema import DEPENDENCIES, SERVICES, WORKLOADS
-from policies.shedding import (
+from policies.shedding.fallback import FALLBACK_FILE, fallback_document
+from policies.shedding.policy import (
     GreedySheddingSolver,
     build_shedding_problems,
     decisions_table,
@@ -25,7 +22,10 @@ from policies.shedding import (
     shedding_actions,
     solve_shedding,
 )
-from policies.shedding_fallback import FALLBACK_FILE, fallback_document
+from qres_client.bundle import encode_json, encode_parquet, publish_bundle
+from qres_client.client import GREEDY_KEY, PolicyClient
+from qres_client.greedy import parse_fallback
+from qres_client.index import build_index
 from tests.policies.shedding_cases import shedding_tables
 from tests.policies.test_client import KEY
 
@@ -39,9 +39,16 @@ def random_tables(seed: int, n_services: int = 14, n_workloads: int = 25):
     rng = np.random.default_rng(seed)
     ids = [f"s{i:02d}" for i in range(n_services)]
     regions = ids[:3]
-    services = [{"service_id": s, "kind": "region" if s in regions else rng.choice(["internal", "saas"]),
-                 "tier": int(rng.integers(0, 4)), "capacity": float(np.round(rng.uniform(10, 80), 2)),
-                 "region": None} for s in ids]
+    services = [
+        {
+            "service_id": s,
+            "kind": "region" if s in regions else rng.choice(["internal", "saas"]),
+            "tier": int(rng.integers(0, 4)),
+            "capacity": float(np.round(rng.uniform(10, 80), 2)),
+            "region": None,
+        }
+        for s in ids
+    ]
     deps = []
     for i in range(3, n_services):  # edges only to lower ids: acyclic
         for j in rng.choice(i, size=int(rng.integers(0, 3)), replace=False).tolist():
@@ -50,16 +57,28 @@ def random_tables(seed: int, n_services: int = 14, n_workloads: int = 25):
     for w in range(n_workloads):
         own = ids[int(rng.integers(3, n_services))]
         req = sorted(set(rng.choice(ids, size=int(rng.integers(0, 3)), replace=False).tolist()) - {own})
-        risks = [{"depends_on": s, "cost_per_hour": float(np.round(rng.uniform(0, 40), 3))}
-                 for s in rng.choice(ids, size=int(rng.integers(0, 3)), replace=False).tolist()]
-        wl.append({"workload_id": f"w{w:02d}", "service_id": own, "value_per_hour": float(np.round(rng.uniform(1, 60), 3)),
-                   "demand": 0.0 if rng.random() < 0.05 else float(np.round(rng.uniform(0.5, 30), 2)),
-                   "requires": req, "risks": risks,
-                   "min_share": float(np.round(rng.uniform(0, 0.9), 3)) if rng.random() < 0.5 else 0.0,
-                   "tier": int(rng.integers(0, 4))})
+        risks = [
+            {"depends_on": s, "cost_per_hour": float(np.round(rng.uniform(0, 40), 3))}
+            for s in rng.choice(ids, size=int(rng.integers(0, 3)), replace=False).tolist()
+        ]
+        wl.append(
+            {
+                "workload_id": f"w{w:02d}",
+                "service_id": own,
+                "value_per_hour": float(np.round(rng.uniform(1, 60), 3)),
+                "demand": 0.0 if rng.random() < 0.05 else float(np.round(rng.uniform(0.5, 30), 2)),
+                "requires": req,
+                "risks": risks,
+                "min_share": float(np.round(rng.uniform(0, 0.9), 3)) if rng.random() < 0.5 else 0.0,
+                "tier": int(rng.integers(0, 4)),
+            }
+        )
     rng.shuffle(wl)
-    return (pa.Table.from_pylist(services, schema=SERVICES), pa.Table.from_pylist(deps, schema=DEPENDENCIES),
-            pa.Table.from_pylist(wl, schema=WORKLOADS))
+    return (
+        pa.Table.from_pylist(services, schema=SERVICES),
+        pa.Table.from_pylist(deps, schema=DEPENDENCIES),
+        pa.Table.from_pylist(wl, schema=WORKLOADS),
+    )
 
 
 def random_states(tables, seed: int, n: int):
@@ -76,8 +95,15 @@ def problem_for(tables, down, degraded, levels=4):
     deps = tables[1]
     dependents = hard_dependents(zip(*(deps.column(c).to_pylist() for c in ("service_id", "depends_on", "hard"))))
     eff = close_down_set(down, dependents)
-    s = Scenario(scenario_key(down, degraded), tuple(sorted(down)), tuple(sorted(degraded - eff)), tuple(sorted(eff)),
-                 0.0, 0.0, "observed")
+    s = Scenario(
+        scenario_key(down, degraded),
+        tuple(sorted(down)),
+        tuple(sorted(degraded - eff)),
+        tuple(sorted(eff)),
+        0.0,
+        0.0,
+        "observed",
+    )
     return build_shedding_problems(*tables, [s], levels=levels)[0]
 
 
@@ -120,11 +146,12 @@ def test_runtime_plan_never_admits_what_a_hard_dependency_blocks():
 def _greedy_bundle(tmp_path, with_fallback: bool = True):
     """A signed bundle solved by the greedy solver alone, from the hand-made tables."""
     tables = shedding_tables()
-    scenarios = [Scenario(NORMAL_KEY, (), (), (), 0.9, 60.0, "normal"),
-                 Scenario("down=pay", ("pay",), (), ("pay", "svc-a"), 0.05, 60.0, "single"),
-                 Scenario("down=r2", ("r2",), (), ("r2", "svc-c"), 0.04, 60.0, "single"),
-                 Scenario(FALLBACK_KEY, ("pay", "r1", "r2"), (), ("pay", "r1", "r2", "svc-a", "svc-c"), 0.0, 60.0,
-                          "fallback")]
+    scenarios = [
+        Scenario(NORMAL_KEY, (), (), (), 0.9, 60.0, "normal"),
+        Scenario("down=pay", ("pay",), (), ("pay", "svc-a"), 0.05, 60.0, "single"),
+        Scenario("down=r2", ("r2",), (), ("r2", "svc-c"), 0.04, 60.0, "single"),
+        Scenario(FALLBACK_KEY, ("pay", "r1", "r2"), (), ("pay", "r1", "r2", "svc-a", "svc-c"), 0.0, 60.0, "fallback"),
+    ]
     problems = build_shedding_problems(*tables, scenarios)
     results = solve_shedding(problems, seed=1, time_limit_s=1.0, solvers=("greedy",))
     files = {"decisions.parquet": encode_parquet(decisions_table(scenarios, results, problems))}
@@ -137,7 +164,7 @@ def _greedy_bundle(tmp_path, with_fallback: bool = True):
 def test_client_prefers_exact_matches_then_plans_the_observed_state(tmp_path):
     tables, scenarios, problems, results = _greedy_bundle(tmp_path)
     client = PolicyClient(tmp_path, public_keys=KEY.public)
-    for s, p, r in zip(scenarios, problems, results):
+    for s, _p, _r in zip(scenarios, problems, results):
         d = client.decide(down=s.down, degraded=s.degraded)
         assert d.exact and d.scenario == s.key
         # the runtime greedy gives the same plan as the greedy solver published for a scenario
@@ -166,14 +193,36 @@ def test_old_bundles_without_fallback_keep_the_old_rule(tmp_path):
     assert client.decide(down={"svc-a"}).scenario == "down=pay"
 
 
-@pytest.mark.parametrize("damage, message", [
-    (b"{not json", "not readable as JSON"),
-    (json.dumps({"schema_version": 2}).encode(), "schema_version must be 1"),
-    (json.dumps({"schema_version": 1, "levels": 4, "degraded_capacity_share": 0.5, "degraded_risk_share": 0.5,
-                 "hard_dependents": {}, "regions": {"r1": 10.0},
-                 "workloads": [{"workload_id": "w1", "value_per_hour": 1.0, "demand": "ten", "min_share": 0.0,
-                                "needs": [], "risks": []}]}).encode(), "w1: demand must be a finite number"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (b"{not json", "not readable as JSON"),
+        (json.dumps({"schema_version": 2}).encode(), "schema_version must be 1"),
+        (
+            json.dumps(
+                {
+                    "schema_version": 1,
+                    "levels": 4,
+                    "degraded_capacity_share": 0.5,
+                    "degraded_risk_share": 0.5,
+                    "hard_dependents": {},
+                    "regions": {"r1": 10.0},
+                    "workloads": [
+                        {
+                            "workload_id": "w1",
+                            "value_per_hour": 1.0,
+                            "demand": "ten",
+                            "min_share": 0.0,
+                            "needs": [],
+                            "risks": [],
+                        }
+                    ],
+                }
+            ).encode(),
+            "w1: demand must be a finite number",
+        ),
+    ],
+)
 def test_malformed_fallback_is_refused_with_the_file_named(damage, message):
     data = encode_parquet(pq.read_table(pa.BufferReader(_decisions_only())))
     with pytest.raises(BundleVerificationError, match=message) as exc:
@@ -183,8 +232,10 @@ def test_malformed_fallback_is_refused_with_the_file_named(damage, message):
 
 def _decisions_only() -> bytes:
     tables = shedding_tables()
-    scenarios = [Scenario(NORMAL_KEY, (), (), (), 1.0, 60.0, "normal"),
-                 Scenario(FALLBACK_KEY, ("r1",), (), ("r1",), 0.0, 60.0, "fallback")]
+    scenarios = [
+        Scenario(NORMAL_KEY, (), (), (), 1.0, 60.0, "normal"),
+        Scenario(FALLBACK_KEY, ("r1",), (), ("r1",), 0.0, 60.0, "fallback"),
+    ]
     problems = build_shedding_problems(*tables, scenarios)
     results = solve_shedding(problems, seed=1, time_limit_s=1.0, solvers=("greedy",))
     return encode_parquet(decisions_table(scenarios, results, problems))
@@ -204,7 +255,7 @@ def test_fallback_document_is_deterministic_and_closes_needs():
 
 _CHILD = """
 import json, sys
-from policies.client import PolicyClient
+from qres_client.client import PolicyClient
 c = PolicyClient(sys.argv[1])  # public keys from $QRES_PUBLIC_KEY
 assert c.decide(down={"r1"}).scenario == "greedy:observed"
 heavy = {"pandas", "prefect", "mlflow", "great_expectations", "ortools", "dimod", "dwave", "scipy"}
@@ -220,6 +271,13 @@ def test_runtime_greedy_pulls_in_no_pipeline_packages(tmp_path):
 
     _greedy_bundle(tmp_path)
     env = {**os.environ, "QRES_PUBLIC_KEY": KEY.public.to_json()}
-    out = subprocess.run([sys.executable, "-c", _CHILD, str(tmp_path)], cwd=Path(__file__).resolve().parents[2],
-                         check=True, env=env, capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(tmp_path)],
+        cwd=Path(__file__).resolve().parents[2],
+        check=True,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert json.loads(out.stdout) == []

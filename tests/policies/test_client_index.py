@@ -9,12 +9,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from policies.bundle import encode_parquet, publish_bundle
-from policies.client import Action, PolicyClient
-from policies.client_index import build_index
 from policies.errors import BundleVerificationError
-from policies.scenarios import FALLBACK_KEY, NORMAL_KEY
-from policies.schema import DECISIONS_SHEDDING, DECISIONS_STANDBY
+from policies.scenarios.scenario_set import FALLBACK_KEY, NORMAL_KEY
+from qres_client.bundle import encode_parquet, publish_bundle
+from qres_client.client import Action, PolicyClient
+from qres_client.index import build_index
+from qres_client.schema import DECISIONS_SHEDDING, DECISIONS_STANDBY
 from tests.policies.test_client import KEY, SCENARIOS, decisions_table
 
 
@@ -40,8 +40,7 @@ def standby_table() -> pa.Table:
 
 
 def test_extra_columns_after_the_shedding_ones_are_kept_on_each_action(tmp_path):
-    publish_bundle(tmp_path, "standby", {"decisions.parquet": encode_parquet(standby_table())}, {},
-                   signer=KEY.sign)
+    publish_bundle(tmp_path, "standby", {"decisions.parquet": encode_parquet(standby_table())}, {}, signer=KEY.sign)
     client = PolicyClient(tmp_path, public_keys=KEY.public)
     d = client.decide("standby", down={"auth"})
     assert d.scenario == "down=auth" and [a.workload_id for a in d.actions] == ["w1", "w2", "w3"]
@@ -56,12 +55,15 @@ def test_extra_columns_after_the_shedding_ones_are_kept_on_each_action(tmp_path)
     assert hash(plain.actions[0]) == hash(Action("w1", 1.0, 1))
 
 
-@pytest.mark.parametrize("columns", [
-    ["scenario_key", "down", "degraded", "probability", "effective_down", "workload_id", "admit", "rank"],
-    ["site_id", *DECISIONS_SHEDDING.names],  # an extra column must come after the shedding ones
-])
+@pytest.mark.parametrize(
+    "columns",
+    [
+        ["scenario_key", "down", "degraded", "probability", "effective_down", "workload_id", "admit", "rank"],
+        ["site_id", *DECISIONS_SHEDDING.names],  # an extra column must come after the shedding ones
+    ],
+)
 def test_tables_that_do_not_start_with_the_shedding_columns_are_refused(columns):
-    table = standby_table().select([c for c in columns])
+    table = standby_table().select(list(columns))
     with pytest.raises(BundleVerificationError, match="do not start with the shedding schema"):
         index_of(encode_parquet(table))
 
@@ -82,12 +84,15 @@ def test_several_row_groups_answer_like_one():
 
 
 @pytest.mark.parametrize("row_group_size", [1 << 20, 5])
-@pytest.mark.parametrize("column, value, message", [
-    ("down", ["pay"], "different down lists"),
-    ("effective_down", ["api"], "different effective_down lists"),
-    ("workload_id", "w1", "lists workload 'w1' twice"),
-    ("scenario_key", FALLBACK_KEY, "not contiguous"),
-])
+@pytest.mark.parametrize(
+    "column, value, message",
+    [
+        ("down", ["pay"], "different down lists"),
+        ("effective_down", ["api"], "different effective_down lists"),
+        ("workload_id", "w1", "lists workload 'w1' twice"),
+        ("scenario_key", FALLBACK_KEY, "not contiguous"),
+    ],
+)
 def test_inconsistent_rows_are_refused_with_the_scenario(column, value, message, row_group_size):
     rows = decisions_table().to_pylist()
     victim = next(i for i, r in enumerate(rows) if r["scenario_key"] == "down=auth" and i % 3 == 2)

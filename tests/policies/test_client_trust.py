@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from policies.bundle import read_bundle_bytes
-from policies.client import PolicyClient, RollbackRefusedError, StoreUnavailableError, verify_bundle_bytes
 from policies.errors import BundleVerificationError
-from policies.signing import SigningKey
+from qres_client.bundle import read_bundle_bytes
+from qres_client.client import PolicyClient, RollbackRefusedError, StoreUnavailableError, verify_bundle_bytes
+from qres_client.signing import SigningKey
 from tests.policies.test_client import KEY, decisions_table, publish_policy
 
 
@@ -39,7 +39,9 @@ class StaticServer:
     def start(self) -> StaticServer:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "http.server", str(self.port), "--bind", "127.0.0.1", "--directory", str(self.root)],
-            stdout=subprocess.DEVNULL, stderr=self.log.open("a"))
+            stdout=subprocess.DEVNULL,
+            stderr=self.log.open("a"),
+        )
         deadline = time.monotonic() + 20
         while True:
             try:
@@ -76,7 +78,7 @@ def test_http_store_fetches_only_when_latest_changes(server, tmp_path):
     assert server.requests()[before:] == ["GET /shedding/LATEST HTTP/1.1"]
     publish_policy(server.root, decisions_table(version_tag=0.1))
     assert client.refresh() is True and client.versions == {"shedding": "v000002"}
-    fetched = server.requests()[before + 1:]
+    fetched = server.requests()[before + 1 :]
     assert "GET /shedding/v000002/manifest.json HTTP/1.1" in fetched and len(fetched) == 4  # LATEST, manifest, 2 files
     status = client.status()["shedding"]
     assert status.origin == "store" and status.signed and status.last_error is None and status.stale_s < 60
@@ -142,12 +144,12 @@ def test_one_flipped_bit_anywhere_in_any_file_is_refused(tmp_path):
     verify_bundle_bytes("shedding", b.version, manifest_bytes, files, public_keys=KEY.public)  # the original is fine
     rng = random.Random(1)
     tried = 0
-    for pos, bad in _flip_one_bit_everywhere(manifest_bytes, rng):
+    for _pos, bad in _flip_one_bit_everywhere(manifest_bytes, rng):
         with pytest.raises(BundleVerificationError):
             verify_bundle_bytes("shedding", b.version, bad, files, public_keys=KEY.public)
         tried += 1
     for name, data in files.items():
-        for pos, bad in _flip_one_bit_everywhere(data, rng):
+        for _pos, bad in _flip_one_bit_everywhere(data, rng):
             with pytest.raises(BundleVerificationError, match=name.replace(".", r"\.")):
                 verify_bundle_bytes("shedding", b.version, manifest_bytes, {**files, name: bad}, public_keys=KEY.public)
             tried += 1
@@ -155,7 +157,7 @@ def test_one_flipped_bit_anywhere_in_any_file_is_refused(tmp_path):
 
 
 def test_swapped_signatures_and_foreign_keys_are_refused(tmp_path):
-    from policies.bundle import encode_json
+    from qres_client.bundle import encode_json
 
     a, b = publish_policy(tmp_path), publish_policy(tmp_path, decisions_table(version_tag=0.1))
     import json

@@ -23,19 +23,19 @@ import pytest
 from scipy import stats
 
 from policies.errors import DataValidationError
-from policies.failure_model import DEGRADED, DOWN, UP, fit_failure_model, list_outages
+from policies.model.failure_model import DEGRADED, DOWN, UP, fit_failure_model, list_outages
 from policies.schema import DEPENDENCIES, HEALTH_CHECKS, INCIDENTS, SERVICES
 
 T0 = pd.Timestamp("2026-01-05 00:00", tz="UTC")
 
 TIMELINES = {
     # minute        0    5    10   15   (20 characters each)
-    ("api", "p1"): "uuuuu" "gg" "uuuuuuu" "ddd" "uuu",
-    ("api", "p2"): "uuuuu" "gg" "uuuuuuu" "ddd" "uuu",
-    ("db", "p1"): "uuuuuuuuuu" "d" "uuu" "dddd" "uu",
-    ("db", "p2"): "uuuuuuuuuu" "d" "uuu" "dddd" "uu",
-    ("pay", "p1"): "." "uu" "dd" "." "dd" "uuuu" "d" "uuuuu" "dd",
-    ("pay", "p2"): "." "uu" "dd" "." "dd" "uuuu" "u" "uuuuu" "dd",
+    ("api", "p1"): "uuuuugguuuuuuuddduuu",
+    ("api", "p2"): "uuuuugguuuuuuuddduuu",
+    ("db", "p1"): "uuuuuuuuuuduuudddduu",
+    ("db", "p2"): "uuuuuuuuuuduuudddduu",
+    ("pay", "p1"): ".uudd.dduuuuduuuuudd",
+    ("pay", "p2"): ".uudd.dduuuuuuuuuudd",
     ("region-x", "p1"): "u" * 14 + "ddd" + "uuu",
     ("region-x", "p2"): "u" * 14 + "ddd" + "uuu",
 }
@@ -46,8 +46,15 @@ def make_tables() -> dict[str, pa.Table]:
     """The fixture as pyarrow tables in the schema of ``policies.schema``."""
     assert all(len(line) == 20 for line in TIMELINES.values())
     rows = [
-        {"ts": T0 + pd.Timedelta(minutes=m, seconds=7 + 20 * (probe == "p2")), "service_id": svc, "probe": probe,
-         "status": STATUS[c], "latency_ms": 10.0, "error_rate": 0.0, "http_code": 200}
+        {
+            "ts": T0 + pd.Timedelta(minutes=m, seconds=7 + 20 * (probe == "p2")),
+            "service_id": svc,
+            "probe": probe,
+            "status": STATUS[c],
+            "latency_ms": 10.0,
+            "error_rate": 0.0,
+            "http_code": 200,
+        }
         for (svc, probe), line in TIMELINES.items()
         for m, c in enumerate(line)
         if c != "."
@@ -72,12 +79,30 @@ def make_tables() -> dict[str, pa.Table]:
     )
     incidents = pa.Table.from_pylist(
         [
-            {"incident_id": "INC-1", "started_at": T0 + pd.Timedelta(minutes=3), "resolved_at": None,
-             "severity": 2, "affected": ["pay"], "summary": "pay outage"},
-            {"incident_id": "INC-2", "started_at": T0 + pd.Timedelta(minutes=14), "resolved_at": None,
-             "severity": 1, "affected": ["region-x", "db", "api", "db", "ghost"], "summary": "region"},
-            {"incident_id": "INC-3", "started_at": T0, "resolved_at": None,
-             "severity": 3, "affected": ["pay", "api"], "summary": "checkout errors"},
+            {
+                "incident_id": "INC-1",
+                "started_at": T0 + pd.Timedelta(minutes=3),
+                "resolved_at": None,
+                "severity": 2,
+                "affected": ["pay"],
+                "summary": "pay outage",
+            },
+            {
+                "incident_id": "INC-2",
+                "started_at": T0 + pd.Timedelta(minutes=14),
+                "resolved_at": None,
+                "severity": 1,
+                "affected": ["region-x", "db", "api", "db", "ghost"],
+                "summary": "region",
+            },
+            {
+                "incident_id": "INC-3",
+                "started_at": T0,
+                "resolved_at": None,
+                "severity": 3,
+                "affected": ["pay", "api"],
+                "summary": "checkout errors",
+            },
         ],
         schema=INCIDENTS,
     )
@@ -265,8 +290,15 @@ def test_bad_references_fail_with_the_column_named(column, value):
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"window_min": 0}, {"hysteresis_windows": 0}, {"credible": 1.0}, {"prior": (0.0, 1.0)},
-     {"hysteresis_min": -1.0}, {"agreement": "most"}, {"alpha": 0.0}],
+    [
+        {"window_min": 0},
+        {"hysteresis_windows": 0},
+        {"credible": 1.0},
+        {"prior": (0.0, 1.0)},
+        {"hysteresis_min": -1.0},
+        {"agreement": "most"},
+        {"alpha": 0.0},
+    ],
 )
 def test_bad_parameters_are_rejected(kwargs):
     t = make_tables()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from policies.failure_model import DEGRADED, DOWN, UP, fit_failure_model
+from policies.model.failure_model import DEGRADED, DOWN, UP, fit_failure_model
 from tests.policies.synthetic_failures import checks_table, service_tables, simulate_down
 
 N_DEPS = 20
@@ -21,8 +21,9 @@ DAY_MIN = 1440
 
 def fit_synthetic(down, names, **kw):
     services, deps = service_tables(names)
-    return fit_failure_model(services, deps, checks_table(down, names, **{k: kw.pop(k) for k in ("probes", "flaps")
-                                                                          if k in kw}), **kw)
+    return fit_failure_model(
+        services, deps, checks_table(down, names, **{k: kw.pop(k) for k in ("probes", "flaps") if k in kw}), **kw
+    )
 
 
 def test_episode_intervals_cover_the_true_p_down_about_95_percent():
@@ -81,8 +82,9 @@ def flap_fixture():
     return down, flaps, real, one_probe, both
 
 
-@pytest.mark.parametrize("rule", [{"hysteresis_windows": 2}, {"hysteresis_windows": 1, "hysteresis_min": 2.0},
-                                  {"hysteresis_windows": 3}])
+@pytest.mark.parametrize(
+    "rule", [{"hysteresis_windows": 2}, {"hysteresis_windows": 1, "hysteresis_min": 2.0}, {"hysteresis_windows": 3}]
+)
 def test_hysteresis_removes_planted_flaps_and_keeps_real_outages(rule):
     down, flaps, real, one_probe, both = flap_fixture()
     names = ["a", "b", "c"]
@@ -123,7 +125,7 @@ def test_probe_agreement_rules(agreement, expected):
 def test_dense_and_sorting_paths_agree(agreement):
     """Probe agreement has two paths (dense counting for regular checks, sorting for sparse event
     logs); they must give the same states on any input."""
-    from policies.states import _agree_dense, _agree_sorted
+    from policies.model.states import _agree_dense, _agree_sorted
 
     rng = np.random.default_rng(9)
     n_cells, n_p = 500, 3

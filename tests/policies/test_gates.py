@@ -4,8 +4,15 @@ import pytest
 
 from policies.gates import evaluate_gates
 
-BASE = dict(validation_passed=True, infeasible=0, worst_gap=0.0, expected_value=100.0,
-            champion_expected_value=None, max_gap=0.05, tolerance=0.02)
+BASE = {
+    "validation_passed": True,
+    "infeasible": 0,
+    "worst_gap": 0.0,
+    "expected_value": 100.0,
+    "champion_expected_value": None,
+    "max_gap": 0.05,
+    "tolerance": 0.02,
+}
 
 
 def test_first_version_passes_without_champion() -> None:

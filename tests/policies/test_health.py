@@ -12,15 +12,18 @@ import numpy as np
 import pytest
 from scipy.linalg import expm
 
-from policies.failure_model import fit_failure_model
-from policies.health import build_health_document, health_score, read_health_document
+from policies.model.failure_model import fit_failure_model
+from qres_client.health import build_health_document, health_score, read_health_document
 from tests.policies.synthetic_failures import checks_table, service_tables, simulate_down
 
 DOC = build_health_document(
-    [{"service_id": "pay", "failure_rate_per_min": 1 / 2880, "recovery_rate_per_min": 1 / 45, "p_down": 0.015},
-     {"service_id": "db", "failure_rate_per_min": 1 / 1440, "recovery_rate_per_min": 1 / 10, "p_down": 0.007},
-     {"service_id": "maps", "failure_rate_per_min": 1 / 600, "recovery_rate_per_min": 1 / 30, "p_down": 0.05}],
-    horizon_min=15.0, window_min=1,
+    [
+        {"service_id": "pay", "failure_rate_per_min": 1 / 2880, "recovery_rate_per_min": 1 / 45, "p_down": 0.015},
+        {"service_id": "db", "failure_rate_per_min": 1 / 1440, "recovery_rate_per_min": 1 / 10, "p_down": 0.007},
+        {"service_id": "maps", "failure_rate_per_min": 1 / 600, "recovery_rate_per_min": 1 / 30, "p_down": 0.05},
+    ],
+    horizon_min=15.0,
+    window_min=1,
 )
 
 
@@ -44,8 +47,9 @@ def test_score_limits_and_defaults():
     assert far == pytest.approx((1 / 45) / (1 / 45 + 1 / 2880))  # the long-run healthy share
     assert health_score(DOC, "pay", "up") == health_score(DOC, "pay", "up", horizon_min=15.0)
     # An unknown service gets the median rates of the document.
-    assert DOC["default"] == pytest.approx({"failure_rate_per_min": 1 / 1440, "recovery_rate_per_min": 1 / 30},
-                                           rel=1e-11)  # stored with 12 significant digits
+    assert DOC["default"] == pytest.approx(
+        {"failure_rate_per_min": 1 / 1440, "recovery_rate_per_min": 1 / 30}, rel=1e-11
+    )  # stored with 12 significant digits
     assert 0.0 < health_score(DOC, "never-heard-of", "down") < health_score(DOC, "never-heard-of", "up") < 1.0
 
 
@@ -86,7 +90,9 @@ def test_fitted_score_predicts_simulated_recovery():
 
 
 def test_health_module_needs_only_the_standard_library():
-    code = ("import sys, policies.health\n"
-            "heavy = {'numpy', 'pandas', 'pyarrow', 'scipy', 'prefect', 'mlflow'} & set(sys.modules)\n"
-            "assert not heavy, heavy\n")
+    code = (
+        "import sys, qres_client.health\n"
+        "heavy = {'numpy', 'pandas', 'pyarrow', 'scipy', 'prefect', 'mlflow'} & set(sys.modules)\n"
+        "assert not heavy, heavy\n"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)

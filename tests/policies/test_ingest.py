@@ -10,12 +10,16 @@ import pyarrow.parquet as pq
 import pytest
 
 from policies.errors import DataValidationError
-from policies.ingest import conform_tables, load_telemetry, locate_tables, snapshot_id
 from policies.schema import TABLES
+from policies.telemetry.ingest import conform_tables, load_telemetry, locate_tables, snapshot_id
 
 
 def _tree_digest(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_reads_every_table_and_never_touches_inputs(small_sample: Path) -> None:

@@ -11,8 +11,14 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from policies.ingest import load_telemetry, snapshot_id
-from policies.watermark import commit_ingest, drop_exact_duplicates, ingest_incremental, ingest_store, prune_parts
+from policies.telemetry.ingest import load_telemetry, snapshot_id
+from policies.telemetry.watermark import (
+    commit_ingest,
+    drop_exact_duplicates,
+    ingest_incremental,
+    ingest_store,
+    prune_parts,
+)
 
 
 @pytest.fixture
@@ -37,8 +43,13 @@ def test_reingesting_the_same_files_changes_nothing(one_day) -> None:
     store = ingest_store(state, str(data.absolute()))
     before = _tree(store)
     again = ingest_incremental(data, state)
-    assert again.extra["ingest"] == {"reused": 7, "read": 0, "merged": 0, "late_rows_dropped": 0,
-                                     "duplicates_dropped": 0}
+    assert again.extra["ingest"] == {
+        "reused": 7,
+        "read": 0,
+        "merged": 0,
+        "late_rows_dropped": 0,
+        "duplicates_dropped": 0,
+    }
     assert snapshot_id(again.sha256) == snapshot_id(first.sha256)
     assert commit_ingest(again) is False  # no new snapshot
     assert _tree(store) == before
@@ -55,8 +66,9 @@ def test_a_new_day_is_the_only_file_read_and_the_snapshot_is_the_union(one_day) 
     second = ingest_incremental(data, state)
     assert second.extra["ingest"]["read"] == 1 and second.extra["ingest"]["reused"] == 7
     assert second.rows["health_checks"] == first.rows["health_checks"] + pq.read_metadata(aside).num_rows
-    assert {k: v for k, v in second.sha256.items() if k != "health_checks"} == \
-        {k: v for k, v in first.sha256.items() if k != "health_checks"}
+    assert {k: v for k, v in second.sha256.items() if k != "health_checks"} == {
+        k: v for k, v in first.sha256.items() if k != "health_checks"
+    }
     assert second.sha256 == load_telemetry(data).sha256  # old + new = what a full read sees
     assert commit_ingest(second)
     snapshots = list((Path(second.extra["store"]) / "snapshots").iterdir())
@@ -66,7 +78,8 @@ def test_a_new_day_is_the_only_file_read_and_the_snapshot_is_the_union(one_day) 
 def _rows_at(template: pa.Table, ts, probe: str, n: int) -> pa.Table:
     rows = template.slice(0, n)
     return rows.set_column(0, rows.schema.field("ts"), pa.array([ts] * n, rows.schema.field("ts").type)).set_column(
-        2, rows.schema.field("probe"), pa.array([probe] * n, pa.string()))
+        2, rows.schema.field("probe"), pa.array([probe] * n, pa.string())
+    )
 
 
 def test_changed_day_file_takes_late_rows_inside_the_window_only(one_day) -> None:
@@ -114,8 +127,13 @@ def test_a_changed_small_table_replaces_its_old_version(one_day) -> None:
 
 
 def test_drop_exact_duplicates_keeps_first_rows_and_near_duplicates() -> None:
-    t = pa.table({"a": [1, 2, 1, 1, None, None], "b": ["x", "y", "x", "z", None, None],
-                  "c": [0.5, float("nan"), 0.5, 0.5, 1.0, 1.0]})
+    t = pa.table(
+        {
+            "a": [1, 2, 1, 1, None, None],
+            "b": ["x", "y", "x", "z", None, None],
+            "c": [0.5, float("nan"), 0.5, 0.5, 1.0, 1.0],
+        }
+    )
     out, dropped = drop_exact_duplicates(t)
     assert dropped == 2 and out.to_pydict()["b"] == ["x", "y", "z", None]
     nested = pa.table({"k": ["a", "a", "b"], "l": [["x"], ["x"], ["x"]]})
@@ -133,8 +151,11 @@ def test_committing_prunes_the_parts_the_state_no_longer_names(one_day) -> None:
     pq.write_table(services.slice(0, services.num_rows - 1), data / "services.parquet")
     day = sorted((data / "health_checks").iterdir())[0]  # a day file that grew: merged into a new part
     checks = pq.read_table(day)
-    later = checks.slice(0, 1).set_column(0, checks.schema.field("ts"), pa.array(
-        [pc.max(checks["ts"]).as_py() + timedelta(minutes=5)], checks.schema.field("ts").type))
+    later = checks.slice(0, 1).set_column(
+        0,
+        checks.schema.field("ts"),
+        pa.array([pc.max(checks["ts"]).as_py() + timedelta(minutes=5)], checks.schema.field("ts").type),
+    )
     pq.write_table(pa.concat_tables([checks, later]), day)
     inputs = _tree(data)
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from policies.ingest import load_telemetry
-from policies.watermark import commit_ingest, ingest_incremental
+from policies.telemetry.ingest import load_telemetry
+from policies.telemetry.watermark import commit_ingest, ingest_incremental
 
 QRES = Path(sys.executable).with_name("qres")
 
@@ -21,8 +21,13 @@ def served(small_sample: Path, tmp_path: Path):
     """The sample behind a real static HTTP server (folder listings, as the source contract wants)."""
     root = tmp_path / "www"
     shutil.copytree(small_sample, root)
-    proc = subprocess.Popen([sys.executable, "-u", "-m", "http.server", "--bind", "127.0.0.1", "0"], cwd=root,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-u", "-m", "http.server", "--bind", "127.0.0.1", "0"],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         port = re.search(r"port (\d+)", proc.stdout.readline()).group(1)
         yield f"http://127.0.0.1:{port}/", root
@@ -47,7 +52,8 @@ def test_http_source_reads_what_the_folder_holds(served, small_sample: Path, tmp
 
 def test_qres_validate_takes_an_http_source(served, tmp_path: Path) -> None:
     url, _ = served
-    run = subprocess.run([str(QRES), "validate", "--data", url], cwd=tmp_path, capture_output=True, text=True,
-                         timeout=120)
+    run = subprocess.run(
+        [str(QRES), "validate", "--data", url], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     assert "all rules passed" in run.stdout

@@ -11,20 +11,38 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from policies.routing import envoy_weights, istio_distribute, solve_routing
-from policies.routing_problem import ROUTING_SOLVERS, cvar, is_feasible_routing, routing_objective, \
-    routing_problem_from_dict
-from policies.testing import assert_portfolio_consistent, assert_solver_conforms
+from policies.routing.policy import envoy_weights, istio_distribute, solve_routing
+from policies.routing.problem import (
+    ROUTING_SOLVERS,
+    cvar,
+    is_feasible_routing,
+    routing_objective,
+    routing_problem_from_dict,
+)
+from policies.solve.testing import assert_portfolio_consistent, assert_solver_conforms
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "data" / "examples" / "routing.json"
 
 
 def random_doc(seed: int, n_ep: int = 2, k: int = 20) -> dict:
     rng = np.random.default_rng(seed)
-    eps = [{"endpoint_id": f"svc@r{i}", "locality": f"r{i}", "capacity_share": float(rng.choice([0.0, 0.4, 0.7, 1.0])),
-            "latency_ms": np.round(rng.gamma(2.0, 60.0 + 40 * i, k), 3).tolist()} for i in range(n_ep)]
-    return {"key": f"r{seed}", "sla_ms": 200.0, "alpha": 0.9, "beta": 2.0, "unserved_penalty_ms": 5000.0,
-            "services": [{"service_id": "svc", "home": "r0", "endpoints": eps}]}
+    eps = [
+        {
+            "endpoint_id": f"svc@r{i}",
+            "locality": f"r{i}",
+            "capacity_share": float(rng.choice([0.0, 0.4, 0.7, 1.0])),
+            "latency_ms": np.round(rng.gamma(2.0, 60.0 + 40 * i, k), 3).tolist(),
+        }
+        for i in range(n_ep)
+    ]
+    return {
+        "key": f"r{seed}",
+        "sla_ms": 200.0,
+        "alpha": 0.9,
+        "beta": 2.0,
+        "unserved_penalty_ms": 5000.0,
+        "services": [{"service_id": "svc", "home": "r0", "endpoints": eps}],
+    }
 
 
 def test_cvar_by_hand() -> None:
@@ -39,8 +57,11 @@ def test_lp_matches_a_fine_grid(seed: int) -> None:
     res = solve_routing(p, seed=seed, time_limit_s=2.0)
     assert_portfolio_consistent(res, p, objective=routing_objective, is_feasible=is_feasible_routing)
     grid = np.linspace(0, 1, 201)
-    best = min(routing_objective(p, np.array([a, b])) for a, b in itertools.product(grid, grid)
-               if is_feasible_routing(p, np.array([a, b])))
+    best = min(
+        routing_objective(p, np.array([a, b]))
+        for a, b in itertools.product(grid, grid)
+        if is_feasible_routing(p, np.array([a, b]))
+    )
     lp = next(c for c in res.candidates if c.info.solver == "lp")
     assert lp.objective <= best + 1e-6  # the LP optimum is at least as good as any grid point
     assert lp.info.bound <= lp.objective + 1e-9
@@ -49,8 +70,9 @@ def test_lp_matches_a_fine_grid(seed: int) -> None:
 @pytest.mark.parametrize("name", sorted(ROUTING_SOLVERS))
 def test_solvers_conform(name: str) -> None:
     p = routing_problem_from_dict(json.loads(EXAMPLE.read_text()))
-    assert_solver_conforms(ROUTING_SOLVERS[name](), p, objective=routing_objective, is_feasible=is_feasible_routing,
-                           seed=3, sense="min")
+    assert_solver_conforms(
+        ROUTING_SOLVERS[name](), p, objective=routing_objective, is_feasible=is_feasible_routing, seed=3, sense="min"
+    )
 
 
 @settings(max_examples=30, deadline=None)

@@ -10,9 +10,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from policies import sample
-from policies.sample import generate_sample, write_sample
 from policies.schema import STATUSES, TABLES
+from policies.telemetry import sample
+from policies.telemetry.sample import generate_sample, write_sample
 
 DAYS = 3
 MIN_MS = 60_000
@@ -44,8 +44,11 @@ def _minute(ts, t0):
 
 
 def _sha256_tree(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_public_api_is_explicit():
@@ -152,7 +155,7 @@ def test_incidents_line_up_with_down_checks(tables, cube):
             window = status[a:b, col[s], :]
             assert (window == 2).any(axis=1).mean() >= 0.6, (inc["incident_id"], s)
             assert (window == 2).all(axis=1).mean() >= 0.5, (inc["incident_id"], s)  # seen by every probe
-            covered[max(0, a - 2):b + 2, col[s]] = True
+            covered[max(0, a - 2) : b + 2, col[s]] = True
     # Conversely, every minute where all probes agree a service is down belongs to an incident.
     agreed_down = (status == 2).all(axis=2)
     assert not (agreed_down & ~covered).any()
@@ -171,34 +174,41 @@ def test_region_outage_downs_pinned_services_and_degrades_the_rest(tables, cube)
             break
         closure |= more
     hosted = {r["service_id"] for r in rows if r["region"] == region}
-    soft_hosted = {s for s in hosted if s not in closure and {d["depends_on"] for d in deps if d["service_id"] == s} & {region}}
+    soft_hosted = {
+        s for s in hosted if s not in closure and {d["depends_on"] for d in deps if d["service_id"] == s} & {region}
+    }
     assert region.startswith("region-") and set(inc["affected"]) == closure
     assert closure - {region} or soft_hosted, "a region outage must hit what runs there"
     a, b = _minute(inc["started_at"], t0), _minute(inc["resolved_at"], t0)
     assert 40 <= b - a <= 92
     for s in closure:
-        assert (status[a + 2:b - 2, services.index(s), :] == 2).all(), s
+        assert (status[a + 2 : b - 2, services.index(s), :] == 2).all(), s
     for s in soft_hosted:
-        assert (status[a + 2:b - 2, services.index(s), :] >= 1).all(), s
+        assert (status[a + 2 : b - 2, services.index(s), :] >= 1).all(), s
 
 
 def test_saas_outage_downs_hard_and_degrades_soft_dependents(tables, cube):
     status, services, _, t0 = cube
-    [inc] = [i for i in _rows(tables["incidents"]) if i["affected"][0] in ("saas-invoice-validation", "saas-payments")
-             and i["severity"] == 2 and i["summary"].startswith("SaaS")]
+    [inc] = [
+        i
+        for i in _rows(tables["incidents"])
+        if i["affected"][0] in ("saas-invoice-validation", "saas-payments")
+        and i["severity"] == 2
+        and i["summary"].startswith("SaaS")
+    ]
     root, a, b = inc["affected"][0], _minute(inc["started_at"], t0), _minute(inc["resolved_at"], t0)
     deps = _rows(tables["dependencies"])
     hard = {d["service_id"] for d in deps if d["depends_on"] == root and d["hard"]}
     soft = {d["service_id"] for d in deps if d["depends_on"] == root and not d["hard"]}
     assert hard and hard <= set(inc["affected"])
     for s in soft - set(inc["affected"]):
-        assert (status[a + 2:b - 2, services.index(s), :] >= 1).all(), s
+        assert (status[a + 2 : b - 2, services.index(s), :] >= 1).all(), s
 
 
 def test_flapping_blips_and_quiet_services_exist(tables, cube):
     status, services, _, t0 = cube
     bad = status > 0
-    others_up = (bad.sum(axis=2, keepdims=True) == bad)  # no other probe is bad in that minute
+    others_up = bad.sum(axis=2, keepdims=True) == bad  # no other probe is bad in that minute
     alone = np.zeros_like(bad)
     alone[1:-1] = bad[1:-1] & ~bad[:-2] & ~bad[2:]  # one minute on that probe only
     blips = (alone & others_up).sum(axis=(0, 2))
@@ -305,11 +315,14 @@ def test_write_sample_refuses_before_writing_anything(tmp_path):
     assert (tmp_path / "workloads.parquet").read_bytes() == b"someone's data"
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"days": 0}, "days"),
-    ({"probes": 0}, "probes"),
-    ({"start": "2026-10-01T06:00"}, "midnight"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"days": 0}, "days"),
+        ({"probes": 0}, "probes"),
+        ({"start": "2026-10-01T06:00"}, "midnight"),
+    ],
+)
 def test_bad_arguments_are_refused(kwargs, match):
     with pytest.raises(ValueError, match=match):
         generate_sample(7, **kwargs)

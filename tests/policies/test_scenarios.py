@@ -22,8 +22,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from policies.failure_model import fit_failure_model
-from policies.scenarios import FALLBACK_KEY, NORMAL_KEY, build_scenarios, scenario_key
+from policies.model.failure_model import fit_failure_model
+from policies.scenarios.scenario_set import FALLBACK_KEY, NORMAL_KEY, build_scenarios, scenario_key
 from tests.policies.test_failure_model import make_tables
 
 EVERYTHING = ("api", "cache", "db", "pay", "region-x")

@@ -7,13 +7,13 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from policies.bundle import encode_parquet
-from policies.client_index import build_index
-from policies.failure_model import fit_failure_model
-from policies.joint import fit_ising
-from policies.scenarios import FALLBACK_KEY, build_scenarios
+from policies.model.failure_model import fit_failure_model
+from policies.model.joint import fit_ising
+from policies.scenarios.scenario_set import FALLBACK_KEY, build_scenarios
 from policies.schema import DEPENDENCIES, SERVICES, WORKLOADS
-from policies.shedding import build_shedding_problems, decisions_table, solve_shedding
+from policies.shedding.policy import build_shedding_problems, decisions_table, solve_shedding
+from qres_client.bundle import encode_parquet
+from qres_client.index import build_index
 from tests.policies.synthetic_failures import checks_table
 
 NAMES = ["app", "region-a", "saas-x", "saas-y", "saas-z"]
@@ -24,24 +24,53 @@ def tables():
     """One day: saas-x and saas-y each fail twice, never together; saas-z fails with saas-x once."""
     down = np.zeros((1440, len(NAMES)), dtype=bool)
     col = {n: i for i, n in enumerate(NAMES)}
-    for name, a, b in [("saas-x", 100, 160), ("saas-x", 400, 460), ("saas-y", 250, 300), ("saas-y", 600, 650),
-                       ("saas-z", 400, 430), ("saas-z", 1000, 1010)]:
+    for name, a, b in [
+        ("saas-x", 100, 160),
+        ("saas-x", 400, 460),
+        ("saas-y", 250, 300),
+        ("saas-y", 600, 650),
+        ("saas-z", 400, 430),
+        ("saas-z", 1000, 1010),
+    ]:
         down[a:b, col[name]] = True
     services = pa.Table.from_pylist(
-        [{"service_id": "app", "kind": "internal", "tier": 0, "capacity": 10.0, "region": "region-a"},
-         {"service_id": "region-a", "kind": "region", "tier": 0, "capacity": 100.0, "region": None}]
-        + [{"service_id": s, "kind": "saas", "tier": 1, "capacity": 1.0, "region": None}
-           for s in ("saas-x", "saas-y", "saas-z")], schema=SERVICES)
+        [
+            {"service_id": "app", "kind": "internal", "tier": 0, "capacity": 10.0, "region": "region-a"},
+            {"service_id": "region-a", "kind": "region", "tier": 0, "capacity": 100.0, "region": None},
+        ]
+        + [
+            {"service_id": s, "kind": "saas", "tier": 1, "capacity": 1.0, "region": None}
+            for s in ("saas-x", "saas-y", "saas-z")
+        ],
+        schema=SERVICES,
+    )
     deps = pa.Table.from_pylist(
         [{"service_id": "app", "depends_on": "region-a", "hard": True}]
         + [{"service_id": "app", "depends_on": s, "hard": False} for s in ("saas-x", "saas-y", "saas-z")],
-        schema=DEPENDENCIES)
+        schema=DEPENDENCIES,
+    )
     workloads = pa.Table.from_pylist(
-        [{"workload_id": f"w{i}", "service_id": "app", "value_per_hour": 10.0 * (i + 1), "demand": 30.0,
-          "requires": [], "risks": [{"depends_on": s, "cost_per_hour": 4.0 * (i + 1)}], "min_share": 0.0, "tier": 1}
-         for i, s in enumerate(("saas-x", "saas-y", "saas-z"))], schema=WORKLOADS)
-    return {"services": services, "dependencies": deps, "workloads": workloads,
-            "health_checks": checks_table(down, NAMES)}
+        [
+            {
+                "workload_id": f"w{i}",
+                "service_id": "app",
+                "value_per_hour": 10.0 * (i + 1),
+                "demand": 30.0,
+                "requires": [],
+                "risks": [{"depends_on": s, "cost_per_hour": 4.0 * (i + 1)}],
+                "min_share": 0.0,
+                "tier": 1,
+            }
+            for i, s in enumerate(("saas-x", "saas-y", "saas-z"))
+        ],
+        schema=WORKLOADS,
+    )
+    return {
+        "services": services,
+        "dependencies": deps,
+        "workloads": workloads,
+        "health_checks": checks_table(down, NAMES),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +99,9 @@ def test_two_down_falls_to_all_down_without_samples_and_to_a_sampled_cover_with_
     by_key = {s.key: s for s in sampled.scenarios}
     assert "down=saas-x,saas-y" in by_key
     s = by_key["down=saas-x,saas-y"]
-    assert s.source == "sampled" and 0 < s.probability < min(by_key["down=saas-x"].probability,
-                                                              by_key["down=saas-y"].probability)
+    assert s.source == "sampled" and 0 < s.probability < min(
+        by_key["down=saas-x"].probability, by_key["down=saas-y"].probability
+    )
     # The state ends when the first of the two recovers: 1 / (mu_x + mu_y).
     mu = dict(zip(model.per_dependency["service_id"], model.per_dependency["recovery_rate_per_min"]))
     assert s.expected_duration_min == pytest.approx(1 / (mu["saas-x"] + mu["saas-y"]))
@@ -89,10 +119,14 @@ def test_sampling_is_deterministic_per_seed(model, tables):
 
 
 def test_what_if_scenarios_are_added_with_their_name(model, tables):
-    sset = scenario_set(model, tables, what_if=[
-        {"name": "region a down 4h", "down": ["region-a"], "duration_min": 240},
-        {"name": "x and z slow", "degraded": ["saas-x", "saas-z"], "probability": 0.001},
-    ])
+    sset = scenario_set(
+        model,
+        tables,
+        what_if=[
+            {"name": "region a down 4h", "down": ["region-a"], "duration_min": 240},
+            {"name": "x and z slow", "degraded": ["saas-x", "saas-z"], "probability": 0.001},
+        ],
+    )
     by_key = {s.key: s for s in sset.scenarios}
     # region-a is depended on, so its single-outage scenario exists already: not duplicated, but
     # merged, so the what-if's name and its longer duration are not lost.

@@ -6,10 +6,10 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-import policies.shedding as shedding_mod
+import policies.shedding.policy as shedding_mod
 from policies.errors import ConfigError
-from policies.shedding import build_shedding_problems, solve_shedding
-from policies.shedding_export import policy_document
+from policies.shedding.export import policy_document
+from policies.shedding.policy import build_shedding_problems, solve_shedding
 from tests.policies.shedding_cases import SCENARIOS, shedding_tables
 
 
@@ -29,8 +29,9 @@ def test_builder_by_hand():
     np.testing.assert_array_equal(normal.risk_per_hour, [0, 0, 0, 0])
     np.testing.assert_array_equal(pay.risk_per_hour, [0, 0, 10.0, 4.0])
     np.testing.assert_array_equal(deg.risk_per_hour, [0, 0, 5.0, 0.5 * 4.0 + 0.5 * 6.0])
-    custom = build_shedding_problems(*shedding_tables(), SCENARIOS[3:], levels=2, degraded_capacity_share=0.0,
-                                     degraded_risk_share=1.0)[0]
+    custom = build_shedding_problems(
+        *shedding_tables(), SCENARIOS[3:], levels=2, degraded_capacity_share=0.0, degraded_risk_share=1.0
+    )[0]
     assert custom.capacity == 50.0 and custom.levels == 2
     np.testing.assert_array_equal(custom.risk_per_hour, [0, 0, 10.0, 10.0])
 

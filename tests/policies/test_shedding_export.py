@@ -10,19 +10,28 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from policies.schema import DECISIONS_SHEDDING
-from policies.shedding import build_shedding_problems, solve_shedding
-from policies.shedding_export import decisions_table, policy_document, shedding_actions
-from policies.shedding_problem import SheddingProblem
-from policies.shedding_solvers import CpSatSheddingSolver, GreedySheddingSolver
-from policies.solvers import solve_portfolio
+from policies.shedding.export import decisions_table, policy_document, shedding_actions
+from policies.shedding.policy import build_shedding_problems, solve_shedding
+from policies.shedding.problem import SheddingProblem
+from policies.shedding.solvers import CpSatSheddingSolver, GreedySheddingSolver
+from policies.solve.portfolio import solve_portfolio
+from qres_client.schema import DECISIONS_SHEDDING
 from tests.policies.shedding_cases import FAMILY, SCENARIOS, make_scenario, shedding_tables
 
 
 def test_actions_rank_admitted_then_shed_then_not_runnable():
     # densities: a 2.0, b 5.0, c 1.0, d 3.0 (not runnable), e 5.0 (tie with b, later id)
-    p = SheddingProblem("r", ("a", "b", "c", "d", "e"), np.array([4.0, 10.0, 2.0, 6.0, 10.0]), np.zeros(5),
-                        np.full(5, 2.0), np.zeros(5), np.array([True, True, True, False, True]), 4.0, levels=2)
+    p = SheddingProblem(
+        "r",
+        ("a", "b", "c", "d", "e"),
+        np.array([4.0, 10.0, 2.0, 6.0, 10.0]),
+        np.zeros(5),
+        np.full(5, 2.0),
+        np.zeros(5),
+        np.array([True, True, True, False, True]),
+        4.0,
+        levels=2,
+    )
     actions = shedding_actions(p, np.array([1, 2, 0, 0, 0]))
     assert [a["workload_id"] for a in actions] == ["b", "a", "e", "c", "d"]
     assert [a["rank"] for a in actions] == [1, 2, 3, 4, 5]
@@ -61,8 +70,22 @@ def test_policy_document_content():
     doc = policy_document(SCENARIOS, results, probs)
     assert doc["schema_version"] == 1 and doc["policy"] == "shedding"
     first = doc["scenarios"][0]
-    assert set(first) == {"key", "down", "degraded", "effective_down", "probability", "expected_duration_min",
-                          "source", "solver", "objective", "bound", "gap", "status", "min_share_relaxed", "actions"}
+    assert set(first) == {
+        "key",
+        "down",
+        "degraded",
+        "effective_down",
+        "probability",
+        "expected_duration_min",
+        "source",
+        "solver",
+        "objective",
+        "bound",
+        "gap",
+        "status",
+        "min_share_relaxed",
+        "actions",
+    }
     assert first["solver"] == "greedy" or first["status"] == "OPTIMAL"
     keys = {k for s in doc["scenarios"] for k in s} | {k for s in doc["scenarios"] for a in s["actions"] for k in a}
     assert not {k for k in keys if "time" in k or "version" in k or k.endswith("_s")}
@@ -85,8 +108,9 @@ def _document_entry(p: SheddingProblem, result) -> dict:
 
 def test_status_is_optimal_when_the_portfolio_proved_the_chosen_answer():
     # Everything fits: greedy is optimal, runs first and wins the tie; CP-SAT proves the optimum.
-    p = SheddingProblem("fits", ("a", "b"), np.array([3.0, 2.0]), np.zeros(2), np.ones(2), np.zeros(2),
-                        np.ones(2, bool), 5.0)
+    p = SheddingProblem(
+        "fits", ("a", "b"), np.array([3.0, 2.0]), np.zeros(2), np.ones(2), np.zeros(2), np.ones(2, bool), 5.0
+    )
     proven = solve_portfolio(p, [GreedySheddingSolver(), CpSatSheddingSolver()], seed=1, time_limit_s=5.0, **FAMILY)
     assert proven.chosen == "greedy" and proven.best.info.status == "HEURISTIC" and proven.gap == 0.0
     entry = _document_entry(p, proven)

@@ -5,19 +5,35 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from policies.shedding_problem import SheddingProblem, is_feasible_shedding, shedding_objective
+from policies.shedding.problem import SheddingProblem, is_feasible_shedding, shedding_objective
 from tests.policies.shedding_cases import make_problem
 
 
 def test_min_share_relaxation_by_hand():
     # minimums 0.75 + 0.75 of demand 10 each need 15 > capacity 10: f = 10 / 15, levels floor(2/3 * 3) = 2
-    p = SheddingProblem("relax", ("a", "b", "c"), np.array([5.0, 5.0, 1.0]), np.zeros(3), np.array([10.0, 10.0, 10.0]),
-                        np.array([0.75, 0.75, 0.75]), np.array([True, True, False]), 10.0)
+    p = SheddingProblem(
+        "relax",
+        ("a", "b", "c"),
+        np.array([5.0, 5.0, 1.0]),
+        np.zeros(3),
+        np.array([10.0, 10.0, 10.0]),
+        np.array([0.75, 0.75, 0.75]),
+        np.array([True, True, False]),
+        10.0,
+    )
     b = p.bounds
     assert b.relaxed and b.factor == pytest.approx(2 / 3)
     np.testing.assert_array_equal(b.lo, [2, 2, 0])
-    fits = SheddingProblem("fits", ("a", "b"), np.ones(2), np.zeros(2), np.array([10.0, 10.0]),
-                           np.array([0.3, 0.5]), np.ones(2, bool), 10.0)
+    fits = SheddingProblem(
+        "fits",
+        ("a", "b"),
+        np.ones(2),
+        np.zeros(2),
+        np.array([10.0, 10.0]),
+        np.array([0.3, 0.5]),
+        np.ones(2, bool),
+        10.0,
+    )
     assert not fits.bounds.relaxed
     np.testing.assert_array_equal(fits.bounds.lo, [2, 2])  # 0.3 rounds up to 2/4
 
@@ -52,7 +68,15 @@ def test_feasibility_rules():
     ],
 )
 def test_bad_problems_are_rejected(change, exc):
-    base = dict(scenario_key="k", workload_ids=("a", "b"), value_per_hour=np.ones(2), risk_per_hour=np.zeros(2),
-                demand=np.ones(2), min_share=np.zeros(2), runnable=np.ones(2, bool), capacity=1.0)
+    base = {
+        "scenario_key": "k",
+        "workload_ids": ("a", "b"),
+        "value_per_hour": np.ones(2),
+        "risk_per_hour": np.zeros(2),
+        "demand": np.ones(2),
+        "min_share": np.zeros(2),
+        "runnable": np.ones(2, bool),
+        "capacity": 1.0,
+    }
     with pytest.raises(exc):
         SheddingProblem(**{**base, **change})

@@ -9,15 +9,23 @@ import dimod
 import numpy as np
 import pytest
 
-from policies.shedding_problem import SheddingProblem, is_feasible_shedding, shedding_objective
-from policies.shedding_qubo import build_shedding_qubo
+from policies.shedding.problem import SheddingProblem, is_feasible_shedding, shedding_objective
+from policies.shedding.qubo import build_shedding_qubo
 
 
 def _qubo_problem() -> SheddingProblem:
     ids = ("a", "b", "c", "d", "e")
-    return SheddingProblem("q", ids, np.array([30.0, 20.0, 12.0, 9.0, -1.0]), np.array([0.0, 2.0, 0.0, 0.0, 0.0]),
-                           np.array([4.0, 3.0, 2.0, 2.0, 1.0]), np.array([0.0, 0.25, 0.0, 0.5, 0.0]),
-                           np.ones(5, bool), 6.0, levels=2)
+    return SheddingProblem(
+        "q",
+        ids,
+        np.array([30.0, 20.0, 12.0, 9.0, -1.0]),
+        np.array([0.0, 2.0, 0.0, 0.0, 0.0]),
+        np.array([4.0, 3.0, 2.0, 2.0, 1.0]),
+        np.array([0.0, 0.25, 0.0, 0.5, 0.0]),
+        np.ones(5, bool),
+        6.0,
+        levels=2,
+    )
 
 
 def _enumerate(q):
@@ -58,6 +66,9 @@ def test_qubo_ground_state_is_the_integer_optimum_with_a_strong_penalty():
     ground = ys[int(np.argmin(energy))]
     assert ground @ q.weight <= q.capacity_units
     box = [range(int(p.bounds.hi[w] - q.base[w]) + 1) for w in q.index]
-    best = max(sum(c[w] * y for w, y in zip(q.index, ys_)) for ys_ in itertools.product(*box)
-               if np.dot(ys_, q.weight) <= q.capacity_units)
+    best = max(
+        sum(c[w] * y for w, y in zip(q.index, ys_))
+        for ys_ in itertools.product(*box)
+        if np.dot(ys_, q.weight) <= q.capacity_units
+    )
     assert float(-np.min(energy)) == pytest.approx(best)

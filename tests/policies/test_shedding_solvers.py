@@ -12,16 +12,16 @@ from hypothesis import strategies as st
 from ortools.sat.python import cp_model
 
 from policies.errors import ConfigError
-from policies.shedding_problem import SheddingProblem, is_feasible_shedding
-from policies.shedding_solvers import (
-    UNITS_PER_S,
+from policies.shedding.problem import SheddingProblem, is_feasible_shedding
+from policies.shedding.solvers import (
     AnnealingSheddingSolver,
     CpSatSheddingSolver,
     GreedySheddingSolver,
     _stopped_by,
 )
-from policies.solvers import solve_portfolio
-from policies.testing import assert_portfolio_consistent, assert_solver_conforms
+from policies.solve.cpsat import UNITS_PER_S
+from policies.solve.portfolio import solve_portfolio
+from policies.solve.testing import assert_portfolio_consistent, assert_solver_conforms
 from tests.policies.shedding_cases import FAMILY, make_problem
 
 SOLVERS = [GreedySheddingSolver(), CpSatSheddingSolver(), AnnealingSheddingSolver()]
@@ -86,8 +86,11 @@ def test_solvers_against_brute_force(seed, flavour, n):
         assert cp.info.extra["min_share_factor"] == pytest.approx(p.capacity / mass)
 
 
-@pytest.mark.parametrize("solver", SOLVERS + [AnnealingSheddingSolver(sampler="dimod.RandomSampler")],
-                         ids=lambda s: f"{s.name}-{getattr(s, 'sampler', '')}")
+@pytest.mark.parametrize(
+    "solver",
+    SOLVERS + [AnnealingSheddingSolver(sampler="dimod.RandomSampler")],
+    ids=lambda s: f"{s.name}-{getattr(s, 'sampler', '')}",
+)
 @pytest.mark.parametrize("flavour", ["mixed", "relax", "tight"])
 def test_solvers_conform(solver, flavour):
     p = make_problem(3, 7, flavour=flavour)
@@ -98,8 +101,16 @@ def test_solvers_conform_on_sixty_workloads():
     rng = np.random.default_rng(5)
     n = 60
     ids = tuple(f"w{i:02d}" for i in range(n))
-    p = SheddingProblem("big", ids, rng.uniform(1, 90, n), rng.uniform(0, 40, n), rng.uniform(0.5, 9, n),
-                        np.where(rng.random(n) < 0.3, 0.25, 0.0), rng.random(n) > 0.1, 120.0)
+    p = SheddingProblem(
+        "big",
+        ids,
+        rng.uniform(1, 90, n),
+        rng.uniform(0, 40, n),
+        rng.uniform(0.5, 9, n),
+        np.where(rng.random(n) < 0.3, 0.25, 0.0),
+        rng.random(n) > 0.1,
+        120.0,
+    )
     for s in SOLVERS:
         res = assert_solver_conforms(s, p, seed=2, **FAMILY)
         assert res.feasible
@@ -107,8 +118,9 @@ def test_solvers_conform_on_sixty_workloads():
 
 def test_exact_decimal_fit_is_admitted():
     """0.1 + 0.1 + 0.1 + 0.1 = 0.4 only up to float rounding: every solver must still admit all."""
-    p = SheddingProblem("dec", ("a", "b", "c", "d"), np.full(4, 10.0), np.zeros(4), np.full(4, 0.1),
-                        np.zeros(4), np.ones(4, bool), 0.4)
+    p = SheddingProblem(
+        "dec", ("a", "b", "c", "d"), np.full(4, 10.0), np.zeros(4), np.full(4, 0.1), np.zeros(4), np.ones(4, bool), 0.4
+    )
     for s in SOLVERS:
         res = s.solve(p, seed=0, time_limit_s=5)
         np.testing.assert_array_equal(res.solution, [4, 4, 4, 4])
@@ -134,7 +146,8 @@ def problems(draw):
     n = draw(st.integers(1, 6))
     fl = st.floats(0.0, 100.0, allow_nan=False)
     return SheddingProblem(
-        "h", tuple(f"w{i}" for i in range(n)),
+        "h",
+        tuple(f"w{i}" for i in range(n)),
         np.array(draw(st.lists(fl, min_size=n, max_size=n))),
         np.array(draw(st.lists(fl, min_size=n, max_size=n))),
         # Demands are capacity units: 0 or at least 1e-6. Subnormal demands (e.g. 2.2e-308) make a
@@ -142,7 +155,8 @@ def problems(draw):
         np.array(draw(st.lists(st.one_of(st.just(0.0), st.floats(1e-6, 10.0)), min_size=n, max_size=n))),
         np.array(draw(st.lists(_shares, min_size=n, max_size=n))),
         np.array(draw(st.lists(st.booleans(), min_size=n, max_size=n))),
-        draw(st.floats(0.0, 40.0)), draw(st.integers(1, 4)),
+        draw(st.floats(0.0, 40.0)),
+        draw(st.integers(1, 4)),
     )
 
 
@@ -162,8 +176,16 @@ def _hard_problem(n: int = 400) -> SheddingProblem:
     """Densities within 10% of each other: good answers come fast, the proof of optimality slowly."""
     rng = np.random.default_rng(0)
     d = rng.uniform(1, 10, n)
-    return SheddingProblem("hard", tuple(f"w{i:04d}" for i in range(n)), d * rng.uniform(0.9, 1.1, n), np.zeros(n),
-                           d, np.zeros(n), np.ones(n, bool), float(0.4 * d.sum()))
+    return SheddingProblem(
+        "hard",
+        tuple(f"w{i:04d}" for i in range(n)),
+        d * rng.uniform(0.9, 1.1, n),
+        np.zeros(n),
+        d,
+        np.zeros(n),
+        np.ones(n, bool),
+        float(0.4 * d.sum()),
+    )
 
 
 def test_cpsat_is_repeatable_when_the_deterministic_limit_stops_it():
@@ -173,8 +195,11 @@ def test_cpsat_is_repeatable_when_the_deterministic_limit_stops_it():
     assert first.info.status == "FEASIBLE" and first.info.extra["stopped_by"] == "deterministic"
     assert first.feasible and first.info.bound >= first.objective
     assert first.solution.tobytes() == again.solution.tobytes()
-    assert (again.info.status, again.objective, again.info.bound) == (first.info.status, first.objective,
-                                                                      first.info.bound)
+    assert (again.info.status, again.objective, again.info.bound) == (
+        first.info.status,
+        first.objective,
+        first.info.bound,
+    )
     assert first.info.extra["deterministic_time"] == again.info.extra["deterministic_time"]
     assert first.info.params["max_deterministic_time"] == 0.01
     assert first.info.params["max_time_in_seconds"] == 3 * 5.0  # the net stays at 3x the caller's budget
@@ -198,8 +223,9 @@ def test_cpsat_limits_are_derived_and_recorded(kw, time_limit_s, units, wall_s):
     assert res.info.status == "OPTIMAL" and res.info.extra["stopped_by"] is None
 
 
-@pytest.mark.parametrize("kw", [{"num_workers": 2}, {"deterministic_time": 0.0}, {"deterministic_time": -1.0},
-                                {"wall_time_factor": 0.5}])
+@pytest.mark.parametrize(
+    "kw", [{"num_workers": 2}, {"deterministic_time": 0.0}, {"deterministic_time": -1.0}, {"wall_time_factor": 0.5}]
+)
 def test_cpsat_rejects_settings_that_break_repeatability(kw):
     with pytest.raises(ValueError):
         CpSatSheddingSolver(**kw)
@@ -224,10 +250,16 @@ def test_reduced_cost_fixing_keeps_the_optimum(seed):
     rng = np.random.default_rng(40 + seed)
     n = 120
     d = rng.uniform(1, 40, n)
-    p = SheddingProblem(f"fix{seed}", tuple(f"w{i:03d}" for i in range(n)), rng.lognormal(5, 1.2, n),
-                        rng.uniform(0, 0.3, n) * (rng.random(n) < 0.2) * 100, d,
-                        np.where(rng.random(n) < 0.1, 0.25, 0.0), rng.random(n) < 0.95,
-                        float(d.sum() * rng.uniform(0.5, 0.9)))
+    p = SheddingProblem(
+        f"fix{seed}",
+        tuple(f"w{i:03d}" for i in range(n)),
+        rng.lognormal(5, 1.2, n),
+        rng.uniform(0, 0.3, n) * (rng.random(n) < 0.2) * 100,
+        d,
+        np.where(rng.random(n) < 0.1, 0.25, 0.0),
+        rng.random(n) < 0.95,
+        float(d.sum() * rng.uniform(0.5, 0.9)),
+    )
     fast = CpSatSheddingSolver().solve(p, seed=seed, time_limit_s=5.0)
     plain = CpSatSheddingSolver(fixing=False, presolve=True).solve(p, seed=seed, time_limit_s=5.0)
     assert fast.info.status == plain.info.status == "OPTIMAL"
@@ -238,7 +270,7 @@ def test_reduced_cost_fixing_keeps_the_optimum(seed):
 
 def test_fixing_by_hand():
     """Three items, room 10: LP takes a (ratio 5) and b (ratio 2) whole, c (ratio 1) is the break item."""
-    from policies.shedding_fixing import reduced_cost_fixing
+    from policies.shedding.fixing import reduced_cost_fixing
 
     a, c, span = np.array([2, 4, 8]), np.array([10, 8, 8]), np.array([1, 1, 1])
     fixed, incumbent = reduced_cost_fixing(a, c, span, 10)

@@ -7,9 +7,9 @@ import stat
 
 import pytest
 
-from policies.bundle import encode_json, publish_bundle, read_bundle
 from policies.errors import BundleVerificationError, ConfigError
-from policies.signing import (
+from qres_client.bundle import encode_json, publish_bundle, read_bundle
+from qres_client.signing import (
     PRIVATE_KEY_NAME,
     PUBLIC_KEY_NAME,
     SigningKey,
@@ -22,8 +22,13 @@ from policies.signing import (
 
 
 def _publish(store, key=None):
-    return publish_bundle(store, "shedding", {"policy.json": encode_json({"a": 1})}, {"metrics": {"x": 0.1}},
-                          signer=key.sign if key else None)
+    return publish_bundle(
+        store,
+        "shedding",
+        {"policy.json": encode_json({"a": 1})},
+        {"metrics": {"x": 0.1}},
+        signer=key.sign if key else None,
+    )
 
 
 def test_keys_init_makes_an_owner_only_private_key(tmp_path):

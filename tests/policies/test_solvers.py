@@ -8,10 +8,10 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-import policies.solvers as solvers_mod
+import policies.solve.portfolio as solvers_mod
 from policies.errors import InfeasiblePolicyError, SolverError
-from policies.solvers import PolicyResult, SolverInfo, derive_seed, solve_portfolio
-from policies.testing import assert_portfolio_consistent
+from policies.solve.portfolio import PolicyResult, SolverInfo, derive_seed, solve_portfolio
+from policies.solve.testing import assert_portfolio_consistent
 
 
 @dataclass(frozen=True)
@@ -50,8 +50,9 @@ class Boom:
 
 
 def run(p, solvers, **kw):
-    return solve_portfolio(p, solvers, objective=toy_objective, is_feasible=toy_feasible,
-                           seed=kw.pop("seed", 1), time_limit_s=1.0, **kw)
+    return solve_portfolio(
+        p, solvers, objective=toy_objective, is_feasible=toy_feasible, seed=kw.pop("seed", 1), time_limit_s=1.0, **kw
+    )
 
 
 def test_best_is_highest_feasible_and_reevaluated():
@@ -97,7 +98,7 @@ def test_gap_from_tightest_bound_and_zero_when_proven():
 
 def test_failing_solver_is_recorded_and_logged(caplog):
     p = Toy("t", 9)
-    with caplog.at_level(logging.ERROR, logger="policies.solvers"):
+    with caplog.at_level(logging.ERROR, logger="policies.solve.portfolio"):
         res = run(p, [Boom(), Fixed("ok", 4)])
     assert res.chosen == "ok"
     err = res.candidates[0]
@@ -120,8 +121,14 @@ def test_no_feasible_raises_naming_key_and_statuses():
 @pytest.mark.parametrize("kw", [{"sense": "up"}, {"top_k": 0}, {"time_limit_s": 0.0}])
 def test_bad_arguments(kw):
     with pytest.raises(ValueError):
-        solve_portfolio(Toy("t", 9), [Fixed("a", 1)], objective=toy_objective, is_feasible=toy_feasible,
-                        seed=1, **{"time_limit_s": 1.0, **kw})
+        solve_portfolio(
+            Toy("t", 9),
+            [Fixed("a", 1)],
+            objective=toy_objective,
+            is_feasible=toy_feasible,
+            seed=1,
+            **{"time_limit_s": 1.0, **kw},
+        )
 
 
 def test_no_solvers_is_a_value_error():

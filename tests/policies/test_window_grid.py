@@ -9,24 +9,27 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from policies.errors import DataValidationError
-from policies.failure_model import fit_failure_model
+from policies.model.failure_model import fit_failure_model
+from policies.model.states import observe_windows
+from policies.model.window_grid import observe_from_grids, window_grid
 from policies.schema import STATUSES
-from policies.states import observe_windows
-from policies.window_grid import observe_from_grids, window_grid
 
 NAMES = ("a", "b", "c", "d")
 T0 = 1_700_000_000_000  # ms
 
 
-def random_checks(rng: np.random.Generator, n: int, span_min: int, probes: tuple[str, ...],
-                  services: tuple[str, ...] = NAMES[:3]) -> pa.Table:
+def random_checks(
+    rng: np.random.Generator, n: int, span_min: int, probes: tuple[str, ...], services: tuple[str, ...] = NAMES[:3]
+) -> pa.Table:
     ts = T0 + rng.integers(-span_min * 60_000 // 4, span_min * 60_000, n)
-    return pa.table({
-        "ts": pa.array(ts, pa.timestamp("ms", tz="UTC")),
-        "service_id": pa.array(rng.choice(services, n).tolist()),  # by default "d" never reports
-        "probe": pa.array(rng.choice(probes, n).tolist()),
-        "status": pa.array(rng.choice(STATUSES, n, p=[0.6, 0.25, 0.15]).tolist()),
-    })
+    return pa.table(
+        {
+            "ts": pa.array(ts, pa.timestamp("ms", tz="UTC")),
+            "service_id": pa.array(rng.choice(services, n).tolist()),  # by default "d" never reports
+            "probe": pa.array(rng.choice(probes, n).tolist()),
+            "status": pa.array(rng.choice(STATUSES, n, p=[0.6, 0.25, 0.15]).tolist()),
+        }
+    )
 
 
 def split(table: pa.Table, rng: np.random.Generator, parts: int, by_time: bool) -> list[pa.Table]:
@@ -37,14 +40,27 @@ def split(table: pa.Table, rng: np.random.Generator, parts: int, by_time: bool) 
 
 
 @settings(max_examples=60, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 400), parts=st.integers(1, 6), window_min=st.sampled_from([1, 5, 7]),
-       agreement=st.sampled_from(["majority", "any", "all"]), by_time=st.booleans(), n_probes=st.integers(1, 7),
-       n_services=st.integers(1, 4))
-def test_grids_of_any_split_observe_what_the_whole_table_does(seed, n, parts, window_min, agreement, by_time, n_probes,
-                                                              n_services):
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(1, 400),
+    parts=st.integers(1, 6),
+    window_min=st.sampled_from([1, 5, 7]),
+    agreement=st.sampled_from(["majority", "any", "all"]),
+    by_time=st.booleans(),
+    n_probes=st.integers(1, 7),
+    n_services=st.integers(1, 4),
+)
+def test_grids_of_any_split_observe_what_the_whole_table_does(
+    seed, n, parts, window_min, agreement, by_time, n_probes, n_services
+):
     rng = np.random.default_rng(seed)
-    checks = random_checks(rng, n, span_min=int(rng.integers(5, 300)), probes=tuple(f"p{i}" for i in range(n_probes)),
-                           services=NAMES[:n_services])  # 7 probes: the counted path, fewer: the lookup table
+    checks = random_checks(
+        rng,
+        n,
+        span_min=int(rng.integers(5, 300)),
+        probes=tuple(f"p{i}" for i in range(n_probes)),
+        services=NAMES[:n_services],
+    )  # 7 probes: the counted path, fewer: the lookup table
     files = split(checks, rng, min(parts, n), by_time)
     grids = [window_grid(f, window_min) for f in files]
     assert all(g is not None for g in grids)
@@ -62,9 +78,9 @@ def test_the_fit_from_grids_is_the_fit_from_checks(monkeypatch):
     deps = pa.table({"service_id": ["a"], "depends_on": ["b"], "hard": [True]})
     grids = [window_grid(f, 1) for f in split(checks, rng, 5, by_time=True)]
     a = fit_failure_model(services, deps, checks, window_min=1, hysteresis_windows=2)
-    import policies.failure_model as fm  # noqa: PLC0415
+    import policies.model.failure_model as fm
 
-    def no_scan(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def no_scan(*args, **kwargs):
         raise AssertionError("the checks were scanned although every file has a grid")
 
     monkeypatch.setattr(fm, "observe_windows", no_scan)
@@ -86,8 +102,14 @@ def test_unknown_services_fail_like_observe_windows():
 
 
 def test_sparse_or_incomplete_files_get_no_grid():
-    sparse = pa.table({"ts": pa.array([T0, T0 + 400 * 86_400_000], pa.timestamp("ms", tz="UTC")),
-                       "service_id": ["a", "b"], "probe": ["p1", "p1"], "status": ["up", "down"]})
+    sparse = pa.table(
+        {
+            "ts": pa.array([T0, T0 + 400 * 86_400_000], pa.timestamp("ms", tz="UTC")),
+            "service_id": ["a", "b"],
+            "probe": ["p1", "p1"],
+            "status": ["up", "down"],
+        }
+    )
     assert window_grid(sparse, 1) is None  # two checks a year apart: the dense grid would be 1M cells per check
     assert window_grid(sparse.slice(0, 0), 1) is None
     nulls = sparse.set_column(2, "probe", pa.array([None, "p1"], pa.string()))

@@ -20,7 +20,7 @@ def limit(prefect_harness):
 
 
 def test_a_limit_nobody_created_is_not_held(prefect_harness) -> None:
-    from tasks.locks import hold_limit, limit_exists
+    from tasks.support.locks import hold_limit, limit_exists
 
     assert not limit_exists("qres-never-created")
     with hold_limit("qres-never-created", timeout_s=1) as held:
@@ -28,7 +28,7 @@ def test_a_limit_nobody_created_is_not_held(prefect_harness) -> None:
 
 
 def test_an_existing_limit_is_held_and_a_second_holder_waits(limit) -> None:
-    from tasks.locks import hold_limit, limit_exists
+    from tasks.support.locks import hold_limit, limit_exists
 
     name, client = limit
     assert limit_exists(name)
@@ -45,7 +45,7 @@ def test_an_existing_limit_is_held_and_a_second_holder_waits(limit) -> None:
 def test_a_step_timeout_interrupts_a_hung_step(prefect_harness) -> None:
     from prefect import flow, task
 
-    from tasks.timeouts import with_timeout
+    from tasks.support.timeouts import with_timeout
 
     @task
     def hang() -> str:

@@ -22,8 +22,14 @@ def test_artifact_names_keep_their_subfolders(target, prefect_harness) -> None:
     log_run_results.fn(target, run_id, metrics={"m": 1.0}, files=files, json_artifacts={}, artifact_dir="data_docs")
     client = target.client()
     assert {a.path for a in client.list_artifacts(run_id, "data_docs/quarantine")} == {
-        "data_docs/quarantine/health_checks.parquet", "data_docs/quarantine/incidents.parquet"}
-    local = Path(client.download_artifacts(run_id, "data_docs/quarantine/health_checks.parquet", str(target.artifact_root.parent / "dl")))
+        "data_docs/quarantine/health_checks.parquet",
+        "data_docs/quarantine/incidents.parquet",
+    }
+    local = Path(
+        client.download_artifacts(
+            run_id, "data_docs/quarantine/health_checks.parquet", str(target.artifact_root.parent / "dl")
+        )
+    )
     assert local.read_bytes() == b"PAR1"
 
 

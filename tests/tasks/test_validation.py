@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
 import pytest
 
 from policies.errors import DataValidationError
 from policies.schema import TABLES
-from tasks.validation import SUITES_DIR, ValidationReport, load_suite_dict, validate_tables
+from tasks.validation.suite import SUITES_DIR, ValidationReport, load_suite_dict, validate_tables
 
-T0 = datetime(2026, 10, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 10, 1, tzinfo=UTC)
 Rows = dict[str, list[dict]]
 
 
@@ -32,27 +32,63 @@ def valid_rows() -> Rows:
             {"service_id": "edge-cdn", "depends_on": "svc-api", "hard": False},
         ],
         "health_checks": [
-            {"ts": T0 + timedelta(minutes=i), "service_id": s, "probe": "http", "status": st,
-             "latency_ms": lat, "error_rate": er, "http_code": code}
-            for i, (s, st, lat, er, code) in enumerate([
-                ("svc-api", "up", 12.5, 0.0, 200),
-                ("saas-pay", "degraded", 900.0, 0.2, 200),
-                ("saas-pay", "down", None, 1.0, None),  # timed out: null latency and code are fine
-                ("region-eu", "up", 3.0, 0.0, 204),
-            ])
+            {
+                "ts": T0 + timedelta(minutes=i),
+                "service_id": s,
+                "probe": "http",
+                "status": st,
+                "latency_ms": lat,
+                "error_rate": er,
+                "http_code": code,
+            }
+            for i, (s, st, lat, er, code) in enumerate(
+                [
+                    ("svc-api", "up", 12.5, 0.0, 200),
+                    ("saas-pay", "degraded", 900.0, 0.2, 200),
+                    ("saas-pay", "down", None, 1.0, None),  # timed out: null latency and code are fine
+                    ("region-eu", "up", 3.0, 0.0, 204),
+                ]
+            )
         ],
         "incidents": [
-            {"incident_id": "INC-1", "started_at": T0, "resolved_at": T0 + timedelta(hours=1),
-             "severity": 2, "affected": ["saas-pay", "svc-api"], "summary": "payments down"},
-            {"incident_id": "INC-2", "started_at": T0 + timedelta(days=1), "resolved_at": None,
-             "severity": 4, "affected": ["edge-cdn"], "summary": None},
+            {
+                "incident_id": "INC-1",
+                "started_at": T0,
+                "resolved_at": T0 + timedelta(hours=1),
+                "severity": 2,
+                "affected": ["saas-pay", "svc-api"],
+                "summary": "payments down",
+            },
+            {
+                "incident_id": "INC-2",
+                "started_at": T0 + timedelta(days=1),
+                "resolved_at": None,
+                "severity": 4,
+                "affected": ["edge-cdn"],
+                "summary": None,
+            },
         ],
         "workloads": [
-            {"workload_id": "checkout", "service_id": "svc-api", "value_per_hour": 500.0, "demand": 4.0,
-             "requires": ["saas-pay"], "risks": [{"depends_on": "region-eu", "cost_per_hour": 20.0}],
-             "min_share": 0.5, "tier": 0},
-            {"workload_id": "reports", "service_id": "svc-api", "value_per_hour": 10.0, "demand": 1.0,
-             "requires": [], "risks": [], "min_share": 0.0, "tier": 3},
+            {
+                "workload_id": "checkout",
+                "service_id": "svc-api",
+                "value_per_hour": 500.0,
+                "demand": 4.0,
+                "requires": ["saas-pay"],
+                "risks": [{"depends_on": "region-eu", "cost_per_hour": 20.0}],
+                "min_share": 0.5,
+                "tier": 0,
+            },
+            {
+                "workload_id": "reports",
+                "service_id": "svc-api",
+                "value_per_hour": 10.0,
+                "demand": 1.0,
+                "requires": [],
+                "risks": [],
+                "min_share": 0.0,
+                "tier": 3,
+            },
         ],
         "sites": [
             {"site_id": "site-eu", "region": "region-eu", "budget": 50.0},
@@ -105,51 +141,172 @@ FILES = {name: f"/data/in/{name}.parquet" for name in TABLES}
 
 # (id, edit of the row dicts or of the tables, table, column, rule fragment, example in the message)
 BAD = [
-    ("unknown-status", edit("health_checks", 0, status="sideways"), "health_checks", "status",
-     "expect_column_values_to_be_in_set(status in ['up', 'degraded', 'down'])", "'sideways'"),
-    ("negative-latency", edit("health_checks", 1, latency_ms=-3.5), "health_checks", "latency_ms",
-     "expect_column_values_to_be_between(latency_ms >= 0)", "-3.5"),
-    ("error-rate-above-1", edit("health_checks", 1, error_rate=1.25), "health_checks", "error_rate",
-     "expect_column_values_to_be_between(0 <= error_rate <= 1)", "1.25"),
-    ("unknown-service-in-checks", edit("health_checks", 0, service_id="svc-ghost"), "health_checks",
-     "service_id", "expect_column_values_to_be_in_set(service_id in $service_ids)", "'svc-ghost'"),
-    ("unknown-depends-on", edit("dependencies", 0, depends_on="saas-ghost"), "dependencies", "depends_on",
-     "expect_column_values_to_be_in_set(depends_on in $service_ids)", "'saas-ghost'"),
-    ("duplicated-key", edit("services", 3, service_id="svc-api"), "services", "service_id",
-     "expect_column_values_to_be_unique(service_id unique)", "'svc-api'"),
-    ("duplicated-check", append("health_checks", {"ts": T0, "service_id": "svc-api", "probe": "http", "status": "up",
-                                                  "latency_ms": 1.0, "error_rate": 0.0, "http_code": 200}),
-     "health_checks", "ts, service_id, probe",
-     "expect_compound_columns_to_be_unique((ts, service_id, probe) unique)", "'ts': '2026-10-01T00:00:00+00:00'"),
-    ("incident-ends-before-start", edit("incidents", 0, resolved_at=T0 - timedelta(minutes=5)), "incidents",
-     "resolved_at, started_at", "expect_column_pair_values_a_to_be_greater_than_b(resolved_at >= started_at)",
-     "2026-09-30T23:55:00"),
-    ("severity-7", edit("incidents", 1, severity=7), "incidents", "severity",
-     "expect_column_values_to_be_in_set(severity in [1, 2, 3, 4])", "7"),
-    ("min-share-1.5", edit("workloads", 0, min_share=1.5), "workloads", "min_share",
-     "expect_column_values_to_be_between(0 <= min_share <= 1)", "1.5"),
-    ("unknown-service-in-requires", edit("workloads", 1, requires=["saas-pay", "saas-nowhere"]), "workloads",
-     "requires", "expect_column_values_to_be_in_set(requires in $service_ids)", "'saas-nowhere'"),
-    ("self-dependency", append("dependencies", {"service_id": "svc-api", "depends_on": "svc-api", "hard": True}),
-     "dependencies", "service_id, depends_on",
-     "expect_select_column_values_to_be_unique_within_record(service_id != depends_on)", "'svc-api'"),
-    ("region-without-capacity", edit("services", 0, capacity=0.0), "services", "capacity",
-     "expect_column_values_to_be_between(capacity > 0 where kind == 'region')", "0.0"),
-    ("unknown-site", edit("standby_candidates", 0, site_id="site-mars"), "standby_candidates", "site_id",
-     "expect_column_values_to_be_in_set(site_id in $site_ids)", "'site-mars'"),
-    ("negative-risk-cost", edit("workloads", 0, risks=[{"depends_on": "region-eu", "cost_per_hour": -1.0}]),
-     "workloads", "risks.cost_per_hour", "expect_column_values_to_be_between(risks.cost_per_hour >= 0)", "-1.0"),
+    (
+        "unknown-status",
+        edit("health_checks", 0, status="sideways"),
+        "health_checks",
+        "status",
+        "expect_column_values_to_be_in_set(status in ['up', 'degraded', 'down'])",
+        "'sideways'",
+    ),
+    (
+        "negative-latency",
+        edit("health_checks", 1, latency_ms=-3.5),
+        "health_checks",
+        "latency_ms",
+        "expect_column_values_to_be_between(latency_ms >= 0)",
+        "-3.5",
+    ),
+    (
+        "error-rate-above-1",
+        edit("health_checks", 1, error_rate=1.25),
+        "health_checks",
+        "error_rate",
+        "expect_column_values_to_be_between(0 <= error_rate <= 1)",
+        "1.25",
+    ),
+    (
+        "unknown-service-in-checks",
+        edit("health_checks", 0, service_id="svc-ghost"),
+        "health_checks",
+        "service_id",
+        "expect_column_values_to_be_in_set(service_id in $service_ids)",
+        "'svc-ghost'",
+    ),
+    (
+        "unknown-depends-on",
+        edit("dependencies", 0, depends_on="saas-ghost"),
+        "dependencies",
+        "depends_on",
+        "expect_column_values_to_be_in_set(depends_on in $service_ids)",
+        "'saas-ghost'",
+    ),
+    (
+        "duplicated-key",
+        edit("services", 3, service_id="svc-api"),
+        "services",
+        "service_id",
+        "expect_column_values_to_be_unique(service_id unique)",
+        "'svc-api'",
+    ),
+    (
+        "duplicated-check",
+        append(
+            "health_checks",
+            {
+                "ts": T0,
+                "service_id": "svc-api",
+                "probe": "http",
+                "status": "up",
+                "latency_ms": 1.0,
+                "error_rate": 0.0,
+                "http_code": 200,
+            },
+        ),
+        "health_checks",
+        "ts, service_id, probe",
+        "expect_compound_columns_to_be_unique((ts, service_id, probe) unique)",
+        "'ts': '2026-10-01T00:00:00+00:00'",
+    ),
+    (
+        "incident-ends-before-start",
+        edit("incidents", 0, resolved_at=T0 - timedelta(minutes=5)),
+        "incidents",
+        "resolved_at, started_at",
+        "expect_column_pair_values_a_to_be_greater_than_b(resolved_at >= started_at)",
+        "2026-09-30T23:55:00",
+    ),
+    (
+        "severity-7",
+        edit("incidents", 1, severity=7),
+        "incidents",
+        "severity",
+        "expect_column_values_to_be_in_set(severity in [1, 2, 3, 4])",
+        "7",
+    ),
+    (
+        "min-share-1.5",
+        edit("workloads", 0, min_share=1.5),
+        "workloads",
+        "min_share",
+        "expect_column_values_to_be_between(0 <= min_share <= 1)",
+        "1.5",
+    ),
+    (
+        "unknown-service-in-requires",
+        edit("workloads", 1, requires=["saas-pay", "saas-nowhere"]),
+        "workloads",
+        "requires",
+        "expect_column_values_to_be_in_set(requires in $service_ids)",
+        "'saas-nowhere'",
+    ),
+    (
+        "self-dependency",
+        append("dependencies", {"service_id": "svc-api", "depends_on": "svc-api", "hard": True}),
+        "dependencies",
+        "service_id, depends_on",
+        "expect_select_column_values_to_be_unique_within_record(service_id != depends_on)",
+        "'svc-api'",
+    ),
+    (
+        "region-without-capacity",
+        edit("services", 0, capacity=0.0),
+        "services",
+        "capacity",
+        "expect_column_values_to_be_between(capacity > 0 where kind == 'region')",
+        "0.0",
+    ),
+    (
+        "unknown-site",
+        edit("standby_candidates", 0, site_id="site-mars"),
+        "standby_candidates",
+        "site_id",
+        "expect_column_values_to_be_in_set(site_id in $site_ids)",
+        "'site-mars'",
+    ),
+    (
+        "negative-risk-cost",
+        edit("workloads", 0, risks=[{"depends_on": "region-eu", "cost_per_hour": -1.0}]),
+        "workloads",
+        "risks.cost_per_hour",
+        "expect_column_values_to_be_between(risks.cost_per_hour >= 0)",
+        "-1.0",
+    ),
 ]
 
 SCHEMA_BAD = [
-    ("missing-column", replace_column("health_checks", "probe", None), "health_checks", "probe",
-     "schema: missing column", "'probe'"),
-    ("extra-column", replace_column("sites", "owner", pa.array(["ops", "it"])), "sites", "owner",
-     "schema: unexpected column", "'ops'"),
-    ("string-in-float-column", replace_column("health_checks", "latency_ms", pa.array(["12", "fast", "3", None])),
-     "health_checks", "latency_ms", "schema: type string not castable to double", "'fast'"),
-    ("null-in-non-nullable", replace_column("dependencies", "hard", pa.array([True, None, False])),
-     "dependencies", "hard", "schema: null in non-nullable column", "'row 1'"),
+    (
+        "missing-column",
+        replace_column("health_checks", "probe", None),
+        "health_checks",
+        "probe",
+        "schema: missing column",
+        "'probe'",
+    ),
+    (
+        "extra-column",
+        replace_column("sites", "owner", pa.array(["ops", "it"])),
+        "sites",
+        "owner",
+        "schema: unexpected column",
+        "'ops'",
+    ),
+    (
+        "string-in-float-column",
+        replace_column("health_checks", "latency_ms", pa.array(["12", "fast", "3", None])),
+        "health_checks",
+        "latency_ms",
+        "schema: type string not castable to double",
+        "'fast'",
+    ),
+    (
+        "null-in-non-nullable",
+        replace_column("dependencies", "hard", pa.array([True, None, False])),
+        "dependencies",
+        "hard",
+        "schema: null in non-nullable column",
+        "'row 1'",
+    ),
 ]
 
 
@@ -180,8 +337,9 @@ def test_broken_rule_is_named(case, change, table, column, rule, example) -> Non
     _assert_named(err, table, column, rule, example)
 
 
-@pytest.mark.parametrize(("case", "change", "table", "column", "rule", "example"), SCHEMA_BAD,
-                         ids=[b[0] for b in SCHEMA_BAD])
+@pytest.mark.parametrize(
+    ("case", "change", "table", "column", "rule", "example"), SCHEMA_BAD, ids=[b[0] for b in SCHEMA_BAD]
+)
 def test_schema_break_is_named_and_skips_ge(case, change, table, column, rule, example) -> None:
     err = _raise(change(to_tables(valid_rows())))
     _assert_named(err, table, column, rule, example)
@@ -257,7 +415,7 @@ def test_a_rule_added_to_a_suite_file_is_run(tmp_path, monkeypatch) -> None:
         {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "no_such_column"}},
     ]
     (tmp_path / "sites.json").write_text(json.dumps(suite))
-    monkeypatch.setattr("tasks.validation.SUITES_DIR", tmp_path)
+    monkeypatch.setattr("tasks.validation.suite.SUITES_DIR", tmp_path)
     report = validate_tables(to_tables(valid_rows()), raise_on_failure=False)
     regex, missing = report.violations
     assert (regex.table, regex.column, regex.count, regex.examples) == ("sites", "site_id", 1, ["site-hq"])

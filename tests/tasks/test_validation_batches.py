@@ -8,12 +8,12 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from policies.ingest import load_telemetry
-from tasks import validation
-from tasks.validation import load_suite_dict, validate_parts
-from tasks.validation_frames import batch_safe, plan_batches
-from tasks.validation_rules import merge_results, result
-from tasks.validation_table import series_ordered
+from policies.telemetry.ingest import load_telemetry
+from tasks.validation import suite as validation
+from tasks.validation.frames import batch_safe, plan_batches
+from tasks.validation.rules import merge_results, result
+from tasks.validation.suite import load_suite_dict, validate_parts
+from tasks.validation.table import series_ordered
 
 ROWS_PER_PART = 4000
 
@@ -23,8 +23,9 @@ def _parts(small_sample: Path, n: int = 5) -> dict[str, list[tuple[str, pa.Table
     tables = load_telemetry(small_sample).tables
     parts = {name: [(f"/in/{name}.parquet", t)] for name, t in tables.items() if name != "health_checks"}
     checks = tables["health_checks"]
-    parts["health_checks"] = [(f"/in/hc/part-{k}.parquet", checks.slice(k * ROWS_PER_PART, ROWS_PER_PART))
-                              for k in range(n)]
+    parts["health_checks"] = [
+        (f"/in/hc/part-{k}.parquet", checks.slice(k * ROWS_PER_PART, ROWS_PER_PART)) for k in range(n)
+    ]
     return parts
 
 
@@ -33,8 +34,10 @@ def _set(parts: dict, k: int, column: str, rows: dict[int, object]) -> None:
     values = t[column].to_pylist()
     for i, v in rows.items():
         values[i] = v
-    parts["health_checks"][k] = (file, t.set_column(t.column_names.index(column), column,
-                                                    pa.array(values, t.schema.field(column).type)))
+    parts["health_checks"][k] = (
+        file,
+        t.set_column(t.column_names.index(column), column, pa.array(values, t.schema.field(column).type)),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +69,9 @@ def test_batched_and_per_file_validation_give_the_same_answers(broken_parts, mon
     one_by_one = validate_parts(broken_parts, raise_on_failure=False, quarantine_max_share=0.01, batch_rows=0)
     assert runs == [ROWS_PER_PART] * 5
     runs.clear()
-    batched = validate_parts(broken_parts, raise_on_failure=False, quarantine_max_share=0.01,
-                             batch_rows=3 * ROWS_PER_PART)
+    batched = validate_parts(
+        broken_parts, raise_on_failure=False, quarantine_max_share=0.01, batch_rows=3 * ROWS_PER_PART
+    )
     assert runs == [3 * ROWS_PER_PART, 2 * ROWS_PER_PART]
     assert batched.success and one_by_one.success
     assert batched.tables["health_checks"].results == one_by_one.tables["health_checks"].results
@@ -129,11 +133,16 @@ def test_only_suites_whose_answers_cannot_change_are_batched() -> None:
 
 def test_merged_results_never_name_a_file_where_the_rule_passed() -> None:
     rule = "expect_column_values_to_be_between(x >= 0)"
-    merged = merge_results([result("t", rule, "x", True, 0, [], "row", "a"),
-                            result("t", rule, "x", False, 2, [-1, -2], "row", "b"),
-                            result("t", rule, "x", False, 1, [-9], "row", "c")])
+    merged = merge_results(
+        [
+            result("t", rule, "x", True, 0, [], "row", "a"),
+            result("t", rule, "x", False, 2, [-1, -2], "row", "b"),
+            result("t", rule, "x", False, 1, [-9], "row", "c"),
+        ]
+    )
     assert [(m["file"], m["unexpected_count"], m["examples"], m["success"]) for m in merged] == [
-        ("b (+1 more files)", 3, [-1, -2, -9], False)]
+        ("b (+1 more files)", 3, [-1, -2, -9], False)
+    ]
 
 
 def test_series_rule_checks_files_whose_times_overlap(small_sample: Path) -> None:
@@ -144,11 +153,14 @@ def test_series_rule_checks_files_whose_times_overlap(small_sample: Path) -> Non
     files = [("a", by_service[0].num_rows), ("b", by_service[1].num_rows)]
     assert series_ordered(whole, ("service_id", "probe", "ts"), files)["success"]
     repeat = by_service[0].slice(3, 1)
-    later = checks.slice(0, 1).set_column(0, checks.schema.field("ts"),
-                                          pa.array([checks["ts"][0].as_py() + timedelta(days=30)],
-                                                   checks.schema.field("ts").type))
-    res = series_ordered(pa.concat_tables([whole, later, repeat]), ("service_id", "probe", "ts"),
-                         files + [("c", 1), ("d", 1)])
+    later = checks.slice(0, 1).set_column(
+        0,
+        checks.schema.field("ts"),
+        pa.array([checks["ts"][0].as_py() + timedelta(days=30)], checks.schema.field("ts").type),
+    )
+    res = series_ordered(
+        pa.concat_tables([whole, later, repeat]), ("service_id", "probe", "ts"), files + [("c", 1), ("d", 1)]
+    )
     assert (res["success"], res["unexpected_count"], res["file"]) == (False, 1, "a, d")
 
 

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from policies.errors import DataValidationError
-from policies.ingest import load_telemetry
+from policies.telemetry.ingest import load_telemetry
 from tasks.validate import check_telemetry
 
 
@@ -32,16 +32,39 @@ def _set(path: Path, column: str, values) -> None:
 
 CASES = [
     ("empty-file", lambda d: _day(d).write_bytes(b""), "non-empty file"),
-    ("semicolon-csv", lambda d: (d / "services.parquet").unlink() or (d / "services.csv").write_text(
-        "service_id;kind;tier;capacity;region\nx;internal;1;1;\n"), "CSV delimiter ','"),
-    ("latin1-csv", lambda d: (d / "services.parquet").unlink() or (d / "services.csv").write_bytes(
-        "service_id,kind,tier,capacity,region\ncaf\xe9,internal,1,1,\n".encode("latin-1")), "CSV encoded as UTF-8"),
-    ("naive-timestamps", lambda d: _set(_day(d), "ts", pq.read_table(_day(d))["ts"].cast(pa.timestamp("ms"))),
-     "timezone-aware"),
-    ("nan-latency", lambda d: _set(_day(d), "latency_ms", pa.array([float("nan")] * pq.read_table(_day(d)).num_rows)),
-     "finite number"),
-    ("inf-error-rate", lambda d: _set(_day(d), "error_rate", pa.array([float("inf")] * pq.read_table(_day(d)).num_rows)),
-     "finite number"),
+    (
+        "semicolon-csv",
+        lambda d: (
+            (d / "services.parquet").unlink()
+            or (d / "services.csv").write_text("service_id;kind;tier;capacity;region\nx;internal;1;1;\n")
+        ),
+        "CSV delimiter ','",
+    ),
+    (
+        "latin1-csv",
+        lambda d: (
+            (d / "services.parquet").unlink()
+            or (d / "services.csv").write_bytes(
+                "service_id,kind,tier,capacity,region\ncaf\xe9,internal,1,1,\n".encode("latin-1")
+            )
+        ),
+        "CSV encoded as UTF-8",
+    ),
+    (
+        "naive-timestamps",
+        lambda d: _set(_day(d), "ts", pq.read_table(_day(d))["ts"].cast(pa.timestamp("ms"))),
+        "timezone-aware",
+    ),
+    (
+        "nan-latency",
+        lambda d: _set(_day(d), "latency_ms", pa.array([float("nan")] * pq.read_table(_day(d)).num_rows)),
+        "finite number",
+    ),
+    (
+        "inf-error-rate",
+        lambda d: _set(_day(d), "error_rate", pa.array([float("inf")] * pq.read_table(_day(d)).num_rows)),
+        "finite number",
+    ),
 ]
 
 
@@ -66,7 +89,10 @@ def test_a_few_bad_rows_are_quarantined_and_the_run_goes_on(small_sample: Path, 
     assert report.success
     q = report.quarantine["health_checks"]
     assert q.num_rows == 3 and set(q["_rule"].to_pylist()) == {"expect_column_values_to_be_between(latency_ms >= 0)"}
-    assert report.clean["health_checks"].num_rows == sum(pq.read_table(p).num_rows for p in (data / "health_checks").iterdir()) - 3
+    assert (
+        report.clean["health_checks"].num_rows
+        == sum(pq.read_table(p).num_rows for p in (data / "health_checks").iterdir()) - 3
+    )
     assert (docs.parent / "quarantine" / "health_checks.parquet").is_file()
     with pytest.raises(DataValidationError, match="quarantine share"):
         check_telemetry(load_telemetry(data), quarantine_max_share=0.0)
@@ -86,4 +112,7 @@ def test_glob_and_file_url_sources_read_the_same(small_sample: Path) -> None:
     b = load_telemetry(f"{small_sample}/**/*.parquet")
     c = load_telemetry(small_sample.resolve().as_uri())
     assert a.sha256 == b.sha256 == c.sha256
-    assert pc.sum(b.tables["health_checks"]["error_rate"]).as_py() == pc.sum(a.tables["health_checks"]["error_rate"]).as_py()
+    assert (
+        pc.sum(b.tables["health_checks"]["error_rate"]).as_py()
+        == pc.sum(a.tables["health_checks"]["error_rate"]).as_py()
+    )

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from policies.states import observe_windows
-from policies.window_grid import observe_from_grids
+from policies.model.states import observe_windows
+from policies.model.window_grid import observe_from_grids
 from tasks.estimate import health_check_grids
 
 T0 = 1_700_000_000_000
@@ -17,9 +17,15 @@ T0 = 1_700_000_000_000
 def day(offset: int, seed: int) -> pa.Table:
     rng = np.random.default_rng(seed)
     n = 500
-    return pa.table({"ts": pa.array(T0 + offset * 86_400_000 + rng.integers(0, 86_400_000, n), pa.timestamp("ms", tz="UTC")),
-                     "service_id": rng.choice(["a", "b"], n).tolist(), "probe": rng.choice(["p1", "p2"], n).tolist(),
-                     "status": rng.choice(["up", "degraded", "down"], n).tolist(), "latency_ms": rng.random(n)})
+    return pa.table(
+        {
+            "ts": pa.array(T0 + offset * 86_400_000 + rng.integers(0, 86_400_000, n), pa.timestamp("ms", tz="UTC")),
+            "service_id": rng.choice(["a", "b"], n).tolist(),
+            "probe": rng.choice(["p1", "p2"], n).tolist(),
+            "status": rng.choice(["up", "degraded", "down"], n).tolist(),
+            "latency_ms": rng.random(n),
+        }
+    )
 
 
 def entries(cache: Path) -> set[Path]:

@@ -7,9 +7,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from policies.importers.statuspage import import_statuspage
-from policies.importers.upptime import import_upptime, read_upptime_events
-from policies.ingest import load_telemetry
+from policies.telemetry.importers.statuspage import import_statuspage
+from policies.telemetry.importers.upptime import import_upptime, read_upptime_events
+from policies.telemetry.ingest import load_telemetry
 from tasks.validate import check_telemetry
 
 REAL = Path(__file__).resolve().parents[3] / ".." / "shared" / "realdata"

@@ -1,0 +1,351 @@
+"""The runtime client: load verified bundles, answer ``decide(down=...)`` in microseconds.
+
+A downstream service installs only pyarrow for this module (no numpy/pandas imports
+here, no Prefect/MLflow), builds one :class:`PolicyClient` and calls :meth:`decide` on
+every request; :meth:`refresh` (on a timer, say) swaps in a newer bundle once every
+sha256 in its manifest checks out, and keeps serving the previous one otherwise.
+
+How ``decide(down, degraded)`` picks a scenario (``degraded`` minus ``down`` is used):
+
+1. **Exact**: a scenario whose root ``down`` set, or failing that whose ``effective_down``
+   set (root causes plus everything they take down through hard dependencies), equals the
+   observed down set, with an equal degraded set. Empty observation -> ``normal``.
+2. **Runtime greedy** (default, ``unmatched="greedy"``; bundles with ``fallback.json``):
+   otherwise the greedy plan of the observed state itself, computed here from the
+   bundle's model (:mod:`qres_client.greedy`: close the down set over hard
+   dependencies, shed what it blocks, minimum shares first, then by (value - risk) /
+   demand while the capacity left lasts), scenario key ``greedy:observed``, ``exact``
+   False; cached per observed state. It is what the greedy solver would publish for
+   that state, so it is feasible under the same model. ``unmatched="cover-then-greedy"``
+   tries step 3 first and uses the greedy only instead of step 4; ``unmatched="cover"``
+   (and any bundle without fallback.json) keeps the old rule, steps 1, 3, 4. Measured
+   on held-out incidents (README, "Backtests and the report"): the greedy first keeps
+   the most value, since a cover plans for more outage than was observed.
+3. **Cover**: otherwise the most conservative scenario that covers the observation:
+   its ``effective_down`` contains every observed down service and its
+   ``effective_down | degraded`` contains every observed degraded one (a service the
+   plan already treats as down covers one observed degraded). Among those, the closest
+   cover wins: fewest ``effective_down`` members, then the smallest sum of ``admit``
+   (the most cautious plan), then the scenario key.
+4. **Fallback**: ``fallback:all-down`` covers everything (unknown service names too) and
+   is the last resort, so a loaded client always answers. (An observation equal to the
+   fallback's own non-empty sets is reported as an exact match of it.)
+
+Where a second scenario has the same effective set as another, ties in step 1 are broken
+the same way as in step 3.
+
+Trust and freshness: see :class:`PolicyClient` (hashes + Ed25519 + ML-DSA-65 signatures,
+rollback protection, disk cache, staleness in :meth:`PolicyClient.status`).
+
+Any decision table whose first columns are the shedding ones is served (other families add
+columns after them; each :class:`Action` carries those in ``extras``). Loading is O(scenarios);
+a scenario's actions are built on its first ``decide()`` (see ``qres_client.index``).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from qres_client.bundle import check_manifest_identity, verify_files, version_number
+from qres_client.cache import DiskCache
+from qres_client.errors import BundleVerificationError
+from qres_client.fetch import StoreUnavailableError, make_source
+from qres_client.index import (
+    DEFAULT_UNMATCHED,
+    FALLBACK_KEY,
+    GREEDY_KEY,
+    UNMATCHED_RULES,
+    Action,
+    BundleNotLoadedError,
+    Decision,
+    build_index,
+)
+from qres_client.signing import PublicKeys, load_public_keys, verify_manifest_signatures
+
+__all__ = [
+    "Action",
+    "Decision",
+    "PolicyClient",
+    "PolicyStatus",
+    "BundleNotLoadedError",
+    "RollbackRefusedError",
+    "StoreUnavailableError",
+    "FALLBACK_KEY",
+    "GREEDY_KEY",
+    "UNMATCHED_RULES",
+    "verify_bundle_bytes",
+]
+
+
+def verify_bundle_bytes(
+    policy: str,
+    version: str,
+    manifest_bytes: bytes,
+    files: dict[str, bytes],
+    *,
+    public_keys: PublicKeys | None,
+    allow_unsigned: bool = False,
+    where: str = "",
+):
+    """Everything a client checks before trusting bytes: (index for decide(), signed?).
+
+    Manifest JSON and schema, every file's sha256 and size, no missing or extra file,
+    the policy/version it claims, both signatures, then a decision table that parses.
+    """
+    where = where or f"{policy}/{version}"
+    manifest = verify_files(manifest_bytes, files, where)
+    check_manifest_identity(manifest, policy, version, where)
+    signed = verify_manifest_signatures(manifest, public_keys, where, allow_unsigned=allow_unsigned)
+    return build_index(policy, version, manifest, files), signed
+
+
+class RollbackRefusedError(BundleVerificationError):
+    """LATEST names a version older than the one held: a replay, or a rollback not allowed here."""
+
+
+@dataclass(frozen=True)
+class PolicyStatus:
+    """How fresh a policy's loaded bundle is, for health checks and dashboards."""
+
+    policy: str
+    version: str | None  # loaded version (None: nothing verified yet)
+    signed: bool  # False only when allow_unsigned let an unsigned bundle in
+    origin: str | None  # "store" or "cache": where the loaded bytes came from
+    confirmed_at: float | None  # unix time the store last confirmed this is its LATEST
+    stale_s: float | None  # seconds since then (None: never confirmed, e.g. started from cache)
+    last_error: str | None  # why the last refresh of this policy did not move forward
+
+
+class _State:
+    __slots__ = ("signed", "origin", "confirmed_at", "last_error")
+
+    def __init__(self) -> None:
+        self.signed, self.origin, self.confirmed_at, self.last_error = False, None, None, None
+
+
+class PolicyClient:
+    """Serve precomputed decisions from the newest verified bundle of each policy.
+
+    ``source`` is a store folder or an http(s) URL of one. A bundle is loaded only when
+    every file matches its manifest's sha256 and both manifest signatures (Ed25519 and
+    ML-DSA-65) verify against ``public_keys`` (a :class:`PublicKeys`, the path of a
+    ``qres-signing.pub`` file, or None to read ``$QRES_PUBLIC_KEY``); unsigned bundles
+    are refused unless ``allow_unsigned``. A LATEST older than the loaded version is
+    refused unless ``allow_rollback``. With ``cache_dir``, verified bundles are kept on
+    disk and used at start-up, so a service starts even while the store is down.
+    ``unmatched`` picks how an observation no scenario names is answered (one of
+    ``UNMATCHED_RULES``; see the module docstring).
+
+    The constructor loads the cache and refreshes once without raising for an
+    unreachable store; it raises BundleVerificationError only when a policy's bundle is
+    bad and there is nothing good to fall back on.
+    """
+
+    def __init__(
+        self,
+        source: str | Path,
+        *,
+        cache_dir: str | Path | None = None,
+        public_keys: PublicKeys | str | Path | None = None,
+        allow_unsigned: bool = False,
+        allow_rollback: bool = False,
+        policies: Sequence[str] | None = None,
+        timeout_s: float = 5.0,
+        unmatched: str = DEFAULT_UNMATCHED,
+    ) -> None:
+        if unmatched not in UNMATCHED_RULES:
+            raise ValueError(f"unmatched must be one of {', '.join(UNMATCHED_RULES)}; got {unmatched!r}")
+        self._unmatched = unmatched
+        if isinstance(policies, str):
+            raise TypeError("policies must be a sequence of names, not a single string")
+        self._policies = tuple(policies) if policies is not None else None
+        self._source = make_source(source, timeout_s=timeout_s, policies=self._policies)
+        self._keys = load_public_keys(public_keys)
+        self._allow_unsigned, self._allow_rollback = allow_unsigned, allow_rollback
+        self._cache = DiskCache(cache_dir) if cache_dir is not None else None
+        self._lock = threading.Lock()
+        self._indexes: dict = {}
+        self._states: dict[str, _State] = {}
+        self._stop = threading.Event()
+        self._load_cache()
+        _, errors = self._refresh(raise_errors=False)
+        fatal = [e for name, e in errors if name not in self._indexes and not isinstance(e, StoreUnavailableError)]
+        if fatal:
+            raise fatal[0] if len(fatal) == 1 else BundleVerificationError("\n".join(map(str, fatal)))
+
+    def _state(self, policy: str) -> _State:
+        return self._states.setdefault(policy, _State())
+
+    def _verify(self, policy: str, version: str, manifest_bytes: bytes, files: dict[str, bytes], where: str):
+        return verify_bundle_bytes(
+            policy,
+            version,
+            manifest_bytes,
+            files,
+            public_keys=self._keys,
+            allow_unsigned=self._allow_unsigned,
+            where=where,
+        )
+
+    def _load_cache(self) -> None:
+        if self._cache is None:
+            return
+        for name in self._cache.policies():
+            if self._policies is not None and name not in self._policies:
+                continue
+            cached = self._cache.load(name)
+            if cached is None:
+                continue
+            version, manifest_bytes, files = cached
+            try:
+                index, signed = self._verify(
+                    name, version, manifest_bytes, files, f"cache {self._cache.root}/{name}/{version}"
+                )
+            except BundleVerificationError as exc:
+                self._state(name).last_error = str(exc)
+                continue
+            self._indexes[name] = index
+            state = self._state(name)
+            state.signed, state.origin = signed, "cache"
+
+    def refresh(self, *, raise_errors: bool = True) -> bool:
+        """Load each policy's LATEST if it changed; True when any policy moved.
+
+        Safe to call from several threads (they take turns). A policy whose new bundle
+        cannot be fetched or verified keeps its current one; the others still move. The
+        failures are recorded in :meth:`status` and, unless ``raise_errors`` is False,
+        raised after the swap (StoreUnavailableError when the store was unreachable,
+        BundleVerificationError when a bundle was bad).
+        """
+        changed, _ = self._refresh(raise_errors=raise_errors)
+        return changed
+
+    def _refresh(self, *, raise_errors: bool) -> tuple[bool, list[tuple[str, Exception]]]:
+        changed = False
+        with self._lock:
+            errors: list[tuple[str, Exception]] = []
+            try:
+                names = (
+                    self._policies
+                    if self._policies is not None
+                    else sorted(set(self._source.list_policies()) | set(self._indexes))
+                )
+            except StoreUnavailableError as exc:
+                names = ()
+                errors = [(n, exc) for n in self._indexes] or [("*", exc)]
+                for n in self._indexes:
+                    self._state(n).last_error = str(exc)
+            indexes = dict(self._indexes)
+            for name in names:
+                state = self._state(name)
+                try:
+                    self._refresh_one(name, indexes, state)
+                    state.last_error = None
+                except (BundleVerificationError, StoreUnavailableError) as exc:
+                    state.last_error = str(exc)
+                    errors.append((name, exc))
+            if indexes != self._indexes:
+                self._indexes = indexes  # one reference swap: concurrent decide() calls see old or new
+                changed = True
+        if raise_errors and errors:
+            excs = [e for _, e in errors]
+            if len(excs) == 1:
+                raise excs[0]
+            kind = (
+                BundleVerificationError
+                if any(isinstance(e, BundleVerificationError) for e in excs)
+                else StoreUnavailableError
+            )
+            raise kind("\n".join(map(str, excs)))
+        return changed, errors
+
+    def _refresh_one(self, name: str, indexes: dict, state: _State) -> None:
+        version = self._source.latest(name)
+        if version is None:
+            return
+        current = indexes.get(name)
+        if current is not None and current.version == version:
+            state.confirmed_at = time.time()
+            return
+        if (
+            current is not None
+            and not self._allow_rollback
+            and version_number(version) < version_number(current.version)
+        ):
+            raise RollbackRefusedError(
+                f"{self._source!r}: {name} LATEST names {version}, older than the loaded {current.version}; "
+                "refused (rollback protection). If this rollback is intended, build the client with "
+                "allow_rollback=True; `qres rollback` republishes the old bundle as a new version instead"
+            )
+        manifest_bytes, files = self._source.fetch(name, version)
+        index, signed = self._verify(name, version, manifest_bytes, files, f"{self._source!r} {name}/{version}")
+        indexes[name] = index
+        state.signed, state.origin, state.confirmed_at = signed, "store", time.time()
+        if self._cache is not None:
+            try:
+                self._cache.save(name, version, manifest_bytes, files)
+            except OSError as exc:  # the cache is best effort; serving goes on
+                state.last_error = f"disk cache {self._cache.root}: {exc}"
+
+    def status(self) -> dict[str, PolicyStatus]:
+        """Per policy: loaded version, where it came from, how stale, and the last error."""
+        now = time.time()
+        out = {}
+        for name in sorted(set(self._states) | set(self._indexes)):
+            if name == "*":
+                continue
+            s, index = self._state(name), self._indexes.get(name)
+            out[name] = PolicyStatus(
+                name,
+                index.version if index else None,
+                s.signed,
+                s.origin,
+                s.confirmed_at,
+                None if s.confirmed_at is None else max(0.0, now - s.confirmed_at),
+                s.last_error,
+            )
+        return out
+
+    def start_auto_refresh(self, interval_s: float = 30.0) -> threading.Thread:
+        """Refresh every ``interval_s`` in a daemon thread; failures only go to :meth:`status`."""
+
+        def loop() -> None:
+            while not self._stop.wait(interval_s):
+                self._refresh(raise_errors=False)
+
+        thread = threading.Thread(target=loop, name="qres-policy-refresh", daemon=True)
+        thread.start()
+        return thread
+
+    def close(self) -> None:
+        """Stop the auto-refresh thread (if any)."""
+        self._stop.set()
+
+    @property
+    def versions(self) -> dict[str, str]:
+        """Loaded version per policy, e.g. ``{"shedding": "v000003"}``."""
+        return {name: index.version for name, index in self._indexes.items()}
+
+    def decide(self, policy: str = "shedding", down: Iterable[str] = (), degraded: Iterable[str] = ()) -> Decision:
+        """The precomputed plan for the observed state (see the module docstring for the rule)."""
+        index = self._indexes.get(policy)
+        if index is None:
+            loaded = ", ".join(sorted(self._indexes)) or "none"
+            why = self._states.get(policy)
+            raise BundleNotLoadedError(
+                f"no verified bundle of policy {policy!r} is loaded (loaded: {loaded}); "
+                + (f"last error: {why.last_error}. " if why and why.last_error else "")
+                + "either the store has no LATEST for it yet or its bundle failed verification: "
+                "publish a good bundle, then call refresh()"
+            )
+        if isinstance(down, str) or isinstance(degraded, str):
+            raise TypeError("down and degraded take collections of service ids, not a single string")
+        d = down if type(down) is frozenset else frozenset(down)
+        g = frozenset(degraded)
+        if g & d:
+            g = g - d
+        return index.decide(d, g, self._unmatched)

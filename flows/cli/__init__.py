@@ -1,0 +1,1 @@
+"""The qres command line: one module per command group, assembled in flows.cli.app."""

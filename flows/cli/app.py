@@ -1,0 +1,281 @@
+"""The ``qres`` command line.
+
+Heavy libraries (Prefect, MLflow, Great Expectations) are imported inside the commands
+that need them, after the environment is configured, so ``qres --help`` is instant and
+telemetry stays off.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from flows.cli import backtest as cli_backtest
+from flows.cli import data as cli_data
+from flows.cli import model as cli_model
+from flows.cli import orchestrate as cli_orchestrate
+from flows.cli import report as cli_report
+from flows.cli import solve as cli_solve
+from flows.cli import versions as cli_versions
+from flows.cli.common import (
+    EXIT_FAILED,
+    EXIT_HELD,
+    ConfigOpt,
+    DataOpt,
+    JsonOpt,
+    QuietOpt,
+    SeedOpt,
+    StoreOpt,
+    abs_path,
+    console,
+    fail,
+    out,
+)
+from flows.environment import configure_environment, embedded_run
+from flows.settings import load_settings
+from policies.errors import QresError
+
+app = typer.Typer(
+    name="qres",
+    help="qresilience: precomputed fallback policies for when cloud and SaaS dependencies fail.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.command()
+def run(
+    config: ConfigOpt = None,
+    data: DataOpt = None,
+    store: StoreOpt = None,
+    seed: SeedOpt = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    runner: Annotated[str, typer.Option(help="Where solve chunks run: threads (default) or dask.")] = "threads",
+    address: Annotated[
+        str | None,
+        typer.Option(help="Dask scheduler, e.g. tcp://10.0.0.5:8786 (default with --runner dask: a local cluster)."),
+    ] = None,
+) -> None:
+    """Run the nightly pipeline once: ingest, validate, model, solve, track, publish.
+
+    Exit codes: 0 published, 1 failed (nothing published), 3 solved but held back by the gates.
+    """
+    try:
+        settings = load_settings(config, data_dir=abs_path(data), store_dir=abs_path(store), seed=seed)
+    except QresError as exc:
+        fail(exc)
+    configure_environment(settings.state_dir)
+    from flows.nightly import nightly
+    from flows.progress import rich_progress
+
+    try:
+        with rich_progress(console, enabled=not quiet and not json_out), embedded_run():
+            from flows.runners import with_runner
+
+            summary = with_runner(nightly, runner, address, timeout_s=settings.orchestration.flow_timeout_s)(
+                data=str(settings.data_dir),
+                store=str(settings.store_dir),
+                seed=settings.seed,
+                config=str(config) if config else None,
+            )
+    except QresError as exc:
+        fail(exc)
+    if json_out:
+        out.print_json(json.dumps(summary, default=str))
+    else:
+        from flows.summary import render_summary
+
+        out.print(render_summary(summary, settings))
+    if not summary["published"]:
+        raise typer.Exit(EXIT_HELD)
+
+
+@app.command()
+def sample(
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder to create the sample tables in.")],
+    seed: Annotated[int, typer.Option(help="Random seed: same seed, same bytes.")] = 7,
+    days: Annotated[int, typer.Option(help="Days of 1-minute health checks.")] = 30,
+) -> None:
+    """Write deterministic, realistic sample telemetry (one Parquet file or day folder per table)."""
+    from policies.telemetry.sample import write_sample
+
+    try:
+        written = write_sample(out_dir, seed, days=days)
+    except (QresError, FileExistsError) as exc:
+        fail(exc)
+    files = sum(len(v) for v in written.values())
+    console.print(f"wrote {len(written)} tables ({files} files) to {out_dir} with seed {seed}")
+
+
+@app.command()
+def validate(config: ConfigOpt = None, data: DataOpt = None, json_out: JsonOpt = False) -> None:
+    """Check a telemetry folder against the schemas and Great Expectations suites; exit 1 on failure."""
+    settings = load_settings(config, data_dir=abs_path(data))
+    configure_environment(settings.state_dir)
+    from policies.telemetry.ingest import load_telemetry
+    from tasks.validate import check_telemetry
+
+    try:
+        telemetry = load_telemetry(settings.data_dir)
+        report, docs = check_telemetry(
+            telemetry,
+            state_dir=settings.state_dir,
+            quarantine_max_share=settings.ingest.quarantine_max_share,
+            quarantine_max_share_by_table=settings.ingest.quarantine_max_share_by_table,
+            freshness_max_age_h=settings.ingest.freshness_max_age_h,
+            raise_on_failure=False,
+        )
+        console.print(f"Data Docs: {docs}", highlight=False)
+    except QresError as exc:
+        fail(exc)
+    if json_out:
+        out.print_json(json.dumps(report.as_dict(), default=str))
+    else:
+        table = Table(title=f"validation of {settings.data_dir}")
+        for col in ("table", "rule", "column", "result", "unexpected", "examples"):
+            table.add_column(col)
+        for name, tr in report.tables.items():
+            for r in tr.results:
+                table.add_row(
+                    name,
+                    str(r.get("rule")),
+                    str(r.get("column") or ""),
+                    "[green]pass[/]"
+                    if r.get("success")
+                    else "[yellow]quarantined[/]"
+                    if r.get("quarantined")
+                    else "[red]FAIL[/]",
+                    str(r.get("unexpected_count") or 0),
+                    ", ".join(map(str, r.get("examples") or []))[:60],
+                )
+        out.print(table)
+        out.print(
+            f"{report.rows_validated:,} rows in {len(report.tables)} tables: "
+            + ("[green]all rules passed[/]" if report.success else f"[red]{len(report.violations)} rule(s) broken[/]")
+        )
+    if not report.success:
+        for v in report.violations:
+            console.print(f"[red]-[/] {v}", highlight=False)
+        raise typer.Exit(EXIT_FAILED)
+
+
+@app.command()
+def decide(
+    config: ConfigOpt = None,
+    store: StoreOpt = None,
+    down: Annotated[str, typer.Option(help="Comma-separated dependencies observed down.")] = "",
+    degraded: Annotated[str, typer.Option(help="Comma-separated dependencies observed degraded.")] = "",
+    policy: Annotated[str, typer.Option(help="Policy family.")] = "shedding",
+    unmatched: Annotated[
+        str,
+        typer.Option(
+            help="States no scenario names: greedy (plan the observed state), cover-then-greedy, or cover "
+            "(the closest covering scenario, else all-down)."
+        ),
+    ] = "greedy",
+    json_out: JsonOpt = False,
+) -> None:
+    """Answer what to do for an observed outage from the newest verified bundle."""
+    settings = load_settings(config, store_dir=abs_path(store))
+    from qres_client.client import UNMATCHED_RULES, PolicyClient
+
+    if unmatched not in UNMATCHED_RULES:
+        fail(QresError(f"--unmatched must be one of {', '.join(UNMATCHED_RULES)}; got {unmatched!r}"))
+
+    def split(s: str) -> tuple[str, ...]:
+        return tuple(x.strip() for x in s.split(",") if x.strip())
+
+    try:
+        client = PolicyClient(
+            settings.store_dir,
+            public_keys=cli_versions.public_key_source(settings),
+            allow_unsigned=settings.bundle.allow_unsigned,
+            unmatched=unmatched,
+        )
+        decision = client.decide(policy, down=split(down), degraded=split(degraded))
+    except QresError as exc:
+        fail(exc)
+    if json_out:
+        out.print_json(
+            json.dumps(
+                {
+                    "policy": decision.policy,
+                    "version": decision.version,
+                    "scenario": decision.scenario,
+                    "exact": decision.exact,
+                    "actions": [
+                        {"workload_id": a.workload_id, "admit": a.admit, "rank": a.rank, **dict(a.extras)}
+                        for a in decision.actions
+                    ],
+                }
+            )
+        )
+        return
+    how = (
+        "exact"
+        if decision.exact
+        else "planned for the observed state"
+        if decision.scenario.startswith("greedy:")
+        else "closest covering"
+    )
+    table = Table(title=f"{decision.policy} {decision.version}: scenario {decision.scenario} ({how})")
+    for col in ("rank", "workload", "admit"):
+        table.add_column(col)
+    for a in decision.actions:
+        table.add_row(str(a.rank), a.workload_id, f"{a.admit:.0%}")
+    out.print(table)
+
+
+@app.command()
+def verify(
+    config: ConfigOpt = None,
+    store: StoreOpt = None,
+    policy: Annotated[str, typer.Option(help="Policy family.")] = "shedding",
+    version: Annotated[str | None, typer.Option(help="Version to check (default LATEST).")] = None,
+) -> None:
+    """Check every sha256 of a published bundle; exit 1 if anything does not match."""
+    settings = load_settings(config, store_dir=abs_path(store))
+    from qres_client.bundle import read_latest, verify_bundle
+
+    try:
+        v = version or read_latest(settings.store_dir, policy)
+        if v is None:
+            raise QresError(f"no {policy} bundle published in {settings.store_dir}; run `qres run` first")
+        manifest = verify_bundle(settings.store_dir / policy / v)
+        from qres_client.signing import load_public_keys, verify_manifest_signatures
+
+        signed = verify_manifest_signatures(
+            manifest,
+            load_public_keys(cli_versions.public_key_source(settings)),
+            f"{settings.store_dir / policy / v}",
+            allow_unsigned=settings.bundle.allow_unsigned,
+        )
+    except QresError as exc:
+        fail(exc)
+    out.print(
+        f"[green]ok[/] {policy} {v}: {len(manifest['files'])} files verified, "
+        f"{'Ed25519 + ML-DSA-65 signatures verified' if signed else 'UNSIGNED (allowed by bundle.allow_unsigned)'} "
+        f"(MLflow run {manifest.get('mlflow_run_id', '?')})"
+    )
+
+
+# Command groups kept in their own modules (flows/cli_<group>.py); each exposes
+# register(app). Import the module above and add it here rather than growing this file.
+_COMMAND_MODULES: tuple = (cli_versions, cli_solve, cli_model, cli_data, cli_backtest, cli_report, cli_orchestrate)
+for _module in _COMMAND_MODULES:
+    _module.register(app)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

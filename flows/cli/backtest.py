@@ -1,0 +1,203 @@
+"""``qres backtest``: replay held-out incidents against the published policy, baselines and the oracle."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+
+from flows.cli.common import ConfigOpt, DataOpt, JsonOpt, QuietOpt, StoreOpt, abs_path, console, fail, out
+from flows.settings import Settings, backtest_config, load_settings
+from policies.errors import QresError
+
+__all__ = [
+    "register",
+    "load_backtest_tables",
+    "compute_backtest",
+    "render_backtest",
+    "OverlayOpt",
+    "VersionOpt",
+    "progress_bars",
+]
+
+OverlayOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--overlay",
+        help="Lay this source's services, dependencies and workloads over --data's outage timeline "
+        "(real sites mapped onto its regions, then its dependencies; see policies/backtest_overlay.py).",
+    ),
+]
+VersionOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--version",
+        help="Backtest this published shedding bundle (e.g. v000003) instead of a policy fitted on the past.",
+    ),
+]
+
+
+def load_backtest_tables(source: str, overlay: str | None) -> tuple[dict, dict | None]:
+    """Tables of ``source`` (an Upptime ``commits.jsonl``/``.bundle`` is imported first), with ``overlay`` laid over."""
+    from policies.telemetry.ingest import conform_tables, load_telemetry
+
+    path = Path(source)
+    if "://" not in source and path.is_file() and (path.name.endswith(".jsonl") or path.suffix == ".bundle"):
+        from policies.telemetry.importers.upptime import import_upptime
+
+        with tempfile.TemporaryDirectory(prefix="qres-backtest-") as tmp:
+            import_upptime(path, Path(tmp) / "data")
+            tables = conform_tables(load_telemetry(str(Path(tmp) / "data")).tables)
+    else:
+        tables = conform_tables(load_telemetry(source).tables)
+    if overlay is None:
+        return tables, None
+    from policies.backtest.overlay import overlay_timeline
+
+    return overlay_timeline(tables, conform_tables(load_telemetry(overlay).tables))
+
+
+def compute_backtest(
+    settings: Settings, *, overlay: str | None = None, version: str | None = None, progress=None
+) -> dict:
+    """Load, optionally overlay, and backtest; the result carries ``mapping`` and ``data``."""
+    from policies.backtest.run import run_backtest
+
+    tables, mapping = load_backtest_tables(str(settings.data_dir), overlay)
+    decisions = fallback_bytes = None
+    if version is not None:
+        from qres_client.bundle import verify_bundle
+
+        folder = Path(settings.store_dir) / "shedding" / version
+        if not folder.is_dir():
+            raise QresError(f"no shedding bundle {version!r} in {settings.store_dir}; see `qres versions`")
+        verify_bundle(folder)
+        decisions = (folder / "decisions.parquet").read_bytes()
+        fallback = folder / "fallback.json"  # absent in bundles published before it: the old rule
+        fallback_bytes = fallback.read_bytes() if fallback.is_file() else None
+    result = run_backtest(
+        tables,
+        backtest_config(settings),
+        decisions=decisions,
+        version=version,
+        progress=progress,
+        fallback=fallback_bytes,
+    )
+    result.update({"data": str(settings.data_dir), "overlay": overlay, "mapping": mapping})
+    return result
+
+
+def _pct(x) -> str:
+    return "-" if x is None else f"{x:.2%}"
+
+
+def render_backtest(result: dict, console_: Console) -> None:
+    """A table of the overall figures per policy and a one-panel summary."""
+    t = Table(
+        title=f"backtest: {result['n_incidents']} held-out incidents after {result['split_at']} "
+        f"({result['n_impacting']} cost value), detection delay {result['delay_min']} min",
+        title_justify="left",
+    )
+    for col in (
+        "policy",
+        "value kept vs oracle",
+        "mean / worst incident",
+        "loss",
+        f"CVaR{result['alpha']:.0%} loss",
+        "min-share violations (min)",
+        "switch (median min)",
+        "KL fallback||normal",
+    ):
+        t.add_column(col, justify="left" if col == "policy" else "right")
+    for name, o in result["overall"].items():
+        t.add_row(
+            name,
+            _pct(o["share"]),
+            f"{_pct(o['mean_share'])} / {_pct(o['min_share'])}",
+            f"{o['loss']:,.0f}",
+            "-" if o["cvar"] is None else f"{o['cvar']:,.0f}",
+            f"{o['min_share_violation_min']:,}",
+            "-" if o["switch_min_median"] is None else f"{o['switch_min_median']:.0f}",
+            "-" if o["kl_mean"] is None else f"{o['kl_mean']:.3f}",
+        )
+    console_.print(t)
+    g = result["goal"]
+    verdict = (
+        f"share goal ≥ {g['share']:.0%}: {'met' if g['share_met'] else 'NOT met'}; "
+        f"CVaR ≤ {g['cvar_ratio']:.0%} of tiers: {'met' if g['cvar_met'] else 'NOT met' if g['cvar_met'] is False else 'n/a'}"
+        + (f" (measured {g['cvar_ratio_measured']:.0%})" if g.get("cvar_ratio_measured") is not None else "")
+    )
+    console_.print(
+        Panel(
+            f"data {result['data']}"
+            + (f" with overlay {result['overlay']}" if result.get("overlay") else "")
+            + f"\npolicy {result['version']}; published decisions matched exactly for "
+            f"{_pct(result['published_exact_share'])} of the observed states\n{verdict}",
+            title="qres backtest",
+            expand=False,
+        )
+    )
+
+
+@contextmanager
+def progress_bars(*, enabled: bool):
+    """Yield a ``report(step, done, total)`` callback drawing one rich bar per step (no-op when disabled)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        disable=not enabled or not console.is_terminal,
+    ) as bars:
+        ids: dict[str, int] = {}
+
+        def report(step: str, done: int, total: int) -> None:
+            if step not in ids:
+                ids[step] = bars.add_task(step, total=total)
+            bars.update(ids[step], completed=done, total=total)
+
+        yield report
+
+
+def _json_ready(result: dict) -> dict:
+    return {k: v for k, v in result.items() if k != "train"}
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def backtest(
+        config: ConfigOpt = None,
+        data: DataOpt = None,
+        store: StoreOpt = None,
+        overlay: OverlayOpt = None,
+        version: VersionOpt = None,
+        json_out: JsonOpt = False,
+        quiet: QuietOpt = False,
+    ) -> None:
+        """Replay held-out incidents (time split) against the published policy, no policy (first come, first
+        served), static criticality tiers, the greedy baseline and the hindsight oracle."""
+        try:
+            settings = load_settings(config, data_dir=abs_path(data), store_dir=abs_path(store))
+            with progress_bars(enabled=not quiet and not json_out) as report:
+                result = compute_backtest(settings, overlay=abs_path(overlay), version=version, progress=report)
+        except (QresError, ValueError) as exc:
+            fail(exc)
+        if json_out:
+            out.print_json(json.dumps(_json_ready(result), default=str))
+        elif not quiet:
+            render_backtest(result, out)
+        else:
+            o = result["overall"].get("published") or {}
+            out.print(
+                f"published keeps {_pct(o.get('share'))} of the oracle's value over {result['n_incidents']} incidents"
+            )

@@ -1,0 +1,60 @@
+"""What every `qres` command module shares: consoles, common options, error exit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+
+__all__ = [
+    "console",
+    "out",
+    "EXIT_FAILED",
+    "EXIT_HELD",
+    "ConfigOpt",
+    "DataOpt",
+    "StoreOpt",
+    "SeedOpt",
+    "JsonOpt",
+    "QuietOpt",
+    "abs_path",
+    "fail",
+]
+
+console = Console(stderr=True)
+out = Console()
+
+EXIT_FAILED, EXIT_HELD = 1, 3
+
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", "-c", help="Config file (default ./qres.toml or $QRES_CONFIG).")
+]
+DataOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--data",
+        "-d",
+        help="Telemetry source: a folder, a glob or an fsspec "
+        "URL (file://, http(s)://, s3://...); default: data_dir from config.",
+    ),
+]
+StoreOpt = Annotated[
+    Path | None, typer.Option("--store", "-s", help="Bundle store folder (default: store_dir from config).")
+]
+SeedOpt = Annotated[int | None, typer.Option("--seed", help="Random seed for sampling and solvers.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars, only errors and the result.")]
+
+
+def abs_path(p: Path | str | None) -> Path | str | None:
+    """Absolute local paths; a source string stays a string (URLs as given, local ones made absolute)."""
+    if isinstance(p, str):
+        return p if "://" in p else str(Path(p).expanduser().absolute())
+    return p.resolve() if p is not None else None
+
+
+def fail(exc: Exception) -> NoReturn:
+    console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+    raise typer.Exit(EXIT_FAILED)

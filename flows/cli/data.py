@@ -1,0 +1,66 @@
+"""`qres import upptime|statuspage`: turn public status histories into qresilience tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from flows.cli.common import console, fail
+from policies.errors import QresError
+
+__all__ = ["register"]
+
+import_app = typer.Typer(
+    help="Import status histories (Upptime repositories, Statuspage exports) as telemetry tables.", no_args_is_help=True
+)
+
+OutOpt = Annotated[Path, typer.Option("--out", "-o", help="New folder to write the tables to (must not exist).")]
+OverlayOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--overlay", help="Folder with your own services/dependencies/workloads/sites to use instead of the defaults."
+    ),
+]
+
+
+@import_app.command("upptime")
+def import_upptime_cmd(
+    path: Annotated[str, typer.Argument(help="Upptime git folder, .bundle file or commits.jsonl.")],
+    out_dir: OutOpt,
+    overlay: OverlayOpt = None,
+    resolution_min: Annotated[int, typer.Option(min=1, help="Health-check grid (worst state per bin).")] = 5,
+) -> None:
+    """Import an Upptime status repository's whole history (every status-change commit)."""
+    from policies.telemetry.importers.upptime import import_upptime
+
+    _report(lambda: import_upptime(path, out_dir, resolution_min=resolution_min, overlay=overlay), out_dir)
+
+
+@import_app.command("statuspage")
+def import_statuspage_cmd(
+    source: Annotated[str, typer.Argument(help="Incidents export: JSON or JSON lines (.gz ok), file or URL.")],
+    out_dir: OutOpt,
+    overlay: OverlayOpt = None,
+    resolution_min: Annotated[int, typer.Option(min=1, help="Health-check grid (worst state per bin).")] = 60,
+) -> None:
+    """Import a saved Atlassian Statuspage incidents export (components become services)."""
+    from policies.telemetry.importers.statuspage import import_statuspage
+
+    _report(lambda: import_statuspage(source, out_dir, resolution_min=resolution_min, overlay=overlay), out_dir)
+
+
+def _report(run, out_dir: Path) -> None:
+    try:
+        rows = run()
+    except (QresError, FileExistsError) as exc:
+        fail(exc)
+    console.print(
+        f"wrote {', '.join(f'{k}={v:,}' for k, v in sorted(rows.items()))} to {out_dir}; "
+        f"check it with `qres validate --data {out_dir}`"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(import_app, name="import")

@@ -1,0 +1,71 @@
+"""Lay a known system (services, dependencies, workloads) over a real outage timeline.
+
+Status histories (Upptime, Statuspage) say *when* things failed but know nothing of
+dependencies or workloads. To backtest on them, each real site is mapped onto one of the
+overlay's failure targets and its health checks are renamed accordingly. The mapping is
+deterministic and chosen so that the real outages exercise the decisions that matter:
+
+1. targets: the overlay's regions (sorted by id), then every other service some service
+   depends on (sorted by id);
+2. sites: sorted by down checks descending (the sites that failed most first), ties by id;
+3. site i goes to target ``i mod len(targets)``; several sites on one target make it down
+   when any of them is (the worst check in a window wins, as for probes).
+
+So the real site that failed most takes the first region down, the next the second region,
+and so on; targets without a site never fail.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from policies.errors import QresError
+
+__all__ = ["map_sites", "overlay_timeline"]
+
+
+def map_sites(checks: pa.Table, overlay: Mapping[str, pa.Table]) -> dict[str, str]:
+    """Real site id -> overlay target id (see the module docstring for the rule)."""
+    services, deps = overlay["services"], overlay["dependencies"]
+    regions = sorted(
+        s
+        for s, k in zip(services.column("service_id").to_pylist(), services.column("kind").to_pylist())
+        if k == "region"
+    )
+    others = sorted(set(deps.column("depends_on").to_pylist()) - set(regions))
+    targets = regions + others
+    if not targets:
+        raise QresError("overlay has no regions and no dependencies to map real sites onto")
+    sites = sorted(set(checks.column("service_id").to_pylist()))
+    down = pc.equal(checks.column("status"), "down")
+    counts = dict.fromkeys(sites, 0)
+    if checks.num_rows:
+        grouped = (
+            pa.table({"s": checks.column("service_id"), "d": pc.cast(down, pa.int64())})
+            .group_by("s")
+            .aggregate([("d", "sum")])
+        )
+        counts.update(zip(grouped.column("s").to_pylist(), grouped.column("d_sum").to_pylist()))
+    ranked = sorted(sites, key=lambda s: (-counts[s], s))
+    return {site: targets[i % len(targets)] for i, site in enumerate(ranked)}
+
+
+def overlay_timeline(real: Mapping[str, pa.Table], overlay: Mapping[str, pa.Table]) -> tuple[dict[str, pa.Table], dict]:
+    """The overlay's tables with ``real``'s health checks renamed onto its targets.
+
+    Returns the tables (incidents dropped: they name real sites) and the mapping used.
+    """
+    checks = real["health_checks"]
+    mapping = map_sites(checks, overlay)
+    ids = checks.column("service_id").to_pylist()
+    renamed = checks.set_column(
+        checks.schema.get_field_index("service_id"),
+        "service_id",
+        pa.array([mapping[s] for s in ids], checks.schema.field("service_id").type),
+    )
+    tables = {name: t for name, t in overlay.items() if name not in ("health_checks", "incidents")}
+    tables["health_checks"] = renamed.sort_by([("ts", "ascending"), ("service_id", "ascending")])
+    return tables, mapping

@@ -1,0 +1,1 @@
+"""Routing family: per-scenario traffic weights across each service's region endpoints."""

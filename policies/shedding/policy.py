@@ -1,0 +1,201 @@
+r"""Load shedding: per outage scenario, which workloads to admit, how much, in what order.
+
+The family's front door: callers (``tasks/solve.py``) build problems from the telemetry
+tables here, solve them as a portfolio and export them, and need not know how the family
+is cut into modules. The pieces, each with its own reasons:
+
+- :mod:`policies.shedding.problem`: the model, its exact objective and feasibility;
+- :mod:`policies.shedding.solvers`: ``greedy``, ``cpsat`` and ``anneal`` behind one contract;
+- :mod:`policies.shedding.qubo`: the QUBO form and the repair of samples;
+- :mod:`policies.shedding.export`: decisions.parquet and policy.json.
+
+Builder (:func:`build_shedding_problems`): C(s) is the capacity of the region services
+(kind == "region") not in effective_down, a degraded region counting
+``degraded_capacity_share`` of it. A workload is runnable iff neither its service nor any
+of its ``requires`` is in effective_down (closed again over the hard dependency edges).
+r_w(s) sums its ``risks``: cost_per_hour when depends_on is down, ``degraded_risk_share``
+of it when depends_on is degraded.
+
+:func:`solve_shedding` runs the solvers as a portfolio per scenario, each scenario with a
+seed derived from its key, so a re-run of a few scenarios repeats the nightly answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import scipy.sparse as sp
+
+from policies.errors import ConfigError
+from policies.graph import close_down_set, hard_dependents
+from policies.scenarios.scenario_set import Scenario
+from policies.shedding.export import decisions_table, policy_document, shedding_actions
+from policies.shedding.problem import AdmissionBounds, SheddingProblem, is_feasible_shedding, shedding_objective
+from policies.shedding.qubo import SheddingQubo, build_shedding_qubo
+from policies.shedding.solvers import (
+    SHEDDING_SOLVERS,
+    AnnealingSheddingSolver,
+    CpSatSheddingSolver,
+    GreedySheddingSolver,
+)
+from policies.solve.portfolio import PortfolioResult, derive_seed, solve_portfolio
+
+__all__ = [
+    # defined here
+    "build_shedding_problems",
+    "solve_shedding",
+    # re-exported: the family's public API in one place
+    "SheddingProblem",
+    "AdmissionBounds",
+    "SheddingQubo",
+    "GreedySheddingSolver",
+    "CpSatSheddingSolver",
+    "AnnealingSheddingSolver",
+    "SHEDDING_SOLVERS",
+    "shedding_objective",
+    "is_feasible_shedding",
+    "build_shedding_qubo",
+    "shedding_actions",
+    "decisions_table",
+    "policy_document",
+]
+
+
+# -- problem builder --------------------------------------------------------------------
+
+
+def _incidence(rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
+    return sp.csr_matrix((vals.astype(np.float64), (rows, cols)), shape=shape)
+
+
+def build_shedding_problems(
+    services: pa.Table,
+    dependencies: pa.Table,
+    workloads: pa.Table,
+    scenarios: Sequence[Scenario],
+    *,
+    levels: int = 4,
+    degraded_capacity_share: float = 0.5,
+    degraded_risk_share: float = 0.5,
+) -> list[SheddingProblem]:
+    """One :class:`SheddingProblem` per scenario, in scenario order (see the module docstring).
+
+    Vectorised: service ids become matrix columns, so runnability, risk and capacity of
+    every (workload, scenario) pair come from three sparse-dense products.
+    """
+    for name, share in (
+        ("degraded_capacity_share", degraded_capacity_share),
+        ("degraded_risk_share", degraded_risk_share),
+    ):
+        if not 0.0 <= share <= 1.0:
+            raise ValueError(f"{name} must be within 0..1, got {share!r}")
+    svc_ids = services.column("service_id").to_pylist()
+    if len(set(svc_ids)) != len(svc_ids):
+        raise ValueError("services: service_id must be unique")
+    wl = workloads.sort_by("workload_id")
+    wids = wl.column("workload_id").to_pylist()
+    if len(set(wids)) != len(wids):
+        raise ValueError("workloads: workload_id must be unique")
+    edges = zip(*(dependencies.column(c).to_pylist() for c in ("service_id", "depends_on", "hard")))
+    dependents = hard_dependents(edges)
+    req, risks = wl.column("requires").combine_chunks(), wl.column("risks").combine_chunks()
+    req_ids, req_rows = pc.list_flatten(req).to_pylist(), pc.list_parent_indices(req).to_numpy()
+    flat_risk, risk_rows = pc.list_flatten(risks), pc.list_parent_indices(risks).to_numpy()
+    risk_ids = flat_risk.field("depends_on").to_pylist()
+    own_ids = wl.column("service_id").to_pylist()
+    closed = [close_down_set(set(s.effective_down) | set(s.down), dependents) for s in scenarios]
+    names = set(svc_ids).union(req_ids, risk_ids, own_ids, *closed, *(s.degraded for s in scenarios))
+    code = {s: i for i, s in enumerate(sorted(names))}
+
+    def codes(ids) -> np.ndarray:
+        return np.array([code[x] for x in ids], dtype=np.int64)
+
+    n, m, ns = len(wids), len(code), len(scenarios)
+    needs = _incidence(
+        np.concatenate([req_rows, np.arange(n)]),
+        np.concatenate([codes(req_ids), codes(own_ids)]),
+        np.ones(len(req_ids) + n),
+        (n, m),
+    )  # own service counts as a requirement
+    risk = _incidence(risk_rows, codes(risk_ids), _numpy(flat_risk.field("cost_per_hour")), (n, m))
+    down, degraded = np.zeros((m, ns)), np.zeros((m, ns))
+    for j, (s, eff) in enumerate(zip(scenarios, closed)):
+        down[codes(sorted(eff)), j] = 1.0
+        degraded[codes(sorted(set(s.degraded) - eff)), j] = 1.0
+    is_region = np.array([k == "region" for k in services.column("kind").to_pylist()], dtype=bool)
+    region_cap = np.zeros(m)
+    region_cap[codes(svc_ids)] = np.where(is_region, _numpy(services.column("capacity")), 0.0)
+    capacity = region_cap @ (1.0 - down - (1.0 - degraded_capacity_share) * degraded)
+    runnable = np.asarray(needs @ down) == 0
+    risk_s = np.asarray(risk @ (down + degraded_risk_share * degraded))
+    value, demand, min_share = (_numpy(wl.column(c)) for c in ("value_per_hour", "demand", "min_share"))
+    return [
+        SheddingProblem(
+            scenario_key=s.key,
+            workload_ids=tuple(wids),
+            value_per_hour=value,
+            risk_per_hour=risk_s[:, j],
+            demand=demand,
+            min_share=min_share,
+            runnable=runnable[:, j],
+            capacity=float(capacity[j]),
+            levels=levels,
+        )
+        for j, s in enumerate(scenarios)
+    ]
+
+
+def _numpy(col) -> np.ndarray:
+    return np.asarray(
+        col.to_numpy(zero_copy_only=False) if isinstance(col, pa.Array) else col.to_numpy(), dtype=np.float64
+    )
+
+
+# -- portfolio ---------------------------------------------------------------------------
+
+
+def solve_shedding(
+    problems: Sequence[SheddingProblem],
+    *,
+    seed: int,
+    time_limit_s: float,
+    solvers: Sequence[str | object] = ("greedy", "cpsat", "anneal"),
+    anneal_params: dict | None = None,
+    top_k: int = 3,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[PortfolioResult]:
+    """Run the portfolio on every problem (``time_limit_s`` per solver and problem).
+
+    CP-SAT reads ``time_limit_s`` as deterministic work units, with the wall clock only
+    as a net (see :class:`~policies.shedding.solvers.CpSatSheddingSolver`), so a loaded
+    machine does not change its answers.
+    Each problem's seed is derived from ``seed`` and its key, so re-solving a subset (an
+    incident re-run) gives the same answers as the nightly run for those scenarios.
+    """
+    built = []
+    for s in solvers:
+        if isinstance(s, str):
+            if s not in SHEDDING_SOLVERS:
+                raise ConfigError(f"unknown shedding solver {s!r}; choose from {', '.join(SHEDDING_SOLVERS)}")
+            built.append(SHEDDING_SOLVERS[s](**(anneal_params or {})) if s == "anneal" else SHEDDING_SOLVERS[s]())
+        else:
+            built.append(s)
+    out = []
+    for i, prob in enumerate(problems):
+        out.append(
+            solve_portfolio(
+                prob,
+                built,
+                objective=shedding_objective,
+                is_feasible=is_feasible_shedding,
+                seed=derive_seed(seed, prob.key),
+                time_limit_s=time_limit_s,
+                top_k=top_k,
+            )
+        )
+        if progress is not None:
+            progress(i + 1, len(problems))
+    return out

@@ -1,0 +1,1 @@
+"""Telemetry in: sources, incremental ingest, importers of public status histories, the bundled sample."""

@@ -1,0 +1,368 @@
+"""Incremental ingest: a watermark per table, a lateness window, and a content-addressed snapshot.
+
+Telemetry arrives as files that grow (today's ``health_checks`` day file), new files (tomorrow's)
+and small tables that are edited in place (an incident gets its ``resolved_at``). Each run of
+:func:`ingest_incremental` keeps, under ``<state_dir>/ingest/<source-hash>/``:
+
+- ``parts/<sha256><suffix>``: every part of the snapshot, named by its sha256: a file's bytes as
+  they were read, or the Parquet of a merged day file. Parts are never overwritten.
+- ``snapshots/<snapshot-id>.json``: which parts make up each table of one snapshot, the per-table
+  sha256 (the same digests MLflow and the bundle manifest record) and the watermarks.
+- ``state.json``: the last committed snapshot: per source file its change stamp (size + mtime or
+  ETag), its digest and its part; per table its watermark (newest ``ts`` / ``started_at``).
+
+A run reads from the source only what is new:
+
+- a file whose stamp is unchanged is not read: its stored part is used;
+- a new file is read whole;
+- a changed file is read; for ``health_checks`` (append-only day files) the stored part keeps its
+  rows older than ``watermark - lateness_min`` and the new version contributes only rows at or
+  after that cutoff, so late rows inside the window are taken and rows later than that window
+  (older than the cutoff, appearing after the fact) are dropped and counted; any other table's
+  changed file replaces its old version (they are small and edited in place);
+- exact duplicate rows (every column equal) are removed from every part.
+
+The snapshot is the union of the old and the new parts, so its sha256 per table describes all the
+data the model is fitted on, and re-ingesting the same files yields the same snapshot id and writes
+nothing new. The state is committed (:func:`commit_ingest`) only after validation passed: a bad
+file never becomes the base that later runs merge into. After the commit, parts the committed
+state no longer names (a changed file's previous version) are deleted (:func:`prune_parts`);
+the snapshot records keep their digests, and inputs are never touched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import time
+from dataclasses import replace
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from policies.errors import DataValidationError, RuleViolation
+from policies.telemetry.ingest import TablePart, Telemetry, hash_parts, parse_bytes, require_tables, snapshot_id
+from policies.telemetry.sources import Source, SourceFile, locate_source_files, open_source, read_bytes
+
+__all__ = [
+    "ingest_incremental",
+    "commit_ingest",
+    "prune_parts",
+    "drop_exact_duplicates",
+    "hash_rows",
+    "ingest_store",
+    "TIME_COLUMNS",
+    "MERGED_TABLES",
+]
+
+TIME_COLUMNS = {"health_checks": "ts", "incidents": "started_at"}
+MERGED_TABLES = ("health_checks",)  # append-only: a changed file adds rows, within the lateness window
+_STATE_VERSION = 1
+
+
+def ingest_store(state_dir: str | Path, spec: str) -> Path:
+    """The folder holding one source's parts, snapshots and state."""
+    return Path(state_dir) / "ingest" / hashlib.sha256(spec.encode()).hexdigest()[:16]
+
+
+def ingest_incremental(source: str | Path, state_dir: str | Path, *, lateness_min: float = 1440) -> Telemetry:
+    """Read what is new in ``source`` since the last committed ingest; see the module docstring.
+
+    Returns the whole snapshot (old and new parts). Nothing is committed: call
+    :func:`commit_ingest` once the snapshot validated.
+    """
+    started_s = time.time()
+    src = open_source(source)
+    files = locate_source_files(src)
+    require_tables(src, files)
+    root = ingest_store(state_dir, src.spec)
+    state = _read_json(root / "state.json") or {}
+    seen, marks = state.get("files", {}), state.get("watermarks", {})
+    counts = dict.fromkeys(("reused", "read", "merged", "late_rows_dropped", "duplicates_dropped"), 0)
+    parts: dict[str, list[TablePart]] = {}
+    entries: dict[str, dict] = {}
+    broken: list[RuleViolation] = []
+    for name, table_files in files.items():
+        cutoff = _cutoff(marks.get(name), lateness_min)
+        for f in table_files:
+            try:
+                part, entry = _ingest_file(src, f, seen.get(f.key), root, cutoff, counts)
+            except DataValidationError as exc:
+                broken += exc.violations
+                continue
+            if entry.get("duplicates") == 0:  # these very bytes had none when first read: skip the row hashing
+                table, dropped = part.table, 0
+            else:
+                table, dropped = drop_exact_duplicates(part.table)
+            entries[f.key] = {**entry, "duplicates": dropped}
+            counts["duplicates_dropped"] += dropped
+            parts.setdefault(name, []).append(replace(part, table=table))
+    if broken:
+        raise DataValidationError(broken)
+    sha = hash_parts(parts)
+    pending = {
+        "version": _STATE_VERSION,
+        "source": src.spec,
+        "snapshot": snapshot_id(sha),
+        "sha256": sha,
+        "files": entries,
+        "watermarks": {**marks, **_watermarks(parts)},
+    }
+    return Telemetry(
+        source=src.spec,
+        parts=parts,
+        sha256=sha,
+        extra={"ingest": counts, "store": str(root), "pending_state": pending, "started_s": started_s},
+    )
+
+
+def commit_ingest(telemetry: Telemetry) -> bool:
+    """Record the snapshot and move the watermarks; True when a new snapshot was written."""
+    pending = telemetry.extra.get("pending_state")
+    if not pending:
+        return False
+    root = Path(telemetry.extra["store"])
+    snap = root / "snapshots" / f"{pending['snapshot']}.json"
+    new = not snap.exists()
+    if new:
+        _write_atomic(
+            snap,
+            json.dumps(
+                {k: pending[k] for k in ("source", "snapshot", "sha256", "watermarks")}
+                | {"parts": {k: e["part"] for k, e in pending["files"].items()}},
+                indent=1,
+                sort_keys=True,
+            ).encode(),
+        )
+    text = json.dumps(pending, indent=1, sort_keys=True).encode()
+    state = root / "state.json"
+    if not state.exists() or state.read_bytes() != text:
+        _write_atomic(state, text)
+    keep = {e["part"] for e in pending["files"].values()}
+    telemetry.extra["pruned_parts"] = prune_parts(root, keep, before_s=telemetry.extra.get("started_s"))
+    return new
+
+
+def prune_parts(root: Path, keep: set[str], *, before_s: float | None = None) -> int:
+    """Delete stored parts not in ``keep`` (part file names); returns how many were deleted.
+
+    Called after the state naming ``keep`` was committed, so a crash midway only leaves
+    unreferenced files for the next run. Parts written at or after ``before_s`` (epoch seconds;
+    the start of this run's ingest) are kept: they may belong to another run of the same source
+    that has not committed yet. A part pruned under such a run is simply read again from the
+    source next time (every stored part is checked to exist before it is used).
+    """
+    parts = Path(root) / "parts"
+    if not parts.is_dir():
+        return 0
+    pruned = 0
+    for path in parts.iterdir():
+        if path.name in keep or path.name.startswith(".") or not path.is_file():
+            continue  # referenced, a write in progress (.name.pid.tmp), or not ours
+        try:
+            if before_s is not None and path.stat().st_mtime >= before_s:
+                continue
+            path.unlink()
+            pruned += 1
+        except FileNotFoundError:  # pruned by a concurrent commit
+            continue
+    return pruned
+
+
+def drop_exact_duplicates(table: pa.Table) -> tuple[pa.Table, int]:
+    """Keep the first of every set of identical rows: (table, rows dropped).
+
+    A vectorised 64-bit row hash finds candidate duplicates (usually none: one sort of the
+    hashes, milliseconds per day file; ``np.unique`` with indices was 10x slower); only
+    candidates are compared value by value, so a hash collision never drops a row.
+    """
+    n = table.num_rows
+    if n < 2:
+        return table, 0
+    h = hash_rows(table)
+    if h is None:  # nested columns: compare whole rows (such tables are small)
+        candidates = np.arange(n)
+    else:
+        ordered = np.sort(h)
+        if not (ordered[1:] == ordered[:-1]).any():
+            return table, 0
+        _, first, counts = np.unique(h, return_index=True, return_counts=True)
+        if counts.max() == 1:
+            return table, 0
+        candidates = np.flatnonzero(np.isin(h, h[first[counts > 1]]))
+    rows = table.take(pa.array(candidates)).to_pylist()
+    seen, drop = set(), []
+    for i, row in zip(candidates.tolist(), rows):
+        key = json.dumps(row, sort_keys=True, default=repr)
+        if key in seen:
+            drop.append(i)
+        seen.add(key)
+    if not drop:
+        return table, 0
+    keep = np.ones(n, dtype=bool)
+    keep[drop] = False
+    return table.filter(pa.array(keep)), len(drop)
+
+
+# --- one file ---------------------------------------------------------------------------
+
+
+def _ingest_file(
+    src: Source, f: SourceFile, prev: dict | None, root: Path, cutoff: datetime | None, counts: dict
+) -> tuple[TablePart, dict]:
+    stored = root / "parts" / prev["part"] if prev else None
+    if prev and f.stamp and prev["stamp"] == f.stamp and stored.is_file():
+        counts["reused"] += 1
+        return _stored_part(f, stored, prev), prev
+    try:
+        data = read_bytes(src, f)
+    except OSError as exc:
+        raise DataValidationError(
+            [RuleViolation(f.table, None, "readable file", [str(exc)[:300]], file=f.uri)]
+        ) from exc
+    source_sha = _digest(f.key, data)
+    entry = {"stamp": f.stamp, "source_sha256": source_sha}
+    if prev and prev["source_sha256"] == source_sha and stored.is_file():  # touched, same bytes
+        counts["reused"] += 1
+        return _stored_part(f, stored, prev), {**prev, **entry}
+    counts["read"] += 1
+    table = parse_bytes(f, data)
+    if prev and stored.is_file() and f.table in MERGED_TABLES and cutoff is not None:
+        merged = _merge(_stored_part(f, stored, prev).table, table, TIME_COLUMNS[f.table], cutoff)
+        if merged is not None:
+            table, late = merged
+            counts["merged"] += 1
+            counts["late_rows_dropped"] += late
+            buf = io.BytesIO()
+            pq.write_table(table, buf)
+            data = buf.getvalue()
+            sha = _digest(f.key, data)
+            _store(root / "parts" / f"{sha}.parquet", data)
+            return TablePart(f, table, sha), {**entry, "sha256": sha, "part": f"{sha}.parquet"}
+    _store(root / "parts" / f"{source_sha}{f.suffix}", data)
+    return TablePart(f, table, source_sha), {**entry, "sha256": source_sha, "part": f"{source_sha}{f.suffix}"}
+
+
+def _stored_part(f: SourceFile, stored: Path, prev: dict) -> TablePart:
+    """A part from the store (parsed by its stored suffix), named after its source file for messages."""
+    return TablePart(f, parse_bytes(replace(f, path=str(stored)), stored.read_bytes()), prev["sha256"])
+
+
+def _merge(old: pa.Table, new: pa.Table, column: str, cutoff: datetime) -> tuple[pa.Table, int] | None:
+    """Old rows before the cutoff + new rows from it on; None when the columns do not allow it.
+
+    Anything unusual (a missing or naive time column, other columns) returns None: the new
+    file is then taken whole and validation judges it.
+    """
+    if old.schema.names != new.schema.names or column not in new.column_names:
+        return None
+    kind = new.schema.field(column).type
+    if not (pa.types.is_timestamp(kind) and kind.tz) or old.schema.field(column).type != kind:
+        return None
+    at = pa.scalar(cutoff, type=pa.timestamp(kind.unit, tz="UTC")).cast(kind)
+    old_kept = old.filter(pc.fill_null(pc.less(old[column], at), False))
+    new_kept = new.filter(pc.fill_null(pc.greater_equal(new[column], at), True))
+    late = (new.num_rows - new_kept.num_rows) - old_kept.num_rows
+    try:
+        merged = pa.concat_tables([old_kept.cast(new.schema), new_kept])
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return None
+    return merged, max(0, late)
+
+
+def _cutoff(watermark: str | None, lateness_min: float) -> datetime | None:
+    return None if watermark is None else datetime.fromisoformat(watermark) - timedelta(minutes=lateness_min)
+
+
+def _watermarks(parts: dict[str, list[TablePart]]) -> dict[str, str]:
+    """Newest time per table (only where the column is a zone-aware timestamp)."""
+    out = {}
+    for name, column in TIME_COLUMNS.items():
+        newest = []
+        for p in parts.get(name, ()):
+            kind = p.table.schema.field(column).type if column in p.table.column_names else None
+            if kind is not None and pa.types.is_timestamp(kind) and kind.tz and p.table.num_rows:
+                value = pc.max(p.table[column]).as_py()
+                if value is not None:
+                    newest.append(value)
+        if newest:
+            out[name] = max(newest).isoformat()
+    return out
+
+
+def hash_rows(table: pa.Table) -> np.ndarray | None:
+    """A 64-bit hash per row over every column (None when a column is nested).
+
+    Equal rows hash equal (strings by their dictionary code within ``table``), so rows with
+    distinct hashes are certainly distinct; equal hashes are only candidates.
+    """
+    n = table.num_rows
+    h = np.full(n, 0xCBF29CE484222325, dtype=np.uint64)
+    shifted = np.empty(n, dtype=np.uint64)
+    prime, shift = np.uint64(0x100000001B3), np.uint64(29)
+    with np.errstate(over="ignore"):
+        for col in table.columns:
+            arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+            if pa.types.is_nested(arr.type):
+                return None
+            codes = _hash_codes(arr)
+            # in place: ~2x faster than building new arrays for each step on 10M rows
+            np.bitwise_xor(h, codes, out=h)
+            np.multiply(h, prime, out=h)
+            np.right_shift(h, shift, out=shifted)
+            np.bitwise_xor(h, shifted, out=h)
+    return h
+
+
+def _hash_codes(arr: pa.Array) -> np.ndarray:
+    """A column as 64-bit codes (strings by dictionary code, floats by bits), copying only what it must."""
+    if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type) or pa.types.is_binary(arr.type):
+        arr = pc.dictionary_encode(arr).indices
+    elif pa.types.is_dictionary(arr.type):
+        arr = arr.indices
+    if pa.types.is_floating(arr.type):
+        arr, fill = arr.cast(pa.float64()), 0.0
+    elif pa.types.is_boolean(arr.type):
+        fill = False
+    else:
+        arr, fill = arr.cast(pa.int64()), -1  # timestamps and dates: a zero-copy view of their integers
+    values = (arr.fill_null(fill) if arr.null_count else arr).to_numpy(zero_copy_only=False)
+    if values.dtype.itemsize == 8:
+        return np.ascontiguousarray(values).view(np.uint64)
+    return values.astype(np.uint64)
+
+
+# --- files ------------------------------------------------------------------------------
+
+
+def _digest(key: str, data: bytes) -> str:
+    return hashlib.sha256(key.encode() + b"\0" + data).hexdigest()
+
+
+def _store(path: Path, data: bytes) -> None:
+    if not path.exists():  # content-addressed: an existing part already holds these bytes
+        _write_atomic(path, data)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as out:
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, path)
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.get("version") == _STATE_VERSION else None

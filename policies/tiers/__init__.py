@@ -1,0 +1,1 @@
+"""Tiers family: one robust tier assignment for runtime load shedders, across all scenarios."""

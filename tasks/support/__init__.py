@@ -1,0 +1,1 @@
+"""What tasks share: locks, retries, timeouts, progress, the solve cache and the MLflow pyfunc model."""

@@ -1,0 +1,1 @@
+"""Validation: Great Expectations suites, batching, quarantine, Data Docs and incremental re-validation."""
