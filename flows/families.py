@@ -1,7 +1,8 @@
-"""Nightly, beside shedding: the standby and routing bundles and the robust tier assignment.
+"""Nightly, beside shedding: the standby and routing solves and the robust tier assignment.
 
-Why a module of its own: the nightly body stays a short list of steps, and each family
-goes through the same track -> gates -> publish -> register tail as shedding, once.
+Why a module of its own: the families solve on the task runner while the nightly goes on
+(shedding's solve, the backtest, MLflow); each solved family then takes the one publish path
+of ``flows.publish``, like shedding.
 
 - **tiers** travel inside the shedding bundle (``tiers.parquet``, ``tiers.json``): a runtime
   shedder reads them next to the per-scenario plans; their metrics go to the run as ``tiers.*``.
@@ -15,9 +16,8 @@ goes through the same track -> gates -> publish -> register tail as shedding, on
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
-from functools import partial
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 import pyarrow as pa
 from prefect.context import FlowRunContext
@@ -26,9 +26,7 @@ from prefect.logging import get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.settings import Settings
-from policies.gates import evaluate_gates
 from policies.scenarios.scenario_set import ScenarioSet
-from tasks.publish import move_latest, public_key_json, publish_policy_bundle
 from tasks.solve import SolvedPolicy
 from tasks.solve_families import (
     load_latency_pool,
@@ -38,30 +36,8 @@ from tasks.solve_families import (
     solve_tier_assignment,
     store_latency_pool,
 )
-from tasks.support.timeouts import with_timeout
-from tasks.track import TrackingTarget, champion_metric, register_candidate, set_champion
 
-__all__ = [
-    "FamilyRun",
-    "FamilyOutcome",
-    "PendingFamilies",
-    "submit_families",
-    "publish_families",
-    "FAMILY_METRICS",
-    "SHARED_MANIFEST",
-    "FAMILY_ORDER",
-    "submit_latency_pool",
-    "remember_latency_pool",
-]
-
-# The metric each family is compared with its champion on, and its sense (+1: higher is better).
-FAMILY_METRICS = {
-    "standby": ("standby.expected_covered_per_h", 1.0),
-    "routing": ("routing.expected_objective_ms", -1.0),
-}
-FAMILY_ORDER = ("standby", "routing")  # submission, publication and summary order
-# Fields of the shedding manifest that describe the run, not the policy: reused verbatim.
-SHARED_MANIFEST = ("data_dir", "inputs_uri", "inputs", "config_hash", "seed", "versions", "scenarios")
+__all__ = ["FamilyRun", "PendingFamilies", "submit_families", "submit_latency_pool", "remember_latency_pool"]
 
 
 @dataclass(frozen=True)
@@ -71,25 +47,6 @@ class FamilyRun:
     tier_files: dict[str, bytes] = field(default_factory=dict)
     tier_metrics: dict[str, float] = field(default_factory=dict)
     solved: tuple[SolvedPolicy, ...] = ()
-
-
-@dataclass(frozen=True)
-class FamilyOutcome:
-    """One family's result, for the run summary (one line each)."""
-
-    policy: str
-    expected_value: float
-    worst_gap: float | None
-    chosen: dict[str, int]
-    stored_version: str
-    published: bool
-    bundle_path: str | None
-    model_version: str
-    promoted: bool
-    gates: dict
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 class PendingFamilies:
@@ -244,107 +201,3 @@ def submit_families(
             )
         )
     return PendingFamilies(tiers, solved)
-
-
-def _chosen(sp: SolvedPolicy) -> dict[str, int]:
-    wins: dict[str, int] = {}
-    for record in sp.solvers:
-        wins[record["chosen"]] = wins.get(record["chosen"], 0) + 1
-    return wins
-
-
-def publish_families(
-    settings: Settings,
-    target: TrackingTarget,
-    run_id: str,
-    solved: Iterable[SolvedPolicy],
-    *,
-    run_manifest: dict,
-    validation_passed: bool,
-) -> list[FamilyOutcome]:
-    """Track, gate, publish (signed), register and, when the gates pass, promote each family.
-
-    Like shedding: every solved version is stored and registered as candidate; LATEST and
-    the champion alias move only when that family's gates pass. ``run_manifest`` holds the
-    manifest fields that describe the run (inputs, config, seed, versions, scenarios), the
-    same in every family's bundle. Call inside the run.
-    """
-    log = get_run_logger()
-    step = partial(with_timeout, seconds=settings.orchestration.step_timeout_s)
-    shared = {k: run_manifest[k] for k in SHARED_MANIFEST if k in run_manifest}
-    outcomes = []
-    for sp in solved:
-        name = f"{settings.mlflow.registered_model_prefix}-{sp.policy}"
-        metric, sense = FAMILY_METRICS[sp.policy]
-        _, champion = champion_metric(target, name, metric)
-        gates = evaluate_gates(
-            validation_passed=validation_passed,
-            infeasible=sp.infeasible,
-            worst_gap=sp.worst_gap,
-            expected_value=sense * sp.metrics[metric],
-            champion_expected_value=None if champion is None else sense * champion,
-            max_gap=settings.gates.max_gap,
-            tolerance=settings.gates.tolerance,
-        )
-        stored = step(publish_policy_bundle)(
-            settings.store_dir,
-            sp.policy,
-            sp.files,
-            {
-                **shared,
-                "mlflow_run_id": run_id,
-                "mlflow_model": {"name": name},
-                "solvers": sp.solvers,
-                "gates": gates.as_dict(),
-                "metrics": dict(sp.metrics),
-            },
-            key_dir=settings.bundle.key_dir,
-            set_latest=False,
-        )
-        results = {
-            "metrics": sp.metrics,
-            "files": sp.files,
-            "artifact_dir": f"bundle-{sp.policy}",
-            "json_artifacts": {f"solvers-{sp.policy}.json": sp.solvers},
-        }
-        version = step(register_candidate)(
-            target,
-            run_id,
-            name,
-            bundle_path=stored.path,
-            artifact_dir=f"model-{sp.policy}",
-            results=results,
-            run_tags={
-                f"qres.{sp.policy}.bundle_version": stored.version,
-                f"qres.{sp.policy}.gates": "passed" if gates.passed else "held",
-            },
-            public_key=public_key_json(settings.bundle.key_dir) if stored.manifest["signatures"] else None,
-        )
-        published = None
-        if gates.passed:
-            published = step(move_latest)(
-                settings.store_dir, sp.policy, stored.version, keep=settings.bundle.keep_versions
-            )
-            set_champion(target.client(), name, version)
-        else:
-            log.warning(
-                "%s: gates held %s back (%s); LATEST as it was",
-                sp.policy,
-                stored.version,
-                "; ".join(f"{c.name}: {c.detail}" for c in gates.failed),
-            )
-        outcomes.append(
-            FamilyOutcome(
-                policy=sp.policy,
-                expected_value=sp.expected_value,
-                worst_gap=sp.worst_gap,
-                chosen=_chosen(sp),
-                stored_version=stored.version,
-                published=published is not None,
-                bundle_path=str(published.path) if published else None,
-                model_version=version,
-                promoted=gates.passed,
-                gates=gates.as_dict(),
-            )
-        )
-    return outcomes

@@ -2,13 +2,84 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
 from rich.console import Group
 from rich.panel import Panel
 from rich.table import Table
 
 from flows.settings import Settings
 
-__all__ = ["render_summary", "family_line"]
+
+@dataclass
+class RunSummary:
+    """What a run did, for the terminal, the Prefect artifact and tests."""
+
+    rows_validated: int
+    tables: dict[str, int]
+    dependencies: int
+    dependencies_with_outages: int
+    scenarios: int
+    covered_mass: float
+    target_mass: float
+    objective_by_solver: dict[str, float]
+    chosen: dict[str, int]
+    worst_gap: float | None
+    expected_value_per_h: float
+    published: bool
+    bundle_path: str | None
+    bundle_version: str | None
+    mlflow_run_id: str
+    model_version: str
+    promoted: bool
+    gates: dict = field(default_factory=dict)
+    snapshot: str = ""
+    raw_transitions: int = 0
+    transitions_removed: int = 0
+    kind: str = "nightly"  # or "resolve" (flows/resolve.py)
+    scenarios_solved: int = 0  # the rest were reused from the per-scenario cache
+    tracking_uri: str = ""
+    families: dict = field(default_factory=dict)  # standby/routing: flows.publish.FamilyOutcome
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def to_markdown(self) -> str:
+        solvers = "\n".join(
+            f"| {k} | {v:,.2f} | {self.chosen.get(k, 0)} |" for k, v in self.objective_by_solver.items()
+        )
+        gates = "\n".join(
+            f"- {'✅' if c['passed'] else '❌'} **{c['name']}**: {c['detail']}" for c in self.gates.get("checks", [])
+        )
+        return (
+            f"# qresilience {self.kind}\n\n"
+            f"- rows validated: {self.rows_validated:,}\n- dependencies: {self.dependencies} "
+            f"({self.dependencies_with_outages} with outages)\n"
+            f"- scenarios: {self.scenarios}, covering {self.covered_mass:.4%} (target {self.target_mass:.2%})\n"
+            f"- expected value: {self.expected_value_per_h:,.2f}/h, worst gap "
+            f"{'n/a' if self.worst_gap is None else f'{self.worst_gap:.4%}'}\n"
+            f"- bundle: {_bundle_link(self.bundle_version, self.bundle_path)}\n"
+            f"- scenarios solved: {self.scenarios_solved}, reused from the cache: {self.scenarios - self.scenarios_solved}\n"
+            + "".join(f"- {name}: {family_line(o)}\n" for name, o in self.families.items())
+            + f"- MLflow run: {_mlflow_link(self.tracking_uri, self.mlflow_run_id)} (model version {self.model_version}, "
+            f"{'champion' if self.promoted else 'candidate'})\n\n"
+            f"| solver | objective (sum over scenarios) | chosen |\n|---|---|---|\n{solvers}\n\n## Gates\n{gates}\n"
+        )
+
+
+def _bundle_link(version: str | None, path: str | None) -> str:
+    return f"[{version}]({Path(path).resolve().as_uri()}) `{path}`" if version and path else "not published"
+
+
+def _mlflow_link(tracking_uri: str, run_id: str) -> str:
+    """A clickable link when the tracking server speaks HTTP; the run id (and how to open it) otherwise."""
+    if tracking_uri.startswith(("http://", "https://")):
+        return f"[{run_id}]({tracking_uri.rstrip('/')}/#/experiments/0/runs/{run_id})"  # MLflow resolves the experiment
+    return f"`{run_id}` (`mlflow ui --backend-store-uri {tracking_uri}`)" if tracking_uri else run_id
+
+
+__all__ = ["RunSummary", "render_summary", "family_line"]
 
 
 def render_summary(s: dict, settings: Settings) -> Panel:

@@ -8,7 +8,8 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
-from qres_client.bundle import PublishedBundle, prune_versions, publish_bundle, set_latest, verify_bundle
+from policies.bundle.store import PublishedBundle, prune_versions, publish_bundle, set_latest
+from qres_client.bundle import verify_bundle
 from qres_client.signing import PRIVATE_KEY_NAME, SIGNING_KEY_ENV, load_signing_key, verify_manifest_signatures
 from tasks.support.locks import PUBLISH_LIMIT, hold_limit
 from tasks.support.retry import retry_on_io_error

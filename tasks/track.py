@@ -268,17 +268,12 @@ def finish_run(
     target: TrackingTarget,
     run_id: str,
     *,
-    model_name: str | None,
-    model_version: str | None,
-    promote: bool,
     tags: dict[str, str],
     json_artifacts: dict[str, Any],
     failed: bool = False,
 ) -> None:
-    """Move ``champion`` when promoted, record the outcome, and close the run."""
+    """Record the run's outcome and close it (champions moved with each family's publish)."""
     client = target.client()
-    if promote and model_name and model_version:
-        set_champion(client, model_name, model_version)
     for key, value in tags.items():
         client.set_tag(run_id, key, value)
     if json_artifacts:

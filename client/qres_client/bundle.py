@@ -13,24 +13,19 @@ one atomic step, and ``LATEST`` is replaced (temp file + ``os.replace``) only af
 A crash leaves either no version folder or a complete one; readers ignore ``.tmp-*``
 leftovers and the next publisher removes them. A published version is never modified.
 
-Only the standard library and ``qres_client.errors`` are imported here (plus pyarrow,
-lazily, in :func:`encode_parquet`): the runtime client depends on this module.
+This module is the format and its readers; the publisher that writes it (lock, temp folder,
+rename, LATEST, retention) is ``policies.bundle.store`` in the pipeline. Only the standard
+library and ``qres_client.errors`` are imported here (plus pyarrow, lazily, in
+:func:`encode_parquet`): the runtime client depends on this module.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import io
 import json
-import os
 import re
-import secrets
-import shutil
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Mapping
 from pathlib import Path
 
 from qres_client.errors import BundleVerificationError
@@ -39,10 +34,15 @@ __all__ = [
     "BUNDLE_SCHEMA_VERSION",
     "MANIFEST_NAME",
     "LATEST_NAME",
-    "PublishedBundle",
-    "publish_bundle",
+    "DECISIONS_FILE",
+    "POLICY_FILE",
+    "FALLBACK_FILE",
+    "HEALTH_FILE",
+    "TIERS_FILE",
+    "TIERS_TABLE_FILE",
+    "TMP_PREFIX",
+    "RESERVED_FIELDS",
     "read_latest",
-    "set_latest",
     "verify_bundle",
     "verify_files",
     "read_bundle",
@@ -50,29 +50,27 @@ __all__ = [
     "encode_json",
     "encode_parquet",
     "signing_payload",
-    "prune_versions",
     "read_bundle_bytes",
     "check_manifest_identity",
     "version_number",
+    "check_name",
 ]
 
 BUNDLE_SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 LATEST_NAME = "LATEST"
-_LOCK_NAME = ".lock"
-_TMP_PREFIX = ".tmp-"
+# The files a version may hold (its manifest lists which): one name each, used by writer and readers.
+DECISIONS_FILE = "decisions.parquet"  # every family: one row per (scenario, subject), ranked
+POLICY_FILE = "policy.json"  # every family: the same decisions as JSON, with the scenarios' facts
+FALLBACK_FILE = "fallback.json"  # shedding: the model the runtime greedy plans unmatched states with
+HEALTH_FILE = "health.json"  # shedding: the runtime health-score parameters
+TIERS_FILE = "tiers.json"  # shedding: the robust tier assignment, with its figures
+TIERS_TABLE_FILE = "tiers.parquet"  # shedding: the tier assignment, one row per workload
+TMP_PREFIX = ".tmp-"  # a publisher's folder or file in progress: readers ignore it
 # Keys the publisher writes itself; a caller may not override them.
-_RESERVED_FIELDS = ("schema_version", "policy", "version", "created_at", "files", "signatures")
+RESERVED_FIELDS = ("schema_version", "policy", "version", "created_at", "files", "signatures")
 _NAME_RE = re.compile(r"[a-z0-9][a-z0-9_.-]*")
 _VERSION_RE = re.compile(r"v(\d{6,})")
-
-
-@dataclass(frozen=True)
-class PublishedBundle:
-    policy: str
-    version: str
-    path: Path
-    manifest: dict
 
 
 def encode_json(obj: object) -> bytes:
@@ -102,7 +100,7 @@ def encode_parquet(table: object) -> bytes:
     return sink.getvalue()
 
 
-def _check_name(kind: str, name: object) -> str:
+def check_name(kind: str, name: object) -> str:
     if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
         raise ValueError(
             f"bad {kind} name {name!r}: use lowercase letters, digits, '_', '.', '-' "
@@ -133,176 +131,13 @@ def signing_payload(manifest: Mapping[str, object]) -> bytes:
     return _SIGNING_DOMAIN + encode_json({k: v for k, v in manifest.items() if k != "signatures"})
 
 
-def _format_version(n: int) -> str:
-    return f"v{n:06d}"
-
-
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_synced(path: Path, data: bytes) -> None:
-    with open(path, "xb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-@contextlib.contextmanager
-def _policy_lock(policy_dir: Path) -> Iterator[None]:
-    """Exclusive lock for one policy folder (released by the kernel if we die)."""
-    policy_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(policy_dir / _LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # closing the descriptor releases the flock
-
-
-def _remove_stale_tmp(policy_dir: Path) -> None:
-    """Delete ``.tmp-*`` leftovers; only call under the lock (then none is in use)."""
-    for p in policy_dir.glob(_TMP_PREFIX + "*"):
-        if p.is_dir() and not p.is_symlink():
-            shutil.rmtree(p, ignore_errors=True)
-        else:
-            with contextlib.suppress(FileNotFoundError):
-                p.unlink()
-
-
-def _next_version(policy_dir: Path) -> str:
-    # Every version-named folder counts, complete or not, so a number is never reused.
-    numbers = [n for p in policy_dir.iterdir() if (n := _version_number(p.name)) is not None]
-    return _format_version(max(numbers, default=0) + 1)
-
-
-def _write_latest(policy_dir: Path, version: str) -> None:
-    tmp = policy_dir / f"{_TMP_PREFIX}{LATEST_NAME}-{secrets.token_hex(4)}"
-    _write_synced(tmp, (version + "\n").encode("ascii"))
-    os.replace(tmp, policy_dir / LATEST_NAME)
-    _fsync_dir(policy_dir)
-
-
-def _utc_now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def publish_bundle(
-    store: str | Path,
-    policy: str,
-    files: Mapping[str, bytes],
-    manifest_fields: Mapping[str, object],
-    *,
-    set_latest: bool = True,
-    created_at: str | None = None,
-    signer: Callable[[bytes], list[dict]] | None = None,
-    keep: int | None = None,
-    protect: tuple[str, ...] = (),
-) -> PublishedBundle:
-    """Publish ``files`` as the next version of ``policy``, atomically.
-
-    The manifest holds ``manifest_fields`` (JSON-serialisable: run id, input hashes,
-    solvers, gates, metrics) plus the fields the publisher owns (schema version, policy,
-    version, ``created_at``, sha256 and size of every file, signatures). ``LATEST`` moves
-    to the new version last, and only when ``set_latest``.
-
-    ``signer`` receives :func:`signing_payload` of the manifest and returns its
-    ``signatures`` entries (see ``qres_client.signing``); without it the bundle is unsigned.
-    ``keep`` (when set) prunes old versions afterwards, see :func:`prune_versions`.
-    """
-    _check_name("policy", policy)
-    if not files:
-        raise ValueError("a bundle needs at least one file")
-    for name, data in files.items():
-        _check_name("file", name)
-        if name == MANIFEST_NAME or name == LATEST_NAME:
-            raise ValueError(f"file name {name!r} is reserved by the bundle format")
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise TypeError(f"file {name!r}: expected bytes, got {type(data).__name__}")
-    clash = sorted(set(manifest_fields) & set(_RESERVED_FIELDS))
-    if clash:
-        raise ValueError(f"manifest_fields may not set {clash}: the publisher writes them")
-    encode_json(dict(manifest_fields))  # fail before taking the lock if not serialisable
-
-    policy_dir = Path(store) / policy
-    with _policy_lock(policy_dir):
-        _remove_stale_tmp(policy_dir)
-        version = _next_version(policy_dir)
-        tmp_dir = policy_dir / f"{_TMP_PREFIX}{version}-{secrets.token_hex(4)}"
-        tmp_dir.mkdir()
-        try:
-            entries = {}
-            for name in sorted(files):
-                data = bytes(files[name])
-                _write_synced(tmp_dir / name, data)
-                entries[name] = {"sha256": _sha256(data), "bytes": len(data)}
-            manifest = dict(manifest_fields)
-            manifest.update(
-                schema_version=BUNDLE_SCHEMA_VERSION,
-                policy=policy,
-                version=version,
-                created_at=created_at or _utc_now(),
-                files=entries,
-                signatures=[],
-            )
-            if signer is not None:
-                manifest["signatures"] = signer(signing_payload(manifest))
-            _write_synced(tmp_dir / MANIFEST_NAME, encode_json(manifest))
-            _fsync_dir(tmp_dir)
-            final_dir = policy_dir / version
-            os.rename(tmp_dir, final_dir)  # the commit point
-        except BaseException:
-            shutil.rmtree(tmp_dir, ignore_errors=True)
-            raise
-        _fsync_dir(policy_dir)
-        if set_latest:
-            _write_latest(policy_dir, version)
-        if keep is not None:
-            _prune_locked(policy_dir, keep, protect)
-    return PublishedBundle(policy=policy, version=version, path=final_dir, manifest=manifest)
-
-
-def _prune_locked(policy_dir: Path, keep: int, protect: tuple[str, ...]) -> list[str]:
-    if keep < 1:
-        raise ValueError(f"keep must be at least 1, got {keep}")
-    names = sorted((n, p.name) for p in policy_dir.iterdir() if (n := _version_number(p.name)) is not None)
-    latest = read_latest(policy_dir.parent, policy_dir.name)
-    spare = {latest, *protect}
-    doomed = [name for _, name in names[:-keep] if name not in spare]
-    for name in doomed:
-        # Rename first (atomic), so no reader ever sees a half-deleted version folder.
-        grave = policy_dir / f"{_TMP_PREFIX}del-{name}-{secrets.token_hex(4)}"
-        os.rename(policy_dir / name, grave)
-        shutil.rmtree(grave, ignore_errors=True)
-    if doomed:
-        _fsync_dir(policy_dir)
-    return doomed
-
-
-def prune_versions(store: str | Path, policy: str, keep: int, protect: tuple[str, ...] = ()) -> list[str]:
-    """Delete all but the newest ``keep`` versions; never LATEST's nor those in ``protect``.
-
-    Returns the deleted version names. The newest version is always kept, so version
-    numbers are never reused.
-    """
-    policy_dir = Path(store) / _check_name("policy", policy)
-    if not policy_dir.is_dir():
-        return []
-    with _policy_lock(policy_dir):
-        return _prune_locked(policy_dir, keep, protect)
-
-
 def read_latest(store: str | Path, policy: str) -> str | None:
     """The version ``LATEST`` names, or None when the policy has never been published."""
-    path = Path(store) / _check_name("policy", policy) / LATEST_NAME
+    path = Path(store) / check_name("policy", policy) / LATEST_NAME
     try:
         text = path.read_text(encoding="ascii")
     except FileNotFoundError:
@@ -317,19 +152,9 @@ def read_latest(store: str | Path, policy: str) -> str | None:
     return version
 
 
-def set_latest(store: str | Path, policy: str, version: str) -> None:
-    """Point ``LATEST`` at an existing version (e.g. a rollback) after verifying it."""
-    policy_dir = Path(store) / _check_name("policy", policy)
-    if _version_number(version) is None:
-        raise ValueError(f"bad version name {version!r}: expected e.g. 'v000001'")
-    with _policy_lock(policy_dir):
-        verify_bundle(policy_dir / version)
-        _write_latest(policy_dir, version)
-
-
 def list_versions(store: str | Path, policy: str) -> list[str]:
     """Published versions of ``policy``, oldest first (temp folders are never listed)."""
-    policy_dir = Path(store) / _check_name("policy", policy)
+    policy_dir = Path(store) / check_name("policy", policy)
     if not policy_dir.is_dir():
         return []
     found = [

@@ -5,34 +5,8 @@ here, no Prefect/MLflow), builds one :class:`PolicyClient` and calls :meth:`deci
 every request; :meth:`refresh` (on a timer, say) swaps in a newer bundle once every
 sha256 in its manifest checks out, and keeps serving the previous one otherwise.
 
-How ``decide(down, degraded)`` picks a scenario (``degraded`` minus ``down`` is used):
-
-1. **Exact**: a scenario whose root ``down`` set, or failing that whose ``effective_down``
-   set (root causes plus everything they take down through hard dependencies), equals the
-   observed down set, with an equal degraded set. Empty observation -> ``normal``.
-2. **Runtime greedy** (default, ``unmatched="greedy"``; bundles with ``fallback.json``):
-   otherwise the greedy plan of the observed state itself, computed here from the
-   bundle's model (:mod:`qres_client.greedy`: close the down set over hard
-   dependencies, shed what it blocks, minimum shares first, then by (value - risk) /
-   demand while the capacity left lasts), scenario key ``greedy:observed``, ``exact``
-   False; cached per observed state. It is what the greedy solver would publish for
-   that state, so it is feasible under the same model. ``unmatched="cover-then-greedy"``
-   tries step 3 first and uses the greedy only instead of step 4; ``unmatched="cover"``
-   (and any bundle without fallback.json) keeps the old rule, steps 1, 3, 4. Measured
-   on held-out incidents (README, "Backtests and the report"): the greedy first keeps
-   the most value, since a cover plans for more outage than was observed.
-3. **Cover**: otherwise the most conservative scenario that covers the observation:
-   its ``effective_down`` contains every observed down service and its
-   ``effective_down | degraded`` contains every observed degraded one (a service the
-   plan already treats as down covers one observed degraded). Among those, the closest
-   cover wins: fewest ``effective_down`` members, then the smallest sum of ``admit``
-   (the most cautious plan), then the scenario key.
-4. **Fallback**: ``fallback:all-down`` covers everything (unknown service names too) and
-   is the last resort, so a loaded client always answers. (An observation equal to the
-   fallback's own non-empty sets is reported as an exact match of it.)
-
-Where a second scenario has the same effective set as another, ties in step 1 are broken
-the same way as in step 3.
+How ``decide(down, degraded)`` picks a scenario (exact, runtime greedy, closest cover,
+fallback) is described in :mod:`qres_client.index`.
 
 Trust and freshness: see :class:`PolicyClient` (hashes + Ed25519 + ML-DSA-65 signatures,
 rollback protection, disk cache, staleness in :meth:`PolicyClient.status`).
@@ -50,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from qres_client.bundle import check_manifest_identity, verify_files, version_number
+from qres_client.bundle import version_number
 from qres_client.cache import DiskCache
 from qres_client.errors import BundleVerificationError
 from qres_client.fetch import StoreUnavailableError, make_source
@@ -62,9 +36,9 @@ from qres_client.index import (
     Action,
     BundleNotLoadedError,
     Decision,
-    build_index,
 )
-from qres_client.signing import PublicKeys, load_public_keys, verify_manifest_signatures
+from qres_client.signing import PublicKeys, load_public_keys
+from qres_client.verify import RollbackRefusedError, verify_bundle_bytes
 
 __all__ = [
     "Action",
@@ -79,32 +53,6 @@ __all__ = [
     "UNMATCHED_RULES",
     "verify_bundle_bytes",
 ]
-
-
-def verify_bundle_bytes(
-    policy: str,
-    version: str,
-    manifest_bytes: bytes,
-    files: dict[str, bytes],
-    *,
-    public_keys: PublicKeys | None,
-    allow_unsigned: bool = False,
-    where: str = "",
-):
-    """Everything a client checks before trusting bytes: (index for decide(), signed?).
-
-    Manifest JSON and schema, every file's sha256 and size, no missing or extra file,
-    the policy/version it claims, both signatures, then a decision table that parses.
-    """
-    where = where or f"{policy}/{version}"
-    manifest = verify_files(manifest_bytes, files, where)
-    check_manifest_identity(manifest, policy, version, where)
-    signed = verify_manifest_signatures(manifest, public_keys, where, allow_unsigned=allow_unsigned)
-    return build_index(policy, version, manifest, files), signed
-
-
-class RollbackRefusedError(BundleVerificationError):
-    """LATEST names a version older than the one held: a replay, or a rollback not allowed here."""
 
 
 @dataclass(frozen=True)

@@ -20,12 +20,12 @@ import json
 import math
 from collections.abc import Mapping
 
+from qres_client.bundle import FALLBACK_FILE
 from qres_client.errors import BundleVerificationError
 
 __all__ = ["RuntimeGreedy", "GREEDY_KEY", "FALLBACK_FILE", "UNMATCHED_RULES", "DEFAULT_UNMATCHED", "parse_fallback"]
 
 GREEDY_KEY = "greedy:observed"
-FALLBACK_FILE = "fallback.json"  # same name as policies.shedding.fallback.FALLBACK_FILE
 # How decide() answers an observation no scenario names exactly (see qres_client.client):
 #   "greedy":             runtime greedy on the observed state (cover only without fallback.json)
 #   "cover-then-greedy":  closest cover first; runtime greedy instead of the all-down fallback

@@ -22,9 +22,10 @@ import json
 import math
 from collections.abc import Iterable, Mapping
 
+from qres_client.bundle import HEALTH_FILE
+
 __all__ = ["HEALTH_FILE", "HEALTH_SCHEMA", "build_health_document", "read_health_document", "health_score"]
 
-HEALTH_FILE = "health.json"
 HEALTH_SCHEMA = 1
 
 

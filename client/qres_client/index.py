@@ -1,9 +1,36 @@
 """Parsing a verified shedding bundle into the lookup tables ``decide()`` uses.
 
 Split from ``qres_client.client`` so the client module is about fetching, trust and
-swapping; this one is about the decision table. See ``qres_client.client`` for the
-matching rule (exact, then the runtime greedy of :mod:`qres_client.greedy` when the
-bundle has fallback.json, closest cover, fallback). pyarrow and the standard library only.
+swapping; this one is about answering. pyarrow and the standard library only.
+
+How ``decide(down, degraded)`` picks a scenario (``degraded`` minus ``down`` is used):
+
+1. **Exact**: a scenario whose root ``down`` set, or failing that whose ``effective_down``
+   set (root causes plus everything they take down through hard dependencies), equals the
+   observed down set, with an equal degraded set. Empty observation -> ``normal``.
+2. **Runtime greedy** (default, ``unmatched="greedy"``; bundles with ``fallback.json``):
+   otherwise the greedy plan of the observed state itself, computed here from the
+   bundle's model (:mod:`qres_client.greedy`: close the down set over hard
+   dependencies, shed what it blocks, minimum shares first, then by (value - risk) /
+   demand while the capacity left lasts), scenario key ``greedy:observed``, ``exact``
+   False; cached per observed state. It is what the greedy solver would publish for
+   that state, so it is feasible under the same model. ``unmatched="cover-then-greedy"``
+   tries step 3 first and uses the greedy only instead of step 4; ``unmatched="cover"``
+   (and any bundle without fallback.json) keeps the old rule, steps 1, 3, 4. Measured
+   on held-out incidents (README, "Backtests and the report"): the greedy first keeps
+   the most value, since a cover plans for more outage than was observed.
+3. **Cover**: otherwise the most conservative scenario that covers the observation:
+   its ``effective_down`` contains every observed down service and its
+   ``effective_down | degraded`` contains every observed degraded one (a service the
+   plan already treats as down covers one observed degraded). Among those, the closest
+   cover wins: fewest ``effective_down`` members, then the smallest sum of ``admit``
+   (the most cautious plan), then the scenario key.
+4. **Fallback**: ``fallback:all-down`` covers everything (unknown service names too) and
+   is the last resort, so a loaded client always answers. (An observation equal to the
+   fallback's own non-empty sets is reported as an exact match of it.)
+
+Where a second scenario has the same effective set as another, ties in step 1 are broken
+the same way as in step 3.
 
 Load time is O(scenarios), not O(rows): every check over the rows (schema, nulls, one
 contiguous run of rows per scenario, the same sets on every row of a scenario, no
@@ -21,7 +48,6 @@ columns are read too, and each action carries its row's values in ``Action.extra
 
 from __future__ import annotations
 
-import array
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,10 +55,19 @@ from types import MappingProxyType
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from qres_client.errors import BundleVerificationError, QresError
+from qres_client.bundle import DECISIONS_FILE
+from qres_client.decision_table import (
+    ACTION_COLUMNS,
+    EMPTY,
+    bad_table,
+    check_unique_workloads,
+    float64_view,
+    read_decisions,
+    scenario_runs,
+    scenario_sets,
+)
+from qres_client.errors import QresError
 from qres_client.greedy import (
     DEFAULT_UNMATCHED,
     FALLBACK_FILE,
@@ -58,9 +93,7 @@ __all__ = [
 # Same string as policies.scenarios.scenario_set.FALLBACK_KEY (stdlib-only, but kept independent so
 # the client never grows a dependency on the pipeline side).
 FALLBACK_KEY = "fallback:all-down"
-DECISIONS_FILE = "decisions.parquet"
 _NO_EXTRAS: Mapping[str, Any] = MappingProxyType({})
-_EMPTY: frozenset[str] = frozenset()
 _GREEDY_CACHE_MAX = 4096  # planned observed states kept per loaded version (cleared when full)
 
 
@@ -84,6 +117,25 @@ class Decision:
     scenario: str  # key of the scenario whose plan this is
     exact: bool  # False when a covering scenario (or the fallback) answered
     actions: tuple[Action, ...]  # ordered by rank
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON document of a decision (``qres decide --json`` prints exactly this)."""
+        return {
+            "policy": self.policy,
+            "version": self.version,
+            "scenario": self.scenario,
+            "exact": self.exact,
+            "actions": [
+                {"workload_id": a.workload_id, "admit": a.admit, "rank": a.rank, **dict(a.extras)} for a in self.actions
+            ],
+        }
+
+    @property
+    def how(self) -> str:
+        """How the scenario was found: exact, planned for the observed state, or closest covering."""
+        if self.exact:
+            return "exact"
+        return "planned for the observed state" if self.scenario == GREEDY_KEY else "closest covering"
 
 
 class _Scenario:
@@ -159,7 +211,7 @@ class _Index:
         exact: dict[frozenset, dict[frozenset, _Scenario]] = {}
 
         def add(down: frozenset, degraded: frozenset, s: _Scenario) -> None:
-            rest = degraded - down if degraded else _EMPTY
+            rest = degraded - down if degraded else EMPTY
             inner = exact.get(rest)
             if inner is None:
                 exact[rest] = inner = {}
@@ -259,171 +311,20 @@ def _postings(covers: Sequence[_Scenario], attribute: str) -> dict[str, list[_Sc
     return postings
 
 
-def _bad(where: str, what: str) -> BundleVerificationError:
-    return BundleVerificationError(f"{where}: {what}; republish the bundle")
-
-
-_SET_COLUMNS = ("down", "degraded", "effective_down")
-_ACTION_COLUMNS = ("workload_id", "admit", "rank")
-
-
-def _read_decisions(data: bytes, where: str) -> pa.Table:
-    """The decision table, with keys, workload ids and set members read as dictionaries.
-
-    ParquetFile, not read_table: read_table goes through pyarrow.dataset, which imports
-    pandas when it is installed; a runtime service should not pay for that. The bytes are
-    already in memory (and verified): a zero-copy BufferReader, no pre-buffering, one
-    thread. Reading the string columns as dictionaries (as they are stored) skips decoding
-    200,000 repeated strings; benchmarks/client.py measures these choices side by side.
-    """
-    try:
-        got = [(f.name, f.type) for f in pq.ParquetFile(pa.BufferReader(data)).schema_arrow]
-        want = [(f.name, f.type) for f in DECISIONS_SHEDDING]
-        if got[: len(want)] != want:
-            raise _bad(where, f"columns {got} do not start with the shedding schema {want}")
-        names = [n for n, _ in got]
-        if len(set(names)) != len(names):
-            raise _bad(where, f"column names {names} repeat")
-        table = _read_parquet(data, dictionaries=True)
-    except BundleVerificationError:
-        raise
-    except Exception as exc:  # pyarrow raises several types for a broken file
-        raise _bad(where, f"not readable as Parquet ({exc})") from exc
-    nulls = [c for c in DECISIONS_SHEDDING.names if table.column(c).null_count]
-    nulls += [c for c in _SET_COLUMNS if pc.list_flatten(table.column(c)).null_count]
-    if nulls:
-        raise _bad(where, f"null values in column(s) {nulls}")
-    return table
-
-
-def _read_parquet(
-    data: bytes, *, dictionaries: bool = True, pre_buffer: bool = False, use_threads: bool = False
-) -> pa.Table:
-    """Read verified bytes (the options are parameters so the benchmark can compare them)."""
-    read_dictionary = None
-    if dictionaries:
-        read_dictionary = ["scenario_key", "workload_id"]
-        if pq.ParquetFile(pa.BufferReader(data)).metadata.num_row_groups <= 1:
-            # pyarrow reads list<dictionary> from one row group only ("Nested data
-            # conversions not implemented for chunked array outputs" otherwise).
-            read_dictionary += [f"{c}.list.element" for c in _SET_COLUMNS]
-    pf = pq.ParquetFile(pa.BufferReader(data), pre_buffer=pre_buffer, read_dictionary=read_dictionary)
-    return pf.read(use_threads=use_threads)
-
-
-def _float64_view(values: pa.Array) -> memoryview:
-    """The values of a float64 array without nulls, as a memoryview (no Python floats made)."""
-    if len(values) == 0:
-        return memoryview(b"").cast("d")
-    return memoryview(values.buffers()[1]).cast("d")[values.offset : values.offset + len(values)]
-
-
-def _strings(values: pa.Array) -> list[str]:
-    """A string or dictionary<string> array as Python strings (one object per distinct name)."""
-    if pa.types.is_dictionary(values.type):
-        names = values.dictionary.to_pylist()
-        return [names[i] for i in values.indices.to_pylist()]
-    return values.to_pylist()
-
-
-def _int_array(values: Sequence[int]) -> pa.Array:
-    # pa.array(list) and pa.scalar(int) ask pyarrow's pandas shim whether their argument
-    # is a pandas object, which imports pandas when installed; building from a buffer does
-    # not (so scalars for kernels are taken from such an array, too).
-    return pa.Array.from_buffers(pa.int64(), len(values), [None, pa.py_buffer(array.array("q", values))])
-
-
-@dataclass(frozen=True)
-class _Runs:
-    """The scenarios' row ranges: scenario ``n`` is rows ``starts[n]:stops[n]``."""
-
-    keys: list[str]
-    starts: list[int]
-    stops: list[int]
-    run_ends: pa.Array  # int32, = stops
-
-    def per_row(self, per_run: pa.Array) -> pa.Array:
-        """Repeat one value per scenario over that scenario's rows (a pyarrow kernel)."""
-        # from_buffers, not from_arrays: from_arrays asks pyarrow's pandas shim about its
-        # arguments, which imports pandas when it is installed.
-        length = self.stops[-1] if self.stops else 0
-        encoded = pa.RunEndEncodedArray.from_buffers(
-            pa.run_end_encoded(self.run_ends.type, per_run.type), length, [None], 0, children=[self.run_ends, per_run]
-        )
-        return pc.run_end_decode(encoded)
-
-
-def _scenario_runs(table: pa.Table, where: str) -> _Runs:
-    """Group rows by scenario with run-end encoding; each scenario's rows must be contiguous."""
-    column = table.column("scenario_key").combine_chunks()
-    encoded = pc.run_end_encode(column.indices, run_end_type=pa.int32())
-    keys = _strings(pa.DictionaryArray.from_arrays(encoded.values, column.dictionary))
-    if pc.count_distinct(encoded.values).as_py() != len(keys):  # a key in two runs: find it
-        seen: set[str] = set()
-        repeated = next(k for k in keys if k in seen or seen.add(k))
-        raise _bad(where, f"rows of scenario {repeated!r} are not contiguous")
-    stops = encoded.run_ends.to_pylist()
-    return _Runs(keys, [0, *stops[:-1]], stops, encoded.run_ends)
-
-
-def _check_unique_workloads(table: pa.Table, runs: _Runs, where: str) -> None:
-    """No workload twice in one scenario: (scenario number, workload code) pairs are distinct."""
-    workload = table.column("workload_id").combine_chunks()
-    scenario_no = runs.per_row(_int_array(range(len(runs.keys))))
-    pairs = pc.add(
-        pc.multiply(scenario_no, _int_array([max(1, len(workload.dictionary))])[0]),
-        pc.cast(workload.indices, pa.int64()),
-    )
-    if pc.count_distinct(pairs).as_py() == table.num_rows:
-        return
-    ids = _strings(workload)
-    for key, start, stop in zip(runs.keys, runs.starts, runs.stops):
-        rows = ids[start:stop]
-        if len(set(rows)) != len(rows):
-            twice = next(w for i, w in enumerate(rows) if w in rows[:i])
-            raise _bad(where, f"scenario {key!r} lists workload {twice!r} twice")
-
-
-def _scenario_sets(table: pa.Table, runs: _Runs, where: str) -> dict[str, list[frozenset]]:
-    """The down/degraded/effective_down sets of each scenario, checked to repeat on every row.
-
-    The check runs in pyarrow (each row against its scenario's first row, one ``equals``)
-    so that large effective sets do not cost a Python conversion per row.
-    """
-    firsts = _int_array(runs.starts)
-    first_of_row = runs.per_row(firsts)
-    out = {}
-    for c in _SET_COLUMNS:
-        column = table.column(c).combine_chunks()
-        if len(column.flatten()) == 0:  # every list empty (degraded, usually): nothing to compare
-            out[c] = [_EMPTY] * len(runs.keys)
-            continue
-        if not column.take(first_of_row).equals(column):  # rare: find the culprit in Python
-            cells = column.to_pylist()
-            for key, start, stop in zip(runs.keys, runs.starts, runs.stops):
-                if any(set(cells[i]) != set(cells[start]) for i in range(start, stop)):
-                    raise _bad(where, f"scenario {key!r} has different {c} lists across its rows")
-        lists = column.take(firsts)
-        names, offsets = _strings(lists.flatten()), lists.offsets.to_pylist()
-        base = offsets[0]  # flatten() starts at the first offset
-        out[c] = [frozenset(names[a - base : b - base]) if b > a else _EMPTY for a, b in zip(offsets, offsets[1:])]
-    return out
-
-
 def build_index(policy: str, version: str, manifest: dict, files: dict[str, bytes]) -> _Index:
     """Parse a verified decision table into the lookup structures decide() uses."""
     where = f"{policy}/{version}/{DECISIONS_FILE}"
     if DECISIONS_FILE not in files:
-        raise _bad(f"{policy}/{version}", f"no {DECISIONS_FILE} in the bundle")
-    table = _read_decisions(files[DECISIONS_FILE], where)
-    runs = _scenario_runs(table, where)
+        raise bad_table(f"{policy}/{version}", f"no {DECISIONS_FILE} in the bundle")
+    table = read_decisions(files[DECISIONS_FILE], where)
+    runs = scenario_runs(table, where)
     if FALLBACK_KEY not in runs.keys:
-        raise _bad(where, f"no {FALLBACK_KEY!r} scenario, so some observations would have no answer")
-    _check_unique_workloads(table, runs, where)
-    sets = _scenario_sets(table, runs, where)
+        raise bad_table(where, f"no {FALLBACK_KEY!r} scenario, so some observations would have no answer")
+    check_unique_workloads(table, runs, where)
+    sets = scenario_sets(table, runs, where)
     # math.fsum (exact, order-independent) keeps the cover tie-break independent of row order;
     # it reads the column's buffer through a memoryview rather than a 200,000-float list.
-    admit = _float64_view(table.column("admit").combine_chunks())
+    admit = float64_view(table.column("admit").combine_chunks())
     scenarios = [
         _Scenario(key, down, degraded, effective, math.fsum(admit[start:stop]), start, stop)
         for key, down, degraded, effective, start, stop in zip(
@@ -431,7 +332,7 @@ def build_index(policy: str, version: str, manifest: dict, files: dict[str, byte
         )
     ]
     extra = table.column_names[len(DECISIONS_SHEDDING) :]
-    columns = {c: table.column(c).combine_chunks() for c in (*_ACTION_COLUMNS, *extra)}
+    columns = {c: table.column(c).combine_chunks() for c in (*ACTION_COLUMNS, *extra)}
     # Bundles published before fallback.json (and other families) have none: the old rule then.
     greedy = (
         parse_fallback(files[FALLBACK_FILE], f"{policy}/{version}/{FALLBACK_FILE}") if FALLBACK_FILE in files else None

@@ -17,8 +17,10 @@ from rich.table import Table
 
 from flows.cli import backtest as cli_backtest
 from flows.cli import data as cli_data
+from flows.cli import keys as cli_keys
 from flows.cli import model as cli_model
 from flows.cli import orchestrate as cli_orchestrate
+from flows.cli import replay as cli_replay
 from flows.cli import report as cli_report
 from flows.cli import solve as cli_solve
 from flows.cli import versions as cli_versions
@@ -203,29 +205,9 @@ def decide(
     except QresError as exc:
         fail(exc)
     if json_out:
-        out.print_json(
-            json.dumps(
-                {
-                    "policy": decision.policy,
-                    "version": decision.version,
-                    "scenario": decision.scenario,
-                    "exact": decision.exact,
-                    "actions": [
-                        {"workload_id": a.workload_id, "admit": a.admit, "rank": a.rank, **dict(a.extras)}
-                        for a in decision.actions
-                    ],
-                }
-            )
-        )
+        out.print_json(json.dumps(decision.as_dict()))
         return
-    how = (
-        "exact"
-        if decision.exact
-        else "planned for the observed state"
-        if decision.scenario.startswith("greedy:")
-        else "closest covering"
-    )
-    table = Table(title=f"{decision.policy} {decision.version}: scenario {decision.scenario} ({how})")
+    table = Table(title=f"{decision.policy} {decision.version}: scenario {decision.scenario} ({decision.how})")
     for col in ("rank", "workload", "admit"):
         table.add_column(col)
     for a in decision.actions:
@@ -268,7 +250,17 @@ def verify(
 
 # Command groups kept in their own modules (flows/cli_<group>.py); each exposes
 # register(app). Import the module above and add it here rather than growing this file.
-_COMMAND_MODULES: tuple = (cli_versions, cli_solve, cli_model, cli_data, cli_backtest, cli_report, cli_orchestrate)
+_COMMAND_MODULES: tuple = (
+    cli_keys,
+    cli_versions,
+    cli_replay,
+    cli_solve,
+    cli_model,
+    cli_data,
+    cli_backtest,
+    cli_report,
+    cli_orchestrate,
+)
 for _module in _COMMAND_MODULES:
     _module.register(app)
 

@@ -73,14 +73,14 @@ def compute_backtest(
     tables, mapping = load_backtest_tables(str(settings.data_dir), overlay)
     decisions = fallback_bytes = None
     if version is not None:
-        from qres_client.bundle import verify_bundle
+        from qres_client.bundle import DECISIONS_FILE, FALLBACK_FILE, verify_bundle
 
         folder = Path(settings.store_dir) / "shedding" / version
         if not folder.is_dir():
             raise QresError(f"no shedding bundle {version!r} in {settings.store_dir}; see `qres versions`")
         verify_bundle(folder)
-        decisions = (folder / "decisions.parquet").read_bytes()
-        fallback = folder / "fallback.json"  # absent in bundles published before it: the old rule
+        decisions = (folder / DECISIONS_FILE).read_bytes()
+        fallback = folder / FALLBACK_FILE  # absent in bundles published before it: the old rule
         fallback_bytes = fallback.read_bytes() if fallback.is_file() else None
     result = run_backtest(
         tables,

@@ -46,6 +46,10 @@ def model_report(settings, *, top: int = 10) -> dict:
         sample_params={"num_reads": sc.sample_num_reads, "num_sweeps": sc.sample_num_sweeps, "beta": sc.sample_beta},
         what_if=[w.model_dump() for w in sc.what_if],
     )
+    return _report(settings, model, scenarios, top)
+
+
+def _report(settings, model, scenarios, top: int) -> dict:
     co = model.co_failure.sort_values(
         ["significant", "lift", "a", "b"], ascending=[False, False, True, True], kind="mergesort"
     ).head(top)

@@ -24,7 +24,8 @@ import pyarrow as pa
 from policies.telemetry.ingest import TablePart, Telemetry, conform_tables
 from tasks.support.timeouts import with_timeout
 from tasks.validate import validate_telemetry
-from tasks.validation.suite import PARAMETER_SOURCES, ValidationReport
+from tasks.validation.ge_suites import PARAMETER_SOURCES
+from tasks.validation.suite import ValidationReport
 
 __all__ = ["remember_clean_parts", "validate_new_telemetry"]
 

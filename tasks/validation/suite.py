@@ -15,63 +15,38 @@ per batch are in ``tasks.validation.table``.
 
 from __future__ import annotations
 
-import os
-
-# GE 1.24 ships no analytics sender any more; the context config below switches analytics off
-# explicitly, and this variable (the name GE documents) covers any other context it builds.
-os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
-
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 
-import great_expectations as gx
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from great_expectations.data_context.types.base import (
-    DataContextConfig,
-    InMemoryStoreBackendDefaults,
-    ProgressBarsConfig,
-)
 
 from policies.errors import DataValidationError, RuleViolation
-from policies.schema import TABLES
 from tasks.validation.frames import BATCH_ROWS, batch_safe, frames_for, plan_batches, split_results
+from tasks.validation.ge_suites import (
+    NOW_PARAMETER,
+    PARAMETER_SOURCES,
+    SuiteRunner,
+    new_context,
+    suite_expectations,
+)
 from tasks.validation.rules import (
-    column_of,
-    dedupe,
-    describe,
-    exception_messages,
-    is_row_level,
     merge_results,
-    parameters,
     result,
 )
 from tasks.validation.schema import CAST_ERRORS, check_schema, finite_row_failures
 from tasks.validation.table import table_rules
 
 __all__ = [
-    "SUITES_DIR",
-    "PARAMETER_SOURCES",
     "TableReport",
     "ValidationReport",
-    "load_suite_dict",
     "validate_tables",
     "validate_parts",
 ]
 
-SUITES_DIR = Path(__file__).resolve().parents[2] / "data" / "expectations"
-
-# Suite parameter -> the (table, column) whose values it takes at run time.
-PARAMETER_SOURCES = {"service_ids": ("services", "service_id"), "site_ids": ("sites", "site_id")}
-NOW_PARAMETER = "now_utc"  # "not in the future": filled with the validation's reference time
-
-# COMPLETE lists the index of every unexpected row (for quarantine); GE only builds it for failures.
-_RESULT_FORMAT = {"result_format": "COMPLETE", "partial_unexpected_count": 20, "return_unexpected_index_query": False}
 _REFERENCE_FIRST = ("services", "sites")
 
 
@@ -154,8 +129,8 @@ def validate_parts(
     now = now or datetime.now(UTC)
     shares = quarantine_max_share if isinstance(quarantine_max_share, Mapping) else {}
     default_share = 0.0 if isinstance(quarantine_max_share, Mapping) else float(quarantine_max_share)
-    context = _new_context()
-    runner = _SuiteRunner(context, context.data_sources.add_pandas("telemetry"))
+    context = new_context()
+    runner = SuiteRunner(context, context.data_sources.add_pandas("telemetry"))
     params: dict[str, object] = {NOW_PARAMETER: pd.Timestamp(now).tz_convert("UTC").tz_localize(None)}
     params |= _reference_values({**(references or {}), **parts})
     reports, violations, clean, quarantine = {}, [], {}, {}
@@ -168,7 +143,7 @@ def validate_parts(
             results += res
             if typed is not None:
                 typed_parts.append((file, typed))
-        limit = batch_rows if batch_safe(_suite_expectations(name)) else 0
+        limit = batch_rows if batch_safe(suite_expectations(name)) else 0
         for batch in plan_batches([t.num_rows for _, t in typed_parts], limit):
             chunk = [typed_parts[i] for i in batch]
             for (file, typed), (part_results, mask) in zip(chunk, _check_rows(runner, name, chunk, params)):
@@ -224,26 +199,10 @@ def validate_parts(
     return report
 
 
-def load_suite_dict(suite_name: str) -> dict:
-    """The GE-native suite JSON of a table or a derived frame (``workloads.requires``)."""
-    path = SUITES_DIR / f"{suite_name}.json"
-    if not path.exists():
-        raise FileNotFoundError(f"no expectation suite for {suite_name!r}: add {path}")
-    return json.loads(path.read_text())
-
-
 # --- row-level checks on a batch of parts ---------------------------------------------------
 
 
-def _suite_expectations(name: str) -> list[dict]:
-    """Every expectation GE runs on a table: its suite and its list columns' suites."""
-    if name not in TABLES:
-        return []
-    names = [name] + [f"{name}.{f.name}" for f in TABLES[name] if pa.types.is_list(f.type)]
-    return [e for n in names for e in load_suite_dict(n)["expectations"]]
-
-
-def _check_rows(runner: _SuiteRunner, name: str, chunk: list[tuple[str | None, pa.Table]], params: dict):
+def _check_rows(runner: SuiteRunner, name: str, chunk: list[tuple[str | None, pa.Table]], params: dict):
     """Finite numbers (pyarrow) per part and the GE suites once on the batch: (results, bad-row mask) per part."""
     sizes = [t.num_rows for _, t in chunk]
     batch = chunk[0][1] if len(chunk) == 1 else pa.concat_tables([t for _, t in chunk])
@@ -296,71 +255,3 @@ def _refresh_parameters(params: dict, name: str, table: pa.Table | None) -> None
     for param, (source, column) in PARAMETER_SOURCES.items():
         if source == name and table is not None:
             params[param] = sorted(pc.unique(table[column]).drop_null().to_pylist())
-
-
-# --- GE ---------------------------------------------------------------------------------
-
-
-def _new_context():
-    """An in-memory context with analytics and progress bars off (a few ms to build)."""
-    config = DataContextConfig(
-        analytics_enabled=False,
-        store_backend_defaults=InMemoryStoreBackendDefaults(),
-        progress_bars=ProgressBarsConfig(globally=False, metric_calculations=False),
-    )
-    return gx.get_context(mode="ephemeral", project_config=config)
-
-
-class _SuiteRunner:
-    """Runs each suite through one ValidationDefinition, built once and reused for every part."""
-
-    def __init__(self, context, source) -> None:
-        self.context, self.source = context, source
-        self.built: dict[tuple, tuple] = {}
-
-    def run(self, frame_name: str, frame: pd.DataFrame, params: dict) -> list[dict]:
-        """One result per expectation, in suite order; failures carry ``_rows`` (parent rows) and ``_values``."""
-        spec = load_suite_dict(frame_name)
-        runnable, results = [], []
-        for exp in spec["expectations"]:
-            missing = parameters(exp["kwargs"]) - params.keys()
-            if missing:  # a reference that cannot be checked fails closed rather than passing unchecked
-                needs = ", ".join(sorted(PARAMETER_SOURCES[p][0] for p in missing if p in PARAMETER_SOURCES))
-                rule = f"{describe(exp)}: needs table(s) {needs}, absent or unreadable"
-                results.append(result(frame_name, rule, column_of(exp["kwargs"]), False))
-            else:
-                runnable.append(exp)
-        key = (frame_name, tuple(json.dumps(e, sort_keys=True) for e in runnable))
-        if key not in self.built:
-            suite = self.context.suites.add(
-                gx.ExpectationSuite(**{**spec, "name": f"{frame_name}-{len(self.built)}", "expectations": runnable})
-            )
-            asset = self.source.add_dataframe_asset(f"{frame_name}-{len(self.built)}")
-            batch = asset.add_batch_definition_whole_dataframe("all")
-            definition = self.context.validation_definitions.add(
-                gx.ValidationDefinition(name=f"{frame_name}-{len(self.built)}", data=batch, suite=suite)
-            )
-            self.built[key] = (suite, definition)
-        suite, definition = self.built[key]
-        run = definition.run(
-            batch_parameters={"dataframe": frame},
-            result_format=_RESULT_FORMAT,
-            expectation_parameters={k: v for k, v in params.items() if k in suite.suite_parameter_options},
-        )
-        order = {e.id: i for i, e in enumerate(suite.expectations)}
-        for res in sorted(run.results, key=lambda r: order[r.expectation_config.id]):  # suite order
-            exp = runnable[order[res.expectation_config.id]]  # the file's kwargs keep "$PARAMETER"
-            rule, column = describe(exp), column_of(exp["kwargs"])
-            level = "row" if is_row_level(exp) else "table"
-            errors = exception_messages(res.exception_info or {})
-            if errors:
-                results.append(result(frame_name, rule, column, False, None, errors, "table"))
-                continue
-            examples = dedupe(res.result.get("partial_unexpected_list") or [])
-            count = res.result.get("unexpected_count")
-            r = result(frame_name, rule, column, bool(res.success), count, examples, level)
-            if not res.success and res.result.get("unexpected_index_list") is not None:
-                r["_rows"] = res.result["unexpected_index_list"]
-                r["_values"] = res.result.get("unexpected_list")
-            results.append(r)
-        return results

@@ -180,7 +180,7 @@ def test_replay_rebuilds_identical_bytes_and_refuses_changed_inputs(project, sma
 
     wl = pq.read_table(moved / "workloads.parquet")
     pq.write_table(wl.slice(0, wl.num_rows - 1), moved / "workloads.parquet")
-    from flows.cli.versions import replay_run
+    from flows.cli.replay import replay_run
     from flows.settings import load_settings
     from policies.errors import QresError
 

@@ -15,16 +15,15 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from policies.bundle import store
+from policies.bundle.store import publish_bundle, set_latest
 from policies.errors import BundleVerificationError
-from qres_client import bundle
 from qres_client.bundle import (
     BUNDLE_SCHEMA_VERSION,
     encode_json,
     encode_parquet,
     list_versions,
-    publish_bundle,
     read_latest,
-    set_latest,
     verify_bundle,
 )
 
@@ -40,7 +39,7 @@ def sample_files(tag: str = "a") -> dict[str, bytes]:
     }
 
 
-def publish(store: Path, tag: str = "a", **kwargs) -> bundle.PublishedBundle:
+def publish(store: Path, tag: str = "a", **kwargs) -> store.PublishedBundle:
     fields = {"mlflow_run_id": "run-1", "inputs": {"services": "ab" * 32}, "metrics": {"loss": 1.5}}
     return publish_bundle(store, POLICY, sample_files(tag), fields, **kwargs)
 
@@ -163,7 +162,7 @@ def test_flipped_byte_is_detected_and_named(tmp_path, name):
         verify_bundle(b.path)
     if name != "manifest.json":
         expected = b.manifest["files"][name]["sha256"]
-        assert expected in str(info.value) and bundle._sha256(bytes(data)) in str(info.value)
+        assert expected in str(info.value) and store._sha256(bytes(data)) in str(info.value)
 
 
 def test_edited_hash_in_manifest_is_detected(tmp_path):
@@ -231,11 +230,11 @@ def test_leftover_tmp_dirs_are_ignored_then_cleaned(tmp_path):
 
 _CRASH_CHILD = """
 import os, sys, time
-from qres_client import bundle
+from policies.bundle import store
 def stuck_rename(src, dst):
     time.sleep(60)
 os.rename = stuck_rename
-bundle.publish_bundle(sys.argv[1], "shedding", {"policy.json": b"{}\\n"}, {})
+store.publish_bundle(sys.argv[1], "shedding", {"policy.json": b"{}\\n"}, {})
 """
 
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from qres_client.bundle import list_versions, prune_versions, publish_bundle, read_latest, set_latest
+from policies.bundle.store import prune_versions, publish_bundle, set_latest
+from qres_client.bundle import list_versions, read_latest
 from qres_client.client import PolicyClient
 from tests.policies.test_client import KEY, decisions_table, publish_policy
 
@@ -41,7 +42,7 @@ def test_publish_with_keep_prunes_after_latest_moves(tmp_path):
 _PUBLISHER = """
 import sys
 from pathlib import Path
-from qres_client.bundle import publish_bundle
+from policies.bundle.store import publish_bundle
 from qres_client.signing import SigningKey
 src = Path(sys.argv[2])
 key = SigningKey.from_json((src / "key.json").read_text(), "key")

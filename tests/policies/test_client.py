@@ -10,10 +10,11 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from policies.bundle.store import publish_bundle
 from policies.errors import BundleVerificationError, QresError
 from policies.scenarios.scenario_set import FALLBACK_KEY, NORMAL_KEY
 from qres_client import client as client_module
-from qres_client.bundle import encode_json, encode_parquet, publish_bundle, read_latest
+from qres_client.bundle import encode_json, encode_parquet, read_latest
 from qres_client.client import Action, BundleNotLoadedError, Decision, RollbackRefusedError
 from qres_client.client import PolicyClient as _PolicyClient
 from qres_client.schema import DECISIONS_SHEDDING

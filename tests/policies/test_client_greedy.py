@@ -9,6 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from policies.bundle.store import publish_bundle
 from policies.errors import BundleVerificationError
 from policies.graph import close_down_set, hard_dependents
 from policies.scenarios.scenario_set import FALLBACK_KEY, NORMAL_KEY, Scenario, scenario_key
@@ -22,7 +23,7 @@ from policies.shedding.policy import (
     shedding_actions,
     solve_shedding,
 )
-from qres_client.bundle import encode_json, encode_parquet, publish_bundle
+from qres_client.bundle import encode_json, encode_parquet
 from qres_client.client import GREEDY_KEY, PolicyClient
 from qres_client.greedy import parse_fallback
 from qres_client.index import build_index

@@ -9,9 +9,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from policies.bundle.store import publish_bundle
 from policies.errors import BundleVerificationError
 from policies.scenarios.scenario_set import FALLBACK_KEY, NORMAL_KEY
-from qres_client.bundle import encode_parquet, publish_bundle
+from qres_client.bundle import encode_parquet
 from qres_client.client import Action, PolicyClient
 from qres_client.index import build_index
 from qres_client.schema import DECISIONS_SHEDDING, DECISIONS_STANDBY

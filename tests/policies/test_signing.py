@@ -7,8 +7,9 @@ import stat
 
 import pytest
 
+from policies.bundle.store import publish_bundle
 from policies.errors import BundleVerificationError, ConfigError
-from qres_client.bundle import encode_json, publish_bundle, read_bundle
+from qres_client.bundle import encode_json, read_bundle
 from qres_client.signing import (
     PRIVATE_KEY_NAME,
     PUBLIC_KEY_NAME,

@@ -11,7 +11,8 @@ import pytest
 
 from policies.errors import DataValidationError
 from policies.schema import TABLES
-from tasks.validation.suite import SUITES_DIR, ValidationReport, load_suite_dict, validate_tables
+from tasks.validation.ge_suites import SUITES_DIR, load_suite_dict
+from tasks.validation.suite import ValidationReport, validate_tables
 
 T0 = datetime(2026, 10, 1, tzinfo=UTC)
 Rows = dict[str, list[dict]]

@@ -11,8 +11,9 @@ import pytest
 from policies.telemetry.ingest import load_telemetry
 from tasks.validation import suite as validation
 from tasks.validation.frames import batch_safe, plan_batches
+from tasks.validation.ge_suites import load_suite_dict
 from tasks.validation.rules import merge_results, result
-from tasks.validation.suite import load_suite_dict, validate_parts
+from tasks.validation.suite import validate_parts
 from tasks.validation.table import series_ordered
 
 ROWS_PER_PART = 4000

@@ -1,0 +1,203 @@
+"""The one publish path every family takes: gates -> signed bundle -> MLflow model -> LATEST.
+
+Every solved version is stored (signed) and registered as a candidate, so it can be served and
+promoted later; LATEST and the ``champion`` alias move only when that family's gates pass, and
+only after registration. Shedding differs from the other families in data only: its bundle also
+carries the tiers and the health scores, its gates also compare the backtest with the champion's,
+and its MLflow artifacts keep their first names (``model``, ``bundle``) for existing readers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from functools import partial
+
+from prefect.logging import get_run_logger
+
+from flows.settings import Settings
+from policies.gates import GateReport, evaluate_gates
+from tasks.publish import move_latest, public_key_json, publish_policy_bundle
+from tasks.solve import SolvedPolicy
+from tasks.support.timeouts import with_timeout
+from tasks.track import TrackingTarget, champion_metric, register_candidate, set_champion
+
+__all__ = [
+    "FamilyOutcome",
+    "BacktestGate",
+    "publish_family",
+    "model_name",
+    "artifact_dirs",
+    "FAMILY_METRICS",
+    "BACKTEST_SHARE",
+]
+
+# The metric each family is compared with its champion on, and its sense (+1: higher is better).
+FAMILY_METRICS = {
+    "shedding": ("shedding.expected_value_per_h", 1.0),
+    "standby": ("standby.expected_covered_per_h", 1.0),
+    "routing": ("routing.expected_objective_ms", -1.0),
+}
+BACKTEST_SHARE = "backtest.share.published"  # shedding's backtest figure the gates compare
+
+
+@dataclass(frozen=True)
+class BacktestGate:
+    """Shedding's extra gate: the backtest's share of the oracle, against the champion's."""
+
+    share: float | None
+    min_share: float
+    tolerance: float
+
+
+@dataclass(frozen=True)
+class FamilyOutcome:
+    """One family's published (or held) version, for the run summary and the run's tags."""
+
+    policy: str
+    expected_value: float
+    worst_gap: float | None
+    chosen: dict[str, int]
+    stored_version: str
+    published: bool
+    bundle_path: str | None
+    model_version: str
+    promoted: bool
+    gates: dict
+    signed: bool = False
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def model_name(settings: Settings, policy: str) -> str:
+    return f"{settings.mlflow.registered_model_prefix}-{policy}"
+
+
+def artifact_dirs(policy: str) -> tuple[str, str]:
+    """(model, bundle files) artifact folders; shedding's kept their first names."""
+    return ("model", "bundle") if policy == "shedding" else (f"model-{policy}", f"bundle-{policy}")
+
+
+def _gates(
+    settings: Settings,
+    target: TrackingTarget,
+    sp: SolvedPolicy,
+    *,
+    validation_passed: bool,
+    backtest: BacktestGate | None,
+) -> GateReport:
+    name = model_name(settings, sp.policy)
+    metric, sense = FAMILY_METRICS[sp.policy]
+    _, champion = champion_metric(target, name, metric)
+    extra = {}
+    if backtest is not None:
+        _, champion_share = champion_metric(target, name, BACKTEST_SHARE)
+        extra = {
+            "backtest_share": backtest.share,
+            "champion_backtest_share": champion_share,
+            "backtest_min_share": backtest.min_share,
+            "backtest_tolerance": backtest.tolerance,
+        }
+    return evaluate_gates(
+        validation_passed=validation_passed,
+        infeasible=sp.infeasible,
+        worst_gap=sp.worst_gap,
+        expected_value=sense * sp.metrics[metric],
+        champion_expected_value=None if champion is None else sense * champion,
+        max_gap=settings.gates.max_gap,
+        tolerance=settings.gates.tolerance,
+        **extra,
+    )
+
+
+def publish_family(
+    settings: Settings,
+    target: TrackingTarget,
+    run_id: str,
+    sp: SolvedPolicy,
+    *,
+    run_manifest: dict,
+    validation_passed: bool,
+    manifest_metrics: dict[str, float] | None = None,
+    backtest: BacktestGate | None = None,
+) -> FamilyOutcome:
+    """Gate, store (signed), register and, when the gates pass, promote one solved family.
+
+    ``run_manifest`` holds the fields that describe the run (inputs, config, seed, versions,
+    scenarios), the same in every family's bundle; ``manifest_metrics`` defaults to the family's.
+    """
+    step = partial(with_timeout, seconds=settings.orchestration.step_timeout_s)
+    name = model_name(settings, sp.policy)
+    gates = _gates(settings, target, sp, validation_passed=validation_passed, backtest=backtest)
+    stored = step(publish_policy_bundle)(
+        settings.store_dir,
+        sp.policy,
+        sp.files,
+        {
+            **run_manifest,
+            "mlflow_run_id": run_id,
+            "mlflow_model": {"name": name},
+            "solvers": sp.solvers,
+            "gates": gates.as_dict(),
+            "metrics": dict(manifest_metrics if manifest_metrics is not None else sp.metrics),
+        },
+        key_dir=settings.bundle.key_dir,
+        set_latest=False,
+    )
+    version = _register(settings, target, run_id, sp, stored, gates)
+    published = None
+    if gates.passed:
+        published = step(move_latest)(settings.store_dir, sp.policy, stored.version, keep=settings.bundle.keep_versions)
+        set_champion(target.client(), name, version)
+    else:
+        get_run_logger().warning(
+            "%s: gates held %s back (%s); it stays stored as a candidate, LATEST as it was",
+            sp.policy,
+            stored.version,
+            "; ".join(f"{c.name}: {c.detail}" for c in gates.failed),
+        )
+    return FamilyOutcome(
+        policy=sp.policy,
+        expected_value=sp.expected_value,
+        worst_gap=sp.worst_gap,
+        chosen=_chosen(sp),
+        stored_version=stored.version,
+        published=published is not None,
+        bundle_path=str(published.path) if published else None,
+        model_version=version,
+        promoted=gates.passed,
+        gates=gates.as_dict(),
+        signed=bool(stored.manifest["signatures"]),
+    )
+
+
+def _register(
+    settings: Settings, target: TrackingTarget, run_id: str, sp: SolvedPolicy, stored, gates: GateReport
+) -> str:
+    """The family's results, run tags and pyfunc model, registered as a candidate: one MLflow step."""
+    model_dir, files_dir = artifact_dirs(sp.policy)
+    return with_timeout(register_candidate, seconds=settings.orchestration.step_timeout_s)(
+        target,
+        run_id,
+        model_name(settings, sp.policy),
+        bundle_path=stored.path,
+        artifact_dir=model_dir,
+        results={
+            "metrics": sp.metrics,
+            "files": sp.files,
+            "artifact_dir": files_dir,
+            "json_artifacts": {f"solvers-{sp.policy}.json": sp.solvers},
+        },
+        run_tags={
+            f"qres.{sp.policy}.bundle_version": stored.version,
+            f"qres.{sp.policy}.gates": "passed" if gates.passed else "held",
+        },
+        public_key=public_key_json(settings.bundle.key_dir) if stored.manifest["signatures"] else None,
+    )
+
+
+def _chosen(sp: SolvedPolicy) -> dict[str, int]:
+    wins: dict[str, int] = {}
+    for record in sp.solvers:
+        wins[record["chosen"]] = wins.get(record["chosen"], 0) + 1
+    return wins
