@@ -69,7 +69,12 @@ print(json.dumps(out, default=str))
 
 
 def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV", "QRES_", "UV_"))}
+    """This process's environment minus what would point Python or uv at this repository's venv.
+
+    Other UV_* variables (an index URL, a cache folder) are kept: they say where packages come from.
+    """
+    drop = ("PYTHON", "VIRTUAL_ENV", "QRES_", "UV_PROJECT", "UV_SYSTEM_PYTHON")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
     env.update(UV_LINK_MODE="copy", UV_PYTHON_DOWNLOADS="never", UV_NO_PROGRESS="1")
     return env
 
