@@ -1,0 +1,93 @@
+"""Behaviour is locked: `make run` on the default sample publishes the same decision bytes as before the redesign.
+
+The sha256 values below were recorded on commit 1d05f4f (before issue 13's layout move) by
+``qres sample --out data/sample`` (default seed and days), ``qres keys init`` and ``qres run``
+with the embedded defaults. A refactor must leave every one of them unchanged.
+
+Decision files do not depend on the signing key, the host or the folder: the key signs only
+the manifest (which also holds the time, paths and MLflow run id, so it is not compared here).
+
+When a change is *meant* to alter decisions, re-record the constants in the same commit and say
+why in its message::
+
+    rm -rf .qres bundles data/sample && make run
+    (cd bundles && sha256sum */v000001/*)     # every file except manifest.json goes below
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Recorded before the redesign, on commit 1d05f4f (see the module docstring to re-record).
+EXPECTED_SHA256 = {
+    "shedding": {
+        "decisions.parquet": "c63290eac0a10a27180fade8070899909e980b8dc0695faf7d25501aec5b8999",
+        "policy.json": "86ff6805dac8adeeb507d31d2c76a175bcd42a6f42db6db67688d27700e80447",
+        "tiers.json": "9be989cbe028349dfe5abfc46589220622d7bf7443e6837a33e10f7f8b77269e",
+        "tiers.parquet": "3ad495821e01bffab4ae7fbbae3b3d03e1895019c090407e5a94c28ea43df4a8",
+        "fallback.json": "52f9949bc27756541b1e91cf15ae905d83fd1782212c6af3ecc31c466615b126",
+        "health.json": "9ea13af779330d0beb555b55dd893057c4bf9d4ab1c99c1abce9f23d5e24e4a5",
+    },
+    "standby": {
+        "decisions.parquet": "2e19568146d53ea1559b65f0f7096c7dcc1697660f5ceb72a4e59139ca39d651",
+        "policy.json": "543e12233cf17c29cc1899a47b745f2027c2a362ad6edc9d5a79f1c4a78ad4dc",
+    },
+    "routing": {
+        "decisions.parquet": "19984748f2a97362ed1d345cb4017abd9d945932ac735ed62c5aab32eefec40b",
+        "policy.json": "ef97d95096df2f810bb84106b850d9c528b758d154c00779c50181e55b893cf9",
+    },
+}
+
+_PATHS = ("data_dir", "store_dir", "state_dir")
+
+
+def _without_paths(settings) -> dict:
+    dumped = settings.model_dump(mode="json")
+    dumped["bundle"].pop("key_dir")
+    return {k: v for k, v in dumped.items() if k not in _PATHS}
+
+
+@pytest.fixture(scope="module")
+def make_run(prefect_harness, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`make run` in a fresh folder: sample, keys, run; no qres.toml there, so the embedded defaults apply."""
+    from flows.cli.app import app
+
+    home = tmp_path_factory.mktemp("make-run")
+    runner = CliRunner()
+    with pytest.MonkeyPatch.context() as mp:
+        for name in [n for n in os.environ if n.startswith("QRES_")]:
+            mp.delenv(name)
+        mp.chdir(home)
+        for args in (["sample", "--out", "data/sample"], ["keys", "init", "--exist-ok"], ["run", "--quiet"]):
+            result = runner.invoke(app, args)
+            assert result.exit_code == 0, f"qres {' '.join(args)}: {result.output}"
+    return home / "bundles"
+
+
+def test_embedded_defaults_are_the_shipped_qres_toml(tmp_path: Path, monkeypatch) -> None:
+    """The run below uses the defaults; `make run` uses qres.toml. They must be the same settings."""
+    from flows.settings import load_settings
+
+    for name in [n for n in os.environ if n.startswith("QRES_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    assert _without_paths(load_settings(None)) == _without_paths(load_settings(ROOT / "qres.toml"))
+
+
+@pytest.mark.parametrize("policy", sorted(EXPECTED_SHA256))
+def test_decision_files_are_byte_identical_to_the_recorded_run(make_run: Path, policy: str) -> None:
+    version = make_run / policy / "v000001"
+    assert (make_run / policy / "LATEST").read_text() == "v000001\n"
+    got = {name: hashlib.sha256((version / name).read_bytes()).hexdigest() for name in EXPECTED_SHA256[policy]}
+    assert got == EXPECTED_SHA256[policy], f"{policy}: decision files changed (see this module's docstring)"
+    shipped = {p.name for p in version.iterdir()} - {"manifest.json"}
+    assert shipped == set(EXPECTED_SHA256[policy]), f"{policy}: a file was added or dropped; record it here"
