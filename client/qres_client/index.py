@@ -49,14 +49,13 @@ columns are read too, and each action carries its row's values in ``Action.extra
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from types import MappingProxyType
-from typing import Any
 
 import pyarrow as pa
 
 from qres_client.bundle import DECISIONS_FILE
+from qres_client.decision import NO_EXTRAS, Action, BundleNotLoadedError, Decision
 from qres_client.decision_table import (
     ACTION_COLUMNS,
     EMPTY,
@@ -67,7 +66,6 @@ from qres_client.decision_table import (
     scenario_runs,
     scenario_sets,
 )
-from qres_client.errors import QresError
 from qres_client.greedy import (
     DEFAULT_UNMATCHED,
     FALLBACK_FILE,
@@ -93,49 +91,7 @@ __all__ = [
 # Same string as policies.scenarios.scenario_set.FALLBACK_KEY (stdlib-only, but kept independent so
 # the client never grows a dependency on the pipeline side).
 FALLBACK_KEY = "fallback:all-down"
-_NO_EXTRAS: Mapping[str, Any] = MappingProxyType({})
 _GREEDY_CACHE_MAX = 4096  # planned observed states kept per loaded version (cleared when full)
-
-
-class BundleNotLoadedError(QresError, LookupError):
-    """decide() was asked about a policy for which no verified bundle is loaded."""
-
-
-@dataclass(frozen=True)
-class Action:
-    workload_id: str  # the subject of the action (a candidate or an endpoint in other families)
-    admit: float  # share admitted, 0..1
-    rank: int  # 1 = admit first, shed last
-    # Columns after the shedding ones (other policy families), by name; compared, not hashed.
-    extras: Mapping[str, Any] = field(default_factory=lambda: _NO_EXTRAS, hash=False)
-
-
-@dataclass(frozen=True)
-class Decision:
-    policy: str
-    version: str
-    scenario: str  # key of the scenario whose plan this is
-    exact: bool  # False when a covering scenario (or the fallback) answered
-    actions: tuple[Action, ...]  # ordered by rank
-
-    def as_dict(self) -> dict[str, Any]:
-        """The JSON document of a decision (``qres decide --json`` prints exactly this)."""
-        return {
-            "policy": self.policy,
-            "version": self.version,
-            "scenario": self.scenario,
-            "exact": self.exact,
-            "actions": [
-                {"workload_id": a.workload_id, "admit": a.admit, "rank": a.rank, **dict(a.extras)} for a in self.actions
-            ],
-        }
-
-    @property
-    def how(self) -> str:
-        """How the scenario was found: exact, planned for the observed state, or closest covering."""
-        if self.exact:
-            return "exact"
-        return "planned for the observed state" if self.scenario == GREEDY_KEY else "closest covering"
 
 
 class _Scenario:
@@ -257,7 +213,7 @@ class _Index:
                 workload[i],
                 admit[i],
                 rank[i],
-                MappingProxyType({n: c[i] for n, c in zip(names, extras)}) if names else _NO_EXTRAS,
+                MappingProxyType({n: c[i] for n, c in zip(names, extras)}) if names else NO_EXTRAS,
             )
             for i in order
         )
