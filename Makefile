@@ -9,6 +9,10 @@ UV         := $(TOOLS)/bin/uv
 QRES       := .venv/bin/qres
 export UV_LINK_MODE := copy
 export UV_PYTHON_DOWNLOADS := never
+# Bytecode at install time: this environment sets PYTHONDONTWRITEBYTECODE=1, so without it every
+# qres process compiles ~15,000 library files again (measured: imports of `qres run` 15.1 s of
+# CPU without .pyc files, 7.3 s with them).
+export UV_COMPILE_BYTECODE := 1
 
 .PHONY: run test lint install install-test sample clean help
 

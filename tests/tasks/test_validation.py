@@ -416,7 +416,7 @@ def test_a_rule_added_to_a_suite_file_is_run(tmp_path, monkeypatch) -> None:
         {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "no_such_column"}},
     ]
     (tmp_path / "sites.json").write_text(json.dumps(suite))
-    monkeypatch.setattr("tasks.validation.suite.SUITES_DIR", tmp_path)
+    monkeypatch.setattr("tasks.validation.ge_suites.SUITES_DIR", tmp_path)
     report = validate_tables(to_tables(valid_rows()), raise_on_failure=False)
     regex, missing = report.violations
     assert (regex.table, regex.column, regex.count, regex.examples) == ("sites", "site_id", 1, ["site-hq"])

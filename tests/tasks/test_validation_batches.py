@@ -9,9 +9,8 @@ import pyarrow as pa
 import pytest
 
 from policies.telemetry.ingest import load_telemetry
-from tasks.validation import suite as validation
 from tasks.validation.frames import batch_safe, plan_batches
-from tasks.validation.ge_suites import load_suite_dict
+from tasks.validation.ge_suites import SuiteRunner, load_suite_dict
 from tasks.validation.rules import merge_results, result
 from tasks.validation.suite import validate_parts
 from tasks.validation.table import series_ordered
@@ -54,14 +53,14 @@ def broken_parts(small_sample: Path) -> dict:
 def _counted_runs(monkeypatch) -> list[int]:
     """How many frames GE validated (the real runner runs; this only counts the calls)."""
     rows: list[int] = []
-    real = validation._SuiteRunner.run
+    real = SuiteRunner.run
 
     def run(self, frame_name, frame, params):
         if frame_name == "health_checks":
             rows.append(len(frame))
         return real(self, frame_name, frame, params)
 
-    monkeypatch.setattr(validation._SuiteRunner, "run", run)
+    monkeypatch.setattr(SuiteRunner, "run", run)
     return rows
 
 
