@@ -20,7 +20,7 @@ from prefect.runtime import flow_run
 
 from flows.environment import configure_environment
 from flows.families import FAMILY_ORDER, publish_families, remember_latency_pool, submit_families, submit_latency_pool
-from flows.settings import Settings, backtest_config, load_settings
+from flows.settings import Settings, anneal_params, backtest_config, load_settings
 from flows.summary import family_line
 from policies.gates import evaluate_gates
 from policies.telemetry.ingest import conform_tables, snapshot_id
@@ -196,11 +196,7 @@ def run_nightly(
         solvers=settings.solve.solvers,
         levels=settings.solve.levels,
         top_k=settings.solve.top_k,
-        anneal_params={
-            "sampler": settings.solve.sampler,
-            "num_reads": settings.solve.anneal_num_reads,
-            "num_sweeps": settings.solve.anneal_num_sweeps,
-        },
+        anneal_params=anneal_params(settings),
         cache_dir=settings.state_dir / "cache" / POLICY if settings.orchestration.solve_cache else None,
         chunk_size=settings.orchestration.solve_chunk,
         timeout_s=settings.orchestration.task_timeout_s,
