@@ -101,6 +101,11 @@ def solve_problem(
     }
 
 
+def _time_limit(settings, family_name: str) -> float:
+    """The nightly's time limit for the family (its CP-SAT budget follows it)."""
+    return settings.solve.time_limit_s if family_name == "shedding" else settings.families.time_limit_s
+
+
 def register(app: typer.Typer) -> None:
     @app.command("solve")
     def solve_cmd(
@@ -112,7 +117,15 @@ def register(app: typer.Typer) -> None:
             ),
         ],
         solver: Annotated[str, typer.Option("--solver", help=f"One of {', '.join(_SOLVER_CHOICES)}.")] = "portfolio",
-        time_limit: Annotated[float, typer.Option("--time-limit", help="Seconds per solver.", min=0.001)] = 2.0,
+        time_limit: Annotated[
+            float | None,
+            typer.Option(
+                "--time-limit",
+                help="Seconds per solver (default: the config's, solve.time_limit_s for shedding, "
+                "families.time_limit_s for the others).",
+                min=0.001,
+            ),
+        ] = None,
         seed: Annotated[
             int | None,
             typer.Option(
@@ -143,7 +156,7 @@ def register(app: typer.Typer) -> None:
                 doc,
                 solver=solver,
                 seed=settings.seed if seed is None else seed,
-                time_limit_s=time_limit,
+                time_limit_s=time_limit or _time_limit(settings, family),
                 anneal=anneal_params(settings),
             )
         except QresError as exc:
