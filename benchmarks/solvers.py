@@ -32,7 +32,8 @@ from policies.shedding.solvers import SHEDDING_SOLVERS
 from policies.solve.portfolio import solve_portfolio
 from policies.standby.problem import is_feasible_standby, standby_objective, standby_problem_from_dict
 from policies.standby.solvers import AnnealingStandbySolver, CpSatStandbySolver, GreedyStandbySolver
-from policies.tiers.policy import TIER_SOLVERS, TierProblem, is_feasible_tiers, tier_objective
+from policies.tiers.problem import TierProblem, is_feasible_tiers, tier_objective
+from policies.tiers.solvers import TIER_SOLVERS
 
 
 def shedding_instances(n: int, scenarios: int, seed: int = 1) -> list[SheddingProblem]:

@@ -25,7 +25,7 @@ from prefect.futures import PrefectFuture
 from prefect.logging import get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.settings import Settings
+from flows.settings import Settings, anneal_params
 from policies.scenarios.scenario_set import ScenarioSet
 from tasks.solve import SolvedPolicy
 from tasks.solve_families import (
@@ -150,7 +150,7 @@ def submit_families(
     the run until :meth:`PendingFamilies.result` (measured: ~0.5 s off a re-solve).
     """
     fam, solve = settings.families, settings.solve
-    anneal = {"sampler": solve.sampler, "num_reads": solve.anneal_num_reads, "num_sweeps": solve.anneal_num_sweeps}
+    anneal = anneal_params(settings)
     solved = []
     # The solves need the small tables only (routing gets its latency pool): on a Dask cluster
     # the health checks are then shipped once, to the pool's task, not to every family.

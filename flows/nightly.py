@@ -19,7 +19,7 @@ from prefect.runtime import flow_run
 from flows.environment import configure_environment
 from flows.families import PendingFamilies, remember_latency_pool, submit_families, submit_latency_pool
 from flows.publish import BacktestGate, FamilyOutcome, publish_family
-from flows.settings import Settings, backtest_config, load_settings
+from flows.settings import Settings, anneal_params, backtest_config, load_settings
 from flows.stages import Validated, build_scenarios, config_hash, fit_model, ingest_and_validate, run_manifest
 from flows.summary import RunSummary
 from policies.model.failure_model import FailureModel
@@ -105,11 +105,7 @@ def _solve_shedding(settings: Settings, tables: dict, scenarios: ScenarioSet, sc
         solvers=solve.solvers,
         levels=solve.levels,
         top_k=solve.top_k,
-        anneal_params={
-            "sampler": solve.sampler,
-            "num_reads": solve.anneal_num_reads,
-            "num_sweeps": solve.anneal_num_sweeps,
-        },
+        anneal_params=anneal_params(settings),
         cache_dir=settings.state_dir / "cache" / "shedding" if settings.orchestration.solve_cache else None,
         chunk_size=settings.orchestration.solve_chunk,
         timeout_s=settings.orchestration.task_timeout_s,

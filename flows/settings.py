@@ -9,6 +9,7 @@ working directory when there is no file), so all state stays in the project fold
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -17,8 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 from policies.errors import ConfigError
+from policies.solve.anneal import AnnealParams
 
-__all__ = ["Settings", "load_settings", "backtest_config", "CONFIG_FILE_NAME"]
+__all__ = ["Settings", "load_settings", "backtest_config", "anneal_params", "CONFIG_FILE_NAME"]
 
 CONFIG_FILE_NAME = "qres.toml"
 
@@ -259,37 +261,31 @@ def load_settings(config: str | Path | None = None, **overrides: Any) -> Setting
     return settings.resolved(root)
 
 
+def anneal_params(settings: Settings) -> AnnealParams:
+    """The annealer settings every family's ``anneal`` solver gets (nightly, re-solve, backtest)."""
+    so = settings.solve
+    return AnnealParams(sampler=so.sampler, num_reads=so.anneal_num_reads, num_sweeps=so.anneal_num_sweeps)
+
+
 def backtest_config(settings: Settings):
     """The backtest parameters from the settings (the same model, scenario and solver settings as nightly);
-    shared by the nightly flow's backtest step and ``qres backtest``."""
+    shared by the nightly flow's backtest step and ``qres backtest``.
+
+    Every field of ``BacktestConfig`` names the setting it reads (``"section.name"``), so this
+    only walks them; a settings model (a what-if) becomes its plain dict.
+    """
     from policies.backtest.run import BacktestConfig
 
-    m, sc, so, bt = settings.model, settings.scenarios, settings.solve, settings.backtest
-    return BacktestConfig(
-        train_fraction=bt.train_fraction,
-        merge_gap_min=bt.merge_gap_min,
-        alpha=bt.cvar_alpha,
-        window_min=m.window_min,
-        hysteresis_windows=m.hysteresis_windows,
-        hysteresis_min=m.hysteresis_min,
-        agreement=m.agreement,
-        target_mass=sc.target_mass,
-        scenario_params={
-            "sample_max": sc.sample_max,
-            "sample_min_probability": sc.sample_min_probability,
-            "sample_params": {
-                "num_reads": sc.sample_num_reads,
-                "num_sweeps": sc.sample_num_sweeps,
-                "beta": sc.sample_beta,
-            },
-            "what_if": [w.model_dump() for w in sc.what_if],
-        },
-        solvers=so.solvers,
-        time_limit_s=so.time_limit_s,
-        levels=so.levels,
-        anneal_params={"sampler": so.sampler, "num_reads": so.anneal_num_reads, "num_sweeps": so.anneal_num_sweeps},
-        seed=settings.seed,
-        goal_share=bt.goal_share,
-        goal_cvar_ratio=bt.goal_cvar_ratio,
-        unmatched=bt.unmatched,
-    )
+    derived = {"solve.anneal": anneal_params(settings)}
+
+    def read(path: str) -> Any:
+        if path in derived:
+            return derived[path]
+        value: Any = settings
+        for part in path.split("."):
+            value = getattr(value, part)
+        if isinstance(value, tuple) and value and all(isinstance(v, BaseModel) for v in value):
+            return tuple(v.model_dump() for v in value)
+        return value
+
+    return BacktestConfig(**{f.name: read(f.metadata["setting"]) for f in dataclasses.fields(BacktestConfig)})

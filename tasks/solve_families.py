@@ -1,9 +1,8 @@
-"""Solve: the standby and routing families and the robust tier assignment, through the portfolio.
+"""Solve: the standby and routing families and the robust tier assignment, as tasks the families flow runs.
 
-Each solve goes through the content-addressed cache (:func:`tasks.support.solve_cache.solve_cached`,
-``cache_dir`` = ``<state_dir>/cache/<family>``, None = off): the key is the problem's whole
-content, the run seed and the solver settings, so a re-solve whose problem did not change
-gets the previous answer without solving, and the files are rebuilt from it exactly as
+Each goes through :func:`tasks.solve.solve_problems`, the same cached solve path as shedding
+(``cache_dir`` = ``<state_dir>/cache/<family>``, None = off): a re-solve whose problem did not
+change gets the previous answer without solving, and the files are rebuilt from it exactly as
 from a fresh solve (the bytes do not depend on the cache).
 """
 
@@ -16,35 +15,17 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
-from policies.routing.policy import (
-    latency_pool,
-    routing_decisions_table,
-    routing_documents,
-    routing_policy_document,
-    solve_routing,
-)
-from policies.routing.problem import is_feasible_routing, routing_problem_from_dict
+from policies.families import family
+from policies.routing.policy import latency_pool, routing_decisions_table, routing_documents, routing_policy_document
 from policies.scenarios.scenario_set import ScenarioSet
 from policies.shedding.policy import build_shedding_problems
-from policies.solve.portfolio import derive_seed, solve_portfolio
-from policies.standby.policy import (
-    build_standby_problem,
-    solve_standby,
-    standby_decisions_table,
-    standby_policy_document,
-)
-from policies.standby.problem import is_feasible_standby
-from policies.tiers.policy import (
-    TIER_SOLVERS,
-    is_feasible_tiers,
-    tier_objective,
-    tier_problem_from_shedding,
-    tiers_document,
-    tiers_table,
-)
+from policies.solve.anneal import AnnealParams
+from policies.standby.policy import build_standby_problem, standby_decisions_table, standby_policy_document
+from policies.tiers.policy import tiers_document, tiers_table
+from policies.tiers.problem import tier_problem_from_shedding
 from qres_client.bundle import encode_json, encode_parquet
-from tasks.solve import SolvedPolicy
-from tasks.support.solve_cache import content_cache_key, load_cached_results, solve_cached, store_cached_results
+from tasks.solve import SolvedPolicy, solve_problems, summarize_results
+from tasks.support.solve_cache import load_cached_results, store_cached_results
 
 __all__ = [
     "solve_standby_policy",
@@ -56,26 +37,6 @@ __all__ = [
 ]
 
 
-def _record(r) -> dict:
-    return {
-        "scenario": r.problem_key,
-        "chosen": r.chosen,
-        "objective": r.best.objective,
-        "bound": r.bound,
-        "gap": r.gap,
-        "candidates": {
-            c.info.solver: {
-                "status": c.info.status,
-                "objective": c.objective,
-                "bound": c.info.bound,
-                "time_s": c.info.time_s,
-                "seed": c.info.seed,
-            }
-            for c in r.candidates
-        },
-    }
-
-
 @task(name="solve-standby", cache_policy=NO_CACHE)
 def solve_standby_policy(
     tables: dict[str, pa.Table],
@@ -85,35 +46,31 @@ def solve_standby_policy(
     time_limit_s: float,
     solvers: tuple[str, ...],
     top_k: int,
-    anneal_params: dict,
+    anneal_params: AnnealParams,
     cache_dir: Path | None = None,
 ) -> SolvedPolicy:
     """One standby placement for all scenarios; per-scenario activation lists for the client."""
+    sc = scenarios.scenarios
     problem, doc = build_standby_problem(
-        tables["services"], tables["workloads"], tables["sites"], tables["standby_candidates"], scenarios.scenarios
+        tables["services"], tables["workloads"], tables["sites"], tables["standby_candidates"], sc
     )
-    key = content_cache_key(
+    (res,), solved = solve_problems(
         "standby",
-        problem,
+        [problem],
         seed=seed,
-        settings={"time_limit_s": time_limit_s, "solvers": list(solvers), "top_k": top_k, "anneal": anneal_params},
-    )
-    res, hit = solve_cached(
-        cache_dir,
-        key,
-        lambda: solve_standby(
-            problem, seed=seed, time_limit_s=time_limit_s, solvers=solvers, anneal_params=anneal_params, top_k=top_k
-        ),
+        time_limit_s=time_limit_s,
+        solvers=solvers,
+        top_k=top_k,
+        anneal=anneal_params,
+        cache_dir=cache_dir,
     )
     files = {
-        "decisions.parquet": encode_parquet(
-            standby_decisions_table(scenarios.scenarios, problem, doc, res.best.solution)
-        ),
-        "policy.json": encode_json(standby_policy_document(scenarios.scenarios, problem, doc, res)),
+        "decisions.parquet": encode_parquet(standby_decisions_table(sc, problem, doc, res.best.solution)),
+        "policy.json": encode_json(standby_policy_document(sc, problem, doc, res)),
     }
-    infeasible = int(not is_feasible_standby(problem, res.best.solution))
+    records, infeasible, gap, covered = summarize_results([res], [problem], family("standby").is_feasible, [1.0])
     metrics = {
-        "standby.expected_covered_per_h": res.best.objective,
+        "standby.expected_covered_per_h": covered,
         "standby.value_at_stake_per_h": problem.at_stake,
         "standby.gap": res.gap or 0.0,
         "standby.infeasible": float(infeasible),
@@ -123,11 +80,11 @@ def solve_standby_policy(
         "standby: chose %s (%d candidates kept), covered %.2f of %.2f/h%s",
         res.chosen,
         int(res.best.solution.sum()),
-        res.best.objective,
+        covered,
         problem.at_stake,
-        " (from the cache)" if hit else "",
+        "" if solved else " (from the cache)",
     )
-    return SolvedPolicy("standby", files, metrics, [_record(res)], infeasible, res.gap, res.best.objective)
+    return SolvedPolicy("standby", files, metrics, records, infeasible, gap, covered)
 
 
 @task(name="routing-latency-pool", cache_policy=NO_CACHE)
@@ -164,52 +121,40 @@ def solve_routing_policy(
     pool: dict | None = None,
 ) -> SolvedPolicy:
     """Per scenario, traffic weights across each service's region endpoints (LP with a CVaR term)."""
+    sc = scenarios.scenarios
     docs = routing_documents(
         tables["services"],
         tables["dependencies"],
         tables["workloads"],
         tables.get("health_checks"),
-        scenarios.scenarios,
+        sc,
         seed=seed,
         pool=pool,
         **options,
     )
-    problems = [routing_problem_from_dict(d) for d in docs]
-    # Per scenario, like shedding: each solve is seeded by its problem's key, so a scenario whose
-    # problem did not change gets exactly the answer a fresh solve would give.
-    keys = [
-        content_cache_key("routing", p, seed=seed, settings={"time_limit_s": time_limit_s, "top_k": top_k})
-        for p in problems
-    ]
-    found = load_cached_results(cache_dir, keys)
-    fresh = {
-        k: solve_routing(p, seed=seed, time_limit_s=time_limit_s, top_k=top_k)
-        for k, p in zip(keys, problems)
-        if k not in found
-    }
-    store_cached_results(cache_dir, fresh)
-    results = [found.get(k) or fresh[k] for k in keys]
+    fam = family("routing")
+    problems = [fam.from_dict(d) for d in docs]
+    results, solved = solve_problems(
+        "routing", problems, seed=seed, time_limit_s=time_limit_s, top_k=top_k, cache_dir=cache_dir
+    )
     get_run_logger().info(
-        "routing: %d of %d scenarios solved, %d from the cache", len(fresh), len(problems), len(problems) - len(fresh)
+        "routing: %d of %d scenarios solved, %d from the cache", solved, len(problems), len(problems) - solved
     )
     files = {
-        "decisions.parquet": encode_parquet(routing_decisions_table(scenarios.scenarios, problems, results)),
-        "policy.json": encode_json(routing_policy_document(scenarios.scenarios, problems, results, docs)),
+        "decisions.parquet": encode_parquet(routing_decisions_table(sc, problems, results)),
+        "policy.json": encode_json(routing_policy_document(sc, problems, results, docs)),
     }
-    infeasible = sum(not is_feasible_routing(p, r.best.solution) for p, r in zip(problems, results))
-    gaps = [r.gap for r in results if r.gap is not None]
-    mass = sum(s.probability for s in scenarios.scenarios) or 1.0
-    expected = sum(s.probability * r.best.objective for s, r in zip(scenarios.scenarios, results)) / mass
+    records, infeasible, worst_gap, expected = summarize_results(
+        results, problems, fam.is_feasible, [s.probability for s in sc]
+    )
     metrics = {
         "routing.expected_objective_ms": expected,
-        "routing.worst_gap": max(gaps, default=0.0),
+        "routing.worst_gap": worst_gap or 0.0,
         "routing.infeasible": float(infeasible),
         "routing.scenarios": float(len(problems)),
-        "routing.solved": float(len(fresh)),
+        "routing.solved": float(solved),
     }
-    return SolvedPolicy(
-        "routing", files, metrics, [_record(r) for r in results], infeasible, max(gaps, default=None), expected
-    )
+    return SolvedPolicy("routing", files, metrics, records, infeasible, worst_gap, expected)
 
 
 @task(name="solve-tiers", cache_policy=NO_CACHE)
@@ -226,29 +171,10 @@ def solve_tier_assignment(
     cache_dir: Path | None = None,
 ) -> tuple[dict[str, bytes], dict]:
     """The robust tier assignment, as extra files for the shedding bundle (tiers.parquet, tiers.json)."""
-    shedding = build_shedding_problems(
-        tables["services"], tables["dependencies"], tables["workloads"], scenarios.scenarios
-    )
-    p = tier_problem_from_shedding(
-        shedding, [s.probability for s in scenarios.scenarios], tiers=tiers, alpha=alpha, lam=lam
-    )
-    key = content_cache_key(
-        "tiers", p, seed=seed, settings={"time_limit_s": time_limit_s, "top_k": top_k, "solvers": list(TIER_SOLVERS)}
-    )
-    res, _ = solve_cached(
-        cache_dir,
-        key,
-        lambda: solve_portfolio(
-            p,
-            [v() for v in TIER_SOLVERS.values()],
-            objective=tier_objective,
-            is_feasible=is_feasible_tiers,
-            seed=derive_seed(seed, p.key),
-            time_limit_s=time_limit_s,
-            sense="min",
-            top_k=top_k,
-        ),
-    )
+    sc = scenarios.scenarios
+    shedding = build_shedding_problems(tables["services"], tables["dependencies"], tables["workloads"], sc)
+    p = tier_problem_from_shedding(shedding, [s.probability for s in sc], tiers=tiers, alpha=alpha, lam=lam)
+    (res,), _ = solve_problems("tiers", [p], seed=seed, time_limit_s=time_limit_s, top_k=top_k, cache_dir=cache_dir)
     doc = tiers_document(p, res)
     files = {"tiers.parquet": encode_parquet(tiers_table(p, res.best.solution)), "tiers.json": encode_json(doc)}
     return files, {

@@ -9,64 +9,21 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import numpy as np
 import typer
 from rich.table import Table
 
-from flows.cli.common import JsonOpt, console, fail, out
+from flows.cli.common import ConfigOpt, JsonOpt, abs_path, console, fail, out
+from flows.settings import anneal_params, load_settings
 from policies.errors import ConfigError, QresError
+from policies.solve.anneal import AnnealParams
 
 __all__ = ["register", "solve_problem", "FAMILIES"]
 
-FAMILIES = ("shedding", "tiers", "standby", "routing")
+FAMILIES = ("shedding", "tiers", "standby", "routing")  # the order of policies.families.FAMILIES
 _SOLVER_CHOICES = ("portfolio", "greedy", "cpsat", "lp", "anneal")
-
-
-def _shedding(doc: dict) -> tuple[Any, dict, Any, Any, str]:
-    from policies.shedding.policy import SHEDDING_SOLVERS, SheddingProblem, is_feasible_shedding, shedding_objective
-
-    wl = sorted(doc["workloads"], key=lambda w: str(w["workload_id"]))
-    prob = SheddingProblem(
-        scenario_key=str(doc.get("key", "shedding")),
-        workload_ids=tuple(str(w["workload_id"]) for w in wl),
-        value_per_hour=np.array([float(w["value_per_hour"]) for w in wl]),
-        risk_per_hour=np.array([float(w.get("risk_per_hour", 0.0)) for w in wl]),
-        demand=np.array([float(w["demand"]) for w in wl]),
-        min_share=np.array([float(w.get("min_share", 0.0)) for w in wl]),
-        runnable=np.array([bool(w.get("runnable", True)) for w in wl]),
-        capacity=float(doc["capacity"]),
-        levels=int(doc.get("levels", 4)),
-    )
-    return prob, SHEDDING_SOLVERS, shedding_objective, is_feasible_shedding, "max"
-
-
-def _tiers(doc: dict):
-    from policies.tiers.policy import TIER_SOLVERS, is_feasible_tiers, tier_objective, tier_problem_from_dict
-
-    return tier_problem_from_dict(doc), TIER_SOLVERS, tier_objective, is_feasible_tiers, "min"
-
-
-def _standby(doc: dict):
-    from policies.standby.problem import is_feasible_standby, standby_objective, standby_problem_from_dict
-    from policies.standby.solvers import STANDBY_SOLVERS
-
-    return standby_problem_from_dict(doc), STANDBY_SOLVERS, standby_objective, is_feasible_standby, "max"
-
-
-def _routing(doc: dict):
-    from policies.routing.problem import (
-        ROUTING_SOLVERS,
-        is_feasible_routing,
-        routing_objective,
-        routing_problem_from_dict,
-    )
-
-    return routing_problem_from_dict(doc), ROUTING_SOLVERS, routing_objective, is_feasible_routing, "min"
-
-
-_LOADERS = {"shedding": _shedding, "tiers": _tiers, "standby": _standby, "routing": _routing}
 
 
 def _solution(x) -> list:
@@ -75,44 +32,55 @@ def _solution(x) -> list:
 
 
 def solve_problem(
-    family: str, doc: dict, *, solver: str = "portfolio", seed: int = 7, time_limit_s: float = 2.0, top_k: int = 3
+    family_name: str,
+    doc: dict,
+    *,
+    solver: str = "portfolio",
+    seed: int = 7,
+    time_limit_s: float = 2.0,
+    top_k: int = 3,
+    anneal: AnnealParams | None = None,
 ) -> dict:
-    """Solve one problem document; the result as a JSON-ready dict."""
-    from policies.solve.portfolio import solve_portfolio
+    """Solve one problem document as the nightly does; the result as a JSON-ready dict.
 
-    if family not in _LOADERS:
-        raise ConfigError(f"unknown family {family!r}; choose from {', '.join(FAMILIES)}")
+    ``seed`` is the run seed: the problem's own seed is derived from it and the problem's key
+    (``problem_seed`` in the result), exactly as the nightly seeds each scenario, so a nightly
+    scenario's problem with the nightly's seed and settings gives the nightly's decision.
+    """
+    from policies.families import family
+    from policies.solve.portfolio import derive_seed
+
+    fam = family(family_name)
     try:
-        problem, registry, objective, feasible, sense = _LOADERS[family](doc)
+        problem = fam.from_dict(doc)
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(
-            f"{family} problem file is not valid: {type(exc).__name__}: {exc} "
-            f"(see README 'Problem files' and data/examples/{family}.json)"
+            f"{family_name} problem file is not valid: {type(exc).__name__}: {exc} "
+            f"(see README 'Problem files' and data/examples/{family_name}.json)"
         ) from exc
-    names = list(registry) if solver == "portfolio" else [solver]
-    if solver != "portfolio" and solver not in registry:
-        raise ConfigError(f"solver {solver!r} does not apply to {family}; choose from portfolio, {', '.join(registry)}")
-    res = solve_portfolio(
+    if solver != "portfolio" and solver not in fam.solvers:
+        raise ConfigError(
+            f"solver {solver!r} does not apply to {family_name}; choose from portfolio, {', '.join(fam.solvers)}"
+        )
+    res = fam.solve(
         problem,
-        [registry[n]() for n in names],
-        objective=objective,
-        is_feasible=feasible,
         seed=seed,
         time_limit_s=time_limit_s,
-        sense=sense,
+        solvers=None if solver == "portfolio" else [solver],
+        anneal=anneal,
         top_k=top_k,
     )
-    ids = getattr(problem, "workload_ids", None) or getattr(problem, "candidate_ids", None) or problem.endpoint_ids
     return {
-        "family": family,
+        "family": family_name,
         "key": problem.key,
-        "sense": sense,
+        "sense": fam.sense,
         "chosen": res.chosen,
         "objective": res.best.objective,
         "bound": res.bound,
         "gap": res.gap,
         "seed": seed,
-        "variables": list(ids),
+        "problem_seed": derive_seed(seed, problem.key),
+        "variables": list(fam.variables(problem)),
         "solution": _solution(res.best.solution),
         "candidates": [
             {
@@ -133,6 +101,11 @@ def solve_problem(
     }
 
 
+def _time_limit(settings, family_name: str) -> float:
+    """The nightly's time limit for the family (its CP-SAT budget follows it)."""
+    return settings.solve.time_limit_s if family_name == "shedding" else settings.families.time_limit_s
+
+
 def register(app: typer.Typer) -> None:
     @app.command("solve")
     def solve_cmd(
@@ -144,11 +117,32 @@ def register(app: typer.Typer) -> None:
             ),
         ],
         solver: Annotated[str, typer.Option("--solver", help=f"One of {', '.join(_SOLVER_CHOICES)}.")] = "portfolio",
-        time_limit: Annotated[float, typer.Option("--time-limit", help="Seconds per solver.", min=0.001)] = 2.0,
-        seed: Annotated[int, typer.Option("--seed", help="Seed (below 2**31).", min=0, max=2**31 - 1)] = 7,
+        time_limit: Annotated[
+            float | None,
+            typer.Option(
+                "--time-limit",
+                help="Seconds per solver (default: the config's, solve.time_limit_s for shedding, "
+                "families.time_limit_s for the others).",
+                min=0.001,
+            ),
+        ] = None,
+        seed: Annotated[
+            int | None,
+            typer.Option(
+                "--seed",
+                help="Run seed (below 2**31; default: the config's). The problem's seed is derived from it and "
+                "the problem's key, as the nightly seeds each scenario.",
+                min=0,
+                max=2**31 - 1,
+            ),
+        ] = None,
+        config: ConfigOpt = None,
         json_out: JsonOpt = False,
     ) -> None:
-        """Solve one problem file with the portfolio (or one solver) and print every candidate."""
+        """Solve one problem file with the portfolio (or one solver) and print every candidate.
+
+        The seed and the annealer settings come from the config (as in the nightly), so a nightly
+        scenario's problem gives the nightly's decision."""
         if solver not in _SOLVER_CHOICES:
             fail(ConfigError(f"--solver must be one of {', '.join(_SOLVER_CHOICES)}, got {solver!r}"))
         try:
@@ -156,7 +150,15 @@ def register(app: typer.Typer) -> None:
         except (OSError, json.JSONDecodeError) as exc:
             fail(ConfigError(f"cannot read {problem_file} as JSON: {exc}"))
         try:
-            result = solve_problem(family, doc, solver=solver, seed=seed, time_limit_s=time_limit)
+            settings = load_settings(abs_path(config))
+            result = solve_problem(
+                family,
+                doc,
+                solver=solver,
+                seed=settings.seed if seed is None else seed,
+                time_limit_s=time_limit or _time_limit(settings, family),
+                anneal=anneal_params(settings),
+            )
         except QresError as exc:
             fail(exc)
         if json_out:

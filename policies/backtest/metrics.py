@@ -1,38 +1,20 @@
-"""Figures a backtest reports: tail loss (CVaR) over incidents and how far decisions move.
+"""Figures a backtest reports: per incident and overall, tail loss (CVaR) and how far decisions move.
 
 Kept apart from the replay engine so each figure can be checked by hand on a few numbers.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
+import pandas as pd
 
-__all__ = ["cvar", "kl_divergence", "share_or_none"]
+from policies.risk import cvar
 
+__all__ = ["POLICY_ORDER", "incident_figures", "summarize", "kl_divergence", "share_or_none"]
 
-def cvar(losses: Sequence[float], alpha: float = 0.95) -> float | None:
-    """Mean of the worst ``1 - alpha`` share of equally likely losses (Rockafellar-Uryasev).
-
-    With n losses the tail holds ``(1 - alpha) * n`` of them; a fractional last one counts
-    with its fraction, and fewer than ``1 / (1 - alpha)`` losses give the largest loss, so
-    with 20 incidents CVaR95 is the worst incident and CVaR90 the mean of the worst two.
-    None when there are no losses.
-    """
-    if not 0.0 <= alpha < 1.0:
-        raise ValueError(f"alpha must be within [0, 1), got {alpha!r}")
-    x = np.sort(np.asarray(losses, dtype=np.float64))[::-1]
-    if x.size == 0:
-        return None
-    if not np.all(np.isfinite(x)):
-        raise ValueError("losses must be finite numbers")
-    tail = max(round((1.0 - alpha) * x.size, 9), 1.0) if alpha > 0 else float(x.size)  # 0.05 * 20 is 0.9999...
-    full = int(math.floor(tail + 1e-12))
-    rest = tail - full
-    total = float(x[:full].sum()) + (rest * float(x[full]) if rest > 1e-12 and full < x.size else 0.0)
-    return total / tail
+POLICY_ORDER = ("published", "fcfs", "tiers", "greedy", "oracle")
 
 
 def kl_divergence(p: Sequence[float], q: Sequence[float], *, eps: float = 1e-6) -> float:
@@ -54,3 +36,80 @@ def kl_divergence(p: Sequence[float], q: Sequence[float], *, eps: float = 1e-6) 
 def share_or_none(value: float, reference: float) -> float | None:
     """value / reference, or None when the reference is not positive (nothing to retain)."""
     return value / reference if reference > 1e-12 else None
+
+
+def incident_figures(inc, full, truth, runs, normal_run, normal_value) -> dict:
+    """One incident's figures per policy: value, share of the oracle's, loss, min-share violations, switch, KL."""
+    hours = full.window_min / 60.0
+    oracle_value = float(runs["oracle"][0].sum()) * hours
+    bad = np.array([v.key != "normal" for v in truth])
+    demand = truth[0].problem.demand
+    figures = {}
+    for name, (values, realized, intended) in runs.items():
+        value = float(values.sum()) * hours
+        viol = sum(int(np.sum(t.problem.runnable & (k < t.problem.bounds.lo))) for t, k in zip(truth, realized))
+        normal_k = normal_run[name][2][0]
+        switch = next((j for j, k in enumerate(intended) if not np.array_equal(k, normal_k)), None)
+        mix = sum((k * demand for k, b in zip(realized, bad) if b), np.zeros(len(demand)))
+        figures[name] = {
+            "value": value,
+            "share": share_or_none(value, oracle_value),
+            "loss": float(normal_value * len(values) * hours - value),
+            "min_share_violation_min": viol * full.window_min,
+            "switch_min": None if switch is None else switch * full.window_min,
+            "kl": kl_divergence(mix, normal_run[name][1][0] * demand) if bad.any() else 0.0,
+        }
+    start = full.start + pd.Timedelta(minutes=inc.start_window * full.window_min)
+    return {
+        "number": inc.number,
+        "start": start.isoformat(),
+        "minutes": (inc.end_window - inc.start_window) * full.window_min,
+        "outage_min": inc.outage_windows * full.window_min,
+        "services": list(inc.services),
+        "states": sorted({v.key for v in truth}),
+        "impacting": bool(oracle_value < normal_value * (inc.end_window - inc.start_window) * hours - 1e-6),
+        "policies": figures,
+    }
+
+
+def summarize(
+    per_incident: list[dict], *, alpha: float = 0.95, goal_share: float = 0.95, goal_cvar_ratio: float = 0.5
+) -> dict:
+    """Overall figures per policy, and whether the published policy met the goals.
+
+    ``share`` is total value over total oracle value (incidents weigh by their length and
+    cost); ``mean_share`` the plain mean of per-incident shares; ``cvar`` the CVaR at
+    ``alpha`` of the per-incident losses.
+    """
+    overall = {}
+    names = [n for n in POLICY_ORDER if per_incident and n in per_incident[0]["policies"]]
+    oracle_total = sum(i["policies"]["oracle"]["value"] for i in per_incident) if per_incident else 0.0
+    for n in names:
+        figs = [i["policies"][n] for i in per_incident]
+        shares = [f["share"] for f in figs if f["share"] is not None]
+        switches = [f["switch_min"] for f in figs if f["switch_min"] is not None]
+        overall[n] = {
+            "share": share_or_none(sum(f["value"] for f in figs), oracle_total),
+            "mean_share": float(np.mean(shares)) if shares else None,
+            "min_share": float(np.min(shares)) if shares else None,
+            "loss": float(sum(f["loss"] for f in figs)),
+            "cvar": cvar([f["loss"] for f in figs], alpha, whole_tail=True),
+            "min_share_violation_min": int(sum(f["min_share_violation_min"] for f in figs)),
+            "switch_min_median": float(np.median(switches)) if switches else None,
+            "kl_mean": float(np.mean([f["kl"] for f in figs])) if figs else None,
+        }
+    goal = {"share": goal_share, "cvar_ratio": goal_cvar_ratio, "share_met": None, "cvar_met": None}
+    if "published" in overall and per_incident:
+        pub, tiers = overall["published"], overall.get("tiers")
+        goal["share_met"] = pub["share"] is None or pub["share"] >= goal_share
+        if tiers and tiers["cvar"] is not None and pub["cvar"] is not None:
+            goal["cvar_ratio_measured"] = share_or_none(pub["cvar"], tiers["cvar"])
+            goal["cvar_met"] = pub["cvar"] <= goal_cvar_ratio * tiers["cvar"] + 1e-9
+    return {
+        "alpha": alpha,
+        "incidents": per_incident,
+        "n_incidents": len(per_incident),
+        "n_impacting": sum(1 for i in per_incident if i["impacting"]),
+        "overall": overall,
+        "goal": goal,
+    }

@@ -40,7 +40,7 @@ import pyarrow as pa
 from policies.graph import close_down_set, hard_dependents, root_down_set
 from policies.model.states import DEGRADED, DOWN, UP
 from policies.scenarios.scenario_set import Scenario, scenario_key
-from policies.shedding.policy import GreedySheddingSolver, build_shedding_problems, solve_shedding
+from policies.shedding.policy import SHEDDING, GreedySheddingSolver, build_shedding_problems
 from policies.shedding.problem import SheddingProblem, shedding_objective
 
 __all__ = [
@@ -180,9 +180,9 @@ class OraclePolicy:
         self.seed, self.time_limit_s = seed, time_limit_s
 
     def intend(self, view: View) -> tuple[np.ndarray, np.ndarray]:
-        res = solve_shedding(
-            [view.problem], seed=self.seed, time_limit_s=self.time_limit_s, solvers=("greedy", "cpsat"), top_k=1
-        )[0]
+        res = SHEDDING.solve(
+            view.problem, seed=self.seed, time_limit_s=self.time_limit_s, solvers=("greedy", "cpsat"), top_k=1
+        )
         return np.asarray(res.best.solution, dtype=np.int64), view.problem.order
 
 

@@ -17,7 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from policies.backtest.metrics import cvar, kl_divergence, share_or_none
+from policies.backtest.metrics import incident_figures, summarize
 from policies.backtest.replay import (
     GreedyPolicy,
     OraclePolicy,
@@ -32,37 +32,63 @@ from policies.errors import QresError
 from policies.model.failure_model import FailureModel, fit_failure_model
 from policies.model.states import UP, hysteresis_length
 from policies.scenarios.scenario_set import ScenarioSet, build_scenarios
-from policies.shedding.fallback import FALLBACK_FILE, fallback_document
-from policies.shedding.policy import build_shedding_problems, decisions_table, policy_document, solve_shedding
-from qres_client.bundle import encode_json, encode_parquet
+from policies.shedding.fallback import FALLBACK_FILE
+from policies.shedding.policy import SHEDDING, build_shedding_problems, shedding_files
+from policies.solve.anneal import AnnealParams
+from policies.solve.result import solve_record
 from qres_client.index import DEFAULT_UNMATCHED, build_index
 
-__all__ = ["BacktestConfig", "TrainedPolicy", "train_policy", "run_backtest", "summarize", "POLICY_ORDER"]
+__all__ = ["BacktestConfig", "TrainedPolicy", "train_policy", "run_backtest"]
 
-POLICY_ORDER = ("published", "fcfs", "tiers", "greedy", "oracle")
+
+def _setting(path: str, default, **kw):
+    """A config field read from the nightly setting at ``path`` ("section.name"; see ``flows.settings``)."""
+    return field(default=default, metadata={"setting": path}, **kw)
 
 
 @dataclass(frozen=True)
 class BacktestConfig:
-    """Model, scenario and solver parameters (as in the nightly settings) and the split."""
+    """Model, scenario and solver parameters (as in the nightly settings) and the split.
 
-    train_fraction: float = 0.7
-    merge_gap_min: float = 10.0
-    alpha: float = 0.95  # CVaR level over incidents
-    window_min: int = 1
-    hysteresis_windows: int = 2
-    hysteresis_min: float = 0.0
-    agreement: str = "majority"
-    target_mass: float = 0.995
-    scenario_params: dict = field(default_factory=dict)  # sample_max, sample_min_probability, sample_params
-    solvers: tuple[str, ...] = ("greedy", "cpsat", "anneal")
-    time_limit_s: float = 2.0
-    levels: int = 4
-    anneal_params: dict = field(default_factory=dict)
-    seed: int = 7
-    unmatched: str = DEFAULT_UNMATCHED  # the published policy's rule for unnamed states (qres_client.client)
-    goal_share: float = 0.95
-    goal_cvar_ratio: float = 0.5
+    Declarative: each field names the setting it comes from, and ``flows.settings.backtest_config``
+    fills every field from there, so a new parameter is one new field here.
+    """
+
+    train_fraction: float = _setting("backtest.train_fraction", 0.7)
+    merge_gap_min: float = _setting("backtest.merge_gap_min", 10.0)
+    alpha: float = _setting("backtest.cvar_alpha", 0.95)  # CVaR level over incidents
+    goal_share: float = _setting("backtest.goal_share", 0.95)
+    goal_cvar_ratio: float = _setting("backtest.goal_cvar_ratio", 0.5)
+    unmatched: str = _setting("backtest.unmatched", DEFAULT_UNMATCHED)  # the client's rule for unnamed states
+    window_min: int = _setting("model.window_min", 1)
+    hysteresis_windows: int = _setting("model.hysteresis_windows", 2)
+    hysteresis_min: float = _setting("model.hysteresis_min", 0.0)
+    agreement: str = _setting("model.agreement", "majority")
+    target_mass: float = _setting("scenarios.target_mass", 0.995)
+    sample_max: int = _setting("scenarios.sample_max", 0)
+    sample_min_probability: float = _setting("scenarios.sample_min_probability", 1e-6)
+    sample_num_reads: int = _setting("scenarios.sample_num_reads", 400)
+    sample_num_sweeps: int = _setting("scenarios.sample_num_sweeps", 200)
+    sample_beta: float = _setting("scenarios.sample_beta", 0.5)
+    what_if: tuple[dict, ...] = _setting("scenarios.what_if", ())
+    solvers: tuple[str, ...] = _setting("solve.solvers", ("greedy", "cpsat", "anneal"))
+    time_limit_s: float = _setting("solve.time_limit_s", 2.0)
+    levels: int = _setting("solve.levels", 4)
+    anneal: AnnealParams | None = _setting("solve.anneal", None)  # None: each solver's own defaults
+    seed: int = _setting("seed", 7)
+
+    def scenario_kwargs(self) -> dict:
+        """``build_scenarios``' sampling and what-if arguments."""
+        return {
+            "sample_max": self.sample_max,
+            "sample_min_probability": self.sample_min_probability,
+            "sample_params": {
+                "num_reads": self.sample_num_reads,
+                "num_sweeps": self.sample_num_sweeps,
+                "beta": self.sample_beta,
+            },
+            "what_if": list(self.what_if),
+        }
 
 
 @dataclass
@@ -71,10 +97,16 @@ class TrainedPolicy:
 
     model: FailureModel
     scenarios: ScenarioSet
-    decisions: bytes
-    document: dict
-    solvers: list[dict]
-    fallback: bytes = b""  # fallback.json, as the nightly bundle ships it
+    files: dict[str, bytes]  # the bundle's decision files, as the nightly writes them
+    solvers: list[dict]  # the provenance record of each scenario's solve
+
+    @property
+    def decisions(self) -> bytes:
+        return self.files["decisions.parquet"]
+
+    @property
+    def fallback(self) -> bytes:
+        return self.files[FALLBACK_FILE]
 
 
 def _fit(tables, cfg: BacktestConfig, checks: pa.Table) -> FailureModel:
@@ -104,48 +136,22 @@ def train_policy(
         target_mass=cfg.target_mass,
         services=tables["services"],
         seed=cfg.seed,
-        **cfg.scenario_params,
+        **cfg.scenario_kwargs(),
     )
     problems = build_shedding_problems(
         tables["services"], tables["dependencies"], tables["workloads"], scen.scenarios, levels=cfg.levels
     )
-    results = solve_shedding(
+    results = SHEDDING.solve_each(
         problems,
         seed=cfg.seed,
         time_limit_s=cfg.time_limit_s,
         solvers=cfg.solvers,
-        anneal_params=cfg.anneal_params or None,
+        anneal=cfg.anneal,
         progress=progress,
     )
-    rows = [
-        {
-            "scenario": s.key,
-            "probability": s.probability,
-            "chosen": r.chosen,
-            "objective": r.best.objective,
-            "gap": r.gap,
-            "candidates": {
-                c.info.solver: {
-                    "status": c.info.status,
-                    "objective": c.objective,
-                    "bound": c.info.bound,
-                    "time_s": c.info.time_s,
-                }
-                for c in r.candidates
-            },
-        }
-        for s, r in zip(scen.scenarios, results)
-    ]
-    fallback = encode_json(
-        fallback_document(tables["services"], tables["dependencies"], tables["workloads"], levels=cfg.levels)
-    )
+    records = [solve_record(r, probability=s.probability) for s, r in zip(scen.scenarios, results)]
     return TrainedPolicy(
-        model,
-        scen,
-        encode_parquet(decisions_table(scen.scenarios, results, problems)),
-        policy_document(scen.scenarios, results, problems),
-        rows,
-        fallback,
+        model, scen, shedding_files(tables, scen.scenarios, problems, results, levels=cfg.levels), records
     )
 
 
@@ -214,7 +220,7 @@ def run_backtest(
         truth = catalog.views_of(full.states[w])
         observed = catalog.views_of(full.states[np.maximum(w - delay, 0)])
         runs = {p.name: replay_window_values(p, truth, observed, caches[p.name]) for p in policies}
-        per_incident.append(_incident_figures(inc, full, truth, runs, normal_run, normal_value))
+        per_incident.append(incident_figures(inc, full, truth, runs, normal_run, normal_value))
         report("replay incidents", i + 1, len(incidents))
     out = summarize(per_incident, alpha=cfg.alpha, goal_share=cfg.goal_share, goal_cvar_ratio=cfg.goal_cvar_ratio)
     matched = policies[0].matched
@@ -235,79 +241,3 @@ def run_backtest(
         }
     )
     return out
-
-
-def _incident_figures(inc, full, truth, runs, normal_run, normal_value) -> dict:
-    hours = full.window_min / 60.0
-    oracle_value = float(runs["oracle"][0].sum()) * hours
-    bad = np.array([v.key != "normal" for v in truth])
-    demand = truth[0].problem.demand
-    figures = {}
-    for name, (values, realized, intended) in runs.items():
-        value = float(values.sum()) * hours
-        viol = sum(int(np.sum(t.problem.runnable & (k < t.problem.bounds.lo))) for t, k in zip(truth, realized))
-        normal_k = normal_run[name][2][0]
-        switch = next((j for j, k in enumerate(intended) if not np.array_equal(k, normal_k)), None)
-        mix = sum((k * demand for k, b in zip(realized, bad) if b), np.zeros(len(demand)))
-        figures[name] = {
-            "value": value,
-            "share": share_or_none(value, oracle_value),
-            "loss": float(normal_value * len(values) * hours - value),
-            "min_share_violation_min": viol * full.window_min,
-            "switch_min": None if switch is None else switch * full.window_min,
-            "kl": kl_divergence(mix, normal_run[name][1][0] * demand) if bad.any() else 0.0,
-        }
-    start = full.start + pd.Timedelta(minutes=inc.start_window * full.window_min)
-    return {
-        "number": inc.number,
-        "start": start.isoformat(),
-        "minutes": (inc.end_window - inc.start_window) * full.window_min,
-        "outage_min": inc.outage_windows * full.window_min,
-        "services": list(inc.services),
-        "states": sorted({v.key for v in truth}),
-        "impacting": bool(oracle_value < normal_value * (inc.end_window - inc.start_window) * hours - 1e-6),
-        "policies": figures,
-    }
-
-
-def summarize(
-    per_incident: list[dict], *, alpha: float = 0.95, goal_share: float = 0.95, goal_cvar_ratio: float = 0.5
-) -> dict:
-    """Overall figures per policy, and whether the published policy met the goals.
-
-    ``share`` is total value over total oracle value (incidents weigh by their length and
-    cost); ``mean_share`` the plain mean of per-incident shares; ``cvar`` the CVaR at
-    ``alpha`` of the per-incident losses.
-    """
-    overall = {}
-    names = [n for n in POLICY_ORDER if per_incident and n in per_incident[0]["policies"]]
-    oracle_total = sum(i["policies"]["oracle"]["value"] for i in per_incident) if per_incident else 0.0
-    for n in names:
-        figs = [i["policies"][n] for i in per_incident]
-        shares = [f["share"] for f in figs if f["share"] is not None]
-        switches = [f["switch_min"] for f in figs if f["switch_min"] is not None]
-        overall[n] = {
-            "share": share_or_none(sum(f["value"] for f in figs), oracle_total),
-            "mean_share": float(np.mean(shares)) if shares else None,
-            "min_share": float(np.min(shares)) if shares else None,
-            "loss": float(sum(f["loss"] for f in figs)),
-            "cvar": cvar([f["loss"] for f in figs], alpha),
-            "min_share_violation_min": int(sum(f["min_share_violation_min"] for f in figs)),
-            "switch_min_median": float(np.median(switches)) if switches else None,
-            "kl_mean": float(np.mean([f["kl"] for f in figs])) if figs else None,
-        }
-    goal = {"share": goal_share, "cvar_ratio": goal_cvar_ratio, "share_met": None, "cvar_met": None}
-    if "published" in overall and per_incident:
-        pub, tiers = overall["published"], overall.get("tiers")
-        goal["share_met"] = pub["share"] is None or pub["share"] >= goal_share
-        if tiers and tiers["cvar"] is not None and pub["cvar"] is not None:
-            goal["cvar_ratio_measured"] = share_or_none(pub["cvar"], tiers["cvar"])
-            goal["cvar_met"] = pub["cvar"] <= goal_cvar_ratio * tiers["cvar"] + 1e-9
-    return {
-        "alpha": alpha,
-        "incidents": per_incident,
-        "n_incidents": len(per_incident),
-        "n_impacting": sum(1 for i in per_incident if i["impacting"]),
-        "overall": overall,
-        "goal": goal,
-    }

@@ -24,16 +24,22 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from policies.errors import ConfigError
-from policies.routing.problem import ROUTING_SOLVERS, RoutingProblem, is_feasible_routing, routing_objective
+from policies.routing.problem import (
+    ROUTING_SOLVERS,
+    RoutingProblem,
+    is_feasible_routing,
+    routing_objective,
+    routing_problem_from_dict,
+)
 from policies.scenarios.scenario_set import Scenario
-from policies.solve.portfolio import PortfolioResult, derive_seed, solve_portfolio
+from policies.solve.family import Family
+from policies.solve.portfolio import PortfolioResult, derive_seed
 from qres_client.schema import DECISIONS_ROUTING
 
 __all__ = [
     "latency_pool",
     "routing_documents",
-    "solve_routing",
+    "ROUTING",
     "envoy_weights",
     "istio_distribute",
     "routing_decisions_table",
@@ -153,27 +159,16 @@ def routing_documents(
     return docs
 
 
-def solve_routing(
-    problem: RoutingProblem,
-    *,
-    seed: int,
-    time_limit_s: float,
-    solvers: Sequence[str] = ("greedy", "lp"),
-    top_k: int = 3,
-) -> PortfolioResult:
-    bad = [n for n in solvers if n not in ROUTING_SOLVERS]
-    if bad:
-        raise ConfigError(f"unknown routing solver(s) {bad}; choose from {', '.join(ROUTING_SOLVERS)}")
-    return solve_portfolio(
-        problem,
-        [ROUTING_SOLVERS[n]() for n in solvers],
-        objective=routing_objective,
-        is_feasible=is_feasible_routing,
-        seed=derive_seed(seed, problem.key),
-        time_limit_s=time_limit_s,
-        sense="min",
-        top_k=top_k,
-    )
+ROUTING = Family(
+    name="routing",
+    from_dict=routing_problem_from_dict,
+    solvers=ROUTING_SOLVERS,
+    objective=routing_objective,
+    is_feasible=is_feasible_routing,
+    sense="min",
+    default_solvers=("greedy", "lp"),
+    variables=lambda p: p.endpoint_ids,
+)
 
 
 def envoy_weights(shares: Sequence[float], total: int = 100) -> list[int]:

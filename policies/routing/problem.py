@@ -15,7 +15,6 @@ LP solved exactly in milliseconds and is not run for this family.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 
@@ -24,7 +23,9 @@ from ortools.linear_solver.python import model_builder as mb
 from scipy import sparse
 
 from policies.errors import SolverError
-from policies.solve.portfolio import PolicyResult, SolverInfo, package_versions
+from policies.risk import cvar
+from policies.solve.portfolio import PolicyResult
+from policies.solve.result import build_result
 
 __all__ = [
     "RoutingProblem",
@@ -34,7 +35,6 @@ __all__ = [
     "GreedyRoutingSolver",
     "LpRoutingSolver",
     "ROUTING_SOLVERS",
-    "cvar",
 ]
 
 _TOL = 1e-7
@@ -66,15 +66,6 @@ class RoutingProblem:
             raise ValueError(f"{self.key}: capacity must be {n} numbers >= 0")
         if not 0 <= self.alpha < 1 or self.beta < 0 or self.unserved_penalty_ms < 0:
             raise ValueError(f"{self.key}: need 0 <= alpha < 1, beta >= 0, unserved_penalty_ms >= 0")
-
-
-def cvar(losses: np.ndarray, alpha: float) -> float:
-    """CVaR_alpha of equally likely ``losses``: the mean of the worst (1 - alpha) share (fractional)."""
-    z = np.sort(np.asarray(losses, dtype=np.float64))[::-1]
-    m = (1.0 - alpha) * len(z)
-    full = int(math.floor(m + 1e-12))
-    total = float(z[:full].sum()) + ((m - full) * float(z[full]) if full < len(z) else 0.0)
-    return total / m
 
 
 def routing_objective(p: RoutingProblem, x) -> float:
@@ -144,21 +135,19 @@ def routing_problem_from_dict(doc: dict, *, key: str | None = None) -> RoutingPr
 
 
 def _result(p, solver, x, status, bound, seed, t0, params, extra=None) -> PolicyResult:
-    x = np.round(np.clip(np.asarray(x, dtype=np.float64), 0.0, None), 12)
-    x.setflags(write=False)
-    obj = routing_objective(p, x)
-    info = SolverInfo(
-        solver=solver,
+    return build_result(
+        p,
+        solver,
+        np.round(np.clip(np.asarray(x, dtype=np.float64), 0.0, None), 12),
+        objective=routing_objective,
+        is_feasible=is_feasible_routing,
         status=status,
-        objective=obj,
         bound=bound,
         seed=seed,
-        time_s=time.perf_counter() - t0,
+        t0=t0,
         params=params,
-        versions=package_versions("numpy", "ortools"),
-        extra=extra or {},
+        extra=extra,
     )
-    return PolicyResult(p.key, x, obj, is_feasible_routing(p, x), info)
 
 
 class GreedyRoutingSolver:

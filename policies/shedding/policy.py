@@ -7,7 +7,8 @@ is cut into modules. The pieces, each with its own reasons:
 - :mod:`policies.shedding.problem`: the model, its exact objective and feasibility;
 - :mod:`policies.shedding.solvers`: ``greedy``, ``cpsat`` and ``anneal`` behind one contract;
 - :mod:`policies.shedding.qubo`: the QUBO form and the repair of samples;
-- :mod:`policies.shedding.export`: decisions.parquet and policy.json.
+- :mod:`policies.shedding.export`: decisions.parquet and policy.json;
+- :mod:`policies.shedding.fallback`: fallback.json, the model for the client's runtime greedy.
 
 Builder (:func:`build_shedding_problems`): C(s) is the capacity of the region services
 (kind == "region") not in effective_down, a degraded region counting
@@ -16,24 +17,32 @@ of its ``requires`` is in effective_down (closed again over the hard dependency 
 r_w(s) sums its ``risks``: cost_per_hour when depends_on is down, ``degraded_risk_share``
 of it when depends_on is degraded.
 
-:func:`solve_shedding` runs the solvers as a portfolio per scenario, each scenario with a
-seed derived from its key, so a re-run of a few scenarios repeats the nightly answers.
+:data:`SHEDDING` (``SHEDDING.solve_each``) runs the solvers as a portfolio per scenario, each
+scenario with a seed derived from its key, so a re-run of a few scenarios repeats the nightly
+answers; :func:`shedding_files` writes what the bundle ships.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import scipy.sparse as sp
 
-from policies.errors import ConfigError
 from policies.graph import close_down_set, hard_dependents
 from policies.scenarios.scenario_set import Scenario
 from policies.shedding.export import decisions_table, policy_document, shedding_actions
-from policies.shedding.problem import AdmissionBounds, SheddingProblem, is_feasible_shedding, shedding_objective
+from policies.shedding.fallback import FALLBACK_FILE, fallback_document
+from policies.shedding.problem import (
+    AdmissionBounds,
+    SheddingProblem,
+    is_feasible_shedding,
+    shedding_objective,
+    shedding_problem_from_dict,
+    shedding_problem_to_dict,
+)
 from policies.shedding.qubo import SheddingQubo, build_shedding_qubo
 from policies.shedding.solvers import (
     SHEDDING_SOLVERS,
@@ -41,15 +50,20 @@ from policies.shedding.solvers import (
     CpSatSheddingSolver,
     GreedySheddingSolver,
 )
-from policies.solve.portfolio import PortfolioResult, derive_seed, solve_portfolio
+from policies.solve.family import Family
+from policies.solve.portfolio import PortfolioResult
+from qres_client.bundle import encode_json, encode_parquet
 
 __all__ = [
     # defined here
     "build_shedding_problems",
-    "solve_shedding",
+    "SHEDDING",
+    "shedding_files",
     # re-exported: the family's public API in one place
     "SheddingProblem",
     "AdmissionBounds",
+    "shedding_problem_from_dict",
+    "shedding_problem_to_dict",
     "SheddingQubo",
     "GreedySheddingSolver",
     "CpSatSheddingSolver",
@@ -154,48 +168,37 @@ def _numpy(col) -> np.ndarray:
     )
 
 
-# -- portfolio ---------------------------------------------------------------------------
+# -- the family: one solve path, one set of bundle files ------------------------------------
+
+SHEDDING = Family(
+    name="shedding",
+    from_dict=shedding_problem_from_dict,
+    solvers=SHEDDING_SOLVERS,
+    objective=shedding_objective,
+    is_feasible=is_feasible_shedding,
+    sense="max",
+    default_solvers=("greedy", "cpsat", "anneal"),
+    variables=lambda p: p.workload_ids,
+)
+"""CP-SAT reads ``time_limit_s`` as deterministic work units, with the wall clock only as a net
+(:mod:`policies.solve.cpsat`), so a loaded machine does not change its answers; each scenario's
+seed comes from the run seed and its key, so re-solving a subset repeats the nightly answers."""
 
 
-def solve_shedding(
+def shedding_files(
+    tables: Mapping[str, pa.Table],
+    scenarios: Sequence[Scenario],
     problems: Sequence[SheddingProblem],
+    results: Sequence[PortfolioResult],
     *,
-    seed: int,
-    time_limit_s: float,
-    solvers: Sequence[str | object] = ("greedy", "cpsat", "anneal"),
-    anneal_params: dict | None = None,
-    top_k: int = 3,
-    progress: Callable[[int, int], None] | None = None,
-) -> list[PortfolioResult]:
-    """Run the portfolio on every problem (``time_limit_s`` per solver and problem).
-
-    CP-SAT reads ``time_limit_s`` as deterministic work units, with the wall clock only
-    as a net (see :class:`~policies.shedding.solvers.CpSatSheddingSolver`), so a loaded
-    machine does not change its answers.
-    Each problem's seed is derived from ``seed`` and its key, so re-solving a subset (an
-    incident re-run) gives the same answers as the nightly run for those scenarios.
-    """
-    built = []
-    for s in solvers:
-        if isinstance(s, str):
-            if s not in SHEDDING_SOLVERS:
-                raise ConfigError(f"unknown shedding solver {s!r}; choose from {', '.join(SHEDDING_SOLVERS)}")
-            built.append(SHEDDING_SOLVERS[s](**(anneal_params or {})) if s == "anneal" else SHEDDING_SOLVERS[s]())
-        else:
-            built.append(s)
-    out = []
-    for i, prob in enumerate(problems):
-        out.append(
-            solve_portfolio(
-                prob,
-                built,
-                objective=shedding_objective,
-                is_feasible=is_feasible_shedding,
-                seed=derive_seed(seed, prob.key),
-                time_limit_s=time_limit_s,
-                top_k=top_k,
-            )
-        )
-        if progress is not None:
-            progress(i + 1, len(problems))
-    return out
+    levels: int,
+) -> dict[str, bytes]:
+    """The shedding bundle's decision files, as the nightly publishes them and the backtest replays them."""
+    return {
+        "decisions.parquet": encode_parquet(decisions_table(scenarios, results, problems)),
+        "policy.json": encode_json(policy_document(scenarios, results, problems)),
+        # the model again, compactly, for the client's runtime greedy on states no scenario names
+        FALLBACK_FILE: encode_json(
+            fallback_document(tables["services"], tables["dependencies"], tables["workloads"], levels=levels)
+        ),
+    }

@@ -34,6 +34,8 @@ import numpy as np
 __all__ = [
     "SheddingProblem",
     "AdmissionBounds",
+    "shedding_problem_from_dict",
+    "shedding_problem_to_dict",
     "check_levels",
     "shedding_objective",
     "is_feasible_shedding",
@@ -211,3 +213,39 @@ def repair_levels(p: SheddingProblem, k: np.ndarray) -> np.ndarray:
             k[w] -= drop
             excess -= drop * step[w]
     return k
+
+
+def shedding_problem_from_dict(doc: dict) -> SheddingProblem:
+    """From the documented JSON form (``data/examples/shedding.json``; ``key`` names the scenario)."""
+    wl = sorted(doc["workloads"], key=lambda w: str(w["workload_id"]))
+    return SheddingProblem(
+        scenario_key=str(doc.get("key", "shedding")),
+        workload_ids=tuple(str(w["workload_id"]) for w in wl),
+        value_per_hour=np.array([float(w["value_per_hour"]) for w in wl]),
+        risk_per_hour=np.array([float(w.get("risk_per_hour", 0.0)) for w in wl]),
+        demand=np.array([float(w["demand"]) for w in wl]),
+        min_share=np.array([float(w.get("min_share", 0.0)) for w in wl]),
+        runnable=np.array([bool(w.get("runnable", True)) for w in wl]),
+        capacity=float(doc["capacity"]),
+        levels=int(doc.get("levels", 4)),
+    )
+
+
+def shedding_problem_to_dict(p: SheddingProblem) -> dict:
+    """The JSON form of a problem (floats round-trip exactly): a nightly scenario as a ``qres solve`` file."""
+    return {
+        "key": p.scenario_key,
+        "capacity": p.capacity,
+        "levels": int(p.levels),
+        "workloads": [
+            {
+                "workload_id": w,
+                "value_per_hour": float(p.value_per_hour[i]),
+                "risk_per_hour": float(p.risk_per_hour[i]),
+                "demand": float(p.demand[i]),
+                "min_share": float(p.min_share[i]),
+                "runnable": bool(p.runnable[i]),
+            }
+            for i, w in enumerate(p.workload_ids)
+        ],
+    }

@@ -8,9 +8,6 @@ where a hosted sampler can be swapped in). Each is judged by the exact objective
 
 from __future__ import annotations
 
-import importlib
-import inspect
-import logging
 import math
 import time
 from collections.abc import Callable
@@ -18,12 +15,13 @@ from collections.abc import Callable
 import numpy as np
 from ortools.sat.python import cp_model
 
-from policies.errors import ConfigError, SolverError
 from policies.shedding.fixing import reduced_cost_fixing
 from policies.shedding.problem import SheddingProblem, fill_levels, is_feasible_shedding, shedding_objective
 from policies.shedding.qubo import build_shedding_qubo, repair_samples
-from policies.solve.cpsat import UNITS_PER_S
-from policies.solve.portfolio import PolicyResult, SolverInfo, package_versions
+from policies.solve.anneal import DEFAULT_SAMPLER, load_sampler, sample_kwargs
+from policies.solve.cpsat import cpsat_solver, run_cpsat
+from policies.solve.portfolio import PolicyResult
+from policies.solve.result import ANNEAL_VERSIONS, build_result
 
 __all__ = [
     "GreedySheddingSolver",
@@ -31,8 +29,6 @@ __all__ = [
     "AnnealingSheddingSolver",
     "SHEDDING_SOLVERS",
 ]
-
-log = logging.getLogger(__name__)
 
 
 def _lp_bound(p: SheddingProblem) -> float:
@@ -51,22 +47,21 @@ def _lp_bound(p: SheddingProblem) -> float:
 
 
 def _result(p, solver, k, status, bound, seed, t0, params, extra=None, message="") -> PolicyResult:
-    k = np.asarray(k, dtype=np.int64).copy()
-    k.setflags(write=False)
-    obj = shedding_objective(p, k)
-    info = SolverInfo(
-        solver=solver,
+    return build_result(
+        p,
+        solver,
+        np.asarray(k, dtype=np.int64),
+        objective=shedding_objective,
+        is_feasible=is_feasible_shedding,
         status=status,
-        objective=obj,
         bound=bound,
         seed=seed,
-        time_s=time.perf_counter() - t0,
+        t0=t0,
         params=params,
-        versions=package_versions("numpy", "ortools", "dimod", "dwave-samplers"),
-        message=message,
+        versions=ANNEAL_VERSIONS,
         extra={"min_share_relaxed": p.bounds.relaxed, "min_share_factor": p.bounds.factor, **(extra or {})},
+        message=message,
     )
-    return PolicyResult(p.key, k, obj, is_feasible_shedding(p, k), info)
 
 
 class GreedySheddingSolver:
@@ -179,43 +174,25 @@ class CpSatSheddingSolver:
         for var, h in zip(x, hint[keep].tolist()):
             model.add_hint(var, h)
         # solve
-        dtime = UNITS_PER_S * float(time_limit_s) if self.deterministic_time is None else self.deterministic_time
-        wall_s = self.wall_time_factor * max(float(time_limit_s), dtime / UNITS_PER_S)
-        solver = cp_model.CpSolver()
-        solver.parameters.num_workers = self.num_workers
-        solver.parameters.random_seed = int(seed) % 2**31
-        solver.parameters.max_deterministic_time = dtime
-        solver.parameters.max_time_in_seconds = wall_s
-        solver.parameters.cp_model_presolve = self.presolve
-        status = solver.solve(model)
-        params = {
-            "num_workers": self.num_workers,
-            "max_deterministic_time": dtime,
-            "max_time_in_seconds": wall_s,
-            "cp_model_presolve": self.presolve,
-            "demand_scale": S,
-            "objective_scale": So,
-        }
-        stopped_by = _stopped_by(solver, status, dtime)
+        solver, params = cpsat_solver(
+            seed=seed,
+            time_limit_s=time_limit_s,
+            deterministic_time=self.deterministic_time,
+            wall_time_factor=self.wall_time_factor,
+            presolve=self.presolve,
+        )
+        params.update(demand_scale=S, objective_scale=So)
+        run = run_cpsat(solver, model, what=f"shedding {p.key!r}", allow_infeasible=True)
         extra = {
-            "cp_status": solver.status_name(status),
+            "cp_status": run.cp_status,
             "num_conflicts": solver.num_conflicts,
             "num_branches": solver.num_branches,
             "rounding_eps": eps,
             "deterministic_time": solver.deterministic_time,
-            "stopped_by": stopped_by,
+            "stopped_by": run.stopped_by,
             "fixed_by_reduced_cost": int(free.size - keep.size),
         }
-        if stopped_by == "wall_clock":
-            log.warning(
-                "CP-SAT on %s stopped at the wall-clock net (%.3g s) before its deterministic limit "
-                "(%.3g units): this answer may not repeat; raise wall_time_factor or lower "
-                "deterministic_time",
-                p.key,
-                wall_s,
-                dtime,
-            )
-        if status == cp_model.INFEASIBLE:
+        if run.status == "INFEASIBLE":
             return _result(
                 p,
                 self.name,
@@ -228,26 +205,13 @@ class CpSatSheddingSolver:
                 extra,
                 "CP-SAT proved the integer model infeasible (the minimums should always fit)",
             )
-        if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-            raise SolverError(
-                f"CP-SAT returned {solver.status_name(status)} for {p.key!r} within "
-                f"{dtime} deterministic units ({wall_s} s wall clock); raise time_limit_s"
-            )
         k = b.lo.copy()
         k[free] = lo + const_y
         k[free[keep]] = [solver.value(v) for v in x]
         base = shedding_objective(p, b.lo)
         bound = base + solver.best_objective_bound / So + eps
         bound += 1e-12 * (1.0 + abs(base) + float(np.abs(c) @ (hi - lo)))  # float summation slack
-        st = "OPTIMAL" if status == cp_model.OPTIMAL else "FEASIBLE"
-        return _result(p, self.name, k, st, bound, seed, t0, params, extra)
-
-
-def _stopped_by(solver: cp_model.CpSolver, status: int, dtime: float) -> str | None:
-    """Which limit ended an unfinished search: None when CP-SAT finished (proved optimal or infeasible)."""
-    if status in (cp_model.OPTIMAL, cp_model.INFEASIBLE):
-        return None
-    return "deterministic" if solver.deterministic_time >= dtime * (1 - 1e-9) else "wall_clock"
+        return _result(p, self.name, k, run.status, bound, seed, t0, params, extra)
 
 
 class AnnealingSheddingSolver:
@@ -268,7 +232,7 @@ class AnnealingSheddingSolver:
     def __init__(
         self,
         *,
-        sampler: str = "dwave.samplers.SimulatedAnnealingSampler",
+        sampler: str = DEFAULT_SAMPLER,
         sampler_kwargs: dict | None = None,
         num_reads: int = 16,
         num_sweeps: int = 200,
@@ -279,11 +243,7 @@ class AnnealingSheddingSolver:
     ) -> None:
         if num_reads < 1 or num_sweeps < 1:
             raise ValueError("num_reads and num_sweeps must be >= 1")
-        module, _, attr = sampler.rpartition(".")
-        try:
-            self._sampler = getattr(importlib.import_module(module), attr)(**(sampler_kwargs or {}))
-        except (ImportError, AttributeError, ValueError) as exc:
-            raise ConfigError(f"cannot load sampler {sampler!r} ({exc}); give 'package.module.ClassName'") from exc
+        self._sampler = load_sampler(sampler, sampler_kwargs)
         self.sampler, self.num_reads, self.num_sweeps = sampler, num_reads, num_sweeps
         self.sample_kwargs = dict(sample_kwargs or {})
         self.resolution, self.penalty_factor, self.fill = resolution, penalty_factor, fill
@@ -304,11 +264,9 @@ class AnnealingSheddingSolver:
         if not q.index:
             k = fill_levels(p, q.base.copy()) if self.fill else q.base.copy()
             return _result(p, self.name, k, "HEURISTIC", None, seed, t0, params, {"num_variables": 0})
-        accepted = _accepted_params(self._sampler)
-        kwargs = dict(self.sample_kwargs)
-        for k_, v_ in (("num_reads", self.num_reads), ("num_sweeps", self.num_sweeps), ("seed", int(seed) % 2**31)):
-            if k_ in accepted:
-                kwargs.setdefault(k_, v_)
+        kwargs = sample_kwargs(
+            self._sampler, seed=seed, given=self.sample_kwargs, num_reads=self.num_reads, num_sweeps=self.num_sweeps
+        )
         sampleset = self._sampler.sample(q.bqm, **kwargs)
         best, raw_ok = repair_samples(p, q, sampleset, fill=self.fill)
         extra = {
@@ -319,16 +277,6 @@ class AnnealingSheddingSolver:
             "seeded": "seed" in kwargs,
         }
         return _result(p, self.name, best, "HEURISTIC", None, seed, t0, params, extra)
-
-
-def _accepted_params(sampler) -> set[str]:
-    """Keyword arguments a dimod sampler takes: its ``parameters`` plus its named ``sample`` arguments."""
-    names = set(getattr(sampler, "parameters", {}) or {})
-    try:
-        sig = inspect.signature(sampler.sample)
-    except (TypeError, ValueError):
-        return names
-    return names | {n for n, a in sig.parameters.items() if a.kind in (a.KEYWORD_ONLY, a.POSITIONAL_OR_KEYWORD)}
 
 
 SHEDDING_SOLVERS: dict[str, Callable[..., object]] = {

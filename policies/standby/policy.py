@@ -19,7 +19,8 @@ import numpy as np
 import pyarrow as pa
 
 from policies.scenarios.scenario_set import Scenario
-from policies.solve.portfolio import PortfolioResult, derive_seed, solve_portfolio
+from policies.solve.family import Family
+from policies.solve.portfolio import PortfolioResult
 from policies.standby.problem import StandbyProblem, is_feasible_standby, standby_objective, standby_problem_from_dict
 from policies.standby.solvers import STANDBY_SOLVERS
 from qres_client.schema import DECISIONS_STANDBY
@@ -27,11 +28,10 @@ from qres_client.schema import DECISIONS_STANDBY
 __all__ = [
     "standby_document",
     "build_standby_problem",
-    "solve_standby",
+    "STANDBY",
     "standby_actions",
     "standby_decisions_table",
     "standby_policy_document",
-    "make_solvers",
 ]
 
 
@@ -72,34 +72,16 @@ def build_standby_problem(services, workloads, sites, candidates, scenarios) -> 
     return standby_problem_from_dict(doc), doc
 
 
-def make_solvers(names: Sequence[str], anneal_params: dict | None = None) -> list:
-    from policies.errors import ConfigError
-
-    bad = [n for n in names if n not in STANDBY_SOLVERS]
-    if bad:
-        raise ConfigError(f"unknown standby solver(s) {bad}; choose from {', '.join(STANDBY_SOLVERS)}")
-    return [STANDBY_SOLVERS[n](**(anneal_params or {})) if n == "anneal" else STANDBY_SOLVERS[n]() for n in names]
-
-
-def solve_standby(
-    problem: StandbyProblem,
-    *,
-    seed: int,
-    time_limit_s: float,
-    solvers: Sequence[str] = ("greedy", "cpsat", "anneal"),
-    anneal_params: dict | None = None,
-    top_k: int = 3,
-) -> PortfolioResult:
-    """The portfolio on one standby problem; the seed is derived from the run seed and the key."""
-    return solve_portfolio(
-        problem,
-        make_solvers(solvers, anneal_params),
-        objective=standby_objective,
-        is_feasible=is_feasible_standby,
-        seed=derive_seed(seed, problem.key),
-        time_limit_s=time_limit_s,
-        top_k=top_k,
-    )
+STANDBY = Family(
+    name="standby",
+    from_dict=standby_problem_from_dict,
+    solvers=STANDBY_SOLVERS,
+    objective=standby_objective,
+    is_feasible=is_feasible_standby,
+    sense="max",
+    default_solvers=("greedy", "cpsat", "anneal"),
+    variables=lambda p: p.candidate_ids,
+)
 
 
 def standby_actions(problem: StandbyProblem, doc: dict, x, scenario_down: set[str]) -> list[dict]:

@@ -1,4 +1,4 @@
-r"""The standby problem as a QUBO (a surrogate with co-failure terms), and loading any dimod sampler.
+r"""The standby problem as a QUBO (a surrogate with co-failure terms).
 
 Energy (minimised; x_c = 1 keeps candidate c warm)::
 
@@ -22,18 +22,15 @@ when the surrogate is exact, the true optimum (tests/policies/test_standby_qubo.
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import math
 from dataclasses import dataclass
 
 import dimod
 import numpy as np
 
-from policies.errors import ConfigError
 from policies.standby.problem import StandbyProblem
 
-__all__ = ["StandbyQubo", "build_standby_qubo", "load_sampler", "sample_bqm"]
+__all__ = ["StandbyQubo", "build_standby_qubo"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -98,26 +95,3 @@ def build_standby_qubo(problem: StandbyProblem, *, penalty_factor: float = 1.5, 
             ub=cap,
         )
     return StandbyQubo(bqm, variables, lagrange, encodings)
-
-
-def load_sampler(path: str, kwargs: dict | None = None):
-    """Instantiate a dimod sampler named by import path ('package.module.ClassName')."""
-    module, _, attr = path.rpartition(".")
-    try:
-        return getattr(importlib.import_module(module), attr)(**(kwargs or {}))
-    except (ImportError, AttributeError, ValueError, TypeError) as exc:
-        raise ConfigError(f"cannot load sampler {path!r} ({exc}); give 'package.module.ClassName'") from exc
-
-
-def sample_bqm(sampler, bqm: dimod.BinaryQuadraticModel, *, seed: int, **params) -> tuple[dimod.SampleSet, bool]:
-    """Sample with the parameters the sampler takes (seed below 2**31); also says whether it was seeded."""
-    names = set(getattr(sampler, "parameters", {}) or {})
-    try:
-        sig = inspect.signature(sampler.sample)
-        names |= {n for n, a in sig.parameters.items() if a.kind in (a.KEYWORD_ONLY, a.POSITIONAL_OR_KEYWORD)}
-    except (TypeError, ValueError):
-        pass
-    kwargs = {k: v for k, v in params.items() if k in names}
-    if "seed" in names:
-        kwargs["seed"] = int(seed) % 2**31
-    return sampler.sample(bqm, **kwargs), "seed" in kwargs

@@ -14,11 +14,12 @@ from collections.abc import Callable
 import numpy as np
 from ortools.sat.python import cp_model
 
-from policies.errors import SolverError
-from policies.solve.cpsat import UNITS_PER_S
-from policies.solve.portfolio import PolicyResult, SolverInfo, package_versions
+from policies.solve.anneal import DEFAULT_SAMPLER, load_sampler, sample_kwargs
+from policies.solve.cpsat import cpsat_solver, run_cpsat
+from policies.solve.portfolio import PolicyResult
+from policies.solve.result import ANNEAL_VERSIONS, build_result
 from policies.standby.problem import StandbyProblem, is_feasible_standby, standby_objective
-from policies.standby.qubo import build_standby_qubo, load_sampler, sample_bqm
+from policies.standby.qubo import build_standby_qubo
 
 __all__ = [
     "GreedyStandbySolver",
@@ -34,21 +35,20 @@ __all__ = [
 def _result(
     p: StandbyProblem, solver: str, x, status: str, bound, seed: int, t0: float, params: dict, extra: dict | None = None
 ) -> PolicyResult:
-    x = np.asarray(x, dtype=np.int8).copy()
-    x.setflags(write=False)
-    obj = standby_objective(p, x)
-    info = SolverInfo(
-        solver=solver,
+    return build_result(
+        p,
+        solver,
+        np.asarray(x, dtype=np.int8),
+        objective=standby_objective,
+        is_feasible=is_feasible_standby,
         status=status,
-        objective=obj,
         bound=bound,
         seed=seed,
-        time_s=time.perf_counter() - t0,
+        t0=t0,
         params=params,
-        versions=package_versions("numpy", "ortools", "dimod", "dwave-samplers"),
-        extra=extra or {},
+        versions=ANNEAL_VERSIONS,
+        extra=extra,
     )
-    return PolicyResult(p.key, x, obj, is_feasible_standby(p, x), info)
 
 
 def _trivial_bound(p: StandbyProblem) -> float:
@@ -193,27 +193,23 @@ class CpSatStandbySolver:
         for var, h in zip(x, hint.tolist()):
             model.add_hint(var, h)
         # solve
-        dtime = UNITS_PER_S * float(time_limit_s) if self.deterministic_time is None else self.deterministic_time
-        wall_s = self.wall_time_factor * max(float(time_limit_s), dtime / UNITS_PER_S)
-        solver = cp_model.CpSolver()
-        solver.parameters.num_workers = 1
-        solver.parameters.random_seed = int(seed) % 2**31
-        solver.parameters.max_deterministic_time = dtime
-        solver.parameters.max_time_in_seconds = wall_s
-        status = solver.solve(model)
-        params = {"num_workers": 1, "max_deterministic_time": dtime, "max_time_in_seconds": wall_s}
+        solver, params = cpsat_solver(
+            seed=seed,
+            time_limit_s=time_limit_s,
+            deterministic_time=self.deterministic_time,
+            wall_time_factor=self.wall_time_factor,
+        )
+        run = run_cpsat(solver, model, what=f"standby {p.key!r}")
         extra = {
-            "cp_status": solver.status_name(status),
+            "cp_status": run.cp_status,
             "deterministic_time": solver.deterministic_time,
+            "stopped_by": run.stopped_by,
             "num_pairs": int(g.shape[0]),
         }
-        if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-            raise SolverError(f"CP-SAT returned {solver.status_name(status)} for standby {p.key!r}; raise time_limit_s")
         sol = np.array([solver.value(v) for v in x], dtype=np.int8)
         bound = solver.best_objective_bound / so + eps
         bound += 1e-12 * (1.0 + abs(bound))
-        st = "OPTIMAL" if status == cp_model.OPTIMAL else "FEASIBLE"
-        return _result(p, self.name, sol, st, bound, seed, t0, params, extra)
+        return _result(p, self.name, sol, run.status, bound, seed, t0, params, extra)
 
 
 class AnnealingStandbySolver:
@@ -229,7 +225,7 @@ class AnnealingStandbySolver:
     def __init__(
         self,
         *,
-        sampler: str = "dwave.samplers.SimulatedAnnealingSampler",
+        sampler: str = DEFAULT_SAMPLER,
         sampler_kwargs: dict | None = None,
         num_reads: int = 16,
         num_sweeps: int = 1000,
@@ -258,9 +254,8 @@ class AnnealingStandbySolver:
         n = len(p.candidate_ids)
         if q.bqm.num_variables == 0:
             return _result(p, self.name, np.zeros(n, dtype=np.int8), "HEURISTIC", None, seed, t0, params)
-        sampleset, seeded = sample_bqm(
-            self._sampler, q.bqm, seed=seed, num_reads=self.num_reads, num_sweeps=self.num_sweeps
-        )
+        kwargs = sample_kwargs(self._sampler, seed=seed, num_reads=self.num_reads, num_sweeps=self.num_sweeps)
+        sampleset, seeded = self._sampler.sample(q.bqm, **kwargs), "seed" in kwargs
         pos = {p.candidate_ids[c]: c for c in q.variables}
         cols = [(j, pos[v]) for j, v in enumerate(sampleset.variables) if v in pos]
         best, best_obj, raw_ok = None, -math.inf, 0

@@ -1,24 +1,21 @@
-"""A content-addressed cache of per-scenario shedding results, so a re-solve reuses what did not change.
+"""A content-addressed cache of solve results, so a re-solve reuses what did not change.
 
-The key of a scenario is the sha256 of its problem's content (every array, the capacity,
-the levels and the key), the derived seed and the solver settings: an incident re-run
-that leaves a scenario's problem unchanged gets the nightly's answer back without
-solving, and any change in the data, seed or settings is a miss. Keys never depend on
-DataFrames or object ids (Prefect's default hashing of frames is unreliable), and the
-solvers are deterministic for a given key, so a hit returns exactly what a fresh solve
-would: the bundle bytes do not depend on the cache.
+The key of a problem (:func:`content_cache_key`) is the sha256 of its whole content (every
+field of the problem dataclass: arrays, sparse matrices, the key), the run seed and the solver
+settings: an incident re-run that leaves a scenario's problem unchanged gets the nightly's
+answer back without solving, and any change in the data, seed or settings is a miss. Keys
+never depend on DataFrames or object ids (Prefect's default hashing of frames is unreliable),
+and the solvers are deterministic for a given key, so a hit returns exactly what a fresh solve
+would: the bundle bytes do not depend on the cache. Every family uses it, each under
+``<state_dir>/cache/<family>``.
 
-The standby, routing and tier families use the same store under ``<state_dir>/cache/<family>``,
-keyed by :func:`content_cache_key` (the problem dataclass's whole content).
-
-Entries are pickles written atomically under ``<state_dir>/cache/shedding``; the folder
-is trusted like the rest of the state dir (delete it to clear the cache).
+Entries are pickles written atomically; the folder is trusted like the rest of the state dir
+(delete it to clear the cache).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import pickle
 import tempfile
@@ -29,35 +26,9 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from policies.shedding.problem import SheddingProblem
 from policies.solve.portfolio import PortfolioResult
 
-__all__ = ["problem_cache_key", "content_cache_key", "load_cached_results", "store_cached_results", "solve_cached"]
-
-_FORMAT = "shedding-v1"
-
-
-def problem_cache_key(problem: SheddingProblem, *, seed: int, settings: dict) -> str:
-    """sha256 over the problem's content, the run seed and the solver settings."""
-    h = hashlib.sha256(_FORMAT.encode())
-    h.update(
-        json.dumps(
-            {
-                "key": problem.scenario_key,
-                "ids": list(problem.workload_ids),
-                "capacity": problem.capacity,
-                "levels": int(problem.levels),
-                "seed": seed,
-                "settings": settings,
-            },
-            sort_keys=True,
-            default=str,
-        ).encode()
-    )
-    for name in ("value_per_hour", "risk_per_hour", "demand", "min_share", "runnable"):
-        arr = np.ascontiguousarray(getattr(problem, name))
-        h.update(name.encode() + str(arr.dtype).encode() + arr.tobytes())
-    return h.hexdigest()
+__all__ = ["content_cache_key", "load_cached_results", "store_cached_results", "solve_cached"]
 
 
 def _digest(h, obj) -> None:

@@ -66,3 +66,24 @@ def test_bad_config_names_the_setting(tmp_path: Path, text: str, needle: str) ->
 def test_missing_explicit_config_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_settings(tmp_path / "nope.toml")
+
+
+def test_backtest_config_reads_every_field_from_its_setting(tmp_path: Path) -> None:
+    import dataclasses
+
+    from flows.settings import anneal_params, backtest_config
+    from policies.backtest.run import BacktestConfig
+
+    cfg = tmp_path / "qres.toml"
+    cfg.write_text(
+        "seed = 3\n[model]\nwindow_min = 5\n[scenarios]\nsample_max = 2\n"
+        '[[scenarios.what_if]]\nname = "eu"\ndown = ["region-eu-west"]\n'
+        '[solve]\nanneal_num_sweeps = 77\n[backtest]\ncvar_alpha = 0.8\nunmatched = "cover"\n'
+    )
+    s = load_settings(cfg)
+    bt = backtest_config(s)
+    assert all("setting" in f.metadata for f in dataclasses.fields(BacktestConfig))  # one place per parameter
+    assert (bt.seed, bt.window_min, bt.sample_max, bt.alpha, bt.unmatched) == (3, 5, 2, 0.8, "cover")
+    assert bt.anneal == anneal_params(s) and bt.anneal.num_sweeps == 77
+    assert bt.what_if[0]["name"] == "eu" and bt.what_if[0]["down"] == ("region-eu-west",)
+    assert bt.scenario_kwargs()["sample_params"] == {"num_reads": 400, "num_sweeps": 200, "beta": 0.5}

@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from policies.backtest.metrics import cvar, kl_divergence
+from policies.backtest.metrics import kl_divergence
 from policies.backtest.overlay import map_sites
 from policies.backtest.replay import (
     OraclePolicy,
@@ -33,15 +33,6 @@ def _problem(capacity: float, value=(10.0, 6.0, 1.0), demand=(4.0, 4.0, 4.0), mi
         capacity,
         levels=4,
     )
-
-
-def test_cvar_on_twenty_known_losses() -> None:
-    losses = list(range(1, 21))
-    assert cvar(losses, 0.95) == 20.0
-    assert cvar(losses, 0.90) == pytest.approx(19.5)
-    assert cvar(losses, 0.0) == pytest.approx(10.5)  # alpha 0: the mean
-    assert cvar([3.0, 1.0], 0.95) == 3.0  # fewer than 20: the worst
-    assert cvar([], 0.95) is None
 
 
 def test_kl_is_zero_for_the_same_mix_and_positive_otherwise() -> None:
@@ -160,9 +151,7 @@ def test_backtest_on_the_small_sample_is_deterministic_and_bounded(small_sample)
     from policies.telemetry.ingest import conform_tables, load_telemetry
 
     tables = conform_tables(load_telemetry(str(small_sample)).tables)
-    cfg = BacktestConfig(
-        train_fraction=0.5, solvers=("greedy", "cpsat"), time_limit_s=1.0, scenario_params={"sample_max": 0}
-    )
+    cfg = BacktestConfig(train_fraction=0.5, solvers=("greedy", "cpsat"), time_limit_s=1.0, sample_max=0)
     a, b = run_backtest(tables, cfg), run_backtest(tables, cfg)
     a.pop("train"), b.pop("train")
     assert a == b

@@ -16,12 +16,12 @@ from policies.scenarios.scenario_set import FALLBACK_KEY, NORMAL_KEY, Scenario, 
 from policies.schema import DEPENDENCIES, SERVICES, WORKLOADS
 from policies.shedding.fallback import FALLBACK_FILE, fallback_document
 from policies.shedding.policy import (
+    SHEDDING,
     GreedySheddingSolver,
     build_shedding_problems,
     decisions_table,
     is_feasible_shedding,
     shedding_actions,
-    solve_shedding,
 )
 from qres_client.bundle import encode_json, encode_parquet
 from qres_client.client import GREEDY_KEY, PolicyClient
@@ -154,7 +154,7 @@ def _greedy_bundle(tmp_path, with_fallback: bool = True):
         Scenario(FALLBACK_KEY, ("pay", "r1", "r2"), (), ("pay", "r1", "r2", "svc-a", "svc-c"), 0.0, 60.0, "fallback"),
     ]
     problems = build_shedding_problems(*tables, scenarios)
-    results = solve_shedding(problems, seed=1, time_limit_s=1.0, solvers=("greedy",))
+    results = SHEDDING.solve_each(problems, seed=1, time_limit_s=1.0, solvers=("greedy",))
     files = {"decisions.parquet": encode_parquet(decisions_table(scenarios, results, problems))}
     if with_fallback:
         files[FALLBACK_FILE] = encode_json(fallback_document(*tables))
@@ -238,7 +238,7 @@ def _decisions_only() -> bytes:
         Scenario(FALLBACK_KEY, ("r1",), (), ("r1",), 0.0, 60.0, "fallback"),
     ]
     problems = build_shedding_problems(*tables, scenarios)
-    results = solve_shedding(problems, seed=1, time_limit_s=1.0, solvers=("greedy",))
+    results = SHEDDING.solve_each(problems, seed=1, time_limit_s=1.0, solvers=("greedy",))
     return encode_parquet(decisions_table(scenarios, results, problems))
 
 

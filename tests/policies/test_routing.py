@@ -1,4 +1,4 @@
-"""Routing: CVaR by hand, LP against a brute-force grid, feasibility (hypothesis), Envoy/Istio export."""
+"""Routing: LP against a brute-force grid, feasibility (hypothesis), Envoy/Istio export."""
 
 from __future__ import annotations
 
@@ -11,10 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from policies.routing.policy import envoy_weights, istio_distribute, solve_routing
+from policies.routing.policy import ROUTING, envoy_weights, istio_distribute
 from policies.routing.problem import (
     ROUTING_SOLVERS,
-    cvar,
     is_feasible_routing,
     routing_objective,
     routing_problem_from_dict,
@@ -45,16 +44,10 @@ def random_doc(seed: int, n_ep: int = 2, k: int = 20) -> dict:
     }
 
 
-def test_cvar_by_hand() -> None:
-    assert cvar(np.array([1.0, 2.0, 3.0, 4.0]), 0.5) == pytest.approx(3.5)
-    assert cvar(np.array([0.0, 10.0, 0.0, 0.0]), 0.8) == pytest.approx(10.0 * 0.8 / 0.8)  # top 0.8 samples of 4
-    assert cvar(np.array([5.0, 1.0]), 0.0) == pytest.approx(3.0)
-
-
 @pytest.mark.parametrize("seed", range(5))
 def test_lp_matches_a_fine_grid(seed: int) -> None:
     p = routing_problem_from_dict(random_doc(seed))
-    res = solve_routing(p, seed=seed, time_limit_s=2.0)
+    res = ROUTING.solve(p, seed=seed, time_limit_s=2.0)
     assert_portfolio_consistent(res, p, objective=routing_objective, is_feasible=is_feasible_routing)
     grid = np.linspace(0, 1, 201)
     best = min(
@@ -79,7 +72,7 @@ def test_solvers_conform(name: str) -> None:
 @given(seed=st.integers(0, 2**20), n=st.integers(1, 4))
 def test_every_published_solution_is_feasible(seed: int, n: int) -> None:
     p = routing_problem_from_dict(random_doc(seed, n_ep=n))
-    res = solve_routing(p, seed=seed, time_limit_s=2.0)
+    res = ROUTING.solve(p, seed=seed, time_limit_s=2.0)
     for alt in res.alternatives:
         assert is_feasible_routing(p, alt.solution)
     w = envoy_weights(res.best.solution)

@@ -11,7 +11,7 @@ from policies.model.failure_model import fit_failure_model
 from policies.model.joint import fit_ising
 from policies.scenarios.scenario_set import FALLBACK_KEY, build_scenarios
 from policies.schema import DEPENDENCIES, SERVICES, WORKLOADS
-from policies.shedding.policy import build_shedding_problems, decisions_table, solve_shedding
+from policies.shedding.policy import SHEDDING, build_shedding_problems, decisions_table
 from qres_client.bundle import encode_parquet
 from qres_client.index import build_index
 from tests.policies.synthetic_failures import checks_table
@@ -84,7 +84,7 @@ def scenario_set(model, tables, **kw):
 
 def decide(tables, sset, down):
     problems = build_shedding_problems(tables["services"], tables["dependencies"], tables["workloads"], sset.scenarios)
-    results = solve_shedding(problems, seed=1, time_limit_s=1.0, solvers=("greedy",))
+    results = SHEDDING.solve_each(problems, seed=1, time_limit_s=1.0, solvers=("greedy",))
     files = {"decisions.parquet": encode_parquet(decisions_table(sset.scenarios, results, problems))}
     return build_index("shedding", "v1", {}, files).decide(frozenset(down), frozenset())
 

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from policies.shedding.export import decisions_table, policy_document, shedding_actions
-from policies.shedding.policy import build_shedding_problems, solve_shedding
+from policies.shedding.policy import SHEDDING, build_shedding_problems
 from policies.shedding.problem import SheddingProblem
 from policies.shedding.solvers import CpSatSheddingSolver, GreedySheddingSolver
 from policies.solve.portfolio import solve_portfolio
@@ -41,7 +41,7 @@ def test_actions_rank_admitted_then_shed_then_not_runnable():
 def _solve_all(seed=3):
     probs = build_shedding_problems(*shedding_tables(), SCENARIOS)
     calls = []
-    results = solve_shedding(probs, seed=seed, time_limit_s=5.0, progress=lambda i, n: calls.append((i, n)))
+    results = SHEDDING.solve_each(probs, seed=seed, time_limit_s=5.0, progress=lambda i, n: calls.append((i, n)))
     assert calls == [(i + 1, len(probs)) for i in range(len(probs))]
     return probs, results
 

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import itertools
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from ortools.sat.python import cp_model
 
 from policies.errors import ConfigError
 from policies.shedding.problem import SheddingProblem, is_feasible_shedding
@@ -17,7 +15,6 @@ from policies.shedding.solvers import (
     AnnealingSheddingSolver,
     CpSatSheddingSolver,
     GreedySheddingSolver,
-    _stopped_by,
 )
 from policies.solve.cpsat import UNITS_PER_S
 from policies.solve.portfolio import solve_portfolio
@@ -229,19 +226,6 @@ def test_cpsat_limits_are_derived_and_recorded(kw, time_limit_s, units, wall_s):
 def test_cpsat_rejects_settings_that_break_repeatability(kw):
     with pytest.raises(ValueError):
         CpSatSheddingSolver(**kw)
-
-
-@pytest.mark.parametrize(
-    ("status", "units", "expected"),
-    [
-        (cp_model.OPTIMAL, 0.3, None),
-        (cp_model.FEASIBLE, 1.0, "deterministic"),
-        (cp_model.FEASIBLE, 0.4, "wall_clock"),
-        (cp_model.UNKNOWN, 0.4, "wall_clock"),
-    ],
-)
-def test_stop_reason_names_the_limit_that_ended_the_search(status, units, expected):
-    assert _stopped_by(SimpleNamespace(deterministic_time=units), status, 1.0) == expected
 
 
 @pytest.mark.parametrize("seed", range(6))

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from policies.solve.portfolio import solve_portfolio
 from policies.solve.testing import assert_portfolio_consistent, assert_solver_conforms
-from policies.standby.policy import solve_standby, standby_actions
+from policies.standby.policy import STANDBY, standby_actions
 from policies.standby.problem import is_feasible_standby, standby_objective, standby_problem_from_dict
 from policies.standby.qubo import build_standby_qubo
 from policies.standby.solvers import STANDBY_SOLVERS
@@ -88,7 +88,7 @@ def test_objective_by_hand() -> None:
 @pytest.mark.parametrize("seed", range(6))
 def test_cpsat_matches_brute_force_and_portfolio_is_consistent(seed: int) -> None:
     p = standby_problem_from_dict(random_doc(seed))
-    res = solve_standby(p, seed=seed, time_limit_s=2.0)
+    res = STANDBY.solve(p, seed=seed, time_limit_s=2.0)
     assert_portfolio_consistent(res, p, objective=standby_objective, is_feasible=is_feasible_standby)
     cp = next(c for c in res.candidates if c.info.solver == "cpsat")
     assert cp.info.status == "OPTIMAL"

@@ -9,18 +9,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from policies.risk import cvar
 from policies.solve.portfolio import solve_portfolio
 from policies.solve.testing import assert_portfolio_consistent
-from policies.tiers.policy import (
-    TIER_SOLVERS,
-    TierProblem,
-    is_feasible_tiers,
-    tier_labels,
-    tier_losses,
-    tier_objective,
-    tiers_table,
-    weighted_cvar,
-)
+from policies.tiers.policy import tier_labels, tiers_table
+from policies.tiers.problem import TierProblem, is_feasible_tiers, tier_losses, tier_objective
+from policies.tiers.solvers import TIER_SOLVERS
 
 
 def random_problem(seed: int, n: int = 6, S: int = 5, T: int = 3) -> TierProblem:
@@ -53,7 +47,7 @@ def test_shedder_replay_by_hand() -> None:
     )
     # tiers a:0, b:0, c:1 -> s0: tier 0 (4) fits, tier 1 (6) does not -> lose 1; s1: tier 0 needs 2 > 1 -> lose 11
     assert tier_losses(p, [0, 0, 1]).tolist() == [1.0, 11.0]
-    assert weighted_cvar(np.array([1.0, 11.0]), p.probability, 0.5) == pytest.approx(11.0)
+    assert cvar(np.array([1.0, 11.0]), 0.5, probabilities=p.probability) == pytest.approx(11.0)
     assert tier_objective(p, [0, 0, 1]) == pytest.approx(6.0 + 11.0)
 
 
