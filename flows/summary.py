@@ -116,7 +116,7 @@ def render_summary(s: dict, settings: Settings) -> Panel:
     for name, value in s["objective_by_solver"].items():
         solvers.add_row(name, f"{value:,.2f}", str(s["chosen"].get(name, 0)))
     title = "[green]published[/]" if s["published"] else "[yellow]held back[/]"
-    return Panel(Group(facts, solvers), title=f"qresilience nightly: {title}", expand=False)
+    return Panel(Group(facts, solvers), title=f"qresilience {s.get('kind', 'nightly')}: {title}", expand=False)
 
 
 def family_line(o: dict) -> str:

@@ -48,6 +48,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain help: typer's rich help shows on/off flags as taking a value ("--json <bool>"), and
+    # rich's import is most of a `--help`'s start-up.
+    rich_markup_mode=None,
 )
 
 

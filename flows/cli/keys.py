@@ -36,6 +36,8 @@ def keys_init(
 
 
 def register(app: typer.Typer) -> None:
-    keys = typer.Typer(help="Signing keys for bundles (Ed25519 + ML-DSA-65).", no_args_is_help=True)
+    keys = typer.Typer(
+        help="Signing keys for bundles (Ed25519 + ML-DSA-65).", no_args_is_help=True, rich_markup_mode=None
+    )
     keys.command("init")(keys_init)
     app.add_typer(keys, name="keys")

@@ -60,7 +60,7 @@ def resolve(
 ) -> None:
     """Re-fit with the newest telemetry, re-solve what an incident touched, publish through the gates.
 
-    Exit codes: 0 published, 1 failed (nothing published), 3 solved but held back by the gates.
+    Name exactly one of --incident ID or --since TIME. Exit codes: 0 published, 1 failed (nothing published), 3 solved but held back by the gates.
     """
     if (incident is None) == (since is None):
         fail(QresError("name exactly one of --incident ID or --since TIME"))
@@ -101,11 +101,11 @@ def resolve(
 
 
 def notify_incident(
-    incident_id: Annotated[str, typer.Argument(help="The resolved incident's id.")],
+    incident_id: Annotated[str, typer.Argument(metavar="INCIDENT_ID", help="The resolved incident's id.")],
     dependencies: DepsOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Send an ``incident.resolved`` event; the ``resolve`` deployment's trigger starts a re-solve.
+    """Send an incident.resolved event; the resolve deployment's trigger starts a re-solve.
 
     Needs a Prefect server (PREFECT_API_URL); with the ephemeral API nothing listens.
     """

@@ -100,7 +100,7 @@ def replay_run(settings: Settings, run_id: str, out_dir: Path) -> dict:
 
 
 def replay(
-    run_id: Annotated[str, typer.Argument(help="MLflow run id of a nightly run.")],
+    run_id: Annotated[str, typer.Argument(metavar="RUN_ID", help="MLflow run id of a nightly run.")],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Empty folder for the rebuilt bundle.")],
     config: ConfigOpt = None,
     store: StoreOpt = None,

@@ -125,7 +125,9 @@ def rollback_champion(settings: Settings, policy: str = POLICY) -> tuple[str, st
 
 
 def promote(
-    model_version: Annotated[str, typer.Argument(help="Registered model version to make champion.")],
+    model_version: Annotated[
+        str, typer.Argument(metavar="MODEL_VERSION", help="Registered model version to make champion.")
+    ],
     config: ConfigOpt = None,
     store: StoreOpt = None,
     policy: Annotated[str, typer.Option(help="Policy family.")] = POLICY,
