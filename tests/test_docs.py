@@ -11,6 +11,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+# Other READMEs are checked for links and commands too (client/README.md links into docs/).
+OTHER_READMES = [
+    ROOT / "client" / "README.md",
+    ROOT / "deployments" / "README.md",
+    ROOT / "data" / "expectations" / "README.md",
+]
 FENCE = re.compile(r"^```.*?^```", re.S | re.M)
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 # `qres <command>` where qres is the program (not qres.toml, qres-run, qres_client, `qres`).
@@ -84,7 +90,7 @@ def test_cli_reference_lists_every_command_and_option():
             assert f"`{flag}`" in body, f"{path} {flag} missing from docs/cli.md"
 
 
-@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+@pytest.mark.parametrize("page", PAGES + OTHER_READMES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_qres_command_mentioned_exists_with_its_flags(page):
     for path, flags in _mentions(_text(page)):
         assert path in COMMANDS, f"{page.name} mentions `{path}`, which the app does not register"
@@ -98,7 +104,7 @@ def test_mentions_are_found():
     assert _mentions(text) == [("qres run", ["--seed", "--bogus"]), ("qres keys init", ["--dir"])]
 
 
-@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+@pytest.mark.parametrize("page", PAGES + OTHER_READMES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_relative_links_and_anchors_resolve(page):
     for target in LINK.findall(FENCE.sub("", _text(page))):
         if re.match(r"[a-z]+:", target):
