@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/realdata_upptime.py [manticore honch] [--window-min 5]
 
-A small loader for this analysis only (the proper importer is ``policies/importers``, issue 3):
+A small loader for this analysis only (the proper importer is ``policies/telemetry/importers``, issue 3):
 ``commits.jsonl`` is an event log of status changes, one commit per change, with the changed
 ``history/<site>.yml`` files. Each change becomes one check at the commit's time; the fit carries
 every state forward until the next change (its gap rule), which is exactly Upptime's meaning.

@@ -1,6 +1,6 @@
 """Solver portfolio benchmark: per family and size, each solver's objective as a ratio to the best bound, and time.
 
-    .venv/bin/python benchmarks/solvers.py            # the sizes of the README table (~30 s)
+    .venv/bin/python benchmarks/solvers.py            # the sizes in docs/families.md (~30 s)
     .venv/bin/python benchmarks/solvers.py --quick    # a smoke run (seconds)
 
 All solvers run side by side in one process on the same synthetic instances (fixed seeds).

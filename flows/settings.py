@@ -76,7 +76,7 @@ class SolveSettings(_Section):
 
 
 class FamilySettings(_Section):
-    """The standby and routing bundles and the tier assignment, solved after shedding (README "Policy families")."""
+    """The standby and routing bundles and the tier assignment, solved after shedding (docs/families.md)."""
 
     enabled: tuple[Literal["standby", "routing", "tiers"], ...] = ("standby", "routing", "tiers")
     time_limit_s: float = Field(

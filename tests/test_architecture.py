@@ -35,12 +35,9 @@ MAX_MODULE_LINES = 300
 # The counts may only go down: a module here may not grow, and one that drops to the limit
 # (or goes away) must leave this list. No new entries: split the module instead.
 MODULE_LINES_ALLOWED = {
-    "policies/backtest/run.py": 313,
     "policies/scenarios/scenario_set.py": 306,
-    "policies/shedding/solvers.py": 338,
     "policies/telemetry/sample.py": 520,
     "policies/telemetry/watermark.py": 368,
-    "policies/tiers/policy.py": 355,
 }
 
 MAX_FLOW_FUNCTION_LINES = 60

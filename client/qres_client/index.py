@@ -17,7 +17,7 @@ How ``decide(down, degraded)`` picks a scenario (``degraded`` minus ``down`` is 
    that state, so it is feasible under the same model. ``unmatched="cover-then-greedy"``
    tries step 3 first and uses the greedy only instead of step 4; ``unmatched="cover"``
    (and any bundle without fallback.json) keeps the old rule, steps 1, 3, 4. Measured
-   on held-out incidents (README, "Backtests and the report"): the greedy first keeps
+   on held-out incidents (docs/backtest.md): the greedy first keeps
    the most value, since a cover plans for more outage than was observed.
 3. **Cover**: otherwise the most conservative scenario that covers the observation:
    its ``effective_down`` contains every observed down service and its

@@ -251,7 +251,7 @@ def verify(
     )
 
 
-# Command groups kept in their own modules (flows/cli_<group>.py); each exposes
+# Command groups kept in their own modules (flows/cli/<group>.py); each exposes
 # register(app). Import the module above and add it here rather than growing this file.
 _COMMAND_MODULES: tuple = (
     cli_keys,

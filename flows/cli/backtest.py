@@ -32,7 +32,7 @@ OverlayOpt = Annotated[
     typer.Option(
         "--overlay",
         help="Lay this source's services, dependencies and workloads over --data's outage timeline "
-        "(real sites mapped onto its regions, then its dependencies; see policies/backtest_overlay.py).",
+        "(real sites mapped onto its regions, then its dependencies; see policies/backtest/overlay.py).",
     ),
 ]
 VersionOpt = Annotated[

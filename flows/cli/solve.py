@@ -1,6 +1,6 @@
 """`qres solve FAMILY PROBLEM.json`: solve one documented problem file, for what-if analysis and debugging.
 
-The file formats are in the README ("Problem files"); one example per family ships in
+The file formats are in docs/families.md ("Problem files and `qres solve`"); one example per family ships in
 ``data/examples/``. The answer is the same portfolio the nightly flow runs (or one solver of
 it), with every candidate's exact objective, bound, gap, time and seed.
 """
@@ -56,7 +56,7 @@ def solve_problem(
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(
             f"{family_name} problem file is not valid: {type(exc).__name__}: {exc} "
-            f"(see README 'Problem files' and data/examples/{family_name}.json)"
+            f"(see docs/families.md and data/examples/{family_name}.json)"
         ) from exc
     if solver != "portfolio" and solver not in fam.solvers:
         raise ConfigError(
@@ -113,7 +113,9 @@ def register(app: typer.Typer) -> None:
         problem_file: Annotated[
             Path,
             typer.Argument(
-                help="Problem JSON (formats in the README; examples in data/examples/).", exists=True, dir_okay=False
+                help="Problem JSON (formats in docs/families.md; examples in data/examples/).",
+                exists=True,
+                dir_okay=False,
             ),
         ],
         solver: Annotated[str, typer.Option("--solver", help=f"One of {', '.join(_SOLVER_CHOICES)}.")] = "portfolio",

@@ -93,7 +93,7 @@ def is_feasible_routing(p: RoutingProblem, x) -> bool:
 
 
 def routing_problem_from_dict(doc: dict, *, key: str | None = None) -> RoutingProblem:
-    """From the documented JSON form (README, "routing problem file")."""
+    """From the documented JSON form (docs/families.md, "Problem files and `qres solve`")."""
     eps, svc, loc, cap, cols = [], [], [], [], []
     services = sorted(doc.get("services", []), key=lambda s: str(s["service_id"]))
     if not services:

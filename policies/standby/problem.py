@@ -103,7 +103,7 @@ def is_feasible_standby(problem: StandbyProblem, x) -> bool:
 
 
 def standby_problem_from_dict(doc: dict, *, key: str | None = None) -> StandbyProblem:
-    """Build from the documented JSON form (see README, "standby problem file").
+    """Build from the documented JSON form (docs/families.md, "Problem files and `qres solve`").
 
     ``{"sites": [{"site_id", "region", "budget"}], "candidates": [{"candidate_id", "service_id",
     "site_id", "cost", "coverage"}], "services": [{"service_id", "value_per_hour"}],

@@ -60,7 +60,7 @@ class TierProblem:
 
 
 def tier_problem_from_dict(doc: dict, *, key: str | None = None) -> TierProblem:
-    """From the documented JSON form (README, "tiers problem file")."""
+    """From the documented JSON form (docs/families.md, "Problem files and `qres solve`")."""
     wl = sorted(doc["workloads"], key=lambda w: str(w["workload_id"]))
     ids = [str(w["workload_id"]) for w in wl]
     sc = doc["scenarios"]

@@ -1,6 +1,6 @@
 """Locks across workers and hosts: Prefect global concurrency limits that an operator creates.
 
-Two limits matter (README "Running in production"):
+Two limits matter (docs/operations.md, "Running in production"):
 
 - ``qres-publish`` (limit 1): any two publishes, of any family, from any run, stay apart.
   The store's fcntl lock covers one filesystem only.

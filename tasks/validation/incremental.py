@@ -7,7 +7,7 @@ it has not seen pass against the same references, so an incident re-run reads th
 snapshot yet validates the new day and the incidents table, not thirty days and every
 small table, while a changed ``services`` table re-validates everything that points at it.
 Known parts are the very bytes that passed before, so they are only cast to the contract
-schema. Trade-off, documented in the README: table-wide rules (unique keys, freshness,
+schema. Trade-off, documented in docs/telemetry.md ("Incremental ingest"): table-wide rules (unique keys, freshness,
 quarantine share) see the new files only; the nightly run checks everything.
 """
 

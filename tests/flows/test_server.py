@@ -111,7 +111,7 @@ def test_event_triggers_resolve_on_a_real_server(small_sample: Path, tmp_path: P
         _wait(lambda: _healthy(api), WAIT_S, "the Prefect server")
         run(str(BIN / "prefect"), "work-pool", "create", "qres-process", "--type", "process")
         run(str(BIN / "prefect"), "--no-prompt", "deploy", "--prefect-file", "deployments/prefect.yaml", "--all")
-        for lock in ("qres-run", "qres-publish"):  # the production locks (README "Running in production")
+        for lock in ("qres-run", "qres-publish"):  # the production locks (docs/operations.md, "Running in production")
             run(str(BIN / "prefect"), "gcl", "create", lock, "--limit", "1")
         start("worker", str(BIN / "prefect"), "worker", "start", "--pool", "qres-process")
 

@@ -20,7 +20,7 @@ def test_upptime_git_bundle_and_jsonl_agree_and_validate(tmp_path: Path) -> None
     bundle = REAL / "upptime" / "manticore" / "repo.bundle"
     assert read_upptime_events(bundle) == read_upptime_events(REAL / "upptime" / "manticore" / "commits.jsonl")
     rows = import_upptime(bundle, tmp_path / "out")
-    assert rows["incidents"] == 47  # the README's 47 down events
+    assert rows["incidents"] == 47  # ../shared/realdata/README.md: 47 down events
     report, docs = check_telemetry(load_telemetry(tmp_path / "out"), state_dir=tmp_path / "state")
     assert report.success and docs.is_file()
     checks = pq.read_table(tmp_path / "out" / "health_checks")
