@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pyarrow as pa
 from prefect.context import FlowRunContext
@@ -37,7 +38,14 @@ from tasks.solve_families import (
     store_latency_pool,
 )
 
-__all__ = ["FamilyRun", "PendingFamilies", "submit_families", "submit_latency_pool", "remember_latency_pool"]
+__all__ = [
+    "FamilyRun",
+    "PendingFamilies",
+    "submit_families",
+    "submit_latency_pool",
+    "remember_latency_pool",
+    "solve_cache_dir",
+]
 
 
 @dataclass(frozen=True)
@@ -139,64 +147,60 @@ def _pool_dir(settings: Settings):
     return settings.state_dir / "profiles"
 
 
+def solve_cache_dir(settings: Settings, family: str) -> Path | None:
+    """``<state_dir>/cache/<family>`` when ``orchestration.solve_cache`` is on."""
+    return settings.state_dir / "cache" / family if settings.orchestration.solve_cache else None
+
+
 def submit_families(
     settings: Settings, tables: dict[str, pa.Table], scenarios: ScenarioSet, latency_pool=None
 ) -> PendingFamilies:
     """Submit the enabled families' solves with the configured portfolio (``[families]`` in qres.toml).
 
-    Solves go through ``<state_dir>/cache/<family>`` when ``orchestration.solve_cache`` is on,
-    like shedding's scenarios (tasks/solve_families.py). They run on the flow's task runner:
-    the solvers (CP-SAT, GLOP) release the GIL, so they overlap each other and the rest of
-    the run until :meth:`PendingFamilies.result` (measured: ~0.5 s off a re-solve).
+    Solves go through the solve cache like shedding's scenarios (tasks/solve_families.py). They
+    run on the flow's task runner: the solvers (CP-SAT, GLOP) release the GIL, so they overlap
+    each other and the rest of the run until :meth:`PendingFamilies.result` (measured: ~0.5 s
+    off a re-solve).
     """
-    fam, solve = settings.families, settings.solve
-    anneal = anneal_params(settings)
-    solved = []
+    fam = settings.families
     # The solves need the small tables only (routing gets its latency pool): on a Dask cluster
     # the health checks are then shipped once, to the pool's task, not to every family.
     if latency_pool is not None:
         tables = {name: t for name, t in tables.items() if name != "health_checks"}
-
-    def cache(family: str):
-        return settings.state_dir / "cache" / family if settings.orchestration.solve_cache else None
-
+    common = {"seed": settings.seed, "time_limit_s": fam.time_limit_s, "top_k": settings.solve.top_k}
     tiers = None
     if "tiers" in fam.enabled:
         tiers = solve_tier_assignment.submit(
             tables,
             scenarios,
-            seed=settings.seed,
-            time_limit_s=fam.time_limit_s,
+            **common,
             tiers=fam.tiers,
             alpha=fam.tier_alpha,
             lam=fam.tier_lambda,
-            top_k=solve.top_k,
-            cache_dir=cache("tiers"),
+            cache_dir=solve_cache_dir(settings, "tiers"),
         )
+    solved = []
     # Standby needs the optional sites and standby_candidates tables (imported status pages have none).
     if "standby" in fam.enabled and {"sites", "standby_candidates"} <= set(tables):
         solved.append(
             solve_standby_policy.submit(
                 tables,
                 scenarios,
-                seed=settings.seed,
-                time_limit_s=fam.time_limit_s,
+                **common,
                 solvers=fam.standby_solvers,
-                top_k=solve.top_k,
-                anneal_params=anneal,
-                cache_dir=cache("standby"),
+                anneal_params=anneal_params(settings),
+                cache_dir=solve_cache_dir(settings, "standby"),
             )
         )
     if "routing" in fam.enabled:
+        options = {"num_samples": fam.routing_samples, "sla_ms": fam.routing_sla_ms, "alpha": fam.routing_alpha}
         solved.append(
             solve_routing_policy.submit(
                 tables,
                 scenarios,
-                seed=settings.seed,
-                time_limit_s=fam.time_limit_s,
-                top_k=solve.top_k,
-                options={"num_samples": fam.routing_samples, "sla_ms": fam.routing_sla_ms, "alpha": fam.routing_alpha},
-                cache_dir=cache("routing"),
+                **common,
+                options=options,
+                cache_dir=solve_cache_dir(settings, "routing"),
                 pool=latency_pool,
             )
         )

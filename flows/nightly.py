@@ -17,7 +17,13 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
 from flows.environment import configure_environment
-from flows.families import PendingFamilies, remember_latency_pool, submit_families, submit_latency_pool
+from flows.families import (
+    PendingFamilies,
+    remember_latency_pool,
+    solve_cache_dir,
+    submit_families,
+    submit_latency_pool,
+)
 from flows.publish import BacktestGate, FamilyOutcome, publish_family
 from flows.settings import Settings, anneal_params, backtest_config, load_settings
 from flows.stages import Validated, build_scenarios, config_hash, fit_model, ingest_and_validate, run_manifest
@@ -106,7 +112,7 @@ def _solve_shedding(settings: Settings, tables: dict, scenarios: ScenarioSet, sc
         levels=solve.levels,
         top_k=solve.top_k,
         anneal_params=anneal_params(settings),
-        cache_dir=settings.state_dir / "cache" / "shedding" if settings.orchestration.solve_cache else None,
+        cache_dir=solve_cache_dir(settings, "shedding"),
         chunk_size=settings.orchestration.solve_chunk,
         timeout_s=settings.orchestration.task_timeout_s,
         scope=scope,

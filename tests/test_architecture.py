@@ -43,9 +43,7 @@ MODULE_LINES_ALLOWED = {
 MAX_FLOW_FUNCTION_LINES = 60
 # Functions in flows/ over the limit (def line to last line, docstring included) when the limit
 # became a test (issue 13). Same rule as above: they may only shrink, then leave the list.
-FLOW_FUNCTION_LINES_ALLOWED = {
-    "flows/families.py:submit_families": 62,
-}
+FLOW_FUNCTION_LINES_ALLOWED: dict[str, int] = {}
 
 
 def _ratchet(measured: dict[str, int], allowed: dict[str, int], limit: int, what: str) -> list[str]:
