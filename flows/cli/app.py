@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from flows.cli import backtest as cli_backtest
 from flows.cli import data as cli_data
@@ -36,10 +35,10 @@ from flows.cli.common import (
     abs_path,
     console,
     fail,
+    load_settings,
     out,
 )
 from flows.environment import configure_environment, embedded_run
-from flows.settings import load_settings
 from policies.errors import QresError
 
 app = typer.Typer(
@@ -143,6 +142,8 @@ def validate(config: ConfigOpt = None, data: DataOpt = None, json_out: JsonOpt =
     if json_out:
         out.print_json(json.dumps(report.as_dict(), default=str))
     else:
+        from rich.table import Table
+
         table = Table(title=f"validation of {settings.data_dir}")
         for col in ("table", "rule", "column", "result", "unexpected", "examples"):
             table.add_column(col)
@@ -210,6 +211,8 @@ def decide(
     if json_out:
         out.print_json(json.dumps(decision.as_dict()))
         return
+    from rich.table import Table
+
     table = Table(title=f"{decision.policy} {decision.version}: scenario {decision.scenario} ({decision.how})")
     for col in ("rank", "workload", "admit"):
         table.add_column(col)

@@ -6,15 +6,26 @@ import json
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.panel import Panel
-from rich.table import Table
 
-from flows.cli.common import ConfigOpt, DataOpt, JsonOpt, QuietOpt, StoreOpt, abs_path, console, fail, out
-from flows.settings import Settings, backtest_config, load_settings
+from flows.cli.common import (
+    ConfigOpt,
+    DataOpt,
+    JsonOpt,
+    QuietOpt,
+    StoreOpt,
+    abs_path,
+    console,
+    fail,
+    load_settings,
+    out,
+)
+
+if TYPE_CHECKING:
+    from flows.settings import Settings
 from policies.errors import QresError
 
 __all__ = [
@@ -84,7 +95,7 @@ def compute_backtest(
         fallback_bytes = fallback.read_bytes() if fallback.is_file() else None
     result = run_backtest(
         tables,
-        backtest_config(settings),
+        _backtest_config(settings),
         decisions=decisions,
         version=version,
         progress=progress,
@@ -100,6 +111,9 @@ def _pct(x) -> str:
 
 def render_backtest(result: dict, console_: Console) -> None:
     """A table of the overall figures per policy and a one-panel summary."""
+    from rich.panel import Panel
+    from rich.table import Table
+
     t = Table(
         title=f"backtest: {result['n_incidents']} held-out incidents after {result['split_at']} "
         f"({result['n_impacting']} cost value), detection delay {result['delay_min']} min",
@@ -201,3 +215,9 @@ def register(app: typer.Typer) -> None:
             out.print(
                 f"published keeps {_pct(o.get('share'))} of the oracle's value over {result['n_incidents']} incidents"
             )
+
+
+def _backtest_config(settings: Settings):
+    from flows.settings import backtest_config
+
+    return backtest_config(settings)

@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 __all__ = [
+    "load_settings",
     "console",
     "out",
     "EXIT_FAILED",
@@ -58,3 +59,11 @@ def abs_path(p: Path | str | None) -> Path | str | None:
 def fail(exc: Exception) -> NoReturn:
     console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
     raise typer.Exit(EXIT_FAILED)
+
+
+def load_settings(config=None, **overrides):
+    """``flows.settings.load_settings``, imported on first use: pydantic-settings is most of what a
+    ``--help`` would otherwise load (the CLI's top level stays light, see tests/flows/test_cli_startup.py)."""
+    from flows.settings import load_settings as load
+
+    return load(config, **overrides)

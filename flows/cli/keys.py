@@ -7,8 +7,7 @@ from typing import Annotated
 
 import typer
 
-from flows.cli.common import ConfigOpt, abs_path, console, fail
-from flows.settings import load_settings
+from flows.cli.common import ConfigOpt, abs_path, console, fail, load_settings
 from policies.errors import QresError
 
 __all__ = ["register"]

@@ -6,10 +6,8 @@ import json
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from flows.cli.common import ConfigOpt, DataOpt, JsonOpt, abs_path, fail, out
-from flows.settings import load_settings
+from flows.cli.common import ConfigOpt, DataOpt, JsonOpt, abs_path, fail, load_settings, out
 from policies.errors import QresError
 
 __all__ = ["register", "model_report"]
@@ -89,6 +87,8 @@ def _render(report: dict) -> None:
         f"({report['start']} .. {report['end']}); flap filter removed {info['transitions_removed']:,} of "
         f"{info['raw_transitions']:,} raw state changes (k={info['hysteresis_windows']}, {info['agreement']})"
     )
+    from rich.table import Table
+
     deps = Table(title="per dependency (95% intervals from episodes)", title_justify="left")
     for col in ("dependency", "P(down)", "interval", "P(degraded)", "outages/day", "TTR p50/p90/p99 min"):
         deps.add_column(col, justify="left" if col == "dependency" else "right")

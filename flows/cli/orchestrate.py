@@ -24,10 +24,10 @@ from flows.cli.common import (
     abs_path,
     console,
     fail,
+    load_settings,
     out,
 )
 from flows.environment import configure_environment, embedded_run
-from flows.settings import load_settings
 from policies.errors import QresError
 
 __all__ = ["register", "INCIDENT_EVENT"]

@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from flows.cli.common import ConfigOpt, StoreOpt, abs_path, fail, out
+from flows.cli.common import ConfigOpt, StoreOpt, abs_path, fail, load_settings, out
 from flows.cli.versions import POLICY, bundle_of_version, mlflow_client
 from flows.environment import configure_environment
-from flows.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from flows.settings import Settings
 from policies.errors import QresError
 
 __all__ = ["register", "replay_run"]

@@ -9,8 +9,7 @@ from typing import Annotated
 import typer
 
 from flows.cli.backtest import OverlayOpt, VersionOpt, compute_backtest, progress_bars
-from flows.cli.common import ConfigOpt, DataOpt, JsonOpt, QuietOpt, StoreOpt, abs_path, fail, out
-from flows.settings import load_settings
+from flows.cli.common import ConfigOpt, DataOpt, JsonOpt, QuietOpt, StoreOpt, abs_path, fail, load_settings, out
 from policies.errors import QresError
 
 __all__ = ["register", "write_report"]

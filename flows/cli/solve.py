@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import numpy as np
 import typer
-from rich.table import Table
 
-from flows.cli.common import ConfigOpt, JsonOpt, abs_path, console, fail, out
-from flows.settings import anneal_params, load_settings
+from flows.cli.common import ConfigOpt, JsonOpt, abs_path, console, fail, load_settings, out
+
+if TYPE_CHECKING:
+    from policies.solve.anneal import AnnealParams
 from policies.errors import ConfigError, QresError
-from policies.solve.anneal import AnnealParams
 
 __all__ = ["register", "solve_problem", "FAMILIES"]
 
@@ -27,6 +26,8 @@ _SOLVER_CHOICES = ("portfolio", "greedy", "cpsat", "lp", "anneal")
 
 
 def _solution(x) -> list:
+    import numpy as np
+
     arr = np.asarray(x)
     return [round(float(v), 9) for v in arr] if arr.dtype.kind == "f" else [int(v) for v in arr]
 
@@ -159,13 +160,15 @@ def register(app: typer.Typer) -> None:
                 solver=solver,
                 seed=settings.seed if seed is None else seed,
                 time_limit_s=time_limit or _time_limit(settings, family),
-                anneal=anneal_params(settings),
+                anneal=_anneal_params(settings),
             )
         except QresError as exc:
             fail(exc)
         if json_out:
             out.print_json(json.dumps(result))
             return
+        from rich.table import Table
+
         table = Table(title=f"{family} {result['key']} ({result['sense']}imize)")
         for col in ("solver", "status", "objective", "bound", "feasible", "time_s"):
             table.add_column(col)
@@ -181,3 +184,9 @@ def register(app: typer.Typer) -> None:
         out.print(table)
         gap = "n/a" if result["gap"] is None else f"{result['gap']:.4%}"
         console.print(f"chosen {result['chosen']}: objective {result['objective']:.6g}, gap {gap}")
+
+
+def _anneal_params(settings):
+    from flows.settings import anneal_params
+
+    return anneal_params(settings)

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
-from flows.cli.common import ConfigOpt, StoreOpt, abs_path, console, fail, out
+from flows.cli.common import ConfigOpt, StoreOpt, abs_path, console, fail, load_settings, out
 from flows.environment import configure_environment
-from flows.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from flows.settings import Settings
 from policies.errors import QresError
 
 __all__ = [
@@ -167,6 +168,8 @@ def versions(
 
     settings = load_settings(config, store_dir=abs_path(store))
     latest = read_latest(settings.store_dir, policy)
+    from rich.table import Table
+
     table = Table(title=f"{policy} in {settings.store_dir}")
     for col in ("version", "LATEST", "signed", "gates", "MLflow run", "republished from"):
         table.add_column(col)
