@@ -20,6 +20,10 @@ QUIET_DEFAULTS = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
+    # The console shows warnings and errors; every INFO line still goes to the Prefect API (the
+    # UI, `prefect flow-run logs`), and `qres run --verbose` shows them here too. Without it a
+    # run printed ~45 lines of task states and Prefect's temporary-server advice.
+    "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING",
     # A task called outside a flow (`qres validate`, tests) logs locally; don't warn that the API misses it.
     "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
     # MLflow and Great Expectations usage telemetry.

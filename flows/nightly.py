@@ -84,8 +84,7 @@ def run_nightly(
         # Families solved while the tiers still solve are published meanwhile; the rest after shedding.
         outcomes = [publish(sp) for sp in pending.take_while_tiers_solve()]
         shedding = _with_tiers_and_health(settings, solved, pending, model)
-        if backtest is not None:
-            _log_report(step, target, run_id, backtest, model, scenarios, shedding, pending)
+        report = _report(settings, step, target, run_id, kind, backtest, model, scenarios, shedding, pending)
         share = (backtest or {}).get("overall", {}).get("published", {}).get("share")
         gate = BacktestGate(share, settings.backtest.min_share, settings.backtest.tolerance)
         shed = publish(shedding, manifest_metrics=metrics, backtest=gate)
@@ -96,7 +95,7 @@ def run_nightly(
     except BaseException:
         finish_run(target, run_id, tags={"qres.gates": "error"}, json_artifacts={}, failed=True)
         raise
-    summary = _summary(settings, kind, data, model, scenarios, solved, run_id, shed, outcomes)
+    summary = _summary(settings, kind, data, model, scenarios, solved, run_id, shed, outcomes, report)
     create_markdown_artifact(summary.to_markdown(), key=f"qres-{kind}-summary", description=f"qresilience {kind} run")
     return summary
 
@@ -167,7 +166,7 @@ def _with_tiers_and_health(
     return replace(solved, files={**solved.files, **tier_files, **health}, metrics={**solved.metrics, **tier_metrics})
 
 
-def _log_report(step, target, run_id, backtest, model, scenarios, shedding: SolvedPolicy, pending) -> None:
+def _log_report(step, target, run_id, backtest, model, scenarios, shedding: SolvedPolicy, pending) -> str:
     """The HTML report (with every family's decisions) and the backtest, kept with the run."""
     from tasks.report import render_report  # matplotlib: only when a report is drawn
 
@@ -191,6 +190,32 @@ def _log_report(step, target, run_id, backtest, model, scenarios, shedding: Solv
         json_artifacts={"backtest.json": {k: v for k, v in backtest.items() if k != "train"}},
         artifact_dir="report",
     )
+    return page
+
+
+def _report(settings, step, target, run_id, kind, backtest, model, scenarios, shedding, pending) -> str | None:
+    """The HTML report with the run in MLflow and in ``<state_dir>/reports``; None without a backtest."""
+    if backtest is None:
+        return None
+    page = _log_report(step, target, run_id, backtest, model, scenarios, shedding, pending)
+    return _write_report_file(settings, f"{kind}-{run_id}", page)
+
+
+def _write_report_file(settings: Settings, name: str, page: str) -> str:
+    """The report beside the run's state too (``<state_dir>/reports``), where a person finds it."""
+    folder = settings.state_dir / "reports"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.html"
+    tmp = folder / f".tmp-{name}.html"
+    tmp.write_text(page, encoding="utf-8")
+    tmp.replace(path)  # atomic: a reader never sees half a page
+    return str(path)
+
+
+def _example_outage(scenarios: ScenarioSet) -> str:
+    """A dependency of the likeliest outage scenario, for the summary's `qres decide --down` hint."""
+    outages = [s for s in scenarios.scenarios if s.down and s.source != "fallback"]
+    return max(outages, key=lambda s: (s.probability, s.key)).down[0] if outages else ""
 
 
 def _final_tags(shed: FamilyOutcome) -> dict[str, str]:
@@ -211,7 +236,9 @@ def _final_reports(settings: Settings, shed: FamilyOutcome) -> dict:
     return out
 
 
-def _summary(settings, kind, data, model, scenarios, solved, run_id, shed: FamilyOutcome, outcomes) -> RunSummary:
+def _summary(
+    settings, kind, data, model, scenarios, solved, run_id, shed: FamilyOutcome, outcomes, report
+) -> RunSummary:
     per_dep = model.per_dependency
     order = {name: i for i, name in enumerate(("standby", "routing"))}
     return RunSummary(
@@ -240,6 +267,8 @@ def _summary(settings, kind, data, model, scenarios, solved, run_id, shed: Famil
         scenarios_solved=int(solved.metrics.get("shedding.solved", len(scenarios.scenarios))),
         tracking_uri=settings.tracking_uri,
         families={o.policy: o.as_dict() for o in sorted(outcomes, key=lambda o: order[o.policy])},
+        report_path=report,
+        example_down=_example_outage(scenarios),
     )
 
 

@@ -15,8 +15,23 @@ __all__ = ["rich_progress"]
 
 @contextmanager
 def rich_progress(console: Console, *, enabled: bool = True) -> Iterator[None]:
-    if not enabled or not console.is_terminal:
+    """Bars on a terminal; elsewhere (CI, a pipe) one line per finished step."""
+    if not enabled:
         yield
+        return
+    if not console.is_terminal:
+        finished: set[str] = set()
+
+        def line(step: str, done: int, total: int) -> None:
+            if done >= total and step not in finished:
+                finished.add(step)
+                console.print(f"{step}: done ({total:,})" if total > 1 else f"{step}: done")
+
+        set_sink(line)
+        try:
+            yield
+        finally:
+            set_sink(None)
         return
     bars: dict[str, int] = {}
     with Progress(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -40,7 +41,11 @@ class RunSummary:
     kind: str = "nightly"  # or "resolve" (flows/resolve.py)
     scenarios_solved: int = 0  # the rest were reused from the per-scenario cache
     tracking_uri: str = ""
-    families: dict = field(default_factory=dict)  # standby/routing: flows.publish.FamilyOutcome
+    families: dict = field(default_factory=dict)
+    report_path: str | None = None  # the HTML report written to <state_dir>/reports
+    example_down: str = (
+        ""  # a dependency of the likeliest outage, for the "next" hint  # standby/routing: flows.publish.FamilyOutcome
+    )
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -79,7 +84,7 @@ def _mlflow_link(tracking_uri: str, run_id: str) -> str:
     return f"`{run_id}` (`mlflow ui --backend-store-uri {tracking_uri}`)" if tracking_uri else run_id
 
 
-__all__ = ["RunSummary", "render_summary", "family_line"]
+__all__ = ["RunSummary", "render_summary", "family_line", "next_commands", "shown_path"]
 
 
 def render_summary(s: dict, settings: Settings) -> Panel:
@@ -99,15 +104,21 @@ def render_summary(s: dict, settings: Settings) -> Panel:
     gap = "n/a" if s["worst_gap"] is None else f"{s['worst_gap']:.4%}"
     facts.add_row("expected value", f"{s['expected_value_per_h']:,.2f}/h; worst gap to bound {gap}")
     if s["published"]:
-        facts.add_row("bundle", f"{s['bundle_version']} at {s['bundle_path']}")
+        facts.add_row("bundle", f"{s['bundle_version']} at {shown_path(s['bundle_path'])}")
     else:
         failed = [c for c in s["gates"].get("checks", []) if not c["passed"]]
         facts.add_row("bundle", "[yellow]not published[/]: " + "; ".join(f"{c['name']}: {c['detail']}" for c in failed))
     for name, outcome in s.get("families", {}).items():  # one line per family (flows/families.py)
         facts.add_row(name, family_line(outcome))
     role = "champion" if s["promoted"] else "candidate"
-    facts.add_row("MLflow", f"run {s['mlflow_run_id']}, model version {s['model_version']} ({role})")
-    facts.add_row("look next", f"qres decide --down <dep> | mlflow ui --backend-store-uri {settings.tracking_uri}")
+    facts.add_row(
+        "MLflow",
+        f"run {s['mlflow_run_id']}, model version {s['model_version']} ({role}); "
+        f"mlflow ui --backend-store-uri {settings.tracking_uri}",
+    )
+    if s.get("report_path"):
+        facts.add_row("report", shown_path(s["report_path"]))
+    facts.add_row("next", "\n".join(next_commands(s, settings)))
 
     solvers = Table(title="objective by solver (sum over scenarios, value/h)", title_justify="left")
     solvers.add_column("solver")
@@ -133,3 +144,25 @@ def family_line(o: dict) -> str:
         f"{o['expected_value']:,.2f}{unit}, worst gap {gap}, chosen {solvers}; {where} "
         f"(model version {o['model_version']}, {'champion' if o['promoted'] else 'candidate'})"
     )
+
+
+def shown_path(path: str | Path) -> str:
+    """A path relative to the working folder when it is inside it (shorter, and the same on every machine)."""
+    p = Path(path)
+    try:
+        return str(p.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(p)
+
+
+def next_commands(s: dict, settings: Settings) -> list[str]:
+    """Three commands a person can paste right after a run, with this run's values filled in."""
+    down = s.get("example_down") or "<dependency>"
+    qres = _qres_as_invoked()
+    return [f"{qres} decide --down {down}", f"{qres} versions", f"{qres} backtest"]
+
+
+def _qres_as_invoked() -> str:
+    """``qres`` as this process was started (``.venv/bin/qres`` after ``make run``), so it pastes."""
+    argv0 = Path(sys.argv[0])
+    return shown_path(argv0) if argv0.name == "qres" and argv0.parent != Path() else "qres"

@@ -32,11 +32,13 @@ from flows.cli.common import (
     QuietOpt,
     SeedOpt,
     StoreOpt,
+    VerboseOpt,
     abs_path,
     console,
     fail,
     load_settings,
     out,
+    show_info_logs,
 )
 from flows.environment import configure_environment, embedded_run
 from policies.errors import QresError
@@ -61,6 +63,7 @@ def run(
     seed: SeedOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
     runner: Annotated[str, typer.Option(help="Where solve chunks run: threads (default) or dask.")] = "threads",
     address: Annotated[
         str | None,
@@ -75,6 +78,7 @@ def run(
         settings = load_settings(config, data_dir=abs_path(data), store_dir=abs_path(store), seed=seed)
     except QresError as exc:
         fail(exc)
+    show_info_logs(verbose)
     configure_environment(settings.state_dir)
     from flows.nightly import nightly
     from flows.progress import rich_progress

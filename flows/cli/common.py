@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -20,6 +21,8 @@ __all__ = [
     "SeedOpt",
     "JsonOpt",
     "QuietOpt",
+    "VerboseOpt",
+    "show_info_logs",
     "abs_path",
     "fail",
 ]
@@ -47,6 +50,9 @@ StoreOpt = Annotated[
 SeedOpt = Annotated[int | None, typer.Option("--seed", help="Random seed for sampling and solvers.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars, only errors and the result.")]
+VerboseOpt = Annotated[
+    bool, typer.Option("--verbose", "-v", help="Also print the pipeline's INFO log lines (they always go to Prefect).")
+]
 
 
 def abs_path(p: Path | str | None) -> Path | str | None:
@@ -67,3 +73,9 @@ def load_settings(config=None, **overrides):
     from flows.settings import load_settings as load
 
     return load(config, **overrides)
+
+
+def show_info_logs(verbose: bool) -> None:
+    """``--verbose``: INFO lines on the console too (before Prefect configures its logging)."""
+    if verbose:
+        os.environ["PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"] = "INFO"

@@ -20,18 +20,19 @@ def keys_init(
     exist_ok: Annotated[bool, typer.Option("--exist-ok", help="Succeed quietly if keys exist.")] = False,
 ) -> None:
     """Create a signing key pair: qres-signing.key (mode 0600) and qres-signing.pub for clients."""
+    from flows.summary import shown_path
     from qres_client.signing import PRIVATE_KEY_NAME, init_keys
 
     settings = load_settings(config)
     folder = abs_path(key_dir) or settings.bundle.key_dir
     if exist_ok and (folder / PRIVATE_KEY_NAME).is_file():
-        console.print(f"signing keys already in {folder}")
+        console.print(f"signing keys already in {shown_path(folder)}")
         return
     try:
         private, public = init_keys(folder, overwrite=overwrite)
     except QresError as exc:
         fail(exc)
-    console.print(f"created {private} (owner-only) and {public}; give clients the .pub file")
+    console.print(f"created {shown_path(private)} (owner-only) and {shown_path(public)}; give clients the .pub file")
 
 
 def register(app: typer.Typer) -> None:

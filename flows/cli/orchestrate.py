@@ -21,11 +21,13 @@ from flows.cli.common import (
     QuietOpt,
     SeedOpt,
     StoreOpt,
+    VerboseOpt,
     abs_path,
     console,
     fail,
     load_settings,
     out,
+    show_info_logs,
 )
 from flows.environment import configure_environment, embedded_run
 from policies.errors import QresError
@@ -57,6 +59,7 @@ def resolve(
     seed: SeedOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Re-fit with the newest telemetry, re-solve what an incident touched, publish through the gates.
 
@@ -68,6 +71,7 @@ def resolve(
         settings = load_settings(config, data_dir=abs_path(data), store_dir=abs_path(store), seed=seed)
     except QresError as exc:
         fail(exc)
+    show_info_logs(verbose)
     configure_environment(settings.state_dir)
     from flows.progress import rich_progress
     from flows.resolve import resolve as resolve_flow
