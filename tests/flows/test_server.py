@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from policies.telemetry.incidents import append_incident_day
+from tests.waits import WAIT_S
 
 pytestmark = pytest.mark.e2e
 
@@ -33,12 +34,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-# Waits are on conditions, with deadlines sized for a machine several times busier than a quiet
-# one (a re-solve publishes in ~20 s when quiet, ~80 s beside a full CPU load); QRES_TEST_WAIT_S
-# raises them further on slower machines.
-WAIT_S = float(os.environ.get("QRES_TEST_WAIT_S", "600"))
 
 
 def _wait(predicate, timeout_s: float, what: str) -> None:

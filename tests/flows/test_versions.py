@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from flows.cli.app import app
 from qres_client.bundle import read_latest, verify_bundle
 from qres_client.client import PolicyClient
+from tests.waits import WAIT_S
 
 pytestmark = pytest.mark.e2e
 runner = CliRunner()
@@ -120,7 +121,7 @@ def test_mlflow_models_serve_answers(project):
     )
     try:
         body = json.dumps({"dataframe_records": [{"down": "no-such-service", "degraded": ""}]}).encode()
-        deadline, reply = time.monotonic() + 90, None
+        deadline, reply = time.monotonic() + WAIT_S, None
         while reply is None:
             assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
             try:

@@ -26,6 +26,7 @@ from qres_client.bundle import (
     read_latest,
     verify_bundle,
 )
+from tests.waits import WAIT_S
 
 REPO = Path(__file__).resolve().parents[2]
 POLICY = "shedding"
@@ -242,7 +243,7 @@ def test_crash_before_rename_leaves_no_version(tmp_path):
     publish(tmp_path)
     child = subprocess.Popen([sys.executable, "-c", _CRASH_CHILD, str(tmp_path)], cwd=REPO)
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + WAIT_S
         while not list((tmp_path / POLICY).glob(".tmp-v000002-*/manifest.json")):
             assert child.poll() is None, "child exited early"
             assert time.monotonic() < deadline, "child never started writing"

@@ -17,6 +17,7 @@ from qres_client.bundle import read_bundle_bytes
 from qres_client.client import PolicyClient, RollbackRefusedError, StoreUnavailableError, verify_bundle_bytes
 from qres_client.signing import SigningKey
 from tests.policies.test_client import KEY, decisions_table, publish_policy
+from tests.waits import WAIT_S
 
 
 def _free_port() -> int:
@@ -42,7 +43,7 @@ class StaticServer:
             stdout=subprocess.DEVNULL,
             stderr=self.log.open("a"),
         )
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + WAIT_S
         while True:
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
