@@ -186,6 +186,18 @@ class Settings(BaseSettings):
     ingest: IngestSettings = IngestSettings()
     backtest: BacktestSettings = BacktestSettings()
     orchestration: OrchestrationSettings = OrchestrationSettings()
+    sources: dict[str, dict[str, Any]] = {}  # [sources.<name>] connector entries (policies/telemetry/importers/spec.py)
+
+    @field_validator("sources")
+    @classmethod
+    def _sources(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        from policies.telemetry.importers.spec import parse_sources
+
+        try:
+            parse_sources(v)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return v
 
     @classmethod
     def settings_customise_sources(

@@ -16,6 +16,7 @@ import typer
 from rich.table import Table
 
 from flows.cli import backtest as cli_backtest
+from flows.cli import connectors as cli_connectors
 from flows.cli import data as cli_data
 from flows.cli import model as cli_model
 from flows.cli import orchestrate as cli_orchestrate
@@ -268,7 +269,16 @@ def verify(
 
 # Command groups kept in their own modules (flows/cli_<group>.py); each exposes
 # register(app). Import the module above and add it here rather than growing this file.
-_COMMAND_MODULES: tuple = (cli_versions, cli_solve, cli_model, cli_data, cli_backtest, cli_report, cli_orchestrate)
+_COMMAND_MODULES: tuple = (
+    cli_versions,
+    cli_solve,
+    cli_model,
+    cli_data,
+    cli_backtest,
+    cli_report,
+    cli_orchestrate,
+    cli_connectors,
+)
 for _module in _COMMAND_MODULES:
     _module.register(app)
 
