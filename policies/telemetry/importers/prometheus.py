@@ -154,7 +154,7 @@ def fetch_prometheus(spec: PrometheusSpec, since_ms: int, until_ms: int) -> Prom
         rank = np.where(~ok, RANK["down"], np.where(slow, RANK["degraded"], RANK["up"])).astype(np.int64)
         code = np.array([0 if r[1][2] is None else int(r[1][2]) for r in rows], dtype=np.int64)
         health.append(resample_events(service, probe, t, rank, dur, code, last_ms, spec.resolution_min))
-        spans += [(service, s, e) for s, e in down_spans(t, rank == RANK["down"], step_ms)]
+        spans += [(service, s, e) for s, e in down_spans(t, rank == RANK["down"], step_ms, last_ms)]
     services = sorted({s for s, _ in points})
     if spec.alerts:
         incidents = _alert_incidents(spec, client, start_s, end_s)
@@ -170,8 +170,11 @@ def fetch_prometheus(spec: PrometheusSpec, since_ms: int, until_ms: int) -> Prom
     )
 
 
-def down_spans(t_ms: np.ndarray, down: np.ndarray, step_ms: int) -> list[tuple[int, int | None]]:
-    """[start, end) of every run of down points; a gap longer than a step ends a run (no data is not down)."""
+def down_spans(t_ms: np.ndarray, down: np.ndarray, step_ms: int, last_ms: int) -> list[tuple[int, int | None]]:
+    """[start, end) of every run of down points; a gap longer than a step ends a run (no data is not down).
+
+    Only a run still down at ``last_ms`` (the last queried point) is open (end None).
+    """
     out, start, prev = [], None, None
     for t, d in zip(t_ms.tolist(), down.tolist()):
         if start is not None and (not d or t - prev > step_ms):
@@ -181,13 +184,16 @@ def down_spans(t_ms: np.ndarray, down: np.ndarray, step_ms: int) -> list[tuple[i
             start = t
         prev = t
     if start is not None:
-        out.append((start, None))
+        out.append((start, None if prev >= last_ms else prev + step_ms))
     return out
 
 
 def _alert_incidents(spec: PrometheusSpec, client: HttpClient, start_s: int, end_s: int) -> list[dict]:
     names = "|".join(a.replace('"', "") for a in spec.alerts)
-    query = f'ALERTS{{alertstate="firing",alertname=~"{names}"}}'
+    # last_over_time over one step (less a millisecond: 2.x ranges include both ends): a point only where the
+    # alert was written inside that step; backfilled data has no staleness markers, and a resolved alert must
+    # not linger for the 5-minute lookback
+    query = f'last_over_time(ALERTS{{alertstate="firing",alertname=~"{names}"}}[{spec.step_s * 1000 - 1}ms])'
     step_ms = spec.step_s * 1000
     out = []
     for labels, values in query_range(spec, client, query, start_s, end_s).values():
@@ -195,10 +201,11 @@ def _alert_incidents(spec: PrometheusSpec, client: HttpClient, start_s: int, end
         if service is None:
             continue
         t = np.array(sorted(int(round(x * 1000)) for x, _ in values), dtype=np.int64)
-        runs = down_spans(t, np.ones(t.size, bool), step_ms)
+        runs = down_spans(t, np.ones(t.size, bool), step_ms, end_s * 1000)
         sev = _SEVERITY.get(str(labels.get("severity", "")).lower(), 2)
         for a, b in runs:  # a run reaching the last queried point may still be firing: unresolved
-            out.append(_incident(service, a, b, sev, f"{labels.get('alertname')} firing on {service}"))
+            inc = _incident(service, a, b, sev, f"{labels.get('alertname')} firing on {service}")
+            out.append(inc | {"incident_id": f"{labels.get('alertname')}-{inc['incident_id']}"})
     return sorted(out, key=lambda r: (r["started_at"], r["incident_id"]))
 
 

@@ -48,8 +48,14 @@ def site_series(events: list[tuple[int, str, dict | None]], step_s: int) -> dict
     return out
 
 
-def write_openmetrics(path: Path, series: dict[str, np.ndarray], t0_s: float, t1_s: float) -> int:
-    """The samples with t0 <= t < t1 as an OpenMetrics file (families grouped, time-ordered)."""
+def write_openmetrics(
+    path: Path, series: dict[str, np.ndarray], t0_s: float, t1_s: float, *, alerts: bool = False, step_s: int = 60
+) -> int:
+    """The samples with t0 <= t < t1 as an OpenMetrics file (families grouped, time-ordered).
+
+    ``alerts``: also ``ALERTS{alertname="ProbeDown",alertstate="firing"}`` at every grid time a site is down,
+    as a rule ``probe_success == 0`` evaluated every step would have written it.
+    """
     lines, n = [], 0
     for col, (name, kind) in enumerate(
         [("probe_success", "gauge"), ("probe_duration_seconds", "gauge"), ("probe_http_status_code", "gauge")], 1
@@ -60,6 +66,12 @@ def write_openmetrics(path: Path, series: dict[str, np.ndarray], t0_s: float, t1
             labels = f'{{instance="{site}",job="blackbox"}}'
             lines += [f"{name}{labels} {v:g} {int(t)}" for t, v in zip(keep[:, 0], keep[:, col])]
             n += len(keep)
+    if alerts:
+        lines.append("# TYPE ALERTS gauge")
+        for site, rows in series.items():
+            keep = rows[(rows[:, 0] >= t0_s) & (rows[:, 0] < t1_s) & (rows[:, 0] % step_s == 0) & (rows[:, 1] == 0)]
+            labels = f'{{alertname="ProbeDown",alertstate="firing",instance="{site}",severity="critical"}}'
+            lines += [f"ALERTS{labels} 1 {int(t)}" for t in keep[:, 0]]
     lines.append("# EOF")
     path.write_text("\n".join(lines) + "\n")
     return n
