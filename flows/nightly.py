@@ -28,6 +28,7 @@ from tasks.backtest import backtest_metrics, backtest_policy
 from tasks.estimate import build_scenario_set, estimate_failure_model, health_file, scenario_provenance
 from tasks.ingest import ingest_telemetry, record_ingest
 from tasks.publish import move_latest, public_key_json, publish_policy_bundle
+from tasks.pull import pull_sources
 from tasks.solve import solve_shedding_policy
 from tasks.support.locks import RUN_LIMIT, hold_limit
 from tasks.support.timeouts import with_timeout
@@ -137,6 +138,8 @@ def run_nightly(
     # these objects; only cycles among them would stay.
     gc.freeze()
     step = partial(with_timeout, seconds=settings.orchestration.step_timeout_s)
+    if settings.sources and kind == "nightly":
+        step(pull_sources)(settings.sources, settings.data_dir)  # [sources] Prometheus entries land first
     telemetry = step(ingest_telemetry)(
         settings.data_dir,
         lateness_min=settings.ingest.lateness_min,

@@ -2,8 +2,8 @@
 
 Range queries (``/api/v1/query_range``) return every series at ``step_s``; each point is the
 probe's state at that moment: down when ``probe_success`` < 0.5, degraded when its
-``probe_duration_seconds`` is above ``degraded_ms``, else up. Those points are an event log,
-resampled like the status importers (worst state per ``resolution_min`` bin,
+``probe_duration_seconds`` is above ``degraded_ms``, else up. Those points are an event log
+(each series ends at its last point: no data is not carried forward), resampled like the status importers (worst state per ``resolution_min`` bin,
 :func:`~policies.telemetry.importers.common.resample_events`), so an outage seen at one step is
 never averaged away. ``service_id`` comes from the first present label of ``service_labels``
 (``instance``, then ``job``; slugified unless ``service_map`` names it); the probe from the
@@ -153,7 +153,7 @@ def fetch_prometheus(spec: PrometheusSpec, since_ms: int, until_ms: int) -> Prom
         slow = ~np.isnan(dur) & (dur > spec.degraded_ms) if spec.degraded_ms is not None else np.zeros(t.size, bool)
         rank = np.where(~ok, RANK["down"], np.where(slow, RANK["degraded"], RANK["up"])).astype(np.int64)
         code = np.array([0 if r[1][2] is None else int(r[1][2]) for r in rows], dtype=np.int64)
-        health.append(resample_events(service, probe, t, rank, dur, code, last_ms, spec.resolution_min))
+        health.append(resample_events(service, probe, t, rank, dur, code, int(t[-1]), spec.resolution_min))
         spans += [(service, s, e) for s, e in down_spans(t, rank == RANK["down"], step_ms, last_ms)]
     services = sorted({s for s, _ in points})
     if spec.alerts:

@@ -123,7 +123,7 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
             num = hint(value)
         except (TypeError, ValueError):
             raise ConfigError(f"{where}: expected a number, got {value!r}") from None
-        if num < 0 or (num == 0 and "tier" not in where):
+        if num < 0 or (num == 0 and not any(k in where.rsplit(".", 1)[-1] for k in ("tier", "retries"))):
             raise ConfigError(f"{where}: must be positive, got {value!r}")
         return num
     if hint is str and not isinstance(value, str):
