@@ -19,7 +19,7 @@ from policies.errors import QresError
 
 __all__ = ["register", "source_entries"]
 
-SourceOpt = Annotated[str | None, typer.Option("--source", help="A [sources.NAME] entry of qres.toml to start from.")]
+SourceOpt = Annotated[str | None, typer.Option("--source", help="A \\[sources.NAME] entry of qres.toml to start from.")]
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="New folder to write the tables to (must not exist).")]
 UrlOpt = Annotated[str | None, typer.Option("--url", help="Server URL (overrides the source entry's url).")]
 

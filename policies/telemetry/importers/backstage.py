@@ -129,7 +129,11 @@ def catalog_tables(spec: BackstageSpec, entities: list[dict]) -> dict[str, pa.Ta
 def import_backstage(
     spec: BackstageSpec, out_dir: str | Path, *, files: list[str] = (), replace: bool = False
 ) -> dict[str, int]:
-    """Write services.parquet and dependencies.parquet into ``out_dir``."""
+    """Write services.parquet and dependencies.parquet into ``out_dir``.
+
+    With ``replace``, catalog services replace the rows of the same id and the folder's other services
+    stay (an importer's synthetic region); dependencies are the catalog's alone.
+    """
     if not files and not spec.url:
         raise ConnectorError("backstage: give catalog-info.yaml files/folders or --url of the catalog")
     out_dir = Path(out_dir)
@@ -141,6 +145,11 @@ def import_backstage(
     tables = catalog_tables(spec, entities)
     if not tables["services"].num_rows:
         raise ConnectorError("backstage: no Component, Resource, API or System entity found")
+    if targets["services"].exists():  # keep the folder's other services (an importer's region-imported)
+        old = pq.read_table(targets["services"]).cast(TABLES["services"])
+        ids = set(tables["services"]["service_id"].to_pylist())
+        keep = old.filter(pa.array([s not in ids for s in old["service_id"].to_pylist()], pa.bool_()))
+        tables["services"] = pa.concat_tables([tables["services"], keep])
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, path in targets.items():
         tmp = path.with_name("." + path.name + ".tmp")

@@ -267,3 +267,24 @@ def test_prometheus_401_is_one_line_without_the_secret(tmp_path: Path, monkeypat
     assert res.exit_code == 1 and "refused the credentials (HTTP 401); set $PROMETHEUS_TOKEN" in line
     assert "prom-secret-value" not in res.output and seen[0]["headers"]["Authorization"] == "Bearer prom-secret-value"
     assert len(seen) == 1 and not (tmp_path / "o").exists()  # no retry on a refused credential
+
+
+def test_backstage_into_an_imported_folder_keeps_its_other_services(tmp_path: Path) -> None:
+    import pyarrow as pa
+
+    from policies.schema import TABLES
+
+    (tmp_path / "tel").mkdir()
+    old = [
+        {"service_id": "region-imported", "kind": "region", "tier": 0, "capacity": 100.0, "region": None},
+        {"service_id": "maps", "kind": "internal", "tier": 3, "capacity": 0.0, "region": None},
+    ]
+    pq.write_table(pa.Table.from_pylist(old, schema=TABLES["services"]), tmp_path / "tel" / "services.parquet")
+    (tmp_path / "catalog-info.yaml").write_text(CATALOG)
+    args = ["import", "backstage", str(tmp_path / "catalog-info.yaml"), "--out", str(tmp_path / "tel")]
+    refused = runner.invoke(app, args)
+    assert refused.exit_code == 1 and "--replace" in " ".join(refused.output.split())
+    assert runner.invoke(app, [*args, "--replace"]).exit_code == 0
+    services = {r["service_id"]: r for r in pq.read_table(tmp_path / "tel" / "services.parquet").to_pylist()}
+    assert services["region-imported"]["capacity"] == 100.0 and services["maps"]["kind"] == "saas"
+    assert len(services) == 7
