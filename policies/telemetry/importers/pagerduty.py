@@ -116,14 +116,13 @@ def import_pagerduty(
     existing = [p for p in (target, out_dir / "incidents") if p.exists()]
     if existing and not replace:
         raise FileExistsError(f"{existing[0]} exists; pass --replace to overwrite it")
+    if (out_dir / "incidents").is_dir():
+        raise FileExistsError(f"{out_dir / 'incidents'} is a folder of incident files; move it away first")
     incidents = read_export(export) if export else fetch_pagerduty(spec, *window)[0]
     table = incident_rows(spec, incidents)
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = out_dir / ".incidents.parquet.tmp"
     pq.write_table(table, tmp)
-    for p in existing:
-        if p.is_dir():
-            raise FileExistsError(f"{p} is a folder of incident files; move it away first")
     os.replace(tmp, target)
     return {"incidents": table.num_rows}
 
