@@ -288,3 +288,11 @@ def test_backstage_into_an_imported_folder_keeps_its_other_services(tmp_path: Pa
     services = {r["service_id"]: r for r in pq.read_table(tmp_path / "tel" / "services.parquet").to_pylist()}
     assert services["region-imported"]["capacity"] == 100.0 and services["maps"]["kind"] == "saas"
     assert len(services) == 7
+
+
+def test_a_pull_landing_folder_is_taken_from_the_config_folder(tmp_path: Path) -> None:
+    from flows.settings import load_settings
+
+    cfg = tmp_path / "qres.toml"
+    cfg.write_text('[sources.prom]\nkind = "prometheus"\nurl = "http://p:9090"\ninto = "landing"\n')
+    assert load_settings(cfg).sources["prom"]["into"] == str(tmp_path.resolve() / "landing")
