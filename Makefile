@@ -14,7 +14,7 @@ export UV_PYTHON_DOWNLOADS := never
 # CPU without .pyc files, 7.3 s with them).
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: run test lint install install-test sample clean help
+.PHONY: run test lint system-packages install install-test sample clean help
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/:/'
@@ -43,7 +43,18 @@ lint: install-test  ## ruff (lint and format) and the import-linter layer contra
 	@.venv/bin/ruff format --check --quiet .
 	@.venv/bin/lint-imports --no-cache >/dev/null || .venv/bin/lint-imports --no-cache
 
-test: install-test lint  ## install test tools, check lint and layers, run the whole suite
+# Debian packages the suite runs for real: a Prometheus server (the connector's tests) and
+# Chromium (the HTML report's rendering test). Installed when missing, as root with apt-get.
+system-packages:  ## install the Debian packages the suite uses (prometheus, chromium) when missing
+	@missing=""; \
+	command -v prometheus >/dev/null && command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+		echo "make test: installing Debian packages:$$missing (apt-get)"; \
+		apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+test: install-test lint system-packages  ## install test tools and Debian packages, check lint and layers, run the suite
 	@.venv/bin/python -m pytest
 
 clean:  ## remove local state (keeps data/sample)

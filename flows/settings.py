@@ -188,6 +188,18 @@ class Settings(BaseSettings):
     ingest: IngestSettings = IngestSettings()
     backtest: BacktestSettings = BacktestSettings()
     orchestration: OrchestrationSettings = OrchestrationSettings()
+    sources: dict[str, dict[str, Any]] = {}  # [sources.<name>] connector entries (policies/telemetry/importers/spec.py)
+
+    @field_validator("sources")
+    @classmethod
+    def _sources(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        from policies.telemetry.importers.spec import parse_sources
+
+        try:
+            parse_sources(v)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return v
 
     @classmethod
     def settings_customise_sources(
@@ -211,6 +223,15 @@ class Settings(BaseSettings):
         }
         data = str(self.data_dir)  # URLs and globs stay as given; local folders become absolute
         fix["data_dir"] = data if "://" in data or Path(data).is_absolute() else str(root / data)
+        fix["sources"] = {  # a pull's landing folder (`into`), like data_dir, from the config's folder
+            n: e
+            | (
+                {"into": str(root / e["into"])}
+                if isinstance(e.get("into"), str) and not Path(e["into"]).is_absolute()
+                else {}
+            )
+            for n, e in self.sources.items()
+        }
         key_dir = self.bundle.key_dir or Path(fix["state_dir"]) / "keys"
         fix["bundle"] = self.bundle.model_copy(update={"key_dir": (root / key_dir).resolve()})
         return self.model_copy(update=fix)

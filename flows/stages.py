@@ -18,6 +18,7 @@ from policies.scenarios.scenario_set import ScenarioSet
 from policies.telemetry.ingest import Telemetry, conform_tables, snapshot_id
 from tasks.estimate import build_scenario_set, estimate_failure_model, scenario_provenance
 from tasks.ingest import ingest_telemetry, record_ingest
+from tasks.pull import pull_sources
 from tasks.support.timeouts import with_timeout
 from tasks.track import library_versions
 from tasks.validate import validate_telemetry
@@ -49,6 +50,10 @@ def _step(settings: Settings):
 def ingest_and_validate(settings: Settings, *, incremental: bool) -> Validated:
     """Read past the watermark, validate (only new files when ``incremental``), then commit the ingest."""
     step = _step(settings)
+    if (
+        settings.sources and not incremental
+    ):  # the nightly lands its [sources] pulls first; a re-solve reads what landed
+        step(pull_sources)(settings.sources, settings.data_dir)
     telemetry = step(ingest_telemetry)(
         settings.data_dir,
         lateness_min=settings.ingest.lateness_min,

@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from flows.cli import backtest as cli_backtest
+from flows.cli import connectors as cli_connectors
 from flows.cli import data as cli_data
 from flows.cli import keys as cli_keys
 from flows.cli import model as cli_model
@@ -267,6 +268,7 @@ _COMMAND_MODULES: tuple = (
     cli_solve,
     cli_model,
     cli_data,
+    cli_connectors,
     cli_backtest,
     cli_report,
     cli_orchestrate,

@@ -1,0 +1,168 @@
+"""`qres import prometheus|pagerduty|backstage` and `qres pull`: telemetry from where SRE teams keep it.
+
+Each command takes either the connector's keys as options or ``--source NAME`` (a
+``[sources.NAME]`` entry of qres.toml, validated on load); options given on the command line
+override the entry's keys. Failures print one line and exit 1; nothing is written then.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from flows.cli import data as cli_data
+from flows.cli.common import ConfigOpt, console, fail, out
+from policies.errors import QresError
+
+__all__ = ["register", "source_entries"]
+
+SourceOpt = Annotated[str | None, typer.Option("--source", help="A \\[sources.NAME] entry of qres.toml to start from.")]
+OutOpt = Annotated[Path, typer.Option("--out", "-o", help="New folder to write the tables to (must not exist).")]
+UrlOpt = Annotated[str | None, typer.Option("--url", help="Server URL (overrides the source entry's url).")]
+
+
+def source_entries(config: Path | None) -> dict[str, Any]:
+    """The validated ``[sources]`` of the config file (ConfigError says which key to fix)."""
+    from flows.settings import load_settings
+    from policies.telemetry.importers.spec import parse_sources
+
+    return parse_sources(load_settings(config).sources)
+
+
+def _spec(kind: str, config: Path | None, source: str | None, **cli: Any):
+    """The source entry's keys overlaid with the options that were given."""
+    import dataclasses
+
+    from policies.telemetry.importers.spec import build_spec
+
+    base: dict[str, Any] = {}
+    if source:
+        entries = source_entries(config)
+        if source not in entries:
+            raise QresError(f"no [sources.{source}] in the config; known: {', '.join(entries) or 'none'}")
+        if entries[source].kind != kind:
+            raise QresError(f"[sources.{source}] is kind {entries[source].kind!r}, not {kind!r}")
+        base = {f.name: getattr(entries[source].spec, f.name) for f in dataclasses.fields(entries[source].spec)}
+    return build_spec(kind, base | {k: v for k, v in cli.items() if v is not None}, source or f"--{kind}")
+
+
+def _done(rows: dict[str, int], out_dir: Path) -> None:
+    console.print(
+        f"wrote {', '.join(f'{k}={v:,}' for k, v in sorted(rows.items()))} to {out_dir}; "
+        f"check it with `qres validate --data {out_dir}`"
+    )
+
+
+def import_prometheus_cmd(
+    out_dir: OutOpt,
+    url: UrlOpt = None,
+    since: Annotated[str, typer.Option(help="Start: ISO 8601 (2026-08-11T00:00:00Z), now, or 14d (ago).")] = "14d",
+    until: Annotated[str, typer.Option(help="End (exclusive), same forms.")] = "now",
+    step: Annotated[int | None, typer.Option("--step", help="Query step in seconds (default 60).")] = None,
+    resolution_min: Annotated[int | None, typer.Option(help="Health-check grid (worst state per bin).")] = None,
+    alerts: Annotated[str | None, typer.Option(help="Incidents from these ALERTS (comma-separated).")] = None,
+    source: SourceOpt = None,
+    config: ConfigOpt = None,
+    overlay: cli_data.OverlayOpt = None,
+) -> None:
+    """Import blackbox-exporter probes (and ALERTS) from a Prometheus server's range API."""
+    from policies.telemetry.importers.pull import import_prometheus
+    from policies.telemetry.importers.spec import parse_time
+
+    try:
+        spec = _spec("prometheus", config, source, url=url, step_s=step, resolution_min=resolution_min, alerts=alerts)
+        rows = import_prometheus(spec, out_dir, parse_time(since, "--since"), parse_time(until, "--until"), overlay)
+    except (QresError, FileExistsError) as exc:
+        fail(exc)
+    _done(rows, out_dir)
+
+
+def import_pagerduty_cmd(
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder to write incidents.parquet to.")],
+    export: Annotated[str | None, typer.Argument(help="Saved incidents JSON (one page or a list of pages).")] = None,
+    url: UrlOpt = None,
+    since: Annotated[str | None, typer.Option(help="Live API: incidents since (ISO 8601 or 30d).")] = None,
+    until: Annotated[str | None, typer.Option(help="Live API: incidents until.")] = None,
+    source: SourceOpt = None,
+    config: ConfigOpt = None,
+    replace: Annotated[bool, typer.Option(help="Replace an existing incidents table in --out.")] = False,
+) -> None:
+    """Import PagerDuty incidents (REST API v2 list format) from a saved export or the live API."""
+    from policies.telemetry.importers.pagerduty import import_pagerduty
+    from policies.telemetry.importers.spec import parse_time
+
+    try:
+        spec = _spec("pagerduty", config, source, url=url)
+        window = tuple(None if t is None else parse_time(t, n) for t, n in ((since, "--since"), (until, "--until")))
+        rows = import_pagerduty(spec, out_dir, export=export, window=window, replace=replace)
+    except (QresError, FileExistsError) as exc:
+        fail(exc)
+    _done(rows, out_dir)
+
+
+def import_backstage_cmd(
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder to write services/dependencies to.")],
+    files: Annotated[list[str] | None, typer.Argument(help="catalog-info.yaml files or folders.")] = None,
+    url: UrlOpt = None,
+    source: SourceOpt = None,
+    config: ConfigOpt = None,
+    replace: Annotated[bool, typer.Option(help="Replace existing services/dependencies tables in --out.")] = False,
+) -> None:
+    """Import services and dependencies from Backstage catalog files or a catalog API."""
+    from policies.telemetry.importers.backstage import import_backstage
+
+    try:
+        spec = _spec("backstage", config, source, url=url)
+        rows = import_backstage(spec, out_dir, files=files or [], replace=replace)
+    except (QresError, FileExistsError) as exc:
+        fail(exc)
+    _done(rows, out_dir)
+
+
+def pull_cmd(
+    names: Annotated[list[str] | None, typer.Argument(help="Source names (default: every prometheus source).")] = None,
+    until: Annotated[str, typer.Option(help="Pull up to (exclusive): ISO 8601, now, or 1h (ago).")] = "now",
+    since: Annotated[str | None, typer.Option(help="First pull's start when the source has no watermark.")] = None,
+    config: ConfigOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")] = False,
+) -> None:
+    """Pull each Prometheus source from its watermark into its landing folder (the nightly does this first)."""
+    from flows.settings import load_settings
+    from policies.telemetry.importers.pull import pull_into
+    from policies.telemetry.importers.spec import parse_sources, parse_time
+
+    try:
+        settings = load_settings(config)
+        entries = parse_sources(settings.sources)
+        chosen = names or [n for n, e in entries.items() if e.kind == "prometheus"]
+        reports = []
+        for name in chosen:
+            if name not in entries or entries[name].kind != "prometheus":
+                raise QresError(f"no prometheus source [sources.{name}] in the config; known: {', '.join(entries)}")
+            e = entries[name]
+            first = since or e.since
+            reports.append(
+                pull_into(
+                    e.spec,
+                    e.into or settings.data_dir,
+                    name,
+                    since_ms=None if first is None else parse_time(first, "since"),
+                    until_ms=parse_time(until, "--until"),
+                )
+            )
+    except QresError as exc:
+        fail(exc)
+    if as_json:
+        out.print_json(json.dumps(reports))
+    for r in reports:
+        console.print(f"pulled {r['source']}: {r['health_checks']:,} health checks, {r['incidents']} incidents")
+
+
+def register(app: typer.Typer) -> None:
+    cli_data.import_app.command("prometheus")(import_prometheus_cmd)
+    cli_data.import_app.command("pagerduty")(import_pagerduty_cmd)
+    cli_data.import_app.command("backstage")(import_backstage_cmd)
+    app.command("pull")(pull_cmd)
