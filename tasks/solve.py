@@ -13,6 +13,7 @@ runs beside shedding, are in :mod:`tasks.solve_families`.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from prefect.context import FlowRunContext
 from prefect.logging import get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from policies.errors import SolverError
 from policies.families import family
 from policies.scenarios.scenario_set import ScenarioSet
 from policies.shedding.policy import build_shedding_problems, shedding_files
@@ -73,9 +75,19 @@ def _solve_in_chunks(name: str, problems: list, *, chunk_size: int, timeout_s: f
     futures = [
         chunk_task.submit(name, problems[i : i + chunk_size], **params) for i in range(0, len(problems), chunk_size)
     ]
+    # A worker process that dies takes its chunk with it and the future never resolves: off
+    # threads, bound the whole wait (every chunk at its timeout, one after another) and say why.
+    budget_s = None if on_threads or not timeout_s else timeout_s * len(futures)
+    deadline = None if budget_s is None else time.monotonic() + budget_s
     out: list[PortfolioResult] = []
     for future in futures:  # in submission order: the answer does not depend on which chunk ends first
-        out.extend(future.result())
+        try:
+            out.extend(future.result(timeout=None if deadline is None else max(1.0, deadline - time.monotonic())))
+        except TimeoutError as exc:
+            raise SolverError(
+                f"{name}: {len(futures)} solve chunks did not all come back within {budget_s:.0f} s; "
+                "check that the task runner's workers are alive"
+            ) from exc
         advance(len(out))
     return out
 
