@@ -26,7 +26,8 @@ from prefect.futures import PrefectFuture
 from prefect.logging import get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.settings import Settings, anneal_params
+from flows.params import anneal_params
+from flows.settings import Settings
 from policies.scenarios.scenario_set import ScenarioSet
 from tasks.solve import SolvedPolicy
 from tasks.solve_families import (

@@ -24,8 +24,9 @@ from flows.families import (
     submit_families,
     submit_latency_pool,
 )
+from flows.params import anneal_params, backtest_config
 from flows.publish import BacktestGate, FamilyOutcome, publish_family
-from flows.settings import Settings, anneal_params, backtest_config, load_settings
+from flows.settings import Settings, load_settings
 from flows.stages import Validated, build_scenarios, config_hash, fit_model, ingest_and_validate, run_manifest
 from flows.summary import RunSummary
 from policies.model.failure_model import FailureModel

@@ -9,7 +9,6 @@ working directory when there is no file), so all state stays in the project fold
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -18,9 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 from policies.errors import ConfigError
-from policies.solve.anneal import AnnealParams
 
-__all__ = ["Settings", "load_settings", "backtest_config", "anneal_params", "CONFIG_FILE_NAME"]
+__all__ = ["Settings", "load_settings", "CONFIG_FILE_NAME"]
 
 CONFIG_FILE_NAME = "qres.toml"
 
@@ -280,33 +278,3 @@ def load_settings(config: str | Path | None = None, **overrides: Any) -> Setting
     finally:
         Settings._toml_file = None
     return settings.resolved(root)
-
-
-def anneal_params(settings: Settings) -> AnnealParams:
-    """The annealer settings every family's ``anneal`` solver gets (nightly, re-solve, backtest)."""
-    so = settings.solve
-    return AnnealParams(sampler=so.sampler, num_reads=so.anneal_num_reads, num_sweeps=so.anneal_num_sweeps)
-
-
-def backtest_config(settings: Settings):
-    """The backtest parameters from the settings (the same model, scenario and solver settings as nightly);
-    shared by the nightly flow's backtest step and ``qres backtest``.
-
-    Every field of ``BacktestConfig`` names the setting it reads (``"section.name"``), so this
-    only walks them; a settings model (a what-if) becomes its plain dict.
-    """
-    from policies.backtest.run import BacktestConfig
-
-    derived = {"solve.anneal": anneal_params(settings)}
-
-    def read(path: str) -> Any:
-        if path in derived:
-            return derived[path]
-        value: Any = settings
-        for part in path.split("."):
-            value = getattr(value, part)
-        if isinstance(value, tuple) and value and all(isinstance(v, BaseModel) for v in value):
-            return tuple(v.model_dump() for v in value)
-        return value
-
-    return BacktestConfig(**{f.name: read(f.metadata["setting"]) for f in dataclasses.fields(BacktestConfig)})

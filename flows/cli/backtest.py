@@ -218,6 +218,6 @@ def register(app: typer.Typer) -> None:
 
 
 def _backtest_config(settings: Settings):
-    from flows.settings import backtest_config
+    from flows.params import backtest_config
 
     return backtest_config(settings)

@@ -49,7 +49,6 @@ def solve_problem(
     scenario's problem with the nightly's seed and settings gives the nightly's decision.
     """
     from policies.families import family
-    from policies.solve.portfolio import derive_seed
 
     fam = family(family_name)
     try:
@@ -71,8 +70,14 @@ def solve_problem(
         anneal=anneal,
         top_k=top_k,
     )
+    return _result_document(fam, problem, res, seed)
+
+
+def _result_document(fam, problem, res, seed: int) -> dict:
+    from policies.solve.portfolio import derive_seed
+
     return {
-        "family": family_name,
+        "family": fam.name,
         "key": problem.key,
         "sense": fam.sense,
         "chosen": res.chosen,
@@ -107,86 +112,92 @@ def _time_limit(settings, family_name: str) -> float:
     return settings.solve.time_limit_s if family_name == "shedding" else settings.families.time_limit_s
 
 
+def solve_cmd(
+    family: Annotated[str, typer.Argument(metavar="FAMILY", help=f"Policy family: {', '.join(FAMILIES)}.")],
+    problem_file: Annotated[
+        Path,
+        typer.Argument(
+            help="Problem JSON (formats in docs/families.md; examples in data/examples/).",
+            exists=True,
+            dir_okay=False,
+        ),
+    ],
+    solver: Annotated[str, typer.Option("--solver", help=f"One of {', '.join(_SOLVER_CHOICES)}.")] = "portfolio",
+    time_limit: Annotated[
+        float | None,
+        typer.Option(
+            "--time-limit",
+            help="Seconds per solver (default: the config's, solve.time_limit_s for shedding, "
+            "families.time_limit_s for the others).",
+            min=0.001,
+        ),
+    ] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(
+            "--seed",
+            help="Run seed (below 2**31; default: the config's). The problem's seed is derived from it and "
+            "the problem's key, as the nightly seeds each scenario.",
+            min=0,
+            max=2**31 - 1,
+        ),
+    ] = None,
+    config: ConfigOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Solve one problem file with the portfolio (or one solver) and print every candidate.
+
+    The seed and the annealer settings come from the config (as in the nightly), so a nightly
+    scenario's problem gives the nightly's decision."""
+    if solver not in _SOLVER_CHOICES:
+        fail(ConfigError(f"--solver must be one of {', '.join(_SOLVER_CHOICES)}, got {solver!r}"))
+    try:
+        doc = json.loads(problem_file.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        fail(ConfigError(f"cannot read {problem_file} as JSON: {exc}"))
+    try:
+        settings = load_settings(abs_path(config))
+        result = solve_problem(
+            family,
+            doc,
+            solver=solver,
+            seed=settings.seed if seed is None else seed,
+            time_limit_s=time_limit or _time_limit(settings, family),
+            anneal=_anneal_params(settings),
+        )
+    except QresError as exc:
+        fail(exc)
+    if json_out:
+        out.print_json(json.dumps(result))
+        return
+    _print_result(family, result)
+
+
+def _print_result(family: str, result: dict) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{family} {result['key']} ({result['sense']}imize)")
+    for col in ("solver", "status", "objective", "bound", "feasible", "time_s"):
+        table.add_column(col)
+    for c in result["candidates"]:
+        table.add_row(
+            c["solver"],
+            c["status"],
+            f"{c['objective']:.6g}",
+            "-" if c["bound"] is None else f"{c['bound']:.6g}",
+            str(c["feasible"]),
+            f"{c['time_s']:.3f}",
+        )
+    out.print(table)
+    gap = "n/a" if result["gap"] is None else f"{result['gap']:.4%}"
+    console.print(f"chosen {result['chosen']}: objective {result['objective']:.6g}, gap {gap}")
+
+
 def register(app: typer.Typer) -> None:
-    @app.command("solve")
-    def solve_cmd(
-        family: Annotated[str, typer.Argument(help=f"Policy family: {', '.join(FAMILIES)}.")],
-        problem_file: Annotated[
-            Path,
-            typer.Argument(
-                help="Problem JSON (formats in docs/families.md; examples in data/examples/).",
-                exists=True,
-                dir_okay=False,
-            ),
-        ],
-        solver: Annotated[str, typer.Option("--solver", help=f"One of {', '.join(_SOLVER_CHOICES)}.")] = "portfolio",
-        time_limit: Annotated[
-            float | None,
-            typer.Option(
-                "--time-limit",
-                help="Seconds per solver (default: the config's, solve.time_limit_s for shedding, "
-                "families.time_limit_s for the others).",
-                min=0.001,
-            ),
-        ] = None,
-        seed: Annotated[
-            int | None,
-            typer.Option(
-                "--seed",
-                help="Run seed (below 2**31; default: the config's). The problem's seed is derived from it and "
-                "the problem's key, as the nightly seeds each scenario.",
-                min=0,
-                max=2**31 - 1,
-            ),
-        ] = None,
-        config: ConfigOpt = None,
-        json_out: JsonOpt = False,
-    ) -> None:
-        """Solve one problem file with the portfolio (or one solver) and print every candidate.
-
-        The seed and the annealer settings come from the config (as in the nightly), so a nightly
-        scenario's problem gives the nightly's decision."""
-        if solver not in _SOLVER_CHOICES:
-            fail(ConfigError(f"--solver must be one of {', '.join(_SOLVER_CHOICES)}, got {solver!r}"))
-        try:
-            doc = json.loads(problem_file.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            fail(ConfigError(f"cannot read {problem_file} as JSON: {exc}"))
-        try:
-            settings = load_settings(abs_path(config))
-            result = solve_problem(
-                family,
-                doc,
-                solver=solver,
-                seed=settings.seed if seed is None else seed,
-                time_limit_s=time_limit or _time_limit(settings, family),
-                anneal=_anneal_params(settings),
-            )
-        except QresError as exc:
-            fail(exc)
-        if json_out:
-            out.print_json(json.dumps(result))
-            return
-        from rich.table import Table
-
-        table = Table(title=f"{family} {result['key']} ({result['sense']}imize)")
-        for col in ("solver", "status", "objective", "bound", "feasible", "time_s"):
-            table.add_column(col)
-        for c in result["candidates"]:
-            table.add_row(
-                c["solver"],
-                c["status"],
-                f"{c['objective']:.6g}",
-                "-" if c["bound"] is None else f"{c['bound']:.6g}",
-                str(c["feasible"]),
-                f"{c['time_s']:.3f}",
-            )
-        out.print(table)
-        gap = "n/a" if result["gap"] is None else f"{result['gap']:.4%}"
-        console.print(f"chosen {result['chosen']}: objective {result['objective']:.6g}, gap {gap}")
+    app.command("solve")(solve_cmd)
 
 
 def _anneal_params(settings):
-    from flows.settings import anneal_params
+    from flows.params import anneal_params
 
     return anneal_params(settings)

@@ -71,7 +71,7 @@ def test_missing_explicit_config_is_an_error(tmp_path: Path) -> None:
 def test_backtest_config_reads_every_field_from_its_setting(tmp_path: Path) -> None:
     import dataclasses
 
-    from flows.settings import anneal_params, backtest_config
+    from flows.params import anneal_params, backtest_config
     from policies.backtest.run import BacktestConfig
 
     cfg = tmp_path / "qres.toml"
