@@ -43,7 +43,12 @@ __all__ = ["nightly", "run_nightly"]
 
 
 def run_nightly(
-    settings: Settings, *, kind: str = "nightly", incremental: bool = False, scope: tuple[str, ...] = ()
+    settings: Settings,
+    *,
+    kind: str = "nightly",
+    incremental: bool = False,
+    scope: tuple[str, ...] = (),
+    skip_unchanged: bool = False,
 ) -> RunSummary:
     """The pipeline body; ``nightly`` is its Prefect flow wrapper, ``flows.resolve`` calls it with
     ``kind="resolve", incremental=True`` (validate only new files; see tasks/validation/incremental.py).
@@ -81,6 +86,7 @@ def run_nightly(
             run_id,
             run_manifest=run_manifest(settings, data, scenarios),
             validation_passed=data.report.success,
+            skip_unchanged=skip_unchanged,
         )
         # Families solved while the tiers still solve are published meanwhile; the rest after shedding.
         outcomes = [publish(sp) for sp in pending.take_while_tiers_solve()]
@@ -224,7 +230,7 @@ def _final_tags(shed: FamilyOutcome) -> dict[str, str]:
         "qres.published_version": shed.stored_version if shed.published else "",
         "qres.bundle_version": shed.stored_version,
         "qres.signed": str(shed.signed),
-        "qres.gates": "passed" if shed.promoted else "held",
+        "qres.gates": "unchanged" if shed.unchanged else "passed" if shed.promoted else "held",
     }
 
 
@@ -256,7 +262,8 @@ def _summary(
         expected_value_per_h=solved.expected_value,
         published=shed.published,
         bundle_path=shed.bundle_path,
-        bundle_version=shed.stored_version if shed.published else None,
+        bundle_version=shed.stored_version if shed.published or shed.unchanged else None,
+        unchanged=shed.unchanged,
         mlflow_run_id=run_id,
         model_version=shed.model_version,
         promoted=shed.promoted,

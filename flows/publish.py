@@ -9,13 +9,16 @@ and its MLflow artifacts keep their first names (``model``, ``bundle``) for exis
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass
 from functools import partial
 
 from prefect.logging import get_run_logger
 
 from flows.settings import Settings
+from policies.errors import BundleVerificationError
 from policies.gates import GateReport, evaluate_gates
+from qres_client.bundle import read_latest, verify_bundle
 from tasks.publish import move_latest, public_key_json, publish_policy_bundle
 from tasks.solve import SolvedPolicy
 from tasks.support.timeouts import with_timeout
@@ -64,6 +67,7 @@ class FamilyOutcome:
     promoted: bool
     gates: dict
     signed: bool = False
+    unchanged: bool = False  # a re-solve found LATEST already holding exactly these files
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -120,12 +124,17 @@ def publish_family(
     validation_passed: bool,
     manifest_metrics: dict[str, float] | None = None,
     backtest: BacktestGate | None = None,
+    skip_unchanged: bool = False,
 ) -> FamilyOutcome:
     """Gate, store (signed), register and, when the gates pass, promote one solved family.
 
     ``run_manifest`` holds the fields that describe the run (inputs, config, seed, versions,
     scenarios), the same in every family's bundle; ``manifest_metrics`` defaults to the family's.
+    With ``skip_unchanged`` (a re-solve), files identical to LATEST's publish nothing: a new
+    version with the same decisions would only be churn in ``qres versions`` and for clients.
     """
+    if skip_unchanged and (same := _unchanged_latest(settings, sp)) is not None:
+        return same
     step = partial(with_timeout, seconds=settings.orchestration.step_timeout_s)
     name = model_name(settings, sp.policy)
     gates = _gates(settings, target, sp, validation_passed=validation_passed, backtest=backtest)
@@ -193,6 +202,37 @@ def _register(
             f"qres.{sp.policy}.gates": "passed" if gates.passed else "held",
         },
         public_key=public_key_json(settings.bundle.key_dir) if stored.manifest["signatures"] else None,
+    )
+
+
+def _unchanged_latest(settings: Settings, sp: SolvedPolicy) -> FamilyOutcome | None:
+    """LATEST's outcome when LATEST verifies and holds exactly ``sp``'s files, else None."""
+    latest = read_latest(settings.store_dir, sp.policy)
+    if latest is None:
+        return None
+    path = settings.store_dir / sp.policy / latest
+    try:
+        manifest = verify_bundle(path)
+    except BundleVerificationError:
+        return None  # a damaged LATEST is replaced, never kept because it looks the same
+    listed = {name: entry["sha256"] for name, entry in manifest["files"].items()}
+    if listed != {name: hashlib.sha256(data).hexdigest() for name, data in sp.files.items()}:
+        return None
+    detail = f"the decisions equal LATEST {latest}'s: nothing published (qres resolve --force publishes anyway)"
+    get_run_logger().info("%s: %s", sp.policy, detail)
+    return FamilyOutcome(
+        policy=sp.policy,
+        expected_value=sp.expected_value,
+        worst_gap=sp.worst_gap,
+        chosen=_chosen(sp),
+        stored_version=latest,
+        published=False,
+        bundle_path=str(path),
+        model_version=str(manifest.get("mlflow_model", {}).get("version", "")),
+        promoted=False,
+        gates={"passed": True, "checks": [{"name": "unchanged", "passed": True, "detail": detail}]},
+        signed=bool(manifest.get("signatures")),
+        unchanged=True,
     )
 
 

@@ -50,11 +50,13 @@ def resolve(
     store: str | None = None,
     seed: int | None = None,
     config: str | None = None,
+    force: bool = False,
 ) -> dict:
     """Re-fit with the newest telemetry and re-solve what the incident touched; publish through the gates.
 
     ``dependencies`` (a list, or a comma-separated string as an event trigger renders it)
-    narrows the scope; empty means the incidents' affected services.
+    narrows the scope; empty means the incidents' affected services. A family whose decisions
+    come out identical to its LATEST publishes nothing, unless ``force``.
     """
     settings = load_settings(config, data_dir=data, store_dir=store, seed=seed)
     configure_environment(settings.state_dir)
@@ -67,5 +69,7 @@ def resolve(
     if not settings.orchestration.resolve_backtest:
         settings = settings.model_copy(update={"backtest": settings.backtest.model_copy(update={"enabled": False})})
     with hold_limit(RUN_LIMIT, timeout_s=settings.orchestration.run_lock_wait_s):  # never beside a nightly
-        summary = run_nightly(settings, kind="resolve", incremental=True, scope=scope).as_dict()
+        summary = run_nightly(
+            settings, kind="resolve", incremental=True, scope=scope, skip_unchanged=not force
+        ).as_dict()
     return {**summary, "incidents": list(ids), "scope": list(scope)}

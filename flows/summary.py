@@ -42,6 +42,7 @@ class RunSummary:
     scenarios_solved: int = 0  # the rest were reused from the per-scenario cache
     tracking_uri: str = ""
     families: dict = field(default_factory=dict)
+    unchanged: bool = False  # a re-solve whose shedding decisions equal LATEST's: nothing published
     report_path: str | None = None  # the HTML report written to <state_dir>/reports
     example_down: str = (
         ""  # a dependency of the likeliest outage, for the "next" hint  # standby/routing: flows.publish.FamilyOutcome
@@ -105,6 +106,8 @@ def render_summary(s: dict, settings: Settings) -> Panel:
     facts.add_row("expected value", f"{s['expected_value_per_h']:,.2f}/h; worst gap to bound {gap}")
     if s["published"]:
         facts.add_row("bundle", f"{s['bundle_version']} at {shown_path(s['bundle_path'])}")
+    elif s.get("unchanged"):
+        facts.add_row("bundle", f"unchanged: the decisions equal LATEST {s['bundle_version']}'s, nothing published")
     else:
         failed = [c for c in s["gates"].get("checks", []) if not c["passed"]]
         facts.add_row("bundle", "[yellow]not published[/]: " + "; ".join(f"{c['name']}: {c['detail']}" for c in failed))
@@ -126,7 +129,7 @@ def render_summary(s: dict, settings: Settings) -> Panel:
     solvers.add_column("chosen in", justify="right")
     for name, value in s["objective_by_solver"].items():
         solvers.add_row(name, f"{value:,.2f}", str(s["chosen"].get(name, 0)))
-    title = "[green]published[/]" if s["published"] else "[yellow]held back[/]"
+    title = "[green]published[/]" if s["published"] else "unchanged" if s.get("unchanged") else "[yellow]held back[/]"
     return Panel(Group(facts, solvers), title=f"qresilience {s.get('kind', 'nightly')}: {title}", expand=False)
 
 
@@ -134,11 +137,14 @@ def family_line(o: dict) -> str:
     """One line per family for the run summary (``o`` is a FamilyOutcome as a dict)."""
     unit = "ms expected latency+penalty" if o["policy"] == "routing" else "/h expected covered value"
     gap = "n/a" if o["worst_gap"] is None else f"{o['worst_gap']:.4%}"
-    where = (
-        f"published {o['stored_version']}"
-        if o["published"]
-        else "held back: " + "; ".join(f"{c['name']}: {c['detail']}" for c in o["gates"]["checks"] if not c["passed"])
-    )
+    if o["published"]:
+        where = f"published {o['stored_version']}"
+    elif o.get("unchanged"):
+        return f"unchanged: the decisions equal LATEST {o['stored_version']}'s, nothing published"
+    else:
+        where = "held back: " + "; ".join(
+            f"{c['name']}: {c['detail']}" for c in o["gates"]["checks"] if not c["passed"]
+        )
     solvers = ", ".join(f"{k} {v}" for k, v in sorted(o["chosen"].items()))
     return (
         f"{o['expected_value']:,.2f}{unit}, worst gap {gap}, chosen {solvers}; {where} "

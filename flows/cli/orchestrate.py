@@ -60,10 +60,14 @@ def resolve(
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Publish new versions even where the decisions equal LATEST's.")
+    ] = False,
 ) -> None:
     """Re-fit with the newest telemetry, re-solve what an incident touched, publish through the gates.
 
-    Name exactly one of --incident ID or --since TIME. Exit codes: 0 published, 1 failed (nothing published), 3 solved but held back by the gates.
+    Name exactly one of --incident ID or --since TIME. A family whose decisions come out equal to
+    its LATEST publishes nothing (--force publishes anyway). Exit codes: 0 published or unchanged, 1 failed (nothing published), 3 solved but held back by the gates.
     """
     if (incident is None) == (since is None):
         fail(QresError("name exactly one of --incident ID or --since TIME"))
@@ -87,6 +91,7 @@ def resolve(
                 store=str(settings.store_dir),
                 seed=settings.seed,
                 config=str(config) if config else None,
+                force=force,
             )
     except QresError as exc:
         fail(exc)
@@ -100,7 +105,7 @@ def resolve(
             f"re-solved after {', '.join(summary['incidents'])} (scope: {', '.join(summary['scope'])}): "
             f"{summary['scenarios_solved']} of {summary['scenarios']} scenarios solved, the rest reused"
         )
-    if not summary["published"]:
+    if not summary["published"] and not summary.get("unchanged"):
         raise typer.Exit(EXIT_HELD)
 
 

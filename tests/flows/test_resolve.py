@@ -140,3 +140,23 @@ def test_unknown_incident_names_the_file_and_publishes_nothing(after_incident) -
     with pytest.raises(ConfigError, match="incidents.*INC-404"):
         resolve(incident="INC-404", config=str(cfg))
     assert read_latest(tmp / "bundles", "shedding") == again["bundle_version"]
+
+
+def test_a_resolve_that_changes_nothing_publishes_nothing_unless_forced(after_incident) -> None:
+    """No new data since the last re-solve: identical decisions, so no new versions (issue 21)."""
+    from flows.resolve import resolve
+    from qres_client.bundle import list_versions
+
+    tmp, cfg, _, again = after_incident
+    store = tmp / "bundles"
+    before = {p: list_versions(store, p) for p in ("shedding", "standby", "routing")}
+    same = resolve(incident="INC-9001", config=str(cfg))
+    assert same["unchanged"] and not same["published"]
+    assert same["bundle_version"] == read_latest(store, "shedding") == again["bundle_version"]
+    assert all(o["unchanged"] and not o["published"] for o in same["families"].values())
+    assert {p: list_versions(store, p) for p in before} == before  # nothing stored, LATEST as it was
+    forced = resolve(incident="INC-9001", config=str(cfg), force=True)
+    assert forced["published"] and read_latest(store, "shedding") == forced["bundle_version"] != again["bundle_version"]
+    new = verify_bundle(Path(forced["bundle_path"]))["files"]
+    old = verify_bundle(Path(again["bundle_path"]))["files"]
+    assert {n: e["sha256"] for n, e in new.items()} == {n: e["sha256"] for n, e in old.items()}
