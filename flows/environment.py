@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["configure_environment", "embedded_run", "QUIET_DEFAULTS"]
+__all__ = ["configure_environment", "quiet_defaults", "embedded_run", "QUIET_DEFAULTS"]
 
 QUIET_DEFAULTS = {
     # Prefect: no analytics from the ephemeral server, no update checks, quiet server logs.
@@ -37,17 +37,26 @@ QUIET_DEFAULTS = {
 }
 
 
-def configure_environment(state_dir: str | Path) -> None:
-    """Point Prefect's home at ``state_dir/prefect`` and switch telemetry off."""
-    state = Path(state_dir).resolve()
-    state.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("PREFECT_HOME", str(state / "prefect"))
+def quiet_defaults() -> None:
+    """Telemetry off and third-party logs quiet, for variables the user has not set.
+
+    Run when ``flows`` is imported (flows/__init__.py): MLflow and Great Expectations read these
+    when they are imported, which in a worker's flow run happens before any flow code runs.
+    """
     for key, value in QUIET_DEFAULTS.items():
         os.environ.setdefault(key, value)
     # MLflow 3.x compares a DataFrame's columns with a range when it saves the pyfunc model's
     # input example; pandas 3 deprecates that comparison (Pandas4Warning). Harmless, not ours,
     # and scoped to that one message in that one module.
     warnings.filterwarnings("ignore", message="Operation with range is deprecated", module=r"mlflow\.models\.utils")
+
+
+def configure_environment(state_dir: str | Path) -> None:
+    """Point Prefect's home at ``state_dir/prefect`` and switch telemetry off."""
+    state = Path(state_dir).resolve()
+    state.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("PREFECT_HOME", str(state / "prefect"))
+    quiet_defaults()
 
 
 @contextmanager
