@@ -18,10 +18,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
+import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+
+from tests.waits import WAIT_S
 
 pytestmark = pytest.mark.e2e
 
@@ -56,21 +60,35 @@ def _without_paths(settings) -> dict:
     return {k: v for k, v in dumped.items() if k not in _PATHS}
 
 
-@pytest.fixture(scope="module")
-def make_run(prefect_harness, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """`make run` in a fresh folder: sample, keys, run; no qres.toml there, so the embedded defaults apply."""
-    from flows.cli.app import app
+@dataclass(frozen=True)
+class FirstRun:
+    home: Path  # the fresh folder (a clone, for the commands)
+    output: str  # everything the three commands printed, stdout and stderr
 
+    @property
+    def bundles(self) -> Path:
+        return self.home / "bundles"
+
+
+def _qres(home: Path, *args: str) -> subprocess.CompletedProcess:
+    """A `qres` command as a person types it after `make run` (``.venv/bin/qres`` in the clone)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("QRES_", "PREFECT_", "MLFLOW_"))}
+    env["COLUMNS"] = "100"
+    return subprocess.run([".venv/bin/qres", *args], cwd=home, env=env, capture_output=True, text=True, timeout=WAIT_S)
+
+
+@pytest.fixture(scope="module")
+def make_run(tmp_path_factory: pytest.TempPathFactory) -> FirstRun:
+    """`make run` in a fresh folder: sample, keys, run, as separate processes with the embedded defaults
+    (no qres.toml there, no QRES_/PREFECT_/MLFLOW_ variables, Prefect's own temporary server)."""
     home = tmp_path_factory.mktemp("make-run")
-    runner = CliRunner()
-    with pytest.MonkeyPatch.context() as mp:
-        for name in [n for n in os.environ if n.startswith("QRES_")]:
-            mp.delenv(name)
-        mp.chdir(home)
-        for args in (["sample", "--out", "data/sample"], ["keys", "init", "--exist-ok"], ["run", "--quiet"]):
-            result = runner.invoke(app, args)
-            assert result.exit_code == 0, f"qres {' '.join(args)}: {result.output}"
-    return home / "bundles"
+    (home / ".venv").symlink_to(ROOT / ".venv")  # the clone's environment, as `make run` leaves it
+    printed = []
+    for args in (["sample", "--out", "data/sample"], ["keys", "init", "--exist-ok"], ["run"]):
+        result = _qres(home, *args)
+        printed.append(result.stdout + result.stderr)
+        assert result.returncode == 0, f"qres {' '.join(args)}:\n{printed[-1][-3000:]}"
+    return FirstRun(home, "\n".join(printed))
 
 
 def test_embedded_defaults_are_the_shipped_qres_toml(tmp_path: Path, monkeypatch) -> None:
@@ -84,10 +102,41 @@ def test_embedded_defaults_are_the_shipped_qres_toml(tmp_path: Path, monkeypatch
 
 
 @pytest.mark.parametrize("policy", sorted(EXPECTED_SHA256))
-def test_decision_files_are_byte_identical_to_the_recorded_run(make_run: Path, policy: str) -> None:
-    version = make_run / policy / "v000001"
-    assert (make_run / policy / "LATEST").read_text() == "v000001\n"
+def test_decision_files_are_byte_identical_to_the_recorded_run(make_run: FirstRun, policy: str) -> None:
+    version = make_run.bundles / policy / "v000001"
+    assert (make_run.bundles / policy / "LATEST").read_text() == "v000001\n"
     got = {name: hashlib.sha256((version / name).read_bytes()).hexdigest() for name in EXPECTED_SHA256[policy]}
     assert got == EXPECTED_SHA256[policy], f"{policy}: decision files changed (see this module's docstring)"
     shipped = {p.name for p in version.iterdir()} - {"manifest.json"}
     assert shipped == set(EXPECTED_SHA256[policy]), f"{policy}: a file was added or dropped; record it here"
+
+
+# What a first hour must never show: a traceback, a library's warning, a path of another machine.
+_NOISE = re.compile(r"Traceback|\b\w*Warning\b|^WARNING|warnings\.warn", re.MULTILINE)
+_ABSOLUTE = re.compile(r"(?<![\w:/.])/(?:[\w.-]+/)+[\w.-]*")
+
+
+def _clean(text: str, home: Path) -> list[str]:
+    problems = [m.group(0) for m in _NOISE.finditer(text)]
+    problems += [p for p in _ABSOLUTE.findall(text) if not p.startswith(str(home))]
+    return problems
+
+
+def test_first_run_prints_the_summary_the_report_and_next_commands(make_run: FirstRun) -> None:
+    """Issue 21: `make run` ends with the summary, a report on disk and three commands to try next."""
+    out = make_run.output
+    assert "qresilience nightly: published" in out
+    report = re.search(r"\.qres/reports/nightly-\w+\.html", out)
+    assert report and (make_run.home / report.group(0)).read_text().startswith("<!DOCTYPE html")
+    assert _clean(out, make_run.home) == [], out[-3000:]
+    assert "Task run" not in out and "prefect.io" not in out  # third-party lines silenced by configuration
+
+
+def test_every_next_command_runs_cleanly(make_run: FirstRun) -> None:
+    """Each command the summary offers works as printed, and prints nothing a newcomer should not see."""
+    commands = re.findall(r"\.venv/bin/qres (decide --down [\w.-]+|versions|backtest)\b", make_run.output)
+    assert len(commands) == 3, make_run.output[-3000:]
+    for command in commands:
+        result = _qres(make_run.home, *command.split())
+        assert result.returncode == 0, f"qres {command}:\n{result.stdout[-2000:]}{result.stderr[-2000:]}"
+        assert _clean(result.stdout + result.stderr, make_run.home) == [], f"qres {command}"
