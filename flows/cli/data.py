@@ -31,11 +31,32 @@ def import_upptime_cmd(
     out_dir: OutOpt,
     overlay: OverlayOpt = None,
     resolution_min: Annotated[int, typer.Option(min=1, help="Health-check grid (worst state per bin).")] = 5,
+    keep_template_sites: Annotated[
+        bool, typer.Option(help="Keep the Upptime template's placeholder sites (Google, Wikipedia, ...).")
+    ] = False,
+    stale_after_h: Annotated[
+        float, typer.Option(min=0.1, help="A site not checked for this long has stopped existing (hours).")
+    ] = 72.0,
+    retired_after_h: Annotated[
+        float,
+        typer.Option(min=0.1, help="A down run longer than this that never ends: probably retired (hours)."),
+    ] = 168.0,
 ) -> None:
-    """Import an Upptime status repository's whole history (every status-change commit)."""
+    """Import an Upptime status repository's whole history (see docs/importers.md for its rules)."""
     from policies.telemetry.importers.upptime import import_upptime
 
-    _report(lambda: import_upptime(path, out_dir, resolution_min=resolution_min, overlay=overlay), out_dir)
+    _report(
+        lambda: import_upptime(
+            path,
+            out_dir,
+            resolution_min=resolution_min,
+            overlay=overlay,
+            keep_template_sites=keep_template_sites,
+            stale_after_h=stale_after_h,
+            retired_after_h=retired_after_h,
+        ),
+        out_dir,
+    )
 
 
 @import_app.command("statuspage")
@@ -53,12 +74,17 @@ def import_statuspage_cmd(
 
 def _report(run, out_dir: Path) -> None:
     try:
-        rows = run()
+        result = run()
     except (QresError, FileExistsError) as exc:
         fail(exc)
+    rows = getattr(result, "rows", result)
+    if hasattr(result, "text"):
+        console.print(result.text(), markup=False, highlight=False)
     console.print(
         f"wrote {', '.join(f'{k}={v:,}' for k, v in sorted(rows.items()))} to {out_dir}; "
-        f"check it with `qres validate --data {out_dir}`"
+        f"check it with `qres validate --data {out_dir}`",
+        markup=False,
+        highlight=False,
     )
 
 

@@ -1,0 +1,34 @@
+"""`qres import upptime` prints a summary a person can check, and keeps template sites on request."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from flows.cli.app import app
+from tests.policies.importers.upptime_builder import History
+
+
+def _history(folder: Path) -> Path:
+    h = History().sites(0, Google="https://www.google.com", Shop="https://shop.test")
+    h.check(0, "google", "down").sites(0.5, Shop="https://shop.test").delete(1, "google")
+    return (
+        h.every(1, 100, "shop", url="https://shop.test")
+        .check(50, "shop", "down", url="https://shop.test")
+        .write(folder)
+    )
+
+
+def test_import_upptime_prints_the_summary(tmp_path: Path) -> None:
+    src = _history(tmp_path / "src")
+    result = CliRunner().invoke(app, ["import", "upptime", str(src), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert "dropped google: Upptime template placeholder" in result.output
+    assert "kept shop: 1 down event(s)" in result.output
+    summary = json.loads((tmp_path / "out" / "_import_summary.json").read_text())
+    assert [s["site"] for s in summary["sites"] if not s["kept"]] == ["google"]
+    keep = ["import", "upptime", str(src), "--out", str(tmp_path / "keep"), "--keep-template-sites"]
+    result = CliRunner().invoke(app, keep)
+    assert result.exit_code == 0 and "kept google" in result.output
