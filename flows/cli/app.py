@@ -133,10 +133,13 @@ def validate(config: ConfigOpt = None, data: DataOpt = None, json_out: JsonOpt =
             raise_on_failure=False,
         )
         console.print(f"Data Docs: {docs}", highlight=False)
+        warnings = _history_warnings(telemetry, settings)
     except QresError as exc:
         fail(exc)
+    for w in warnings:
+        console.print(f"[yellow]warning:[/] {w['service_id'] or 'history'}: {w['message']}", highlight=False)
     if json_out:
-        out.print_json(json.dumps(report.as_dict(), default=str))
+        out.print_json(json.dumps(report.as_dict() | {"warnings": warnings}, default=str))
     else:
         table = Table(title=f"validation of {settings.data_dir}")
         for col in ("table", "rule", "column", "result", "unexpected", "examples"):
@@ -164,6 +167,24 @@ def validate(config: ConfigOpt = None, data: DataOpt = None, json_out: JsonOpt =
         for v in report.violations:
             console.print(f"[red]-[/] {v}", highlight=False)
         raise typer.Exit(EXIT_FAILED)
+
+
+def _history_warnings(telemetry, settings) -> list[dict]:
+    """Warning-level rules on the health checks (policies/telemetry/history_checks.py); never fail."""
+    import pyarrow as pa
+
+    from policies.telemetry.history_checks import history_warnings
+
+    checks = telemetry.tables.get("health_checks")
+    if checks is None or not {"ts", "service_id", "status"} <= set(checks.column_names):
+        return []
+    ing = settings.ingest
+    try:
+        return history_warnings(
+            checks, max_down_h=ing.warn_down_h, max_silent_h=ing.warn_silent_h, min_outages=ing.warn_min_outages
+        )
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return []  # malformed columns: validation has already named them
 
 
 @app.command()

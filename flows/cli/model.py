@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from flows.cli.common import ConfigOpt, DataOpt, JsonOpt, abs_path, fail, out
+from flows.cli.common import ConfigOpt, DataOpt, JsonOpt, abs_path, console, fail, out
 from flows.settings import load_settings
 from policies.errors import QresError
 
@@ -35,6 +35,9 @@ def model_report(settings, *, top: int = 10) -> dict:
         credible=m.credible,
         alpha=m.alpha,
     )
+    from policies.model.guards import outage_warnings, require_outages
+
+    require_outages(model)
     scenarios = build_scenarios(
         model,
         tables["dependencies"],
@@ -54,6 +57,7 @@ def model_report(settings, *, top: int = 10) -> dict:
         "start": model.start.isoformat(),
         "end": model.end.isoformat(),
         "info": {k: list(v) if isinstance(v, tuple) else v for k, v in model.info.items()},
+        "warnings": outage_warnings(model),
         "dependencies": json.loads(model.per_dependency.to_json(orient="records")),
         "co_failure": json.loads(co.to_json(orient="records")),
         "scenarios": [
@@ -149,6 +153,8 @@ def register(app: typer.Typer) -> None:
             report = model_report(settings, top=top)
         except (QresError, ValueError) as exc:
             fail(exc)
+        for warning in report["warnings"]:
+            console.print(f"[yellow]warning:[/] {warning}", highlight=False)
         if json_out:
             out.print_json(json.dumps(report, default=str))
         else:
