@@ -13,7 +13,9 @@ from policies.errors import QresError
 __all__ = ["register"]
 
 import_app = typer.Typer(
-    help="Import status histories (Upptime repositories, Statuspage exports) as telemetry tables.", no_args_is_help=True
+    help="Import status histories (Upptime repositories, Statuspage exports, Google Cloud and AWS incident "
+    "histories) as telemetry tables; rules in docs/importers.md.",
+    no_args_is_help=True,
 )
 
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="New folder to write the tables to (must not exist).")]
@@ -70,6 +72,46 @@ def import_statuspage_cmd(
     from policies.telemetry.importers.statuspage import import_statuspage
 
     _report(lambda: import_statuspage(source, out_dir, resolution_min=resolution_min, overlay=overlay), out_dir)
+
+
+StaleOpt = Annotated[
+    float,
+    typer.Option(min=0.1, help="A never-resolved incident with no update for this long before the end is closed."),
+]
+
+
+@import_app.command("gcp")
+def import_gcp_cmd(
+    source: Annotated[str, typer.Argument(help="Google Cloud status incidents.json (file or URL).")],
+    out_dir: OutOpt,
+    overlay: OverlayOpt = None,
+    resolution_min: Annotated[int, typer.Option(min=1, help="Health-check grid (worst state per bin).")] = 60,
+    stale_open_h: StaleOpt = 72.0,
+) -> None:
+    """Import the Google Cloud status incident history (products become services)."""
+    from policies.telemetry.importers.cloud import import_gcp
+
+    _report(
+        lambda: import_gcp(source, out_dir, resolution_min=resolution_min, overlay=overlay, stale_open_h=stale_open_h),
+        out_dir,
+    )
+
+
+@import_app.command("aws")
+def import_aws_cmd(
+    source: Annotated[str, typer.Argument(help="AWS Health Dashboard historyevents.json (file or URL).")],
+    out_dir: OutOpt,
+    overlay: OverlayOpt = None,
+    resolution_min: Annotated[int, typer.Option(min=1, help="Health-check grid (worst state per bin).")] = 60,
+    stale_open_h: StaleOpt = 72.0,
+) -> None:
+    """Import the AWS Health Dashboard event history (services per region become services)."""
+    from policies.telemetry.importers.cloud import import_aws
+
+    _report(
+        lambda: import_aws(source, out_dir, resolution_min=resolution_min, overlay=overlay, stale_open_h=stale_open_h),
+        out_dir,
+    )
 
 
 def _report(run, out_dir: Path) -> None:

@@ -32,3 +32,16 @@ def test_import_upptime_prints_the_summary(tmp_path: Path) -> None:
     keep = ["import", "upptime", str(src), "--out", str(tmp_path / "keep"), "--keep-template-sites"]
     result = CliRunner().invoke(app, keep)
     assert result.exit_code == 0 and "kept google" in result.output
+
+
+def test_import_gcp_and_aws_print_their_summaries(tmp_path: Path) -> None:
+    from tests.policies.importers.test_cloud_importers import GCP, _aws_doc
+
+    (tmp_path / "gcp.json").write_text(json.dumps(GCP))
+    (tmp_path / "aws.json").write_text(json.dumps(_aws_doc()))
+    gcp = CliRunner().invoke(app, ["import", "gcp", str(tmp_path / "gcp.json"), "--out", str(tmp_path / "g")])
+    assert gcp.exit_code == 0, gcp.output
+    assert "kept google-cloud-storage" in gcp.output and "never resolved" in gcp.output
+    aws = CliRunner().invoke(app, ["import", "aws", str(tmp_path / "aws.json"), "--out", str(tmp_path / "a")])
+    assert aws.exit_code == 0, aws.output
+    assert "kept amazon-s3-oregon" in aws.output
