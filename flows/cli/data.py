@@ -61,23 +61,29 @@ def import_upptime_cmd(
     )
 
 
+StaleOpt = Annotated[
+    float,
+    typer.Option(min=0.1, help="A never-resolved incident with no update for this long before the end is closed."),
+]
+
+
 @import_app.command("statuspage")
 def import_statuspage_cmd(
     source: Annotated[str, typer.Argument(help="Incidents export: JSON or JSON lines (.gz ok), file or URL.")],
     out_dir: OutOpt,
     overlay: OverlayOpt = None,
     resolution_min: Annotated[int, typer.Option(min=1, help="Health-check grid (worst state per bin).")] = 60,
+    stale_open_h: StaleOpt = 72.0,
 ) -> None:
     """Import a saved Atlassian Statuspage incidents export (components become services)."""
     from policies.telemetry.importers.statuspage import import_statuspage
 
-    _report(lambda: import_statuspage(source, out_dir, resolution_min=resolution_min, overlay=overlay), out_dir)
-
-
-StaleOpt = Annotated[
-    float,
-    typer.Option(min=0.1, help="A never-resolved incident with no update for this long before the end is closed."),
-]
+    _report(
+        lambda: import_statuspage(
+            source, out_dir, resolution_min=resolution_min, overlay=overlay, stale_open_h=stale_open_h
+        ),
+        out_dir,
+    )
 
 
 @import_app.command("gcp")

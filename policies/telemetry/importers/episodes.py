@@ -85,7 +85,7 @@ def component_events(
         elif end_ms - points[-1][0] <= stale_open_h * _H:
             stop = end_ms + 1  # still open at the end of the history
         else:
-            stop = points[-1][0]
+            stop = points[-1][0] + 1  # its last state shows in the bin of its last update, no longer
             stale.append(ep.incident_id)
         for (t, r), nxt in zip(points, [p[0] for p in points[1:]] + [stop]):
             if nxt > t:

@@ -118,3 +118,29 @@ def test_aws_history_overlapping_services_open_event_and_utf16(tmp_path: Path) -
     with pytest.raises(DataValidationError, match="object of service key"):
         (tmp_path / "bad.json").write_text("[]")
         import_aws(tmp_path / "bad.json", tmp_path / "bad")
+
+
+def test_statuspage_overlapping_incidents_never_clear_each_other(tmp_path: Path) -> None:
+    from policies.telemetry.importers.statuspage import import_statuspage
+
+    def upd(h: float, status: str) -> dict:
+        return {"status": "identified", "display_at": _iso(h, "Z"), "created_at": _iso(h, "Z"),
+                "affected_components": [{"code": "api", "name": "API Requests", "new_status": status}]}  # fmt: skip
+
+    incidents = [
+        {"id": "x", "name": "x", "impact": "major", "created_at": _iso(0), "started_at": _iso(0), "resolved_at": _iso(3),
+         "incident_updates": [upd(0, "major_outage")]},
+        {"id": "y", "name": "y", "impact": "minor", "created_at": _iso(1), "started_at": _iso(1), "resolved_at": _iso(6),
+         "incident_updates": [upd(1, "partial_outage")]},
+        {"id": "z", "name": "z", "impact": "minor", "created_at": _iso(240), "started_at": _iso(240),
+         "resolved_at": None, "incident_updates": [upd(240, "major_outage")]},  # never resolved, long ago
+        {"id": "w", "name": "w", "impact": "none", "created_at": _iso(500), "resolved_at": _iso(501),
+         "incident_updates": [{"status": "resolved", "display_at": _iso(501), "created_at": _iso(501)}]},
+    ]  # fmt: skip
+    (tmp_path / "inc.json").write_text(json.dumps({"incidents": incidents}))
+    report = import_statuspage(tmp_path / "inc.json", tmp_path / "out", resolution_min=15)
+    out = tmp_path / "out"
+    assert [_state(out, "api-requests", h) for h in (0.1, 2, 4, 6.5)] == ["down", "down", "degraded", "up"]
+    assert _state(out, "api-requests", 240.1) == "down" and _state(out, "api-requests", 241) == "up"  # not for ever
+    assert "1 never resolved, of which 1 closed" in " ".join(report.notes)
+    assert "1 incident(s) name no component" in " ".join(report.notes)

@@ -33,8 +33,10 @@ def test_upptime_git_bundle_and_jsonl_agree_and_validate(tmp_path: Path) -> None
 
 
 def test_statuspage_github_export_validates(tmp_path: Path) -> None:
-    rows = import_statuspage(REAL / "statuspage" / "github" / "incidents.jsonl.gz", tmp_path / "gh")
-    assert rows["incidents"] == 1282
+    report = import_statuspage(REAL / "statuspage" / "github" / "incidents.jsonl.gz", tmp_path / "gh")
+    assert report.rows["incidents"] == 1282
+    assert "164 incident(s) name no component" in " ".join(report.notes)  # the early ones
+    assert report.site("git-operations").down_events > 0
     report, _ = check_telemetry(load_telemetry(tmp_path / "gh"))
     assert report.success, report.violations
     assert "git-operations" in report.clean["services"]["service_id"].to_pylist()
