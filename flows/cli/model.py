@@ -36,6 +36,7 @@ def model_report(settings, *, top: int = 10) -> dict:
         alpha=m.alpha,
     )
     from policies.model.guards import outage_warnings, require_outages
+    from policies.telemetry.history_checks import history_warnings
 
     require_outages(model)
     scenarios = build_scenarios(
@@ -57,7 +58,16 @@ def model_report(settings, *, top: int = 10) -> dict:
         "start": model.start.isoformat(),
         "end": model.end.isoformat(),
         "info": {k: list(v) if isinstance(v, tuple) else v for k, v in model.info.items()},
-        "warnings": outage_warnings(model),
+        "warnings": outage_warnings(model)
+        + [
+            f"{w['service_id']}: {w['message']}"
+            for w in history_warnings(
+                tables["health_checks"],
+                max_down_h=settings.ingest.warn_down_h,
+                max_silent_h=settings.ingest.warn_silent_h,
+            )
+            if w["rule"] != "too few outages"  # said once, by outage_warnings
+        ],
         "dependencies": json.loads(model.per_dependency.to_json(orient="records")),
         "co_failure": json.loads(co.to_json(orient="records")),
         "scenarios": [

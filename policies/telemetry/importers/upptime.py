@@ -28,7 +28,6 @@ inside spans, probe ``upptime``), incidents (each down run; open at the end of t
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -38,7 +37,7 @@ import yaml
 
 from policies.errors import DataValidationError, RuleViolation
 from policies.schema import TABLES
-from policies.telemetry.importers.common import RANK, resample_events, write_tables
+from policies.telemetry.importers.common import RANK, down_intervals, resample_events, write_tables
 from policies.telemetry.importers.report import SUMMARY_FILE, ImportReport, SiteReport, Span, iso
 from policies.telemetry.importers.upptime_git import CONFIG_FILE, Commit, is_history_file, read_upptime_commits
 
@@ -278,7 +277,7 @@ def import_upptime(
             rows += table.num_rows
             floor = int(table["ts"][-1].value)
             open_end = None if span.ended_by == "end of data" else span.end_ms
-            found = _down_intervals(service, t, arr[:, 1].astype(np.int64), open_end)
+            found = down_intervals(service, t, arr[:, 1].astype(np.int64), open_end)
             incidents += found
             downs += len(found)
         per_service[service] = (rows, downs)
@@ -294,30 +293,3 @@ def import_upptime(
     )
     (Path(out_dir) / SUMMARY_FILE).write_text(report.to_json())
     return report
-
-
-def _down_intervals(site: str, t_ms: np.ndarray, rank: np.ndarray, close_at: int | None) -> list[dict]:
-    out, start = [], None
-    for t, r in zip(t_ms.tolist(), rank.tolist()):
-        if r == RANK["down"] and start is None:
-            start = t
-        elif r != RANK["down"] and start is not None:
-            out.append((start, t))
-            start = None
-    if start is not None:
-        out.append((start, close_at))
-
-    def ts(ms: int | None) -> datetime | None:
-        return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=UTC)
-
-    return [
-        {
-            "incident_id": f"{site}-{s}",
-            "started_at": ts(s),
-            "resolved_at": ts(e),
-            "severity": 2,
-            "affected": [site],
-            "summary": f"{site} down",
-        }
-        for s, e in out
-    ]
