@@ -45,3 +45,17 @@ def test_import_gcp_and_aws_print_their_summaries(tmp_path: Path) -> None:
     aws = CliRunner().invoke(app, ["import", "aws", str(tmp_path / "aws.json"), "--out", str(tmp_path / "a")])
     assert aws.exit_code == 0, aws.output
     assert "kept amazon-s3-oregon" in aws.output
+
+
+def test_validate_warns_about_a_site_that_stopped_but_passes(tmp_path: Path) -> None:
+    h = History().sites(0, Shop="https://shop.test", Old="https://old.test")
+    h.every(0, 400, "shop", url="https://shop.test").every(0, 100, "old", url="https://old.test")
+    h.every(106, 400, "old", "down", url="https://old.test")  # down until the end: cut, then silent
+    h.write(tmp_path / "src")
+    res = CliRunner().invoke(app, ["import", "upptime", str(tmp_path / "src"), "--out", str(tmp_path / "out")])
+    assert res.exit_code == 0 and "probably retired" in res.output
+    res = CliRunner().invoke(app, ["validate", "--data", str(tmp_path / "out"), "--json"])
+    assert res.exit_code == 0, res.output
+    warnings = json.loads(res.stdout)["warnings"]
+    assert [w["service_id"] for w in warnings if w["rule"] == "not checked too long"] == ["old"]
+    assert any(w["rule"] == "too few outages" for w in warnings)
