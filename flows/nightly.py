@@ -69,25 +69,15 @@ def run_nightly(
     solved = _solve_shedding(settings, data.tables, scenarios, scope)
     backtest = step(backtest_policy)(data.tables, backtest_config(settings)) if settings.backtest.enabled else None
     target = TrackingTarget(settings.tracking_uri, settings.mlflow.experiment, settings.artifact_root)
-    run_id = step(start_run)(
-        target,
-        run_name=f"{kind}-{flow_run.get_name() or 'local'}",
-        params={**settings.as_params(), "config_hash": config_hash(settings), "snapshot": data.snapshot},
-        inputs={name: (data.telemetry.uri(name), sha) for name, sha in data.telemetry.sha256.items()},
-        tags={"qres.flow": kind, "qres.policy": "shedding", "prefect.flow_run_id": str(flow_run.get_id() or "")},
-    )
+    run_id = step(start_run)(target, **_run_identity(settings, data, kind))
     try:
         metrics = {**solved.metrics, **_run_metrics(data, model, scenarios, backtest)}
         step(log_run_results)(target, run_id, **_run_artifacts(data, model, metrics, solved))
+        manifest = run_manifest(settings, data, scenarios)
         publish = partial(
-            publish_family,
-            settings,
-            target,
-            run_id,
-            run_manifest=run_manifest(settings, data, scenarios),
-            validation_passed=data.report.success,
-            skip_unchanged=skip_unchanged,
+            publish_family, settings, target, run_id, run_manifest=manifest, skip_unchanged=skip_unchanged
         )
+        publish = partial(publish, validation_passed=data.report.success)
         # Families solved while the tiers still solve are published meanwhile; the rest after shedding.
         outcomes = [publish(sp) for sp in pending.take_while_tiers_solve()]
         shedding = _with_tiers_and_health(settings, solved, pending, model)
@@ -105,6 +95,16 @@ def run_nightly(
     summary = _summary(settings, kind, data, model, scenarios, solved, run_id, shed, outcomes, report)
     create_markdown_artifact(summary.to_markdown(), key=f"qres-{kind}-summary", description=f"qresilience {kind} run")
     return summary
+
+
+def _run_identity(settings: Settings, data: Validated, kind: str) -> dict:
+    """``start_run``'s name, parameters, inputs and tags for this run."""
+    return {
+        "run_name": f"{kind}-{flow_run.get_name() or 'local'}",
+        "params": {**settings.as_params(), "config_hash": config_hash(settings), "snapshot": data.snapshot},
+        "inputs": {name: (data.telemetry.uri(name), sha) for name, sha in data.telemetry.sha256.items()},
+        "tags": {"qres.flow": kind, "qres.policy": "shedding", "prefect.flow_run_id": str(flow_run.get_id() or "")},
+    }
 
 
 def _solve_shedding(settings: Settings, tables: dict, scenarios: ScenarioSet, scope: tuple[str, ...]) -> SolvedPolicy:

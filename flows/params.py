@@ -45,4 +45,5 @@ def backtest_config(settings: Settings):
             return tuple(v.model_dump() for v in value)
         return value
 
-    return BacktestConfig(**{f.name: read(f.metadata["setting"]) for f in dataclasses.fields(BacktestConfig)})
+    fields = [f for f in dataclasses.fields(BacktestConfig) if f.metadata.get("setting")]
+    return BacktestConfig(**{f.name: read(f.metadata["setting"]) for f in fields})

@@ -138,18 +138,13 @@ def publish_family(
     step = partial(with_timeout, seconds=settings.orchestration.step_timeout_s)
     name = model_name(settings, sp.policy)
     gates = _gates(settings, target, sp, validation_passed=validation_passed, backtest=backtest)
+    fields = {"mlflow_run_id": run_id, "mlflow_model": {"name": name}, "solvers": sp.solvers}
+    fields |= {"gates": gates.as_dict(), "metrics": dict(sp.metrics if manifest_metrics is None else manifest_metrics)}
     stored = step(publish_policy_bundle)(
         settings.store_dir,
         sp.policy,
         sp.files,
-        {
-            **run_manifest,
-            "mlflow_run_id": run_id,
-            "mlflow_model": {"name": name},
-            "solvers": sp.solvers,
-            "gates": gates.as_dict(),
-            "metrics": dict(manifest_metrics if manifest_metrics is not None else sp.metrics),
-        },
+        {**run_manifest, **fields},
         key_dir=settings.bundle.key_dir,
         set_latest=False,
     )

@@ -113,6 +113,11 @@ class IngestSettings(_Section):
     freshness_max_age_h: float | None = Field(None, gt=0, description="newest check must be this recent; None = off")
     lateness_min: int = Field(1440, ge=0, description="rows older than the watermark by more are dropped as too late")
     incremental: bool = Field(True, description="read only new files/rows past the watermark (policies/watermark.py)")
+    warn_down_h: float = Field(168.0, gt=0, description="warn: a service down longer than this is probably retired")
+    warn_silent_h: float = Field(
+        72.0, gt=0, description="warn: a service not checked for this long stopped being monitored"
+    )
+    warn_min_outages: int = Field(5, ge=0, description="warn: fewer outages than this are too few to learn from")
 
 
 class BacktestSettings(_Section):

@@ -5,6 +5,7 @@
     ├── DataValidationError        input telemetry broke a schema or data rule
     ├── InfeasiblePolicyError      a policy problem has no feasible solution
     ├── SolverError                a solver failed in a way that is not infeasibility
+    ├── NothingToLearnError        the input leaves nothing to learn or replay (a refusal)
     └── BundleVerificationError    a bundle's hashes or layout do not check out
 
 Messages say what was wrong, where, and what to do. The root and the client's branches
@@ -25,6 +26,7 @@ __all__ = [
     "DataValidationError",
     "InfeasiblePolicyError",
     "SolverError",
+    "NothingToLearnError",
     "BundleVerificationError",
     "RuleViolation",
 ]
@@ -87,6 +89,10 @@ class DataValidationError(QresError):
 
 class InfeasiblePolicyError(QresError):
     """No decision satisfies the policy's hard constraints."""
+
+
+class NothingToLearnError(QresError):
+    """A refusal: the input is valid but leaves nothing to learn or replay; the message names the cause."""
 
 
 class SolverError(QresError):

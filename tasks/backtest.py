@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pyarrow as pa
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -17,8 +19,10 @@ __all__ = ["backtest_policy", "backtest_metrics"]
 def backtest_policy(tables: dict[str, pa.Table], cfg: BacktestConfig) -> dict:
     """Fit on the past, replay later incidents against the baselines and the oracle (see policies/backtest_run)."""
     with progress_step("backtest", 1) as advance:
-        result = run_backtest(tables, cfg)
+        result = run_backtest(tables, replace(cfg, refuse_empty=False))  # a refusal must not stop the nightly
         advance(1)
+    if result.get("refused"):
+        get_run_logger().warning("backtest: %s", result["refused"])
     pub = result["overall"].get("published", {})
     get_run_logger().info(
         "backtest: %d held-out incidents; published keeps %s of the oracle's value",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import tempfile
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -76,9 +77,12 @@ def load_backtest_tables(source: str, overlay: str | None) -> tuple[dict, dict |
 
 
 def compute_backtest(
-    settings: Settings, *, overlay: str | None = None, version: str | None = None, progress=None
+    settings: Settings, *, overlay: str | None = None, version: str | None = None, progress=None, refuse: bool = True
 ) -> dict:
-    """Load, optionally overlay, and backtest; the result carries ``mapping`` and ``data``."""
+    """Load, optionally overlay, and backtest; the result carries ``mapping`` and ``data``.
+
+    ``refuse``: raise NothingToLearnError on an empty question (else it is in ``result["refused"]``).
+    """
     from policies.backtest.run import run_backtest
 
     tables, mapping = load_backtest_tables(str(settings.data_dir), overlay)
@@ -95,7 +99,7 @@ def compute_backtest(
         fallback_bytes = fallback.read_bytes() if fallback.is_file() else None
     result = run_backtest(
         tables,
-        _backtest_config(settings),
+        replace(_backtest_config(settings), refuse_empty=refuse),
         decisions=decisions,
         version=version,
         progress=progress,

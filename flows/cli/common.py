@@ -15,6 +15,7 @@ __all__ = [
     "out",
     "EXIT_FAILED",
     "EXIT_HELD",
+    "EXIT_REFUSED",
     "ConfigOpt",
     "DataOpt",
     "StoreOpt",
@@ -31,6 +32,7 @@ console = Console(stderr=True)
 out = Console()
 
 EXIT_FAILED, EXIT_HELD = 1, 3
+EXIT_REFUSED = 4  # valid input that leaves nothing to learn or replay (NothingToLearnError)
 
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", "-c", help="Config file (default ./qres.toml or $QRES_CONFIG).")
@@ -63,6 +65,11 @@ def abs_path(p: Path | str | None) -> Path | str | None:
 
 
 def fail(exc: Exception) -> NoReturn:
+    from policies.errors import NothingToLearnError
+
+    if isinstance(exc, NothingToLearnError):
+        console.print(f"[bold yellow]refused:[/] {str(exc).removeprefix('refused: ')}", markup=True, highlight=False)
+        raise typer.Exit(EXIT_REFUSED)
     console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
     raise typer.Exit(EXIT_FAILED)
 

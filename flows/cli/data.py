@@ -13,7 +13,9 @@ from policies.errors import QresError
 __all__ = ["register"]
 
 import_app = typer.Typer(
-    help="Import status histories (Upptime repositories, Statuspage exports) as telemetry tables.", no_args_is_help=True
+    help="Import status histories (Upptime repositories, Statuspage exports, Google Cloud and AWS incident "
+    "histories) as telemetry tables; rules in docs/importers.md.",
+    no_args_is_help=True,
 )
 
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="New folder to write the tables to (must not exist).")]
@@ -31,11 +33,38 @@ def import_upptime_cmd(
     out_dir: OutOpt,
     overlay: OverlayOpt = None,
     resolution_min: Annotated[int, typer.Option(min=1, help="Health-check grid (worst state per bin).")] = 5,
+    keep_template_sites: Annotated[
+        bool, typer.Option(help="Keep the Upptime template's placeholder sites (Google, Wikipedia, ...).")
+    ] = False,
+    stale_after_h: Annotated[
+        float, typer.Option(min=0.1, help="A site not checked for this long has stopped existing (hours).")
+    ] = 72.0,
+    retired_after_h: Annotated[
+        float,
+        typer.Option(min=0.1, help="A down run longer than this that never ends: probably retired (hours)."),
+    ] = 168.0,
 ) -> None:
-    """Import an Upptime status repository's whole history (every status-change commit)."""
+    """Import an Upptime status repository's whole history (see docs/importers.md for its rules)."""
     from policies.telemetry.importers.upptime import import_upptime
 
-    _report(lambda: import_upptime(path, out_dir, resolution_min=resolution_min, overlay=overlay), out_dir)
+    _report(
+        lambda: import_upptime(
+            path,
+            out_dir,
+            resolution_min=resolution_min,
+            overlay=overlay,
+            keep_template_sites=keep_template_sites,
+            stale_after_h=stale_after_h,
+            retired_after_h=retired_after_h,
+        ),
+        out_dir,
+    )
+
+
+StaleOpt = Annotated[
+    float,
+    typer.Option(min=0.1, help="A never-resolved incident with no update for this long before the end is closed."),
+]
 
 
 @import_app.command("statuspage")
@@ -44,21 +73,66 @@ def import_statuspage_cmd(
     out_dir: OutOpt,
     overlay: OverlayOpt = None,
     resolution_min: Annotated[int, typer.Option(min=1, help="Health-check grid (worst state per bin).")] = 60,
+    stale_open_h: StaleOpt = 72.0,
 ) -> None:
     """Import a saved Atlassian Statuspage incidents export (components become services)."""
     from policies.telemetry.importers.statuspage import import_statuspage
 
-    _report(lambda: import_statuspage(source, out_dir, resolution_min=resolution_min, overlay=overlay), out_dir)
+    _report(
+        lambda: import_statuspage(
+            source, out_dir, resolution_min=resolution_min, overlay=overlay, stale_open_h=stale_open_h
+        ),
+        out_dir,
+    )
+
+
+@import_app.command("gcp")
+def import_gcp_cmd(
+    source: Annotated[str, typer.Argument(help="Google Cloud status incidents.json (file or URL).")],
+    out_dir: OutOpt,
+    overlay: OverlayOpt = None,
+    resolution_min: Annotated[int, typer.Option(min=1, help="Health-check grid (worst state per bin).")] = 60,
+    stale_open_h: StaleOpt = 72.0,
+) -> None:
+    """Import the Google Cloud status incident history (products become services)."""
+    from policies.telemetry.importers.cloud import import_gcp
+
+    _report(
+        lambda: import_gcp(source, out_dir, resolution_min=resolution_min, overlay=overlay, stale_open_h=stale_open_h),
+        out_dir,
+    )
+
+
+@import_app.command("aws")
+def import_aws_cmd(
+    source: Annotated[str, typer.Argument(help="AWS Health Dashboard historyevents.json (file or URL).")],
+    out_dir: OutOpt,
+    overlay: OverlayOpt = None,
+    resolution_min: Annotated[int, typer.Option(min=1, help="Health-check grid (worst state per bin).")] = 60,
+    stale_open_h: StaleOpt = 72.0,
+) -> None:
+    """Import the AWS Health Dashboard event history (services per region become services)."""
+    from policies.telemetry.importers.cloud import import_aws
+
+    _report(
+        lambda: import_aws(source, out_dir, resolution_min=resolution_min, overlay=overlay, stale_open_h=stale_open_h),
+        out_dir,
+    )
 
 
 def _report(run, out_dir: Path) -> None:
     try:
-        rows = run()
+        result = run()
     except (QresError, FileExistsError) as exc:
         fail(exc)
+    rows = getattr(result, "rows", result)
+    if hasattr(result, "text"):
+        console.print(result.text(), markup=False, highlight=False)
     console.print(
         f"wrote {', '.join(f'{k}={v:,}' for k, v in sorted(rows.items()))} to {out_dir}; "
-        f"check it with `qres validate --data {out_dir}`"
+        f"check it with `qres validate --data {out_dir}`",
+        markup=False,
+        highlight=False,
     )
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from flows.cli.common import ConfigOpt, DataOpt, JsonOpt, abs_path, fail, load_settings, out
+from flows.cli.common import ConfigOpt, DataOpt, JsonOpt, abs_path, console, fail, load_settings, out
 from policies.errors import QresError
 
 __all__ = ["register", "model_report"]
@@ -33,6 +33,10 @@ def model_report(settings, *, top: int = 10) -> dict:
         credible=m.credible,
         alpha=m.alpha,
     )
+    from policies.model.guards import outage_warnings, require_outages
+    from policies.telemetry.history_checks import history_warnings
+
+    require_outages(model)
     scenarios = build_scenarios(
         model,
         tables["dependencies"],
@@ -44,10 +48,19 @@ def model_report(settings, *, top: int = 10) -> dict:
         sample_params={"num_reads": sc.sample_num_reads, "num_sweeps": sc.sample_num_sweeps, "beta": sc.sample_beta},
         what_if=[w.model_dump() for w in sc.what_if],
     )
-    return _report(settings, model, scenarios, top)
+    warnings = outage_warnings(model) + [
+        f"{w['service_id']}: {w['message']}"
+        for w in history_warnings(
+            tables["health_checks"],
+            max_down_h=settings.ingest.warn_down_h,
+            max_silent_h=settings.ingest.warn_silent_h,
+        )
+        if w["rule"] != "too few outages"  # said once, by outage_warnings
+    ]
+    return _report(settings, model, scenarios, top, warnings)
 
 
-def _report(settings, model, scenarios, top: int) -> dict:
+def _report(settings, model, scenarios, top: int, warnings: list[str]) -> dict:
     co = model.co_failure.sort_values(
         ["significant", "lift", "a", "b"], ascending=[False, False, True, True], kind="mergesort"
     ).head(top)
@@ -56,6 +69,7 @@ def _report(settings, model, scenarios, top: int) -> dict:
         "start": model.start.isoformat(),
         "end": model.end.isoformat(),
         "info": {k: list(v) if isinstance(v, tuple) else v for k, v in model.info.items()},
+        "warnings": warnings,
         "dependencies": json.loads(model.per_dependency.to_json(orient="records")),
         "co_failure": json.loads(co.to_json(orient="records")),
         "scenarios": [
@@ -153,6 +167,8 @@ def register(app: typer.Typer) -> None:
             report = model_report(settings, top=top)
         except (QresError, ValueError) as exc:
             fail(exc)
+        for warning in report["warnings"]:
+            console.print(f"[yellow]warning:[/] {warning}", highlight=False)
         if json_out:
             out.print_json(json.dumps(report, default=str))
         else:

@@ -49,7 +49,9 @@ def register(app: typer.Typer) -> None:
         try:
             settings = load_settings(config, data_dir=abs_path(data), store_dir=abs_path(store))
             with progress_bars(enabled=not quiet and not json_out) as progress:
-                result = compute_backtest(settings, overlay=abs_path(overlay), version=version, progress=progress)
+                result = compute_backtest(
+                    settings, overlay=abs_path(overlay), version=version, progress=progress, refuse=False
+                )
             stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
             path = write_report(
                 result, (out_file or Path(settings.state_dir) / "reports" / f"report-{stamp}.html").absolute()

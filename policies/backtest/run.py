@@ -17,6 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from policies.backtest.guards import guard_replay
 from policies.backtest.metrics import incident_figures, summarize
 from policies.backtest.replay import (
     GreedyPolicy,
@@ -28,7 +29,7 @@ from policies.backtest.replay import (
     replay_window_values,
     tiers_policy,
 )
-from policies.errors import QresError
+from policies.errors import NothingToLearnError, QresError
 from policies.model.failure_model import FailureModel, fit_failure_model
 from policies.model.states import UP, hysteresis_length
 from policies.scenarios.scenario_set import ScenarioSet, build_scenarios
@@ -89,6 +90,9 @@ class BacktestConfig:
             },
             "what_if": list(self.what_if),
         }
+
+    # Not a setting: the CLI refuses an empty question, the nightly records why and goes on.
+    refuse_empty: bool = field(default=True, metadata={"setting": None})
 
 
 @dataclass
@@ -203,6 +207,13 @@ def run_backtest(
         pad_windows=delay + 1,
     )
     catalog = StateCatalog(tables, full.services, levels=cfg.levels)
+    refused = None
+    try:
+        guard_replay(full, incidents, split_at, catalog)
+    except NothingToLearnError as exc:
+        if cfg.refuse_empty:
+            raise
+        refused, incidents = str(exc), []  # the nightly records why and goes on without figures
     policies = [
         PublishedPolicy(index, cfg.unmatched),
         fcfs_policy(),
@@ -238,6 +249,7 @@ def run_backtest(
             if matched
             else None,
             "train": train,
+            "refused": refused,
         }
     )
     return out

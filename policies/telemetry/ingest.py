@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 
 from policies.errors import DataValidationError, RuleViolation
 from policies.schema import REQUIRED_TABLES, TABLES
+from policies.telemetry.partitions import apply_partitions
 from policies.telemetry.sources import Source, SourceFile, locate_source_files, open_source, read_bytes
 
 __all__ = [
@@ -120,15 +121,17 @@ def read_part(source: Source, file: SourceFile) -> TablePart:
 
 
 def parse_bytes(file: SourceFile, data: bytes) -> pa.Table:
-    """Parse a Parquet or CSV file's bytes (strictly: see the module docstring)."""
+    """Parse a Parquet or CSV file's bytes (strictly: see the module docstring), with its Hive partition columns."""
     if not data:
         raise _violation(file, "non-empty file", "0 bytes")
     if file.suffix == ".parquet":
         try:
-            return pq.read_table(pa.BufferReader(data))
+            table = pq.read_table(pa.BufferReader(data))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
             raise _violation(file, "readable Parquet file (truncated or not Parquet?)", str(exc)) from exc
-    return _parse_csv(file, data)
+    else:
+        table = _parse_csv(file, data)
+    return apply_partitions(file.table, file.key, file.uri, table)
 
 
 def _parse_csv(file: SourceFile, data: bytes) -> pa.Table:

@@ -4,7 +4,10 @@ A *source* is one string, as ``--data`` takes it:
 
 - a local folder (``data/sample``) or its URL (``file:///srv/telemetry``): one file per table
   named after it (``services.parquet``, ``services.csv``) or a folder of files for a partitioned
-  table (``health_checks/2026-10-01.parquet``);
+  table: flat (``health_checks/2026-10-01.parquet``) or Hive-partitioned, as data lakes write
+  it (``health_checks/date=2026-10-01/part-0.parquet``,
+  ``health_checks/service_id=api/date=2026-10-01/part-0.csv``; partition values become typed
+  columns: :mod:`policies.telemetry.partitions`);
 - the same layout behind any fsspec URL: ``http(s)://host/telemetry/`` (the server must list
   folders, as ``python -m http.server`` does), ``s3://bucket/prefix`` once ``s3fs`` is
   installed, ``gs://``, ``abfs://`` and so on with their fsspec extras;
@@ -24,6 +27,7 @@ from pathlib import Path
 
 from policies.errors import DataValidationError, RuleViolation
 from policies.schema import TABLES
+from policies.telemetry.partitions import is_partition_segment
 
 __all__ = ["Source", "SourceFile", "open_source", "locate_source_files", "read_bytes", "SUFFIXES"]
 
@@ -121,7 +125,7 @@ def _folder_files(source: Source) -> list[dict]:
         if name.startswith(".") or name.startswith("_"):
             continue
         if entry["type"] == "directory" and name in TABLES:
-            out += [e for e in fs.ls(entry["name"], detail=True) if e["type"] != "directory"]
+            out += _table_folder_files(fs, entry["name"])
         elif entry["type"] != "directory":
             out.append(entry)
     return out
@@ -131,9 +135,23 @@ def _glob_files(source: Source) -> list[dict]:
     out: list[dict] = []
     for path, entry in sorted(source.fs.glob(source.root, detail=True).items()):
         if entry.get("type") == "directory":
-            out += [e for e in source.fs.ls(path, detail=True) if e["type"] != "directory"]
+            out += _table_folder_files(source.fs, path)
         else:
             out.append({**entry, "name": path})
+    return out
+
+
+def _table_folder_files(fs, folder: str) -> list[dict]:
+    """Files of a table folder: its own, and those in Hive partition folders (``key=value/``) below it."""
+    out = []
+    for entry in fs.ls(folder, detail=True):
+        name = _name(entry["name"])
+        if name.startswith((".", "_")):
+            continue  # _SUCCESS, _temporary/, .crc files: writer bookkeeping
+        if entry["type"] != "directory":
+            out.append(entry)
+        elif is_partition_segment(name):
+            out += _table_folder_files(fs, entry["name"])
     return out
 
 
@@ -171,9 +189,15 @@ def _assign(path: str, top: str | None) -> tuple[str, str] | None:
     if stem is None or name.startswith((".", "_")):
         return None
     folder = posixpath.dirname(path.rstrip("/"))
+    below: list[str] = []  # Hive partition folders between the table folder and the file
+    while is_partition_segment(_name(folder)) and folder.rstrip("/") != top:
+        below.insert(0, _name(folder))
+        folder = posixpath.dirname(folder)
     parent = _name(folder)
     if parent in TABLES and folder.rstrip("/") != top:
-        return parent, f"{parent}/{name}"
+        return parent, "/".join([parent, *below, name])
+    if below:
+        return None
     if stem in TABLES:
         return stem, name
     return None

@@ -20,7 +20,7 @@ def test_imported_upptime_history_publishes(prefect_harness, tmp_path: Path) -> 
     from qres_client.signing import init_keys
 
     data = tmp_path / "manticore"
-    rows = import_upptime(str(MANTICORE / "commits.jsonl"), data)
+    rows = import_upptime(str(MANTICORE / "commits.jsonl"), data).rows
     assert rows["incidents"] > 0 and rows["health_checks"] > 0
     init_keys(tmp_path / "state" / "keys")
     cfg = tmp_path / "qres.toml"

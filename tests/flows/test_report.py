@@ -35,11 +35,14 @@ def report_run(small_sample, tmp_path_factory):
 
 
 @pytest.mark.e2e
-def test_backtest_json_has_every_policy_and_figure(small_sample) -> None:
-    res = CliRunner().invoke(app, ["backtest", "--data", str(small_sample), "--json"])
+def test_backtest_json_has_every_policy_and_figure(small_sample, tmp_path: Path) -> None:
+    cfg = tmp_path / "qres.toml"  # two days: split early enough that incidents remain to replay
+    cfg.write_text(f'data_dir = "{small_sample}"\nstore_dir = "{tmp_path}/b"\n[backtest]\ntrain_fraction = 0.3\n')
+    res = CliRunner().invoke(app, ["backtest", "--config", str(cfg), "--json"])
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
     assert {"incidents", "overall", "goal", "split_at", "delay_min"} <= set(doc)
+    assert doc["n_incidents"] > 0 and doc["overall"] and doc["refused"] is None
     for figs in doc["overall"].values():
         assert {"share", "loss", "cvar", "min_share_violation_min", "switch_min_median", "kl_mean"} <= set(figs)
 

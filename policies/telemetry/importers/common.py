@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ import pyarrow.parquet as pq
 
 from policies.schema import TABLES
 
-__all__ = ["RANK", "slugify", "resample_events", "default_tables", "write_tables", "REGION_ID"]
+__all__ = ["RANK", "slugify", "resample_events", "default_tables", "write_tables", "down_intervals", "REGION_ID"]
 
 RANK = {"up": 0, "degraded": 1, "down": 2}
 _STATUS = np.array(["up", "degraded", "down"], dtype=object)
@@ -160,3 +161,31 @@ def load_telemetry_overlay(overlay: str) -> dict[str, pa.Table]:
         for n, files in found.items()
         if n not in ("health_checks", "incidents")
     }
+
+
+def down_intervals(site: str, t_ms: np.ndarray, rank: np.ndarray, close_at: int | None) -> list[dict]:
+    """Incident rows for every run of ``down`` events (a run still open ends at ``close_at``; None = open)."""
+    out, start = [], None
+    for t, r in zip(t_ms.tolist(), rank.tolist()):
+        if r == RANK["down"] and start is None:
+            start = t
+        elif r != RANK["down"] and start is not None:
+            out.append((start, t))
+            start = None
+    if start is not None:
+        out.append((start, close_at))
+
+    def ts(ms: int | None) -> datetime | None:
+        return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+    return [
+        {
+            "incident_id": f"{site}-{s}",
+            "started_at": ts(s),
+            "resolved_at": ts(e),
+            "severity": 2,
+            "affected": [site],
+            "summary": f"{site} down",
+        }
+        for s, e in out
+    ]
