@@ -1,19 +1,12 @@
 """The runtime client: load verified bundles, answer ``decide(down=...)`` in microseconds.
 
-A downstream service installs only pyarrow for this module (no numpy/pandas imports
-here, no Prefect/MLflow), builds one :class:`PolicyClient` and calls :meth:`decide` on
-every request; :meth:`refresh` (on a timer, say) swaps in a newer bundle once every
-sha256 in its manifest checks out, and keeps serving the previous one otherwise.
+A service builds one :class:`PolicyClient` and calls :meth:`decide` on every request;
+:meth:`refresh` (on a timer) swaps in a newer bundle once it verifies, else keeps the old one.
 
 How ``decide(down, degraded)`` picks a scenario (exact, runtime greedy, closest cover,
-fallback) is described in :mod:`qres_client.index`.
-
-Trust and freshness: see :class:`PolicyClient` (hashes + Ed25519 + ML-DSA-65 signatures,
-rollback protection, disk cache, staleness in :meth:`PolicyClient.status`).
-
-Any decision table whose first columns are the shedding ones is served (other families add
-columns after them; each :class:`Action` carries those in ``extras``). Loading is O(scenarios);
-a scenario's actions are built on its first ``decide()`` (see ``qres_client.index``).
+fallback), other families' columns (``Action.extras``) and load cost: :mod:`qres_client.index`.
+Trust and freshness (hashes + Ed25519 + ML-DSA-65 signatures, rollback protection, disk cache,
+staleness, TUF): see :class:`PolicyClient`.
 """
 
 from __future__ import annotations
@@ -71,7 +64,7 @@ class PolicyClient:
     ``UNMATCHED_RULES``; see the module docstring). ``unknown`` says what decide() does with
     dependency names the bundle does not know (``qres_client.names``: warn, refuse, ignore).
     ``limits`` bounds every refresh (:class:`Limits`: file count, total bytes, deadline).
-    Any failure while fetching or parsing unverified bytes keeps the loaded bundle serving.
+    ``tuf_root`` (a trusted TUF root.json) reads the store through TUF (qres_client.tuf_channel).
 
     The constructor loads the cache and refreshes once without raising for an
     unreachable store; it raises BundleVerificationError only when a policy's bundle is
@@ -91,6 +84,7 @@ class PolicyClient:
         unmatched: str = DEFAULT_UNMATCHED,
         unknown: str = "warn",
         limits: Limits | None = None,
+        tuf_root: str | Path | bytes | None = None,
     ) -> None:
         if unmatched not in UNMATCHED_RULES:
             raise ValueError(f"unmatched must be one of {', '.join(UNMATCHED_RULES)}; got {unmatched!r}")
@@ -100,7 +94,13 @@ class PolicyClient:
         if isinstance(policies, str):
             raise TypeError("policies must be a sequence of names, not a single string")
         self._policies = tuple(policies) if policies is not None else None
-        self._source = make_source(source, timeout_s=timeout_s, policies=self._policies, limits=self._limits)
+        if tuf_root is not None:  # the TUF channel (qresilience-client[tuf])
+            from qres_client.tuf_channel import tuf_source
+
+            kw = {"timeout_s": timeout_s, "policies": self._policies, "limits": self._limits}
+            self._source = tuf_source(source, tuf_root, cache_dir, **kw)
+        else:
+            self._source = make_source(source, timeout_s=timeout_s, policies=self._policies, limits=self._limits)
         self._keys = load_public_keys(public_keys)
         self._allow_unsigned, self._allow_rollback = allow_unsigned, allow_rollback
         self._cache = DiskCache(cache_dir) if cache_dir is not None else None
