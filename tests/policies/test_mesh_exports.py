@@ -2,20 +2,23 @@
 
 The CRD schemas are read from /work/shared/schemas (../shared/schemas of a worktree) and never
 copied into the repository; unknown fields are refused as ``kubectl --validate=strict`` would.
+
+Envoy's protobufs (``xds-protos``) are installed into a throw-away virtual environment (uv, from
+its cache), never into the project's: the xds-protos wheel ships its own copy of
+``opentelemetry/proto/**`` that overwrites opentelemetry-proto's files and breaks MLflow.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import sys
 from pathlib import Path
 
 import jsonschema
 import numpy as np
 import pytest
 import yaml
-from envoy.config.endpoint.v3 import endpoint_pb2
-from google.protobuf import json_format
 
 from policies.mesh import envoy_cluster_load_assignments, inference_objectives, istio_destination_rules
 from policies.routing.policy import routing_policy_document, solve_routing
@@ -23,8 +26,25 @@ from policies.routing.problem import routing_problem_from_dict
 from policies.scenarios.scenario_set import Scenario
 from policies.solve.portfolio import solve_portfolio
 from policies.tiers.policy import TIER_SOLVERS, TierProblem, is_feasible_tiers, tier_objective, tiers_document
+from tests.test_client_distribution import _run, _uv
 
 REPO = Path(__file__).resolve().parents[2]
+XDS_PROTOS = "xds-protos==1.85.0"  # Envoy's API protos as published on PyPI (with the protobuf they need)
+ENVOY_PARSE = """
+import json, sys
+from envoy.config.endpoint.v3 import endpoint_pb2
+from google.protobuf import json_format
+out = []
+for doc in json.load(open(sys.argv[1])):
+    try:
+        cla = json_format.Parse(json.dumps(doc), endpoint_pb2.ClusterLoadAssignment())
+    except json_format.ParseError as exc:
+        out.append({"error": str(exc)})
+        continue
+    # Round trip through the message: what Envoy reads, with its own field names and enum values.
+    out.append(json_format.MessageToDict(cla, preserving_proto_field_name=True))
+print(json.dumps(out))
+"""
 SCHEMAS = Path("/work/shared/schemas")
 if not SCHEMAS.is_dir():
     SCHEMAS = REPO.parent / "shared" / "schemas"
@@ -79,27 +99,42 @@ def routing_scenario() -> dict:
     return scenario
 
 
-def test_envoy_cluster_load_assignments_parse_strictly_with_envoys_protos(routing_scenario):
+@pytest.fixture(scope="module")
+def envoy_python(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("xds")
+    _run([_uv(), "venv", "--python", sys.executable, tmp / "venv"], cwd=tmp)
+    python = tmp / "venv" / "bin" / "python"
+    _run([_uv(), "pip", "install", "--python", python, XDS_PROTOS], cwd=tmp)
+    return python
+
+
+def envoy_parse(python: Path, docs: list[dict], tmp: Path) -> list[dict]:
+    (tmp / "docs.json").write_text(json.dumps(docs))
+    (tmp / "parse.py").write_text(ENVOY_PARSE)
+    return json.loads(_run([python, "-I", tmp / "parse.py", tmp / "docs.json"], cwd=tmp))
+
+
+def test_envoy_cluster_load_assignments_parse_strictly_with_envoys_protos(routing_scenario, envoy_python, tmp_path):
     docs = envoy_cluster_load_assignments(routing_scenario)
     services = {a["service_id"] for a in routing_scenario["actions"]}
     assert {d["cluster_name"] for d in docs} == services
-    for doc in docs:
-        cla = json_format.Parse(json.dumps(doc), endpoint_pb2.ClusterLoadAssignment())  # unknown field -> error
-        weights = [lb.load_balancing_weight.value for e in cla.endpoints for lb in e.lb_endpoints]
-        healthy = [lb.health_status for e in cla.endpoints for lb in e.lb_endpoints]
-        # Envoy's validation rule: load_balancing_weight >= 1 when set; weight-0 endpoints are UNHEALTHY.
-        assert all(w >= 1 for w, h in zip(weights, healthy) if h == 1)  # HEALTHY = 1
-        assert all(w == 0 for w, h in zip(weights, healthy) if h != 1)
+    typo = copy.deepcopy(docs[0])
+    typo["endpoints"][0]["lb_endpoints"][0]["weight"] = 1  # a field Envoy does not have
+    parsed = envoy_parse(envoy_python, [*docs, typo], tmp_path)
+    assert 'has no field named "weight"' in parsed[-1]["error"]  # the strict parse refuses typos
+    for doc, cla in zip(docs, parsed[:-1], strict=True):
+        assert "error" not in cla, cla
+        assert cla["cluster_name"] == doc["cluster_name"]
         planned = [a["envoy_weight"] for a in routing_scenario["actions"] if a["service_id"] == doc["cluster_name"]]
+        endpoints = [lb for e in cla["endpoints"] for lb in e["lb_endpoints"]]
+        weights = [lb.get("load_balancing_weight", 0) for lb in endpoints]
         assert sorted(weights) == sorted(planned)
-        for e in cla.endpoints:
-            assert e.locality.region and (
-                e.load_balancing_weight.value == sum(lb.load_balancing_weight.value for lb in e.lb_endpoints)
-            )
-    with pytest.raises(json_format.ParseError, match="weight"):
-        bad = copy.deepcopy(docs[0])
-        bad["endpoints"][0]["lb_endpoints"][0]["weight"] = 1  # a typo Envoy would refuse
-        json_format.Parse(json.dumps(bad), endpoint_pb2.ClusterLoadAssignment())
+        # Envoy's rule: load_balancing_weight >= 1 when set; an endpoint planned at 0 is UNHEALTHY instead.
+        assert all((w >= 1) == (lb["health_status"] == "HEALTHY") for w, lb in zip(weights, endpoints))
+        assert all(lb["endpoint"]["address"]["socket_address"]["port_value"] == 80 for lb in endpoints)
+        for e in cla["endpoints"]:
+            total = sum(lb.get("load_balancing_weight", 0) for lb in e["lb_endpoints"])
+            assert e["locality"]["region"] and e.get("load_balancing_weight", 0) == total
 
 
 def test_istio_destination_rules_validate_against_the_crd(routing_scenario):
