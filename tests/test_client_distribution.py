@@ -160,7 +160,11 @@ def test_wheel_requires_only_pyarrow_and_cryptography(wheel: Path) -> None:
         (meta,) = [n for n in names if n.endswith(".dist-info/METADATA")]
         metadata = Parser().parsestr(zf.read(meta).decode())
     assert metadata["Name"] == "qresilience-client"
-    assert {Requirement(r).name for r in metadata.get_all("Requires-Dist")} == {"pyarrow", "cryptography"}
+    requirements = [Requirement(r) for r in metadata.get_all("Requires-Dist")]
+    assert {r.name for r in requirements if r.marker is None} == {"pyarrow", "cryptography"}
+    # Everything else is behind an extra: [serve] (qres-serve) and [tuf] (the TUF channel).
+    extras = {str(r.marker).split("==")[-1].strip(" '\"") for r in requirements if r.marker is not None}
+    assert extras == {"serve", "tuf"} and set(metadata.get_all("Provides-Extra")) == {"serve", "tuf"}
     shipped = {n for n in names if not n.split("/")[0].endswith(".dist-info")}
     source = {p.relative_to(CLIENT).as_posix() for p in (CLIENT / "qres_client").rglob("*.py")}
     assert shipped == source, "the wheel holds exactly the client's modules"

@@ -54,6 +54,9 @@ __all__ = [
     "check_manifest_identity",
     "version_number",
     "check_name",
+    "parse_json",
+    "KNOWN_FAMILIES",
+    "MAX_MANIFEST_BYTES",
 ]
 
 BUNDLE_SCHEMA_VERSION = 1
@@ -66,11 +69,15 @@ FALLBACK_FILE = "fallback.json"  # shedding: the model the runtime greedy plans 
 HEALTH_FILE = "health.json"  # shedding: the runtime health-score parameters
 TIERS_FILE = "tiers.json"  # shedding: the robust tier assignment, with its figures
 TIERS_TABLE_FILE = "tiers.parquet"  # shedding: the tier assignment, one row per workload
+# The policy families the pipeline publishes: what an http(s) client probes for (a static server
+# cannot list folders; a LATEST that answers 404 just means "not published there").
+KNOWN_FAMILIES = ("shedding", "standby", "routing")
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024  # a manifest lists a few files; anything bigger is refused unread
 TMP_PREFIX = ".tmp-"  # a publisher's folder or file in progress: readers ignore it
 # Keys the publisher writes itself; a caller may not override them.
 RESERVED_FIELDS = ("schema_version", "policy", "version", "created_at", "files", "signatures")
 _NAME_RE = re.compile(r"[a-z0-9][a-z0-9_.-]*")
-_VERSION_RE = re.compile(r"v(\d{6,})")
+_VERSION_RE = re.compile(r"v(\d{6,18})")  # bounded: int() of 5,000 digits raises
 
 
 def encode_json(obj: object) -> bytes:
@@ -81,6 +88,21 @@ def encode_json(obj: object) -> bytes:
     """
     text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     return (text + "\n").encode("utf-8")
+
+
+def _refuse_constant(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_json(data: bytes, where: str, *, max_bytes: int = MAX_MANIFEST_BYTES) -> object:
+    """Parse untrusted JSON bytes; any failure (size, UTF-8, syntax, NaN, nesting, huge ints) is a
+    BundleVerificationError, never a ValueError or RecursionError that would escape a refresh."""
+    if len(data) > max_bytes:
+        raise BundleVerificationError(f"{where}: {len(data)} bytes, more than the {max_bytes} allowed")
+    try:
+        return json.loads(data.decode("utf-8"), parse_constant=_refuse_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError, MemoryError) as exc:
+        raise BundleVerificationError(f"{where}: not valid JSON ({type(exc).__name__}: {str(exc)[:200]})") from None
 
 
 def encode_parquet(table: object) -> bytes:
@@ -172,10 +194,7 @@ def verify_files(manifest_bytes: bytes, files: Mapping[str, bytes], where: str) 
     ``where`` names the bundle in error messages. Transport-agnostic, so a fetcher that
     downloads a bundle can verify the bytes it holds rather than re-reading a disk.
     """
-    try:
-        manifest = json.loads(manifest_bytes.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise BundleVerificationError(f"{where}/{MANIFEST_NAME}: not valid JSON ({exc})") from exc
+    manifest = parse_json(manifest_bytes, f"{where}/{MANIFEST_NAME}")
     if not isinstance(manifest, dict):
         raise BundleVerificationError(f"{where}/{MANIFEST_NAME}: expected a JSON object")
     if manifest.get("schema_version") != BUNDLE_SCHEMA_VERSION:
@@ -193,7 +212,8 @@ def verify_files(manifest_bytes: bytes, files: Mapping[str, bytes], where: str) 
             or name == MANIFEST_NAME
             or not isinstance(entry, dict)
             or not isinstance(entry.get("sha256"), str)
-            or not isinstance(entry.get("bytes"), int)
+            or type(entry.get("bytes")) is not int
+            or not 0 <= entry["bytes"] < 1 << 53
         ):
             raise BundleVerificationError(f"{where}/{MANIFEST_NAME}: bad files entry {name!r}: {entry!r}")
     missing = sorted(set(listed) - set(files))

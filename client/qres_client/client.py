@@ -1,19 +1,12 @@
 """The runtime client: load verified bundles, answer ``decide(down=...)`` in microseconds.
 
-A downstream service installs only pyarrow for this module (no numpy/pandas imports
-here, no Prefect/MLflow), builds one :class:`PolicyClient` and calls :meth:`decide` on
-every request; :meth:`refresh` (on a timer, say) swaps in a newer bundle once every
-sha256 in its manifest checks out, and keeps serving the previous one otherwise.
+A service builds one :class:`PolicyClient` and calls :meth:`decide` on every request;
+:meth:`refresh` (on a timer) swaps in a newer bundle once it verifies, else keeps the old one.
 
 How ``decide(down, degraded)`` picks a scenario (exact, runtime greedy, closest cover,
-fallback) is described in :mod:`qres_client.index`.
-
-Trust and freshness: see :class:`PolicyClient` (hashes + Ed25519 + ML-DSA-65 signatures,
-rollback protection, disk cache, staleness in :meth:`PolicyClient.status`).
-
-Any decision table whose first columns are the shedding ones is served (other families add
-columns after them; each :class:`Action` carries those in ``extras``). Loading is O(scenarios);
-a scenario's actions are built on its first ``decide()`` (see ``qres_client.index``).
+fallback), other families' columns (``Action.extras``) and load cost: :mod:`qres_client.index`.
+Trust and freshness (hashes + Ed25519 + ML-DSA-65 signatures, rollback protection, disk cache,
+staleness, TUF): see :class:`PolicyClient`.
 """
 
 from __future__ import annotations
@@ -21,13 +14,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from qres_client.bundle import version_number
 from qres_client.cache import DiskCache
 from qres_client.errors import BundleVerificationError
-from qres_client.fetch import StoreUnavailableError, make_source
+from qres_client.fetch import Limits, StoreUnavailableError, make_source
 from qres_client.index import (
     DEFAULT_UNMATCHED,
     FALLBACK_KEY,
@@ -37,12 +29,15 @@ from qres_client.index import (
     BundleNotLoadedError,
     Decision,
 )
+from qres_client.names import UNKNOWN_RULES, check_unknown
 from qres_client.signing import PublicKeys, load_public_keys
+from qres_client.status import PolicyStatus, State
 from qres_client.verify import RollbackRefusedError, verify_bundle_bytes
 
 __all__ = [
     "Action",
     "Decision",
+    "Limits",
     "PolicyClient",
     "PolicyStatus",
     "BundleNotLoadedError",
@@ -53,26 +48,6 @@ __all__ = [
     "UNMATCHED_RULES",
     "verify_bundle_bytes",
 ]
-
-
-@dataclass(frozen=True)
-class PolicyStatus:
-    """How fresh a policy's loaded bundle is, for health checks and dashboards."""
-
-    policy: str
-    version: str | None  # loaded version (None: nothing verified yet)
-    signed: bool  # False only when allow_unsigned let an unsigned bundle in
-    origin: str | None  # "store" or "cache": where the loaded bytes came from
-    confirmed_at: float | None  # unix time the store last confirmed this is its LATEST
-    stale_s: float | None  # seconds since then (None: never confirmed, e.g. started from cache)
-    last_error: str | None  # why the last refresh of this policy did not move forward
-
-
-class _State:
-    __slots__ = ("signed", "origin", "confirmed_at", "last_error")
-
-    def __init__(self) -> None:
-        self.signed, self.origin, self.confirmed_at, self.last_error = False, None, None, None
 
 
 class PolicyClient:
@@ -86,7 +61,10 @@ class PolicyClient:
     refused unless ``allow_rollback``. With ``cache_dir``, verified bundles are kept on
     disk and used at start-up, so a service starts even while the store is down.
     ``unmatched`` picks how an observation no scenario names is answered (one of
-    ``UNMATCHED_RULES``; see the module docstring).
+    ``UNMATCHED_RULES``; see the module docstring). ``unknown`` says what decide() does with
+    dependency names the bundle does not know (``qres_client.names``: warn, refuse, ignore).
+    ``limits`` bounds every refresh (:class:`Limits`: file count, total bytes, deadline).
+    ``tuf_root`` (a trusted TUF root.json) reads the store through TUF (qres_client.tuf_channel).
 
     The constructor loads the cache and refreshes once without raising for an
     unreachable store; it raises BundleVerificationError only when a policy's bundle is
@@ -104,20 +82,31 @@ class PolicyClient:
         policies: Sequence[str] | None = None,
         timeout_s: float = 5.0,
         unmatched: str = DEFAULT_UNMATCHED,
+        unknown: str = "warn",
+        limits: Limits | None = None,
+        tuf_root: str | Path | bytes | None = None,
     ) -> None:
         if unmatched not in UNMATCHED_RULES:
             raise ValueError(f"unmatched must be one of {', '.join(UNMATCHED_RULES)}; got {unmatched!r}")
-        self._unmatched = unmatched
+        if unknown not in UNKNOWN_RULES:
+            raise ValueError(f"unknown must be one of {', '.join(UNKNOWN_RULES)}; got {unknown!r}")
+        self._unmatched, self._unknown, self._limits = unmatched, unknown, limits or Limits()
         if isinstance(policies, str):
             raise TypeError("policies must be a sequence of names, not a single string")
         self._policies = tuple(policies) if policies is not None else None
-        self._source = make_source(source, timeout_s=timeout_s, policies=self._policies)
+        if tuf_root is not None:  # the TUF channel (qresilience-client[tuf])
+            from qres_client.tuf_channel import tuf_source
+
+            kw = {"timeout_s": timeout_s, "policies": self._policies, "limits": self._limits}
+            self._source = tuf_source(source, tuf_root, cache_dir, **kw)
+        else:
+            self._source = make_source(source, timeout_s=timeout_s, policies=self._policies, limits=self._limits)
         self._keys = load_public_keys(public_keys)
         self._allow_unsigned, self._allow_rollback = allow_unsigned, allow_rollback
         self._cache = DiskCache(cache_dir) if cache_dir is not None else None
         self._lock = threading.Lock()
         self._indexes: dict = {}
-        self._states: dict[str, _State] = {}
+        self._states: dict[str, State] = {}
         self._stop = threading.Event()
         self._load_cache()
         _, errors = self._refresh(raise_errors=False)
@@ -125,8 +114,8 @@ class PolicyClient:
         if fatal:
             raise fatal[0] if len(fatal) == 1 else BundleVerificationError("\n".join(map(str, fatal)))
 
-    def _state(self, policy: str) -> _State:
-        return self._states.setdefault(policy, _State())
+    def _state(self, policy: str) -> State:
+        return self._states.setdefault(policy, State())
 
     def _verify(self, policy: str, version: str, manifest_bytes: bytes, files: dict[str, bytes], where: str):
         return verify_bundle_bytes(
@@ -176,6 +165,7 @@ class PolicyClient:
         changed = False
         with self._lock:
             errors: list[tuple[str, Exception]] = []
+            self._source.start(time.monotonic() + self._limits.deadline_s)
             try:
                 names = (
                     self._policies
@@ -196,6 +186,10 @@ class PolicyClient:
                 except (BundleVerificationError, StoreUnavailableError) as exc:
                     state.last_error = str(exc)
                     errors.append((name, exc))
+                except Exception as exc:  # noqa: BLE001 - unverified bytes must never kill a refresh: reported as bad
+                    bad = BundleVerificationError(f"{self._source!r} {name}: {type(exc).__name__}: {str(exc)[:300]}")
+                    state.last_error = str(bad)
+                    errors.append((name, bad))
             if indexes != self._indexes:
                 self._indexes = indexes  # one reference swap: concurrent decide() calls see old or new
                 changed = True
@@ -203,15 +197,11 @@ class PolicyClient:
             excs = [e for _, e in errors]
             if len(excs) == 1:
                 raise excs[0]
-            kind = (
-                BundleVerificationError
-                if any(isinstance(e, BundleVerificationError) for e in excs)
-                else StoreUnavailableError
-            )
-            raise kind("\n".join(map(str, excs)))
+            bad = any(isinstance(e, BundleVerificationError) for e in excs)
+            raise (BundleVerificationError if bad else StoreUnavailableError)("\n".join(map(str, excs)))
         return changed, errors
 
-    def _refresh_one(self, name: str, indexes: dict, state: _State) -> None:
+    def _refresh_one(self, name: str, indexes: dict, state: State) -> None:
         version = self._source.latest(name)
         if version is None:
             return
@@ -263,7 +253,10 @@ class PolicyClient:
 
         def loop() -> None:
             while not self._stop.wait(interval_s):
-                self._refresh(raise_errors=False)
+                try:
+                    self._refresh(raise_errors=False)
+                except Exception as exc:  # noqa: BLE001 - the loop must outlive any one refresh; see status()
+                    self._state("*").last_error = f"refresh failed: {type(exc).__name__}: {exc}"
 
         thread = threading.Thread(target=loop, name="qres-policy-refresh", daemon=True)
         thread.start()
@@ -272,6 +265,10 @@ class PolicyClient:
     def close(self) -> None:
         """Stop the auto-refresh thread (if any)."""
         self._stop.set()
+
+    def manifest(self, policy: str) -> dict:
+        """The verified manifest of the loaded bundle of ``policy`` (KeyError when none)."""
+        return self._indexes[policy].manifest
 
     @property
     def versions(self) -> dict[str, str]:
@@ -296,4 +293,7 @@ class PolicyClient:
         g = frozenset(degraded)
         if g & d:
             g = g - d
-        return index.decide(d, g, self._unmatched)
+        decision = index.decide(d, g, self._unmatched)
+        if not decision.exact and self._unknown != "ignore":
+            check_unknown(index, d | g, self._unknown)
+        return decision

@@ -187,6 +187,6 @@ def parse_fallback(data: bytes, where: str) -> RuntimeGreedy:
     """fallback.json bytes (already verified against the manifest) -> a :class:`RuntimeGreedy`."""
     try:
         doc = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise _bad(where, f"not readable as JSON ({exc})") from exc
     return RuntimeGreedy(doc, where)

@@ -22,6 +22,7 @@ from flows.cli import model as cli_model
 from flows.cli import orchestrate as cli_orchestrate
 from flows.cli import replay as cli_replay
 from flows.cli import report as cli_report
+from flows.cli import serve as cli_serve
 from flows.cli import solve as cli_solve
 from flows.cli import validate as cli_validate
 from flows.cli import versions as cli_versions
@@ -219,6 +220,7 @@ _COMMAND_MODULES: tuple = (
     cli_backtest,
     cli_report,
     cli_orchestrate,
+    cli_serve,
 )
 for _module in _COMMAND_MODULES:
     _module.register(app)

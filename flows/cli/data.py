@@ -16,6 +16,7 @@ import_app = typer.Typer(
     help="Import status histories (Upptime repositories, Statuspage exports, Google Cloud and AWS incident "
     "histories) as telemetry tables; rules in docs/importers.md.",
     no_args_is_help=True,
+    rich_markup_mode=None,
 )
 
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="New folder to write the tables to (must not exist).")]

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from flows.cli import tuf as cli_tuf
 from flows.cli.common import ConfigOpt, abs_path, console, fail, load_settings
 from policies.errors import QresError
 
@@ -40,4 +41,5 @@ def register(app: typer.Typer) -> None:
         help="Signing keys for bundles (Ed25519 + ML-DSA-65).", no_args_is_help=True, rich_markup_mode=None
     )
     keys.command("init")(keys_init)
+    cli_tuf.register(keys)
     app.add_typer(keys, name="keys")

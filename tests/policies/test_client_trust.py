@@ -76,11 +76,15 @@ def test_http_store_fetches_only_when_latest_changes(server, tmp_path):
     assert client.versions == {"shedding": "v000001"} and client.decide(down={"auth"}).scenario == "down=auth"
     before = len(server.requests())
     assert client.refresh() is False
-    assert server.requests()[before:] == ["GET /shedding/LATEST HTTP/1.1"]
+    # Every known family's LATEST is probed (a static server cannot list folders); 404s are skipped.
+    probes = [f"GET /{f}/LATEST HTTP/1.1" for f in ("routing", "shedding", "standby")]
+    assert server.requests()[before:] == probes
     publish_policy(server.root, decisions_table(version_tag=0.1))
     assert client.refresh() is True and client.versions == {"shedding": "v000002"}
-    fetched = server.requests()[before + 1 :]
-    assert "GET /shedding/v000002/manifest.json HTTP/1.1" in fetched and len(fetched) == 4  # LATEST, manifest, 2 files
+    fetched = server.requests()[before + 3 :]
+    assert (
+        "GET /shedding/v000002/manifest.json HTTP/1.1" in fetched and len(fetched) == 6
+    )  # 3 LATEST, manifest, 2 files
     status = client.status()["shedding"]
     assert status.origin == "store" and status.signed and status.last_error is None and status.stale_s < 60
 
