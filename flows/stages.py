@@ -12,9 +12,13 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+import pyarrow as pa
+from prefect.logging import get_run_logger
+
 from flows.settings import Settings
 from policies.model.failure_model import FailureModel
 from policies.scenarios.scenario_set import ScenarioSet
+from policies.telemetry.history_checks import history_warnings
 from policies.telemetry.ingest import Telemetry, conform_tables, snapshot_id
 from tasks.estimate import build_scenario_set, estimate_failure_model, scenario_provenance
 from tasks.ingest import ingest_telemetry, record_ingest
@@ -25,7 +29,15 @@ from tasks.validate import validate_telemetry
 from tasks.validation.incremental import remember_clean_parts, validate_new_telemetry
 from tasks.validation.suite import ValidationReport
 
-__all__ = ["Validated", "ingest_and_validate", "fit_model", "build_scenarios", "run_manifest", "config_hash"]
+__all__ = [
+    "Validated",
+    "ingest_and_validate",
+    "history_warnings_of",
+    "fit_model",
+    "build_scenarios",
+    "run_manifest",
+    "config_hash",
+]
 
 
 @dataclass(frozen=True)
@@ -81,7 +93,23 @@ def ingest_and_validate(settings: Settings, *, incremental: bool) -> Validated:
             else [(p.sha256, p.table) for p in telemetry.parts.get("health_checks", [])]
         )
     step(record_ingest)(telemetry)  # validated: keep the snapshot, move the watermarks
+    if not incremental:  # the whole history is at hand: say what looks retired, silent or too quiet to learn from
+        for warning in history_warnings_of(tables.get("health_checks"), settings):
+            get_run_logger().warning("history: %s", warning["message"])
     return Validated(telemetry, report, data_docs, tables, health_files)
+
+
+def history_warnings_of(checks, settings: Settings) -> list[dict]:
+    """Warning-level rules on the health checks (policies/telemetry/history_checks.py); they never fail a run."""
+    if checks is None or not {"ts", "service_id", "status"} <= set(checks.column_names):
+        return []
+    ing = settings.ingest
+    try:
+        return history_warnings(
+            checks, max_down_h=ing.warn_down_h, max_silent_h=ing.warn_silent_h, min_outages=ing.warn_min_outages
+        )
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return []  # malformed columns: validation has already named them
 
 
 def fit_model(settings: Settings, data: Validated) -> FailureModel:

@@ -31,7 +31,7 @@ def validate(config: ConfigOpt = None, data: DataOpt = None, json_out: JsonOpt =
             raise_on_failure=False,
         )
         console.print(f"Data Docs: {docs}", highlight=False)
-        warnings = _history_warnings(telemetry, settings)
+        warnings = _warnings(telemetry, settings)
     except QresError as exc:
         fail(exc)
     for w in warnings:
@@ -69,22 +69,10 @@ def validate(config: ConfigOpt = None, data: DataOpt = None, json_out: JsonOpt =
         raise typer.Exit(EXIT_FAILED)
 
 
-def _history_warnings(telemetry, settings) -> list[dict]:
-    """Warning-level rules on the health checks (policies/telemetry/history_checks.py); never fail."""
-    import pyarrow as pa
+def _warnings(telemetry, settings) -> list[dict]:
+    from flows.stages import history_warnings_of
 
-    from policies.telemetry.history_checks import history_warnings
-
-    checks = telemetry.tables.get("health_checks")
-    if checks is None or not {"ts", "service_id", "status"} <= set(checks.column_names):
-        return []
-    ing = settings.ingest
-    try:
-        return history_warnings(
-            checks, max_down_h=ing.warn_down_h, max_silent_h=ing.warn_silent_h, min_outages=ing.warn_min_outages
-        )
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-        return []  # malformed columns: validation has already named them
+    return history_warnings_of(telemetry.tables.get("health_checks"), settings)
 
 
 def register(app: typer.Typer) -> None:
