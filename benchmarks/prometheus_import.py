@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from policies.telemetry.importers.prometheus import PrometheusSpec, fetch_prometheus  # noqa: E402 -- after sys.path
 from policies.telemetry.importers.pull import import_prometheus  # noqa: E402 -- after sys.path
-from policies.telemetry.importers.upptime import read_upptime_events  # noqa: E402 -- after sys.path
+from policies.telemetry.importers.upptime_git import read_upptime_events  # noqa: E402 -- after sys.path
 from tests.policies.importers import prom_server as ps  # noqa: E402 -- after sys.path
 
 

@@ -22,7 +22,7 @@ MANTICORE = Path(__file__).resolve().parents[2].parent / "shared" / "realdata" /
 def test_nightly_pulls_from_prometheus_and_publishes(prefect_harness, tmp_path: Path) -> None:
     from flows.nightly import nightly
     from policies.telemetry.importers.pull import read_watermark
-    from policies.telemetry.importers.upptime import read_upptime_events
+    from policies.telemetry.importers.upptime_git import read_upptime_events
     from qres_client.bundle import read_latest, verify_bundle
     from qres_client.signing import init_keys
 

@@ -16,9 +16,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+import yaml
+
 from policies.errors import DataValidationError, RuleViolation
 
-__all__ = ["Commit", "CONFIG_FILE", "read_upptime_commits", "is_history_file"]
+__all__ = ["Commit", "CONFIG_FILE", "read_upptime_commits", "read_upptime_events", "is_history_file"]
 
 CONFIG_FILE = ".upptimerc.yml"
 
@@ -55,6 +57,17 @@ def read_upptime_commits(path: str | Path) -> list[Commit]:
     raise DataValidationError(
         [RuleViolation("upptime", None, "git repository, .bundle or commits.jsonl", [str(p)], file=str(p))]
     )
+
+
+def read_upptime_events(path: str | Path) -> list[tuple[int, str, dict | None]]:
+    """Every history file version as (author time ms, site id, parsed YAML or None when deleted), oldest
+    first: the raw status changes, before any site-span rule (the Prometheus fixtures replay these)."""
+    out = []
+    for commit in read_upptime_commits(path):
+        for name, text in sorted(commit.files.items()):
+            if is_history_file(name):
+                out.append((commit.t_ms, Path(name).stem, None if text is None else yaml.safe_load(text) or {}))
+    return out
 
 
 def _git(args: list[str], cwd: Path | None, stdin: bytes | None = None) -> bytes:

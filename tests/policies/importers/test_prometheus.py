@@ -16,7 +16,8 @@ from flows.cli.app import app
 from policies.telemetry.importers.http import ConnectorError
 from policies.telemetry.importers.prometheus import PrometheusSpec
 from policies.telemetry.importers.pull import pull_into, read_watermark
-from policies.telemetry.importers.upptime import import_upptime, read_upptime_events
+from policies.telemetry.importers.upptime import import_upptime
+from policies.telemetry.importers.upptime_git import read_upptime_events
 from tests.policies.importers import prom_server as ps
 
 REAL = Path(__file__).resolve().parents[3] / ".." / "shared" / "realdata"
