@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from policies.mesh import envoy_cluster_load_assignments, inference_objectives, istio_destination_rules
-from policies.routing.policy import routing_policy_document, solve_routing
+from policies.routing.policy import ROUTING, routing_policy_document
 from policies.routing.problem import routing_problem_from_dict
 from policies.scenarios.scenario_set import Scenario
 from policies.solve.portfolio import solve_portfolio
@@ -93,7 +93,7 @@ def crd_validator(path: Path, version: str) -> jsonschema.Validator:
 def routing_scenario() -> dict:
     doc = json.loads((REPO / "data" / "examples" / "routing.json").read_text())
     p = routing_problem_from_dict(doc)
-    r = solve_routing(p, seed=3, time_limit_s=2.0)
+    r = ROUTING.solve(p, seed=3, time_limit_s=2.0)
     s = Scenario(doc["key"], ("region-eu-west",), (), ("region-eu-west",), 0.1, 60.0, "single")
     (scenario,) = routing_policy_document([s], [p], [r], [doc])["scenarios"]
     return scenario
