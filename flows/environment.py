@@ -33,11 +33,14 @@ QUIET_DEFAULTS = {
 }
 
 
-def configure_environment(state_dir: str | Path) -> None:
-    """Point Prefect's home at ``state_dir/prefect`` and switch telemetry off."""
+def configure_environment(state_dir: str | Path, key_dir: str | Path | None = None) -> None:
+    """Point Prefect's home at ``state_dir/prefect``, switch telemetry off, and keep the cache's
+    HMAC key beside the signing key (``key_dir``; workers inherit the variable)."""
     state = Path(state_dir).resolve()
     state.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("PREFECT_HOME", str(state / "prefect"))
+    if key_dir is not None:
+        os.environ["QRES_CACHE_KEY_DIR"] = str(Path(key_dir).resolve())
     for key, value in QUIET_DEFAULTS.items():
         os.environ.setdefault(key, value)
     # MLflow 3.x compares a DataFrame's columns with a range when it saves the pyfunc model's

@@ -249,6 +249,6 @@ def nightly(
 ) -> dict:
     """Run the whole pipeline once; settings from qres.toml / QRES_* with these overrides."""
     settings = load_settings(config, data_dir=data, store_dir=store, seed=seed)
-    configure_environment(settings.state_dir)
+    configure_environment(settings.state_dir, settings.bundle.key_dir)
     with hold_limit(RUN_LIMIT, timeout_s=settings.orchestration.run_lock_wait_s):  # never beside a re-solve
         return run_nightly(settings).as_dict()
