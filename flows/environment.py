@@ -7,11 +7,14 @@ Prefect server or MLflow tracking server is chosen simply by exporting its varia
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from tasks.support.preflight import MLFLOW_RETRY_BUDGET
 
 __all__ = ["configure_environment", "embedded_run", "QUIET_DEFAULTS"]
 
@@ -41,7 +44,30 @@ def configure_environment(state_dir: str | Path, key_dir: str | Path | None = No
     os.environ.setdefault("PREFECT_HOME", str(state / "prefect"))
     if key_dir is not None:
         os.environ["QRES_CACHE_KEY_DIR"] = str(Path(key_dir).resolve())
-    for key, value in QUIET_DEFAULTS.items():
+    for name in ("prefect.flow_runs", "prefect.task_runs"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _ExpectedErrors) for f in logger.filters):
+            logger.addFilter(_ExpectedErrors())
+
+
+class _ExpectedErrors(logging.Filter):
+    """Log expected failures (QresError: bad input; a tracking store outage) as one line, no traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from policies.errors import QresError
+
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None and (isinstance(exc, QresError) or _tracking_down(exc)):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def _tracking_down(exc: BaseException) -> bool:
+    from tasks.track import tracking_outage  # MLflow is loaded already when it raised
+
+    return tracking_outage(exc, "", published=False) is not None
+
+    for key, value in {**QUIET_DEFAULTS, **MLFLOW_RETRY_BUDGET}.items():
         os.environ.setdefault(key, value)
     # MLflow 3.x compares a DataFrame's columns with a range when it saves the pyfunc model's
     # input example; pandas 3 deprecates that comparison (Pandas4Warning). Harmless, not ours,

@@ -24,7 +24,7 @@ from flows.families import (
     submit_families,
     submit_latency_pool,
 )
-from flows.publish import BacktestGate, FamilyOutcome, publish_family
+from flows.publish import BacktestGate, FamilyOutcome, promote_families, publish_family
 from flows.settings import Settings, anneal_params, backtest_config, load_settings
 from flows.stages import Validated, build_scenarios, config_hash, fit_model, ingest_and_validate, run_manifest
 from flows.summary import RunSummary
@@ -34,9 +34,10 @@ from qres_client.bundle import DECISIONS_FILE, TIERS_TABLE_FILE
 from tasks.backtest import backtest_metrics, backtest_policy
 from tasks.estimate import health_file
 from tasks.solve import SolvedPolicy, solve_shedding_policy
-from tasks.support.locks import RUN_LIMIT, hold_limit
+from tasks.support.locks import RUN_LIMIT, hold_limit, publish_lock
+from tasks.support.preflight import check_bundle_store, check_tracking_store
 from tasks.support.timeouts import with_timeout
-from tasks.track import TrackingTarget, finish_run, log_run_results, start_run
+from tasks.track import TrackingTarget, finish_run, log_run_results, start_run, tracking_outage
 
 __all__ = ["nightly", "run_nightly"]
 
@@ -54,6 +55,8 @@ def run_nightly(
     # permanent generation: the cyclic collector stops rescanning it, and a full collection of
     # that heap took 0.5-0.7 s, one or two per run (measured).
     gc.freeze()
+    check_tracking_store(settings.tracking_uri)  # fail in seconds, before any work, if a store is down
+    check_bundle_store(settings.store_dir)
     step = partial(with_timeout, seconds=settings.orchestration.step_timeout_s)
     data = ingest_and_validate(settings, incremental=incremental)
     pool, pool_computed = submit_latency_pool(settings, data.tables, reuse=incremental)  # routing's, beside the fit
@@ -63,14 +66,56 @@ def run_nightly(
     solved = _solve_shedding(settings, data.tables, scenarios, scope)
     backtest = step(backtest_policy)(data.tables, backtest_config(settings)) if settings.backtest.enabled else None
     target = TrackingTarget(settings.tracking_uri, settings.mlflow.experiment, settings.artifact_root)
-    run_id = step(start_run)(
-        target,
-        run_name=f"{kind}-{flow_run.get_name() or 'local'}",
-        params={**settings.as_params(), "config_hash": config_hash(settings), "snapshot": data.snapshot},
-        inputs={name: (data.telemetry.uri(name), sha) for name, sha in data.telemetry.sha256.items()},
-        tags={"qres.flow": kind, "qres.policy": "shedding", "prefect.flow_run_id": str(flow_run.get_id() or "")},
+    run_id = _tracked(
+        settings,
+        lambda: step(start_run)(
+            target,
+            run_name=f"{kind}-{flow_run.get_name() or 'local'}",
+            params={**settings.as_params(), "config_hash": config_hash(settings), "snapshot": data.snapshot},
+            inputs={name: (data.telemetry.uri(name), sha) for name, sha in data.telemetry.sha256.items()},
+            tags={"qres.flow": kind, "qres.policy": "shedding", "prefect.flow_run_id": str(flow_run.get_id() or "")},
+        ),
     )
+    published = False
     try:
+        outcomes, shed = _publish_all(settings, target, run_id, data, model, scenarios, solved, pending, backtest, step)
+        published = True
+        if pool_computed:
+            remember_latency_pool(settings, pool, snapshot=data.snapshot)
+        step(finish_run)(target, run_id, tags=_final_tags(shed), json_artifacts=_final_reports(settings, shed))
+    except BaseException as exc:
+        _mark_failed(target, run_id)
+        outage = tracking_outage(exc, settings.tracking_uri, published=published)
+        if outage is not None:
+            raise outage from None
+        raise
+    summary = _summary(settings, kind, data, model, scenarios, solved, run_id, shed, outcomes)
+    create_markdown_artifact(summary.to_markdown(), key=f"qres-{kind}-summary", description=f"qresilience {kind} run")
+    return summary
+
+
+def _tracked(settings: Settings, call):
+    """``call()``, with a tracking outage turned into one readable line."""
+    try:
+        return call()
+    except Exception as exc:
+        outage = tracking_outage(exc, settings.tracking_uri, published=False)
+        if outage is not None:
+            raise outage from None
+        raise
+
+
+def _mark_failed(target: TrackingTarget, run_id: str) -> None:
+    """Best effort: a failed run is marked so in MLflow, unless MLflow is what failed."""
+    try:
+        finish_run.fn(target, run_id, tags={"qres.gates": "error"}, json_artifacts={}, failed=True)
+    except Exception:  # noqa: BLE001 - the original error is the one to report
+        return
+
+
+def _publish_all(settings, target, run_id, data, model, scenarios, solved, pending, backtest, step):
+    """Store and register every family, then promote them together, all under the publish lock."""
+    with publish_lock(settings.store_dir, timeout_s=settings.orchestration.run_lock_wait_s):
         metrics = {**solved.metrics, **_run_metrics(data, model, scenarios, backtest)}
         step(log_run_results)(target, run_id, **_run_artifacts(data, model, metrics, solved))
         publish = partial(
@@ -90,15 +135,8 @@ def run_nightly(
         gate = BacktestGate(share, settings.backtest.min_share, settings.backtest.tolerance)
         shed = publish(shedding, manifest_metrics=metrics, backtest=gate)
         outcomes += [publish(sp) for sp in pending.take_rest()]
-        if pool_computed:
-            remember_latency_pool(settings, pool, snapshot=data.snapshot)
-        step(finish_run)(target, run_id, tags=_final_tags(shed), json_artifacts=_final_reports(settings, shed))
-    except BaseException:
-        finish_run(target, run_id, tags={"qres.gates": "error"}, json_artifacts={}, failed=True)
-        raise
-    summary = _summary(settings, kind, data, model, scenarios, solved, run_id, shed, outcomes)
-    create_markdown_artifact(summary.to_markdown(), key=f"qres-{kind}-summary", description=f"qresilience {kind} run")
-    return summary
+        promoted = promote_families(settings, target, [shed, *outcomes])
+    return promoted[1:], promoted[0]
 
 
 def _solve_shedding(settings: Settings, tables: dict, scenarios: ScenarioSet, scope: tuple[str, ...]) -> SolvedPolicy:
