@@ -42,6 +42,12 @@ def configure_environment(state_dir: str | Path, key_dir: str | Path | None = No
     state = Path(state_dir).resolve()
     state.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("PREFECT_HOME", str(state / "prefect"))
+    for key, value in {**QUIET_DEFAULTS, **MLFLOW_RETRY_BUDGET}.items():
+        os.environ.setdefault(key, value)
+    # MLflow 3.x compares a DataFrame's columns with a range when it saves the pyfunc model's
+    # input example; pandas 3 deprecates that comparison (Pandas4Warning). Harmless, not ours,
+    # and scoped to that one message in that one module.
+    warnings.filterwarnings("ignore", message="Operation with range is deprecated", module=r"mlflow\.models\.utils")
     if key_dir is not None:
         os.environ["QRES_CACHE_KEY_DIR"] = str(Path(key_dir).resolve())
     for name in ("prefect.flow_runs", "prefect.task_runs"):
@@ -67,12 +73,6 @@ def _tracking_down(exc: BaseException) -> bool:
 
     return tracking_outage(exc, "", published=False) is not None
 
-    for key, value in {**QUIET_DEFAULTS, **MLFLOW_RETRY_BUDGET}.items():
-        os.environ.setdefault(key, value)
-    # MLflow 3.x compares a DataFrame's columns with a range when it saves the pyfunc model's
-    # input example; pandas 3 deprecates that comparison (Pandas4Warning). Harmless, not ours,
-    # and scoped to that one message in that one module.
-    warnings.filterwarnings("ignore", message="Operation with range is deprecated", module=r"mlflow\.models\.utils")
 
 
 @contextmanager
