@@ -74,7 +74,6 @@ def _tracking_down(exc: BaseException) -> bool:
     return tracking_outage(exc, "", published=False) is not None
 
 
-
 @contextmanager
 def embedded_run() -> Iterator[bool]:
     """Around a flow run in this process: no flow-run heartbeats when the API is the embedded one.
