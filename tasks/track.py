@@ -24,7 +24,7 @@ from prefect.logging import get_run_logger
 
 import qres_client
 from policies.solve.portfolio import package_versions
-from tasks.support.preflight import NOTHING_PUBLISHED, OutageError
+from tasks.support.preflight import tracking_outage
 
 __all__ = [
     "tracking_outage",
@@ -280,24 +280,3 @@ def finish_run(
                 Path(tmp, name).write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
             client.log_artifacts(run_id, tmp, "reports")
     client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED if failed else RunStatus.FINISHED))
-
-
-def tracking_outage(exc: BaseException, uri: str, *, published: bool) -> OutageError | None:
-    """One readable error when ``exc`` (or what caused it) is the tracking server failing, else None."""
-    import requests
-
-    seen = exc
-    while seen is not None:
-        down = isinstance(seen, (requests.exceptions.RequestException, ConnectionError)) or (
-            isinstance(seen, MlflowException) and ("API request" in str(seen) or "Max retries" in str(seen))
-        )
-        if down:
-            detail = str(seen).splitlines()[0][:160] if str(seen) else type(seen).__name__
-            after = (
-                "the bundles were published (LATEST moved) but the run's final record is incomplete"
-                if published
-                else NOTHING_PUBLISHED
-            )
-            return OutageError(f"tracking store {uri} failed during the run ({detail}); {after}")
-        seen = seen.__cause__ or seen.__context__
-    return None

@@ -10,11 +10,11 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
-from urllib.parse import quote
 
 import pyarrow as pa
 
 from policies.graph import close_down_set, hard_dependents, root_down_set
+from policies.ids import escape_id
 
 if TYPE_CHECKING:
     from policies.model.failure_model import FailureModel
@@ -25,26 +25,12 @@ NORMAL_KEY = "normal"
 FALLBACK_KEY = "fallback:all-down"
 
 
-def escape_id(service: str) -> str:
-    """An id as it appears in a key: percent-encoded outside ``[A-Za-z0-9._:-]``.
-
-    Ids of the documented grammar (``policies.ids``) are left as they are, so keys of valid
-    data never change; anything else (``,``, ``;``, ``=``, ``%``, NUL, ...) is escaped, which
-    makes the key injective: distinct (down, degraded) sets never share a key.
-    """
-    return quote(service, safe=":")
-
-
 def scenario_key(down: Iterable[str], degraded: Iterable[str] = ()) -> str:
     """Canonical key of a scenario: ``down=a,b;degraded=c`` (ids escaped), or ``normal``."""
     d, g = sorted(set(down)), sorted(set(degraded) - set(down))
     if not d and not g:
         return NORMAL_KEY
-    parts = []
-    if d:
-        parts.append("down=" + ",".join(escape_id(s) for s in d))
-    if g:
-        parts.append("degraded=" + ",".join(escape_id(s) for s in g))
+    parts = [f"{name}=" + ",".join(map(escape_id, ids)) for name, ids in (("down", d), ("degraded", g)) if ids]
     return ";".join(parts)
 
 

@@ -54,7 +54,6 @@ __all__ = [
     "ingest_incremental",
     "commit_ingest",
     "prune_parts",
-    "DEDUP_TABLES",
     "drop_exact_duplicates",
     "hash_rows",
     "ingest_store",
@@ -97,9 +96,7 @@ def ingest_incremental(source: str | Path, state_dir: str | Path, *, lateness_mi
             except DataValidationError as exc:
                 broken += exc.violations
                 continue
-            if name not in DEDUP_TABLES:  # a key must be unique here: duplicates reach the uniqueness rule
-                table, dropped = part.table, 0
-            elif entry.get("duplicates") == 0:  # these very bytes had none when first read: skip the row hashing
+            if name != "health_checks" or entry.get("duplicates") == 0:  # key tables: repeats go to the unique rule
                 table, dropped = part.table, 0
             else:
                 table, dropped = drop_exact_duplicates(part.table)
@@ -176,11 +173,6 @@ def prune_parts(root: Path, keep: set[str], *, before_s: float | None = None) ->
         except FileNotFoundError:  # pruned by a concurrent commit
             continue
     return pruned
-
-
-# Only re-delivered health-check rows (the same probe result in two day files) are the same fact
-# twice; in every other table a repeated row is a repeated key, left for the uniqueness rule.
-DEDUP_TABLES = frozenset({"health_checks"})
 
 
 def drop_exact_duplicates(table: pa.Table) -> tuple[pa.Table, int]:

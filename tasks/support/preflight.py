@@ -17,7 +17,14 @@ from urllib.parse import urlparse
 
 from policies.errors import QresError
 
-__all__ = ["OutageError", "check_tracking_store", "check_bundle_store", "MLFLOW_RETRY_BUDGET", "NOTHING_PUBLISHED"]
+__all__ = [
+    "OutageError",
+    "tracking_outage",
+    "check_tracking_store",
+    "check_bundle_store",
+    "MLFLOW_RETRY_BUDGET",
+    "NOTHING_PUBLISHED",
+]
 
 NOTHING_PUBLISHED = "nothing was published; LATEST is unchanged"
 
@@ -69,3 +76,25 @@ def _writable(folder: Path, what: str) -> None:
         os.unlink(tmp)
     except OSError as exc:
         raise OutageError(f"{what} is not writable ({exc.strerror or exc}); {NOTHING_PUBLISHED}") from None
+
+
+def tracking_outage(exc: BaseException, uri: str, *, published: bool) -> OutageError | None:
+    """One readable error when ``exc`` (or what caused it) is the tracking server failing, else None."""
+    import requests
+    from mlflow.exceptions import MlflowException
+
+    seen = exc
+    while seen is not None:
+        down = isinstance(seen, (requests.exceptions.RequestException, ConnectionError)) or (
+            isinstance(seen, MlflowException) and ("API request" in str(seen) or "Max retries" in str(seen))
+        )
+        if down:
+            detail = str(seen).splitlines()[0][:160] if str(seen) else type(seen).__name__
+            after = (
+                "the bundles were published (LATEST moved) but the run's final record is incomplete"
+                if published
+                else NOTHING_PUBLISHED
+            )
+            return OutageError(f"tracking store {uri} failed during the run ({detail}); {after}")
+        seen = seen.__cause__ or seen.__context__
+    return None
