@@ -34,7 +34,7 @@ from qres_client.bundle import DECISIONS_FILE, TIERS_TABLE_FILE
 from tasks.backtest import backtest_metrics, backtest_policy
 from tasks.estimate import health_file
 from tasks.solve import SolvedPolicy, solve_shedding_policy
-from tasks.support.locks import RUN_LIMIT, hold_limit, publish_lock
+from tasks.support.locks import RUN_LIMIT, file_lock, hold_limit, publish_lock
 from tasks.support.preflight import check_bundle_store, check_tracking_store
 from tasks.support.timeouts import with_timeout
 from tasks.track import TrackingTarget, finish_run, log_run_results, start_run, tracking_outage
@@ -66,16 +66,23 @@ def run_nightly(
     solved = _solve_shedding(settings, data.tables, scenarios, scope)
     backtest = step(backtest_policy)(data.tables, backtest_config(settings)) if settings.backtest.enabled else None
     target = TrackingTarget(settings.tracking_uri, settings.mlflow.experiment, settings.artifact_root)
-    run_id = _tracked(
-        settings,
-        lambda: step(start_run)(
-            target,
-            run_name=f"{kind}-{flow_run.get_name() or 'local'}",
-            params={**settings.as_params(), "config_hash": config_hash(settings), "snapshot": data.snapshot},
-            inputs={name: (data.telemetry.uri(name), sha) for name, sha in data.telemetry.sha256.items()},
-            tags={"qres.flow": kind, "qres.policy": "shedding", "prefect.flow_run_id": str(flow_run.get_id() or "")},
-        ),
-    )
+    # A new SQLite tracking store is created (schema migrations) by its first client: runs that
+    # start together on one state folder must not both create it.
+    with file_lock(settings.state_dir / ".mlflow-init.lock", timeout_s=settings.orchestration.run_lock_wait_s):
+        run_id = _tracked(
+            settings,
+            lambda: step(start_run)(
+                target,
+                run_name=f"{kind}-{flow_run.get_name() or 'local'}",
+                params={**settings.as_params(), "config_hash": config_hash(settings), "snapshot": data.snapshot},
+                inputs={name: (data.telemetry.uri(name), sha) for name, sha in data.telemetry.sha256.items()},
+                tags={
+                    "qres.flow": kind,
+                    "qres.policy": "shedding",
+                    "prefect.flow_run_id": str(flow_run.get_id() or ""),
+                },
+            ),
+        )
     published = False
     try:
         outcomes, shed = _publish_all(settings, target, run_id, data, model, scenarios, solved, pending, backtest, step)

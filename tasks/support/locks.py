@@ -26,7 +26,7 @@ from prefect.concurrency.sync import concurrency
 from prefect.exceptions import ObjectNotFound
 from prefect.logging import get_logger
 
-__all__ = ["PUBLISH_LIMIT", "RUN_LIMIT", "PUBLISH_LOCK_NAME", "hold_limit", "limit_exists", "publish_lock"]
+__all__ = ["PUBLISH_LIMIT", "RUN_LIMIT", "PUBLISH_LOCK_NAME", "hold_limit", "limit_exists", "publish_lock", "file_lock"]
 
 PUBLISH_LOCK_NAME = ".publish.lock"
 
@@ -74,8 +74,15 @@ def publish_lock(store: Path, *, timeout_s: float | None = None) -> Iterator[Non
     cluster filesystems; Prefect's ``qres-publish`` limit covers hosts on other storage).
     Waiting past ``timeout_s`` raises ``TimeoutError``; the kernel releases it if we die.
     """
-    Path(store).mkdir(parents=True, exist_ok=True)
-    fd = os.open(Path(store) / PUBLISH_LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    with file_lock(Path(store) / PUBLISH_LOCK_NAME, timeout_s=timeout_s):
+        yield
+
+
+@contextmanager
+def file_lock(path: Path, *, timeout_s: float | None = None) -> Iterator[None]:
+    """An exclusive flock on ``path`` (created if missing), waiting up to ``timeout_s``."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while True:
@@ -84,11 +91,8 @@ def publish_lock(store: Path, *, timeout_s: float | None = None) -> Iterator[Non
                 break
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    raise TimeoutError(
-                        f"another run held {Path(store) / PUBLISH_LOCK_NAME} for {timeout_s:g} s"
-                    ) from None
+                    raise TimeoutError(f"another run held {path} for {timeout_s:g} s") from None
                 time.sleep(0.2)
-        _log.debug("holding %s", Path(store) / PUBLISH_LOCK_NAME)
         yield
     finally:
         os.close(fd)
