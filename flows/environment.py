@@ -7,11 +7,14 @@ Prefect server or MLflow tracking server is chosen simply by exporting its varia
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from tasks.support.preflight import MLFLOW_RETRY_BUDGET
 
 __all__ = ["configure_environment", "quiet_defaults", "embedded_run", "QUIET_DEFAULTS"]
 
@@ -43,7 +46,7 @@ def quiet_defaults() -> None:
     Run when ``flows`` is imported (flows/__init__.py): MLflow and Great Expectations read these
     when they are imported, which in a worker's flow run happens before any flow code runs.
     """
-    for key, value in QUIET_DEFAULTS.items():
+    for key, value in {**QUIET_DEFAULTS, **MLFLOW_RETRY_BUDGET}.items():
         os.environ.setdefault(key, value)
     # MLflow 3.x compares a DataFrame's columns with a range when it saves the pyfunc model's
     # input example; pandas 3 deprecates that comparison (Pandas4Warning). Harmless, not ours,
@@ -51,12 +54,37 @@ def quiet_defaults() -> None:
     warnings.filterwarnings("ignore", message="Operation with range is deprecated", module=r"mlflow\.models\.utils")
 
 
-def configure_environment(state_dir: str | Path) -> None:
-    """Point Prefect's home at ``state_dir/prefect`` and switch telemetry off."""
+def configure_environment(state_dir: str | Path, key_dir: str | Path | None = None) -> None:
+    """Point Prefect's home at ``state_dir/prefect``, switch telemetry off, and keep the cache's
+    HMAC key beside the signing key (``key_dir``; workers inherit the variable)."""
     state = Path(state_dir).resolve()
     state.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("PREFECT_HOME", str(state / "prefect"))
     quiet_defaults()
+    if key_dir is not None:
+        os.environ["QRES_CACHE_KEY_DIR"] = str(Path(key_dir).resolve())
+    for name in ("prefect.flow_runs", "prefect.task_runs"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _ExpectedErrors) for f in logger.filters):
+            logger.addFilter(_ExpectedErrors())
+
+
+class _ExpectedErrors(logging.Filter):
+    """Log expected failures (QresError: bad input; a tracking store outage) as one line, no traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from policies.errors import QresError
+
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None and (isinstance(exc, QresError) or _tracking_down(exc)):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def _tracking_down(exc: BaseException) -> bool:
+    from tasks.track import tracking_outage  # MLflow is loaded already when it raised
+
+    return tracking_outage(exc, "", published=False) is not None
 
 
 @contextmanager

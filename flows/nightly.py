@@ -25,7 +25,7 @@ from flows.families import (
     submit_latency_pool,
 )
 from flows.params import anneal_params, backtest_config
-from flows.publish import BacktestGate, FamilyOutcome, publish_family
+from flows.publish import BacktestGate, FamilyOutcome, promote_families, publish_family
 from flows.settings import Settings, load_settings
 from flows.stages import Validated, build_scenarios, config_hash, fit_model, ingest_and_validate, run_manifest
 from flows.summary import RunSummary
@@ -35,9 +35,10 @@ from qres_client.bundle import DECISIONS_FILE, TIERS_TABLE_FILE
 from tasks.backtest import backtest_metrics, backtest_policy
 from tasks.estimate import health_file
 from tasks.solve import SolvedPolicy, solve_shedding_policy
-from tasks.support.locks import RUN_LIMIT, hold_limit
+from tasks.support.locks import RUN_LIMIT, file_lock, hold_limit, publish_lock
+from tasks.support.preflight import check_bundle_store, check_tracking_store
 from tasks.support.timeouts import with_timeout
-from tasks.track import TrackingTarget, finish_run, log_run_results, start_run
+from tasks.track import TrackingTarget, finish_run, log_run_results, start_run, tracking_outage
 
 __all__ = ["nightly", "run_nightly"]
 
@@ -60,6 +61,8 @@ def run_nightly(
     # permanent generation: the cyclic collector stops rescanning it, and a full collection of
     # that heap took 0.5-0.7 s, one or two per run (measured).
     gc.freeze()
+    check_tracking_store(settings.tracking_uri)  # fail in seconds, before any work, if a store is down
+    check_bundle_store(settings.store_dir)
     step = partial(with_timeout, seconds=settings.orchestration.step_timeout_s)
     data = ingest_and_validate(settings, incremental=incremental)
     pool, pool_computed = submit_latency_pool(settings, data.tables, reuse=incremental)  # routing's, beside the fit
@@ -69,8 +72,52 @@ def run_nightly(
     solved = _solve_shedding(settings, data.tables, scenarios, scope)
     backtest = step(backtest_policy)(data.tables, backtest_config(settings)) if settings.backtest.enabled else None
     target = TrackingTarget(settings.tracking_uri, settings.mlflow.experiment, settings.artifact_root)
-    run_id = step(start_run)(target, **_run_identity(settings, data, kind))
+    # A new SQLite tracking store is created (schema migrations) by its first client: runs that
+    # start together on one state folder must not both create it.
+    with file_lock(settings.state_dir / ".mlflow-init.lock", timeout_s=settings.orchestration.run_lock_wait_s):
+        run_id = _tracked(settings, lambda: step(start_run)(target, **_run_identity(settings, data, kind)))
+    published = False
     try:
+        run = (data, model, scenarios, solved, pending, backtest)
+        outcomes, shed, report = _publish_all(settings, target, run_id, kind, run, step, skip_unchanged)
+        published = True
+        if pool_computed:
+            remember_latency_pool(settings, pool, snapshot=data.snapshot)
+        step(finish_run)(target, run_id, tags=_final_tags(shed), json_artifacts=_final_reports(settings, shed))
+    except BaseException as exc:
+        _mark_failed(target, run_id)
+        outage = tracking_outage(exc, settings.tracking_uri, published=published)
+        if outage is not None:
+            raise outage from None
+        raise
+    summary = _summary(settings, kind, data, model, scenarios, solved, run_id, shed, outcomes, report)
+    create_markdown_artifact(summary.to_markdown(), key=f"qres-{kind}-summary", description=f"qresilience {kind} run")
+    return summary
+
+
+def _tracked(settings: Settings, call):
+    """``call()``, with a tracking outage turned into one readable line."""
+    try:
+        return call()
+    except Exception as exc:
+        outage = tracking_outage(exc, settings.tracking_uri, published=False)
+        if outage is not None:
+            raise outage from None
+        raise
+
+
+def _mark_failed(target: TrackingTarget, run_id: str) -> None:
+    """Best effort: a failed run is marked so in MLflow, unless MLflow is what failed."""
+    try:
+        finish_run.fn(target, run_id, tags={"qres.gates": "error"}, json_artifacts={}, failed=True)
+    except Exception:  # noqa: BLE001 - the original error is the one to report
+        return
+
+
+def _publish_all(settings, target, run_id, kind, run, step, skip_unchanged):
+    """Store and register every family, then promote them together, all under the publish lock."""
+    data, model, scenarios, solved, pending, backtest = run
+    with publish_lock(settings.store_dir, timeout_s=settings.orchestration.run_lock_wait_s):
         metrics = {**solved.metrics, **_run_metrics(data, model, scenarios, backtest)}
         step(log_run_results)(target, run_id, **_run_artifacts(data, model, metrics, solved))
         manifest = run_manifest(settings, data, scenarios)
@@ -78,7 +125,7 @@ def run_nightly(
             publish_family, settings, target, run_id, run_manifest=manifest, skip_unchanged=skip_unchanged
         )
         publish = partial(publish, validation_passed=data.report.success)
-        # Families solved while the tiers still solve are published meanwhile; the rest after shedding.
+        # Families solved while the tiers still solve are stored meanwhile; the rest after shedding.
         outcomes = [publish(sp) for sp in pending.take_while_tiers_solve()]
         shedding = _with_tiers_and_health(settings, solved, pending, model)
         report = _report(settings, step, target, run_id, kind, backtest, model, scenarios, shedding, pending)
@@ -86,15 +133,8 @@ def run_nightly(
         gate = BacktestGate(share, settings.backtest.min_share, settings.backtest.tolerance)
         shed = publish(shedding, manifest_metrics=metrics, backtest=gate)
         outcomes += [publish(sp) for sp in pending.take_rest()]
-        if pool_computed:
-            remember_latency_pool(settings, pool, snapshot=data.snapshot)
-        step(finish_run)(target, run_id, tags=_final_tags(shed), json_artifacts=_final_reports(settings, shed))
-    except BaseException:
-        finish_run(target, run_id, tags={"qres.gates": "error"}, json_artifacts={}, failed=True)
-        raise
-    summary = _summary(settings, kind, data, model, scenarios, solved, run_id, shed, outcomes, report)
-    create_markdown_artifact(summary.to_markdown(), key=f"qres-{kind}-summary", description=f"qresilience {kind} run")
-    return summary
+        promoted = promote_families(settings, target, [shed, *outcomes])
+    return promoted[1:], promoted[0], report
 
 
 def _run_identity(settings: Settings, data: Validated, kind: str) -> dict:
@@ -286,6 +326,6 @@ def nightly(
 ) -> dict:
     """Run the whole pipeline once; settings from qres.toml / QRES_* with these overrides."""
     settings = load_settings(config, data_dir=data, store_dir=store, seed=seed)
-    configure_environment(settings.state_dir)
+    configure_environment(settings.state_dir, settings.bundle.key_dir)
     with hold_limit(RUN_LIMIT, timeout_s=settings.orchestration.run_lock_wait_s):  # never beside a re-solve
         return run_nightly(settings).as_dict()

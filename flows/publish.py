@@ -10,7 +10,7 @@ and its MLflow artifacts keep their first names (``model``, ``bundle``) for exis
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import partial
 
 from prefect.logging import get_run_logger
@@ -19,7 +19,7 @@ from flows.settings import Settings
 from policies.errors import BundleVerificationError
 from policies.gates import GateReport, evaluate_gates
 from qres_client.bundle import read_latest, verify_bundle
-from tasks.publish import move_latest, public_key_json, publish_policy_bundle
+from tasks.publish import move_latest, publish_policy_bundle
 from tasks.solve import SolvedPolicy
 from tasks.support.timeouts import with_timeout
 from tasks.track import TrackingTarget, champion_metric, register_candidate, set_champion
@@ -28,6 +28,7 @@ __all__ = [
     "FamilyOutcome",
     "BacktestGate",
     "publish_family",
+    "promote_families",
     "model_name",
     "artifact_dirs",
     "FAMILY_METRICS",
@@ -126,7 +127,7 @@ def publish_family(
     backtest: BacktestGate | None = None,
     skip_unchanged: bool = False,
 ) -> FamilyOutcome:
-    """Gate, store (signed), register and, when the gates pass, promote one solved family.
+    """Gate, store (signed) and register one solved family; :func:`promote_families` promotes.
 
     ``run_manifest`` holds the fields that describe the run (inputs, config, seed, versions,
     scenarios), the same in every family's bundle; ``manifest_metrics`` defaults to the family's.
@@ -149,11 +150,7 @@ def publish_family(
         set_latest=False,
     )
     version = _register(settings, target, run_id, sp, stored, gates)
-    published = None
-    if gates.passed:
-        published = step(move_latest)(settings.store_dir, sp.policy, stored.version, keep=settings.bundle.keep_versions)
-        set_champion(target.client(), name, version)
-    else:
+    if not gates.passed:
         get_run_logger().warning(
             "%s: gates held %s back (%s); it stays stored as a candidate, LATEST as it was",
             sp.policy,
@@ -166,13 +163,34 @@ def publish_family(
         worst_gap=sp.worst_gap,
         chosen=_chosen(sp),
         stored_version=stored.version,
-        published=published is not None,
-        bundle_path=str(published.path) if published else None,
+        published=False,  # until promote_families moves LATEST
+        bundle_path=None,
         model_version=version,
         promoted=gates.passed,
         gates=gates.as_dict(),
         signed=bool(stored.manifest["signatures"]),
     )
+
+
+def promote_families(settings: Settings, target: TrackingTarget, outcomes: list[FamilyOutcome]) -> list[FamilyOutcome]:
+    """Promote a run's passed families together: every champion alias first, then every LATEST.
+
+    Called once, after every family of the run is stored and registered, inside the run's
+    publish lock (:func:`tasks.support.locks.publish_lock`): an MLflow failure before the
+    LATEST moves leaves every LATEST as it was, and the moves themselves are local renames.
+    """
+    step = partial(with_timeout, seconds=settings.orchestration.step_timeout_s)
+    passed = [o for o in outcomes if o.promoted]
+    for o in passed:
+        set_champion(target.client(), model_name(settings, o.policy), o.model_version)
+    moved = {}
+    for o in passed:
+        moved[o.policy] = step(move_latest)(
+            settings.store_dir, o.policy, o.stored_version, keep=settings.bundle.keep_versions
+        )
+    return [
+        replace(o, published=True, bundle_path=str(moved[o.policy].path)) if o.policy in moved else o for o in outcomes
+    ]
 
 
 def _register(
@@ -196,7 +214,6 @@ def _register(
             f"qres.{sp.policy}.bundle_version": stored.version,
             f"qres.{sp.policy}.gates": "passed" if gates.passed else "held",
         },
-        public_key=public_key_json(settings.bundle.key_dir) if stored.manifest["signatures"] else None,
     )
 
 

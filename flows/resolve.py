@@ -59,7 +59,7 @@ def resolve(
     come out identical to its LATEST publishes nothing, unless ``force``.
     """
     settings = load_settings(config, data_dir=data, store_dir=store, seed=seed)
-    configure_environment(settings.state_dir)
+    configure_environment(settings.state_dir, settings.bundle.key_dir)
     log = get_run_logger()
     ids, affected = incident_scope(settings.data_dir, incident_id=incident, since=since)
     if isinstance(dependencies, str):

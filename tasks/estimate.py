@@ -17,7 +17,7 @@ from policies.model.window_grid import WindowGrid, window_grid
 from policies.scenarios.scenario_set import ScenarioSet, build_scenarios
 from qres_client.bundle import encode_json
 from qres_client.health import HEALTH_FILE, build_health_document
-from tasks.support.solve_cache import solve_cached
+from tasks.support.solve_cache import entry_paths, solve_cached
 
 __all__ = ["estimate_failure_model", "health_check_grids", "build_scenario_set", "health_file", "scenario_provenance"]
 
@@ -49,7 +49,7 @@ def _prune(cache_dir: Path | None, *, keep: set[str]) -> None:
     """Drop the grids of files the snapshot no longer has (a changed day file leaves one behind)."""
     if cache_dir is None or not Path(cache_dir).is_dir():
         return
-    for entry in Path(cache_dir).glob("*/*.pkl"):
+    for entry in entry_paths(cache_dir):
         if entry.stem not in keep:
             entry.unlink(missing_ok=True)
 

@@ -41,6 +41,11 @@ def ingest_telemetry(source: str, *, state_dir: Path | None = None, lateness_min
         snapshot_id(telemetry.sha256)[:12],
         f"; files {done}" if done else "",
     )
+    if done and done.get("duplicates_dropped"):
+        log.warning(
+            "dropped %d exact duplicate health_checks row(s) (documented: docs/failure-modes.md)",
+            done["duplicates_dropped"],
+        )
     return telemetry
 
 

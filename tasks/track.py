@@ -24,8 +24,10 @@ from prefect.logging import get_run_logger
 
 import qres_client
 from policies.solve.portfolio import package_versions
+from tasks.support.preflight import tracking_outage
 
 __all__ = [
+    "tracking_outage",
     "TrackingTarget",
     "library_versions",
     "start_run",
@@ -87,7 +89,7 @@ def _local_source(uri: str):
     return source_cls(uri)
 
 
-@task(name="track-start", retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
+@task(name="track-start", cache_policy=NO_CACHE)
 def start_run(
     target: TrackingTarget,
     *,
@@ -123,7 +125,7 @@ def start_run(
     return run_id
 
 
-@task(name="track-results", retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
+@task(name="track-results", cache_policy=NO_CACHE)
 def log_run_results(
     target: TrackingTarget,
     run_id: str,
@@ -157,7 +159,7 @@ def log_run_results(
             client.log_artifacts(run_id, str(reports), "reports")
 
 
-def save_policy_model(bundle_path: Path, out_dir: Path, public_key: str | None) -> Path:
+def save_policy_model(bundle_path: Path, out_dir: Path) -> Path:
     """Save the bundle as an MLflow pyfunc model from code (tasks/pyfunc_model.py), no pickle.
 
     The model's ``store`` artifact is a one-version store holding the bundle's bytes as
@@ -173,10 +175,7 @@ def save_policy_model(bundle_path: Path, out_dir: Path, public_key: str | None) 
     store = out_dir / "store"
     shutil.copytree(bundle_path, store / bundle_path.parent.name / bundle_path.name)
     (store / bundle_path.parent.name / "LATEST").write_text(bundle_path.name + "\n", encoding="ascii")
-    artifacts = {"store": str(store)}
-    if public_key is not None:  # the JSON of qres_client.signing.PublicKeys
-        (out_dir / "qres-signing.pub").write_text(public_key, encoding="ascii")
-        artifacts["public_key"] = str(out_dir / "qres-signing.pub")
+    artifacts = {"store": str(store)}  # no public key: the model trusts the deployment's, never its own
     model_dir = out_dir / "model"
     versions = package_versions("mlflow", "pandas", "pyarrow", "cryptography")
     mlflow.pyfunc.save_model(
@@ -192,14 +191,13 @@ def save_policy_model(bundle_path: Path, out_dir: Path, public_key: str | None) 
     return model_dir
 
 
-@task(name="track-register", retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
+@task(name="track-register", cache_policy=NO_CACHE)
 def register_candidate(
     target: TrackingTarget,
     run_id: str,
     model_name: str,
     *,
     bundle_path: Path,
-    public_key: str | None = None,
     artifact_dir: str = "model",
     results: dict | None = None,
     run_tags: dict[str, str] | None = None,
@@ -220,7 +218,7 @@ def register_candidate(
     except MlflowException:
         client.create_registered_model(model_name, description="qresilience policy bundles; aliases candidate/champion")
     with tempfile.TemporaryDirectory(prefix="qres-model-") as tmp:
-        model_dir = save_policy_model(Path(bundle_path), Path(tmp), public_key)
+        model_dir = save_policy_model(Path(bundle_path), Path(tmp))
         client.log_artifacts(run_id, str(model_dir), artifact_dir)
     run = client.get_run(run_id)
     mv = client.create_model_version(
@@ -263,7 +261,7 @@ def set_champion(client: MlflowClient, model_name: str, model_version: str, hist
     client.set_registered_model_alias(model_name, CHAMPION, model_version)
 
 
-@task(name="track-finish", retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
+@task(name="track-finish", cache_policy=NO_CACHE)
 def finish_run(
     target: TrackingTarget,
     run_id: str,

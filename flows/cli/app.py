@@ -44,6 +44,7 @@ from flows.cli.common import (
 )
 from flows.environment import configure_environment, embedded_run
 from policies.errors import QresError
+from tasks.support.preflight import check_bundle_store, check_tracking_store
 
 app = typer.Typer(
     name="qres",
@@ -78,6 +79,8 @@ def run(
     """
     try:
         settings = load_settings(config, data_dir=abs_path(data), store_dir=abs_path(store), seed=seed)
+        check_tracking_store(settings.tracking_uri)  # before Prefect starts: an outage fails in seconds
+        check_bundle_store(settings.store_dir)
     except QresError as exc:
         fail(exc)
     show_info_logs(verbose)

@@ -215,11 +215,22 @@ def prune_versions(store: str | Path, policy: str, keep: int, protect: tuple[str
         return _prune_locked(policy_dir, keep, protect)
 
 
-def set_latest(store: str | Path, policy: str, version: str) -> None:
-    """Point ``LATEST`` at an existing version (e.g. a rollback) after verifying it."""
+def set_latest(store: str | Path, policy: str, version: str, *, rollback: bool = False) -> None:
+    """Point ``LATEST`` at an existing version after verifying it; never backwards unless ``rollback``.
+
+    LATEST is monotone so that a slower concurrent run can never undo a newer publish; the
+    documented rollback (``qres rollback``/``promote``) republishes the old bytes as a new,
+    higher version instead, and ``rollback=True`` is for an operator who means it.
+    """
     policy_dir = Path(store) / check_name("policy", policy)
     if version_number(version) is None:
         raise ValueError(f"bad version name {version!r}: expected e.g. 'v000001'")
     with _policy_lock(policy_dir):
         verify_bundle(policy_dir / version)
+        current = read_latest(policy_dir.parent, policy_dir.name)
+        if not rollback and current is not None and version_number(version) < version_number(current):
+            raise ValueError(
+                f"{policy}: LATEST is {current}; refusing to move it back to {version} "
+                "(use `qres rollback`, which republishes it as a new version)"
+            )
         _write_latest(policy_dir, version)

@@ -14,26 +14,23 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from policies.graph import close_down_set, hard_dependents, root_down_set
+from policies.ids import escape_id
 
 if TYPE_CHECKING:
     from policies.model.failure_model import FailureModel
 
-__all__ = ["Scenario", "ScenarioSet", "scenario_key", "build_scenarios", "NORMAL_KEY", "FALLBACK_KEY"]
+__all__ = ["Scenario", "ScenarioSet", "scenario_key", "escape_id", "build_scenarios", "NORMAL_KEY", "FALLBACK_KEY"]
 
 NORMAL_KEY = "normal"
 FALLBACK_KEY = "fallback:all-down"
 
 
 def scenario_key(down: Iterable[str], degraded: Iterable[str] = ()) -> str:
-    """Canonical key of a scenario: ``down=a,b;degraded=c``, or ``normal``."""
+    """Canonical key of a scenario: ``down=a,b;degraded=c`` (ids escaped), or ``normal``."""
     d, g = sorted(set(down)), sorted(set(degraded) - set(down))
     if not d and not g:
         return NORMAL_KEY
-    parts = []
-    if d:
-        parts.append("down=" + ",".join(d))
-    if g:
-        parts.append("degraded=" + ",".join(g))
+    parts = [f"{name}=" + ",".join(map(escape_id, ids)) for name, ids in (("down", d), ("degraded", g)) if ids]
     return ";".join(parts)
 
 

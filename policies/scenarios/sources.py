@@ -21,6 +21,7 @@ import numpy as np
 
 from policies.graph import close_down_set, root_down_set
 from policies.model.joint import fit_ising, sample_ising
+from policies.scenarios.scenario_set import scenario_key
 
 __all__ = ["propose_sampled", "parse_what_if"]
 
@@ -69,7 +70,7 @@ def propose_sampled(
     best: dict[str, tuple] = {}
     for row, lp in zip(multi, log_p):  # one loop per distinct proposed combination
         root = tuple(sorted(root_down_set(names_arr[row.astype(bool)], dependents)))
-        key = "down=" + ",".join(root)
+        key = scenario_key(root)
         p = float(math.exp(lp))
         if len(root) < 2 or key in taken or p < min_probability:
             continue

@@ -96,7 +96,7 @@ def ingest_incremental(source: str | Path, state_dir: str | Path, *, lateness_mi
             except DataValidationError as exc:
                 broken += exc.violations
                 continue
-            if entry.get("duplicates") == 0:  # these very bytes had none when first read: skip the row hashing
+            if name != "health_checks" or entry.get("duplicates") == 0:  # key tables: repeats go to the unique rule
                 table, dropped = part.table, 0
             else:
                 table, dropped = drop_exact_duplicates(part.table)

@@ -14,15 +14,21 @@ for why we look it up first rather than let Prefect skip it.
 
 from __future__ import annotations
 
+import fcntl
+import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from prefect.client.orchestration import get_client
 from prefect.concurrency.sync import concurrency
 from prefect.exceptions import ObjectNotFound
 from prefect.logging import get_logger
 
-__all__ = ["PUBLISH_LIMIT", "RUN_LIMIT", "hold_limit", "limit_exists"]
+__all__ = ["PUBLISH_LIMIT", "RUN_LIMIT", "PUBLISH_LOCK_NAME", "hold_limit", "limit_exists", "publish_lock", "file_lock"]
+
+PUBLISH_LOCK_NAME = ".publish.lock"
 
 PUBLISH_LIMIT = "qres-publish"
 RUN_LIMIT = "qres-run"
@@ -57,3 +63,36 @@ def hold_limit(name: str, *, timeout_s: float | None = None) -> Iterator[bool]:
     _log.debug("waiting for a slot of %s", name)
     with concurrency(name, occupy=1, timeout_seconds=timeout_s, strict=True):
         yield True
+
+
+@contextmanager
+def publish_lock(store: Path, *, timeout_s: float | None = None) -> Iterator[None]:
+    """Hold ``<store>/.publish.lock`` (an exclusive flock) for a run's whole publish phase.
+
+    Store -> register -> promote of every family of one run is one critical section against
+    any other process on the same store (an flock works across hosts on NFSv4 and most
+    cluster filesystems; Prefect's ``qres-publish`` limit covers hosts on other storage).
+    Waiting past ``timeout_s`` raises ``TimeoutError``; the kernel releases it if we die.
+    """
+    with file_lock(Path(store) / PUBLISH_LOCK_NAME, timeout_s=timeout_s):
+        yield
+
+
+@contextmanager
+def file_lock(path: Path, *, timeout_s: float | None = None) -> Iterator[None]:
+    """An exclusive flock on ``path`` (created if missing), waiting up to ``timeout_s``."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (fcntl.LOCK_NB if deadline is not None else 0))
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"another run held {path} for {timeout_s:g} s") from None
+                time.sleep(0.2)
+        yield
+    finally:
+        os.close(fd)

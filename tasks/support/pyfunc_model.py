@@ -1,8 +1,8 @@
 """The MLflow pyfunc model of a policy bundle, logged *from code* (no pickle).
 
-``tasks/track.py`` saves this file as the model's code with two artifacts: ``store``,
-a one-version bundle store holding exactly the published bytes, and (when the bundle
-is signed) ``public_key``. Loading builds a :class:`qres_client.client.PolicyClient` on
+``tasks/track.py`` saves this file as the model's code with one artifact: ``store``,
+a one-version bundle store holding exactly the published bytes. The public key is the
+serving host's (:func:`deployment_trust`), never one shipped beside the bundle. Loading builds a :class:`qres_client.client.PolicyClient` on
 that store, so the registry model verifies hashes and signatures like any consumer and
 answers exactly what ``qres decide`` would.
 
@@ -15,13 +15,18 @@ policy, version, scenario, exact, and ``actions`` (a list of
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
+from pathlib import Path
 
 import mlflow
 import pandas as pd
 from mlflow.pyfunc import PythonModel
 
-__all__ = ["BundlePolicyModel", "parse_services", "model_signature", "model_input_example"]
+__all__ = ["BundlePolicyModel", "deployment_trust", "parse_services", "model_signature", "model_input_example"]
+
+PUBLIC_KEY_FILE_ENV = "QRES_PUBLIC_KEY_FILE"
+ALLOW_UNSIGNED_ENV = "QRES_ALLOW_UNSIGNED"
 
 
 def model_input_example() -> pd.DataFrame:
@@ -65,14 +70,34 @@ def parse_services(cell: object) -> tuple[str, ...]:
     raise TypeError(f"expected a list of service ids or a comma-separated string, got {type(cell).__name__}")
 
 
+def deployment_trust() -> dict:
+    """The verification settings of the serving host: never anything shipped inside the model.
+
+    The public key comes from ``$QRES_PUBLIC_KEY`` (the key JSON) or ``$QRES_PUBLIC_KEY_FILE``
+    (its path, e.g. ``<key_dir>/qres-signing.pub``); unsigned bundles are refused unless
+    ``$QRES_ALLOW_UNSIGNED=1``. With neither a key nor that opt-in the model does not load.
+    """
+    from qres_client.errors import ConfigError
+    from qres_client.signing import load_public_keys
+
+    path = os.environ.get(PUBLIC_KEY_FILE_ENV)
+    keys = load_public_keys(Path(path) if path else None)  # None: $QRES_PUBLIC_KEY, if set
+    allow_unsigned = os.environ.get(ALLOW_UNSIGNED_ENV) == "1"
+    if keys is None and not allow_unsigned:
+        raise ConfigError(
+            f"no public key to verify the policy bundle: set $QRES_PUBLIC_KEY or ${PUBLIC_KEY_FILE_ENV} "
+            f"(or ${ALLOW_UNSIGNED_ENV}=1 to serve unsigned bundles)"
+        )
+    return {"public_keys": keys, "allow_unsigned": allow_unsigned}
+
+
 class BundlePolicyModel(PythonModel):
     """Serve a verified bundle through MLflow (``mlflow models serve``, ``pyfunc.load_model``)."""
 
     def load_context(self, context) -> None:
         from qres_client.client import PolicyClient
 
-        key = context.artifacts.get("public_key")
-        self.client = PolicyClient(context.artifacts["store"], public_keys=key, allow_unsigned=key is None)
+        self.client = PolicyClient(context.artifacts["store"], **deployment_trust())
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)

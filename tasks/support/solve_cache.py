@@ -9,15 +9,20 @@ and the solvers are deterministic for a given key, so a hit returns exactly what
 would: the bundle bytes do not depend on the cache. Every family uses it, each under
 ``<state_dir>/cache/<family>``.
 
-Entries are pickles written atomically; the folder is trusted like the rest of the state dir
-(delete it to clear the cache).
+Entries are JSON with arrays as ``.npy`` (``tasks.support.safe_codec``: nothing read back can
+run code), each behind an HMAC-SHA256 under a key kept beside the signing key
+(``<key_dir>/qres-cache.key``, 0600, made on first use): a shared state folder's cache cannot
+inject values either. A tampered entry is ignored with a warning and recomputed; delete the
+folder to clear the cache.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
+import logging
 import os
-import pickle
+import secrets
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import fields, is_dataclass
@@ -27,8 +32,22 @@ import numpy as np
 import scipy.sparse as sp
 
 from policies.solve.portfolio import PortfolioResult
+from tasks.support.safe_codec import CodecError, decode, encode
 
-__all__ = ["content_cache_key", "load_cached_results", "store_cached_results", "solve_cached"]
+__all__ = [
+    "content_cache_key",
+    "load_cached_results",
+    "store_cached_results",
+    "solve_cached",
+    "entry_paths",
+    "cache_key_path",
+    "KEY_DIR_ENV",
+]
+
+ENTRY_SUFFIX = ".json"
+CACHE_KEY_NAME = "qres-cache.key"
+KEY_DIR_ENV = "QRES_CACHE_KEY_DIR"
+_log = logging.getLogger("qres.cache")
 
 
 def _digest(h, obj) -> None:
@@ -82,32 +101,88 @@ def solve_cached(cache_dir: Path | None, key: str, solve: Callable[[], object]) 
 
 
 def load_cached_results(cache_dir: Path | None, keys: Sequence[str]) -> dict[str, PortfolioResult]:  # or any value
-    """The cached results among ``keys``; unreadable entries count as misses."""
+    """The cached results among ``keys``; missing, tampered or undecodable entries count as misses.
+
+    An entry is used only when its HMAC (the key beside the signing key) matches its key and
+    bytes; anything else is ignored with a warning and recomputed. Pickles are never loaded.
+    """
     found: dict[str, PortfolioResult] = {}
     if cache_dir is None:
         return found
+    secret = None
     for key in keys:
-        path = Path(cache_dir) / key[:2] / f"{key}.pkl"
+        folder = Path(cache_dir) / key[:2]
+        path = folder / f"{key}{ENTRY_SUFFIX}"
         try:
-            with path.open("rb") as fh:
-                found[key] = pickle.load(fh)  # noqa: S301 - our own state dir
-        except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError):
+            data = path.read_bytes()
+        except OSError:
+            if (folder / f"{key}.pkl").exists():
+                _log.warning("ignored a pickle in the solve cache (never loaded): %s", folder / f"{key}.pkl")
             continue
+        secret = secret or cache_secret(cache_dir)
+        head, _, payload = data.partition(b"\n")
+        if not hmac.compare_digest(head, _mac(secret, key, payload)):
+            _log.warning("ignored a solve cache entry that fails its HMAC (recomputed): %s", path)
+            continue
+        try:
+            found[key] = decode(payload)
+        except CodecError as exc:
+            _log.warning("ignored an undecodable solve cache entry (recomputed): %s: %s", path, exc)
     return found
 
 
 def store_cached_results(cache_dir: Path | None, results: dict[str, object]) -> None:
-    """Write entries atomically (temp file + rename), so a crash leaves no half entry."""
+    """Write authenticated JSON entries atomically (temp file + rename); values that cannot be encoded are skipped."""
     if cache_dir is None:
         return
+    secret = cache_secret(cache_dir)
     for key, result in results.items():
+        try:
+            payload = encode(result)
+        except CodecError as exc:
+            _log.warning("not cached: %s", exc)
+            continue
         folder = Path(cache_dir) / key[:2]
         folder.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as fh:
-                pickle.dump(result, fh, protocol=pickle.HIGHEST_PROTOCOL)
-            os.replace(tmp, folder / f"{key}.pkl")
+                fh.write(_mac(secret, key, payload) + b"\n" + payload)
+            os.replace(tmp, folder / f"{key}{ENTRY_SUFFIX}")
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+
+def entry_paths(cache_dir: Path) -> list[Path]:
+    """Every stored entry (for pruning)."""
+    return sorted(Path(cache_dir).glob(f"*/*{ENTRY_SUFFIX}"))
+
+
+def cache_key_path(cache_dir: Path) -> Path:
+    """``$QRES_CACHE_KEY_DIR/qres-cache.key`` (set by the flows to ``bundle.key_dir``), else
+    ``<state_dir>/keys/qres-cache.key`` for a cache at ``<state_dir>/cache/<name>``."""
+    configured = os.environ.get(KEY_DIR_ENV)
+    key_dir = Path(configured) if configured else Path(cache_dir).resolve().parent.parent / "keys"
+    return key_dir / CACHE_KEY_NAME
+
+
+def cache_secret(cache_dir: Path) -> bytes:
+    """The HMAC key of the cache, created on first use (32 random bytes, mode 0600)."""
+    path = cache_key_path(cache_dir)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        secret = bytes.fromhex(path.read_text().strip())
+        if len(secret) < 32:
+            raise ValueError(f"{path}: cache key shorter than 32 bytes") from None
+        return secret
+    secret = secrets.token_bytes(32)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secret.hex() + "\n")
+    return secret
+
+
+def _mac(secret: bytes, key: str, payload: bytes) -> bytes:
+    return hmac.new(secret, key.encode() + b"\n" + payload, hashlib.sha256).hexdigest().encode()

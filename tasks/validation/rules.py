@@ -108,6 +108,8 @@ def describe(exp: dict) -> str:
             text = f"{col} {lo_op.replace('<', '>')} {show(lo)}"
         else:
             text = f"{col} {hi_op} {show(hi)}"
+    elif kind == "expect_column_values_to_match_regex":
+        text = f"{col} matches {kw['regex']}"
     elif kind == "expect_compound_columns_to_be_unique":
         text = f"({', '.join(kw['column_list'])}) unique"
     elif kind == "expect_select_column_values_to_be_unique_within_record":

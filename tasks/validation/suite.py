@@ -153,7 +153,9 @@ def validate_parts(
                     bad.append(_quarantine_rows(typed, mask, part_results, file))
         typed_parts.clear()
         results = merge_results(results)
-        schema_ok = all(r["success"] for r in results if r["suite"] == "schema")
+        # Row-level schema rules (finite numbers) quarantine like any row rule: only table-level
+        # schema breaks (missing column, bad type, unreadable file) withhold the clean table.
+        schema_ok = all(r["success"] for r in results if r["suite"] == "schema" and r["level"] != "row")
         if schema_ok and good:
             clean[name] = pa.concat_tables([g for _, g in good])
             results += table_rules(name, clean[name], [(f, g.num_rows) for f, g in good], now, freshness_max_age_min)

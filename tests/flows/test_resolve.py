@@ -90,7 +90,7 @@ def test_family_solves_hit_the_cache_and_give_the_same_bytes(after_incident, tmp
     entries = {
         p: p.stat().st_mtime_ns
         for fam in ("tiers", "standby", "routing")
-        for p in (state / "cache" / fam).rglob("*.pkl")
+        for p in (state / "cache" / fam).rglob("*.json")
     }
     assert {p.parent.parent.name for p in entries} == {"tiers", "standby", "routing"}
     text = (
@@ -103,7 +103,7 @@ def test_family_solves_hit_the_cache_and_give_the_same_bytes(after_incident, tmp
     assert warm["scenarios_solved"] == 0
     # every family answer was read, none solved and written again (a miss rewrites its entry)
     assert {p: p.stat().st_mtime_ns for p in entries} == entries
-    assert {p for fam in ("tiers", "standby", "routing") for p in (state / "cache" / fam).rglob("*.pkl")} == set(
+    assert {p for fam in ("tiers", "standby", "routing") for p in (state / "cache" / fam).rglob("*.json")} == set(
         entries
     )
     assert _family_files(warm, tmp_path / "bundles") == _family_files(again, tmp / "bundles")

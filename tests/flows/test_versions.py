@@ -61,7 +61,7 @@ def test_keys_init_is_owner_only_and_runs_are_signed(project):
     assert ok.exit_code == 0 and "signatures verified" in ok.output, ok.output
 
 
-def test_registry_champion_is_a_pyfunc_model_from_code(project):
+def test_registry_champion_is_a_pyfunc_model_from_code(project, monkeypatch):
     import mlflow.pyfunc
     import pandas as pd
 
@@ -69,6 +69,7 @@ def test_registry_champion_is_a_pyfunc_model_from_code(project):
     uri, client = _mlflow(tmp)
     mlflow.set_registry_uri(uri)
     mlflow.set_tracking_uri(uri)
+    monkeypatch.setenv("QRES_PUBLIC_KEY_FILE", str(tmp / "state" / "keys" / "qres-signing.pub"))
     model = mlflow.pyfunc.load_model(f"models:/{MODEL}@champion")
     answer = model.predict(pd.DataFrame({"down": [[], "no-such-service"], "degraded": [None, ""]}))
     assert list(answer["scenario"]) == ["normal", "greedy:observed"]  # planned at runtime from fallback.json
@@ -80,6 +81,27 @@ def test_registry_champion_is_a_pyfunc_model_from_code(project):
     run = client.get_run(runs[1]["mlflow_run_id"])
     files = {a.path for a in client.list_artifacts(run.info.run_id, "model")}
     assert "model/python_model.pkl" not in files and "model/MLmodel" in files  # code, not a pickle
+    shipped = {a.path for a in client.list_artifacts(run.info.run_id, "model/artifacts")}
+    assert not any(p.endswith(".pub") for p in shipped), shipped  # no key travels with the model
+
+
+def test_the_pyfunc_model_trusts_only_the_deployment_key(project, monkeypatch):
+    import mlflow.pyfunc
+
+    from qres_client.errors import BundleVerificationError, ConfigError
+    from qres_client.signing import SigningKey
+
+    tmp, _, _ = project
+    uri, _ = _mlflow(tmp)
+    mlflow.set_registry_uri(uri)
+    mlflow.set_tracking_uri(uri)
+    for name in ("QRES_PUBLIC_KEY", "QRES_PUBLIC_KEY_FILE", "QRES_ALLOW_UNSIGNED"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ConfigError, match="no public key"):
+        mlflow.pyfunc.load_model(f"models:/{MODEL}@champion")
+    monkeypatch.setenv("QRES_PUBLIC_KEY", SigningKey.generate().public.to_json())  # someone else's key
+    with pytest.raises(BundleVerificationError):
+        mlflow.pyfunc.load_model(f"models:/{MODEL}@champion")
 
 
 def _free_port() -> int:
@@ -97,6 +119,7 @@ def test_mlflow_models_serve_answers(project):
         **os.environ,
         "MLFLOW_TRACKING_URI": uri,
         "MLFLOW_REGISTRY_URI": uri,
+        "QRES_PUBLIC_KEY_FILE": str(tmp / "state" / "keys" / "qres-signing.pub"),
         "PATH": bindir + os.pathsep + os.environ.get("PATH", ""),
     }
     mlflow_bin = str(Path(sys.executable).with_name("mlflow"))

@@ -98,7 +98,10 @@ def test_versions_strictly_increase_and_latest_follows(tmp_path):
 def test_set_latest_rolls_back_and_refuses_unknown_or_bad(tmp_path):
     publish(tmp_path, "a")
     publish(tmp_path, "b")
-    set_latest(tmp_path, POLICY, "v000001")
+    with pytest.raises(ValueError, match="refusing to move it back"):
+        set_latest(tmp_path, POLICY, "v000001")
+    assert read_latest(tmp_path, POLICY) == "v000002"
+    set_latest(tmp_path, POLICY, "v000001", rollback=True)
     assert read_latest(tmp_path, POLICY) == "v000001"
     with pytest.raises(BundleVerificationError, match="v000007"):
         set_latest(tmp_path, POLICY, "v000007")

@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 def test_retention_keeps_the_newest_and_never_latest_or_protected(tmp_path):
     for i in range(6):
         publish_policy(tmp_path, decisions_table(version_tag=0.01 * i))
-    set_latest(tmp_path, "shedding", "v000002")  # e.g. the champion is an older version
+    set_latest(tmp_path, "shedding", "v000002", rollback=True)  # e.g. the champion is an older version
     removed = prune_versions(tmp_path, "shedding", keep=2, protect=("v000003",))
     assert removed == ["v000001", "v000004"]
     assert list_versions(tmp_path, "shedding") == ["v000002", "v000003", "v000005", "v000006"]

@@ -420,7 +420,7 @@ def test_a_rule_added_to_a_suite_file_is_run(tmp_path, monkeypatch) -> None:
     report = validate_tables(to_tables(valid_rows()), raise_on_failure=False)
     regex, missing = report.violations
     assert (regex.table, regex.column, regex.count, regex.examples) == ("sites", "site_id", 1, ["site-hq"])
-    assert regex.rule == "expect_column_values_to_match_regex(column='site_id', regex='^site-eu')"
+    assert regex.rule == "expect_column_values_to_match_regex(site_id matches ^site-eu)"
     assert missing.column == "no_such_column" and missing.count is None
     assert missing.examples == ['Error: The column "no_such_column" in BatchData does not exist.']
 

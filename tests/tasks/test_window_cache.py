@@ -29,7 +29,7 @@ def day(offset: int, seed: int) -> pa.Table:
 
 
 def entries(cache: Path) -> set[Path]:
-    return set(cache.glob("*/*.pkl"))
+    return set(cache.glob("*/*.json"))
 
 
 def test_grids_are_cached_by_file_and_pruned_with_it(tmp_path: Path) -> None:
