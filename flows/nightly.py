@@ -8,13 +8,11 @@ The flow body only wires the stages (``flows.stages``) and the one publish path
 from __future__ import annotations
 
 import gc
-import json
 from dataclasses import replace
 from functools import partial
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
-from prefect.runtime import flow_run
 
 from flows.environment import configure_environment
 from flows.families import (
@@ -26,13 +24,13 @@ from flows.families import (
 )
 from flows.params import anneal_params, backtest_config
 from flows.publish import BacktestGate, FamilyOutcome, promote_families, publish_family
+from flows.records import final_reports, final_tags, record_report, run_artifacts, run_identity, run_metrics
 from flows.settings import Settings, load_settings
-from flows.stages import Validated, build_scenarios, config_hash, fit_model, ingest_and_validate, run_manifest
+from flows.stages import build_scenarios, fit_model, ingest_and_validate, run_manifest
 from flows.summary import RunSummary
 from policies.model.failure_model import FailureModel
 from policies.scenarios.scenario_set import ScenarioSet
-from qres_client.bundle import DECISIONS_FILE, TIERS_TABLE_FILE
-from tasks.backtest import backtest_metrics, backtest_policy
+from tasks.backtest import backtest_policy
 from tasks.estimate import health_file
 from tasks.solve import SolvedPolicy, solve_shedding_policy
 from tasks.support.locks import RUN_LIMIT, file_lock, hold_limit, publish_lock
@@ -75,7 +73,7 @@ def run_nightly(
     # A new SQLite tracking store is created (schema migrations) by its first client: runs that
     # start together on one state folder must not both create it.
     with file_lock(settings.state_dir / ".mlflow-init.lock", timeout_s=settings.orchestration.run_lock_wait_s):
-        run_id = _tracked(settings, lambda: step(start_run)(target, **_run_identity(settings, data, kind)))
+        run_id = _tracked(settings, lambda: step(start_run)(target, **run_identity(settings, data, kind)))
     published = False
     try:
         run = (data, model, scenarios, solved, pending, backtest)
@@ -83,7 +81,7 @@ def run_nightly(
         published = True
         if pool_computed:
             remember_latency_pool(settings, pool, snapshot=data.snapshot)
-        step(finish_run)(target, run_id, tags=_final_tags(shed), json_artifacts=_final_reports(settings, shed))
+        step(finish_run)(target, run_id, tags=final_tags(shed), json_artifacts=final_reports(settings, shed))
     except BaseException as exc:
         _mark_failed(target, run_id)
         outage = tracking_outage(exc, settings.tracking_uri, published=published)
@@ -118,8 +116,8 @@ def _publish_all(settings, target, run_id, kind, run, step, skip_unchanged):
     """Store and register every family, then promote them together, all under the publish lock."""
     data, model, scenarios, solved, pending, backtest = run
     with publish_lock(settings.store_dir, timeout_s=settings.orchestration.run_lock_wait_s):
-        metrics = {**solved.metrics, **_run_metrics(data, model, scenarios, backtest)}
-        step(log_run_results)(target, run_id, **_run_artifacts(data, model, metrics, solved))
+        metrics = {**solved.metrics, **run_metrics(data, model, scenarios, backtest)}
+        step(log_run_results)(target, run_id, **run_artifacts(data, model, metrics, solved))
         manifest = run_manifest(settings, data, scenarios)
         publish = partial(
             publish_family, settings, target, run_id, run_manifest=manifest, skip_unchanged=skip_unchanged
@@ -128,23 +126,13 @@ def _publish_all(settings, target, run_id, kind, run, step, skip_unchanged):
         # Families solved while the tiers still solve are stored meanwhile; the rest after shedding.
         outcomes = [publish(sp) for sp in pending.take_while_tiers_solve()]
         shedding = _with_tiers_and_health(settings, solved, pending, model)
-        report = _report(settings, step, target, run_id, kind, backtest, model, scenarios, shedding, pending)
+        report = record_report(settings, step, target, run_id, kind, backtest, model, scenarios, shedding, pending)
         share = (backtest or {}).get("overall", {}).get("published", {}).get("share")
         gate = BacktestGate(share, settings.backtest.min_share, settings.backtest.tolerance)
         shed = publish(shedding, manifest_metrics=metrics, backtest=gate)
         outcomes += [publish(sp) for sp in pending.take_rest()]
         promoted = promote_families(settings, target, [shed, *outcomes])
     return promoted[1:], promoted[0], report
-
-
-def _run_identity(settings: Settings, data: Validated, kind: str) -> dict:
-    """``start_run``'s name, parameters, inputs and tags for this run."""
-    return {
-        "run_name": f"{kind}-{flow_run.get_name() or 'local'}",
-        "params": {**settings.as_params(), "config_hash": config_hash(settings), "snapshot": data.snapshot},
-        "inputs": {name: (data.telemetry.uri(name), sha) for name, sha in data.telemetry.sha256.items()},
-        "tags": {"qres.flow": kind, "qres.policy": "shedding", "prefect.flow_run_id": str(flow_run.get_id() or "")},
-    }
 
 
 def _solve_shedding(settings: Settings, tables: dict, scenarios: ScenarioSet, scope: tuple[str, ...]) -> SolvedPolicy:
@@ -165,45 +153,6 @@ def _solve_shedding(settings: Settings, tables: dict, scenarios: ScenarioSet, sc
     )
 
 
-def _run_metrics(data: Validated, model: FailureModel, scenarios: ScenarioSet, backtest: dict | None) -> dict:
-    """The run's own figures (each family's are logged with its bundle)."""
-    per_dep = model.per_dependency
-    return {
-        "rows_validated": float(data.report.rows_validated),
-        "scenarios.covered_mass": scenarios.covered_mass,
-        "scenarios.count": float(len(scenarios.scenarios)),
-        "model.dependencies_with_outages": float((per_dep["outages"] > 0).sum()),
-        "model.raw_transitions": float(model.info["raw_transitions"]),
-        "model.transitions_removed": float(model.info["transitions_removed"]),
-        "model.significant_pairs": float(model.co_failure["significant"].sum()),
-        "scenarios.sampled": float(scenarios.info["n_sampled_added"]),
-        **(backtest_metrics(backtest) if backtest else {}),
-    }
-
-
-def _run_artifacts(data: Validated, model: FailureModel, metrics: dict, solved: SolvedPolicy) -> dict:
-    """Arguments of ``log_run_results``: run metrics, Data Docs and quarantined rows, JSON reports."""
-    docs = data.data_docs
-    files = (
-        {}
-        if docs is None
-        else {
-            p.relative_to(docs.parent).as_posix(): p.read_bytes() for p in sorted(docs.parent.rglob("*")) if p.is_file()
-        }
-    )
-    return {
-        "metrics": {k: v for k, v in metrics.items() if k not in solved.metrics},  # shedding's go with its bundle
-        "files": files,
-        "artifact_dir": "data_docs",
-        "json_artifacts": {
-            "validation.json": {**data.report.as_dict(), "data_docs": str(docs) if docs else None},
-            "failure_model.json": json.loads(model.per_dependency.to_json(orient="records")),
-            "co_failure.json": json.loads(model.co_failure.to_json(orient="records")),
-            "solvers.json": solved.solvers,
-        },
-    }
-
-
 def _with_tiers_and_health(
     settings: Settings, solved: SolvedPolicy, pending: PendingFamilies, model: FailureModel
 ) -> SolvedPolicy:
@@ -213,74 +162,10 @@ def _with_tiers_and_health(
     return replace(solved, files={**solved.files, **tier_files, **health}, metrics={**solved.metrics, **tier_metrics})
 
 
-def _log_report(step, target, run_id, backtest, model, scenarios, shedding: SolvedPolicy, pending) -> str:
-    """The HTML report (with every family's decisions) and the backtest, kept with the run."""
-    from tasks.report import render_report  # matplotlib: only when a report is drawn
-
-    families = {sp.policy: sp.files[DECISIONS_FILE] for sp in pending.result().solved}
-    if TIERS_TABLE_FILE in shedding.files:
-        families["tiers"] = shedding.files[TIERS_TABLE_FILE]
-    page = render_report(
-        backtest,
-        title="qresilience nightly report",
-        model=model,
-        scenarios=scenarios,
-        decisions=shedding.files[DECISIONS_FILE],
-        solvers=shedding.solvers,
-        families=families,
-    )
-    step(log_run_results)(
-        target,
-        run_id,
-        metrics={},
-        files={"report.html": page.encode()},
-        json_artifacts={"backtest.json": {k: v for k, v in backtest.items() if k != "train"}},
-        artifact_dir="report",
-    )
-    return page
-
-
-def _report(settings, step, target, run_id, kind, backtest, model, scenarios, shedding, pending) -> str | None:
-    """The HTML report with the run in MLflow and in ``<state_dir>/reports``; None without a backtest."""
-    if backtest is None:
-        return None
-    page = _log_report(step, target, run_id, backtest, model, scenarios, shedding, pending)
-    return _write_report_file(settings, f"{kind}-{run_id}", page)
-
-
-def _write_report_file(settings: Settings, name: str, page: str) -> str:
-    """The report beside the run's state too (``<state_dir>/reports``), where a person finds it."""
-    folder = settings.state_dir / "reports"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}.html"
-    tmp = folder / f".tmp-{name}.html"
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(path)  # atomic: a reader never sees half a page
-    return str(path)
-
-
 def _example_outage(scenarios: ScenarioSet) -> str:
     """A dependency of the likeliest outage scenario, for the summary's `qres decide --down` hint."""
     outages = [s for s in scenarios.scenarios if s.down and s.source != "fallback"]
     return max(outages, key=lambda s: (s.probability, s.key)).down[0] if outages else ""
-
-
-def _final_tags(shed: FamilyOutcome) -> dict[str, str]:
-    return {
-        "qres.published_version": shed.stored_version if shed.published else "",
-        "qres.bundle_version": shed.stored_version,
-        "qres.signed": str(shed.signed),
-        "qres.gates": "unchanged" if shed.unchanged else "passed" if shed.promoted else "held",
-    }
-
-
-def _final_reports(settings: Settings, shed: FamilyOutcome) -> dict:
-    out: dict = {"gates.json": shed.gates}
-    if shed.published:
-        from qres_client.bundle import verify_bundle
-
-        out["manifest.json"] = verify_bundle(shed.bundle_path)
-    return out
 
 
 def _summary(
