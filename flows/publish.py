@@ -19,7 +19,7 @@ from flows.settings import Settings
 from policies.errors import BundleVerificationError
 from policies.gates import GateReport, evaluate_gates
 from qres_client.bundle import read_latest, verify_bundle
-from tasks.publish import move_latest, publish_policy_bundle
+from tasks.publish import move_latest, publish_policy_bundle, sign_tuf_channel
 from tasks.solve import SolvedPolicy
 from tasks.support.timeouts import with_timeout
 from tasks.track import TrackingTarget, champion_metric, register_candidate, set_champion
@@ -188,6 +188,8 @@ def promote_families(settings: Settings, target: TrackingTarget, outcomes: list[
         moved[o.policy] = step(move_latest)(
             settings.store_dir, o.policy, o.stored_version, keep=settings.bundle.keep_versions
         )
+    if moved:  # still inside the publish lock: the TUF metadata moves with LATEST
+        sign_tuf_channel(settings.store_dir, settings.bundle.key_dir)
     return [
         replace(o, published=True, bundle_path=str(moved[o.policy].path)) if o.policy in moved else o for o in outcomes
     ]

@@ -9,12 +9,13 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
 from policies.bundle.store import PublishedBundle, prune_versions, publish_bundle, set_latest
+from policies.errors import ConfigError
 from qres_client.bundle import verify_bundle
 from qres_client.signing import PRIVATE_KEY_NAME, SIGNING_KEY_ENV, load_signing_key, verify_manifest_signatures
 from tasks.support.locks import PUBLISH_LIMIT, hold_limit
 from tasks.support.retry import retry_on_io_error
 
-__all__ = ["publish_policy_bundle", "publish_signed", "move_latest", "public_key_json"]
+__all__ = ["publish_policy_bundle", "publish_signed", "move_latest", "public_key_json", "sign_tuf_channel"]
 
 
 def public_key_json(key_dir: Path | None) -> str | None:
@@ -117,3 +118,22 @@ def publish_policy_bundle(
         "signed" if published.manifest["signatures"] else "UNSIGNED",
     )
     return published
+
+
+def sign_tuf_channel(store: Path, key_dir: Path | None) -> int | None:
+    """After LATEST moved: re-sign the store's TUF targets, snapshot and timestamp, when the store
+    has a TUF repository (`qres keys tuf-init`), so TUF clients follow the new versions at once.
+    Returns the new targets version, or None for a store without one."""
+    from policies.bundle.tuf_repo import ONLINE_KEY_DIR, has_repository, publish_targets
+
+    if not has_repository(store):
+        return None
+    key = load_signing_key(Path(key_dir) / ONLINE_KEY_DIR / PRIVATE_KEY_NAME) if key_dir else None
+    if key is None:
+        raise ConfigError(
+            f"{store} has a TUF repository but there is no online key in {key_dir}/{ONLINE_KEY_DIR}; "
+            "TUF clients would refuse the new LATEST: restore the key or run `qres keys rotate`"
+        )
+    version = publish_targets(store, key)
+    get_run_logger().info("TUF: signed targets version %d for the new LATEST", version)
+    return version

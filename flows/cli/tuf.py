@@ -19,7 +19,7 @@ from policies.errors import QresError
 
 __all__ = ["register"]
 
-ONLINE_DIR = "tuf-online"
+ONLINE_DIR = "tuf-online"  # = policies.bundle.tuf_repo.ONLINE_KEY_DIR (not imported: python-tuf loads on use)
 RootDirOpt = Annotated[Path, typer.Option("--root-dir", help="Folder of the offline TUF root key pair.")]
 
 

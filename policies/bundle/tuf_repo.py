@@ -29,12 +29,29 @@ from qres_client.bundle import LATEST_NAME, MANIFEST_NAME, list_versions
 from qres_client.signing import SigningKey
 from qres_client.tuf_channel import TUF_FOLDER
 
-__all__ = ["EXPIRY", "init_repository", "publish_targets", "refresh_timestamp", "rotate", "tuf_keys"]
+__all__ = [
+    "EXPIRY",
+    "init_repository",
+    "publish_targets",
+    "refresh_timestamp",
+    "rotate",
+    "tuf_keys",
+    "ONLINE_KEY_DIR",
+    "has_repository",
+]
 
 EXPIRY = {"root": timedelta(days=365), "targets": timedelta(days=30), "snapshot": timedelta(days=7)}
 EXPIRY["timestamp"] = timedelta(days=1)
 _ONLINE = ("targets", "snapshot", "timestamp")
 _SERIALIZER = JSONSerializer(compact=False)
+
+
+ONLINE_KEY_DIR = "tuf-online"  # under bundle.key_dir: the online pair that signs targets/snapshot/timestamp
+
+
+def has_repository(store: str | Path) -> bool:
+    """Whether the store carries a TUF repository (`qres keys tuf-init` made one)."""
+    return (Path(store) / TUF_FOLDER / "targets.json").is_file()
 
 
 def tuf_keys(key: SigningKey) -> list[tuple[SSlibKey, CryptoSigner]]:

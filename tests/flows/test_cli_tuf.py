@@ -60,3 +60,31 @@ def test_compromise_recovery_with_qres_keys_rotate(tmp_path: Path, monkeypatch) 
     assert "root version 3" in _ok("keys", "rotate", "--store", str(store), "--root-dir", "offline-root", "--root")
     assert fresh().versions == {"shedding": "v000003"}
     assert len(list(tmp_path.glob("offline-root.revoked-*"))) == 1
+
+
+@pytest.mark.e2e
+def test_a_nightly_re_signs_the_tuf_channel(prefect_harness, small_sample: Path, tmp_path: Path, monkeypatch) -> None:
+    """The publish path signs the TUF metadata with LATEST: a fresh TUF client follows each nightly."""
+    from flows.nightly import nightly
+    from qres_client.signing import PUBLIC_KEY_NAME, load_public_keys
+
+    monkeypatch.chdir(tmp_path)
+    cfg = tmp_path / "qres.toml"
+    cfg.write_text(
+        f'data_dir = "{small_sample}"\nstore_dir = "bundles"\nstate_dir = "state"\nseed = 5\n'
+        "[solve]\ntime_limit_s = 1.0\nanneal_num_reads = 4\nanneal_num_sweeps = 100\n"
+        '[backtest]\nenabled = false\n[bundle]\nkey_dir = "keys"\n'
+    )
+    _ok("keys", "init", "--config", str(cfg))
+    first = nightly(config=str(cfg))
+    _ok("keys", "tuf-init", "--config", str(cfg), "--store", "bundles", "--root-dir", "offline-root")
+    keys = load_public_keys(tmp_path / "keys" / PUBLIC_KEY_NAME)
+    root = tmp_path / "bundles" / "tuf" / "1.root.json"
+    assert (
+        PolicyClient(tmp_path / "bundles", public_keys=keys, tuf_root=root).versions["shedding"]
+        == first["bundle_version"]
+    )
+    second = nightly(config=str(cfg))  # publishes v000002 of every family and re-signs the channel
+    assert second["published"] and second["bundle_version"] != first["bundle_version"]
+    fresh = PolicyClient(tmp_path / "bundles", public_keys=keys, tuf_root=root)
+    assert fresh.versions["shedding"] == second["bundle_version"]
