@@ -15,7 +15,20 @@ from pydantic import BaseModel
 from flows.settings import Settings
 from policies.solve.anneal import AnnealParams
 
-__all__ = ["anneal_params", "backtest_config"]
+__all__ = ["anneal_params", "backtest_config", "model_params"]
+
+
+def model_params(settings: Settings) -> dict[str, Any]:
+    """The failure model's keyword arguments (the nightly's fit and `qres model` fit the same way)."""
+    m = settings.model
+    return {
+        "window_min": m.window_min,
+        "hysteresis_windows": m.hysteresis_windows,
+        "hysteresis_min": m.hysteresis_min,
+        "agreement": m.agreement,
+        "credible": m.credible,
+        "alpha": m.alpha,
+    }
 
 
 def anneal_params(settings: Settings) -> AnnealParams:

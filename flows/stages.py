@@ -15,6 +15,7 @@ from pathlib import Path
 import pyarrow as pa
 from prefect.logging import get_run_logger
 
+from flows.params import model_params
 from flows.settings import Settings
 from policies.model.failure_model import FailureModel
 from policies.scenarios.scenario_set import ScenarioSet
@@ -113,15 +114,9 @@ def history_warnings_of(checks, settings: Settings) -> list[dict]:
 
 
 def fit_model(settings: Settings, data: Validated) -> FailureModel:
-    m = settings.model
     return _step(settings)(estimate_failure_model)(
         data.tables,
-        window_min=m.window_min,
-        hysteresis_windows=m.hysteresis_windows,
-        hysteresis_min=m.hysteresis_min,
-        agreement=m.agreement,
-        credible=m.credible,
-        alpha=m.alpha,
+        **model_params(settings),
         health_files=data.health_files,
         grid_cache=settings.state_dir / "cache" / "windows",
     )

@@ -15,23 +15,19 @@ __all__ = ["register", "model_report"]
 
 def model_report(settings, *, top: int = 10) -> dict:
     """Fit the model and build the scenarios exactly as the nightly flow does; return a JSON-able report."""
+    from flows.params import model_params
     from policies.model.failure_model import fit_failure_model
     from policies.scenarios.scenario_set import build_scenarios
     from policies.telemetry.ingest import conform_tables, load_telemetry
 
     tables = conform_tables(load_telemetry(settings.data_dir).tables)
-    m, sc = settings.model, settings.scenarios
+    sc = settings.scenarios
     model = fit_failure_model(
         tables["services"],
         tables["dependencies"],
         tables["health_checks"],
         tables.get("incidents"),
-        window_min=m.window_min,
-        hysteresis_windows=m.hysteresis_windows,
-        hysteresis_min=m.hysteresis_min,
-        agreement=m.agreement,
-        credible=m.credible,
-        alpha=m.alpha,
+        **model_params(settings),
     )
     from policies.model.guards import outage_warnings, require_outages
     from policies.telemetry.history_checks import history_warnings

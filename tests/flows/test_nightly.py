@@ -11,6 +11,7 @@ import pytest
 from policies.errors import BundleVerificationError, DataValidationError
 from qres_client.bundle import read_latest, verify_bundle
 from qres_client.client import PolicyClient
+from qres_client.names import UnknownDependencyWarning
 
 pytestmark = pytest.mark.e2e
 
@@ -135,12 +136,14 @@ def test_client_answers_from_the_published_bundle(two_runs) -> None:
     assert admitted_outage < admitted_normal, "losing a region must shed work"
     # A state no scenario names: the runtime greedy plans it from the bundle's fallback.json
     # (an unknown service blocks nothing, so it admits what it would in normal times) ...
-    odd = client.decide("shedding", down=["no-such-service"])
+    with pytest.warns(UnknownDependencyWarning, match="no-such-service"):  # a typo is never silently "all fine"
+        odd = client.decide("shedding", down=["no-such-service"])
     assert odd.scenario == "greedy:observed" and not odd.exact
     assert sum(a.admit for a in odd.actions) > admitted_outage
     # ... and the old rule (closest cover, else admit nothing) is one option away.
     old = PolicyClient(tmp / "bundles", public_keys=tmp / "state" / "keys" / "qres-signing.pub", unmatched="cover")
-    assert old.decide("shedding", down=["no-such-service"]).scenario == "fallback:all-down"
+    with pytest.warns(UnknownDependencyWarning):
+        assert old.decide("shedding", down=["no-such-service"]).scenario == "fallback:all-down"
 
 
 FAMILIES = ("standby", "routing")
@@ -227,7 +230,8 @@ def test_client_answers_for_every_family(two_runs) -> None:
             assert a.extras["healthy"] == (a.extras["envoy_weight"] >= 1)
     assert by_service and all(0.0 <= v <= 1.0 + 1e-9 for v in by_service.values())
     assert sum(by_service.values()) > 0.5 * len(by_service), "most traffic must still be routed"
-    assert client.decide("routing", down=["no-such-service"]).scenario == "fallback:all-down"
+    with pytest.warns(UnknownDependencyWarning):
+        assert client.decide("routing", down=["no-such-service"]).scenario == "fallback:all-down"
 
 
 def test_bad_telemetry_fails_closed_and_keeps_the_last_bundle(two_runs, small_sample: Path) -> None:
