@@ -140,7 +140,7 @@ def _queries(store: Path) -> list[tuple[str, list[str]]]:
     import pyarrow.parquet as pq
 
     queries = []
-    for policy in sorted(p.name for p in store.iterdir()):
+    for policy in sorted(p.name for p in store.iterdir() if (p / "LATEST").is_file()):  # not .publish.lock
         table = pq.read_table(store / policy / read_latest(store, policy) / "decisions.parquet", columns=["down"])
         downs = list(dict.fromkeys(tuple(d) for d in table.column("down").to_pylist() if d))[:3]
         queries += [(policy, list(d)) for d in downs] + [(policy, ["no-such-service"])]

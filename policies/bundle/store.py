@@ -34,6 +34,7 @@ from qres_client.bundle import (
     verify_bundle,
     version_number,
 )
+from qres_client.errors import BundleVerificationError
 
 __all__ = ["PublishedBundle", "publish_bundle", "set_latest", "prune_versions"]
 
@@ -227,7 +228,11 @@ def set_latest(store: str | Path, policy: str, version: str, *, rollback: bool =
         raise ValueError(f"bad version name {version!r}: expected e.g. 'v000001'")
     with _policy_lock(policy_dir):
         verify_bundle(policy_dir / version)
-        current = read_latest(policy_dir.parent, policy_dir.name)
+        try:
+            current = read_latest(policy_dir.parent, policy_dir.name)
+        except BundleVerificationError:
+            current = None  # a damaged LATEST is repaired by pointing it at a verified version
+
         if not rollback and current is not None and version_number(version) < version_number(current):
             raise ValueError(
                 f"{policy}: LATEST is {current}; refusing to move it back to {version} "
