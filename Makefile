@@ -55,7 +55,7 @@ system-packages:  ## install the Debian packages the suite uses (prometheus, chr
 	fi
 
 test: install-test lint system-packages  ## install test tools and Debian packages, check lint and layers, run the suite
-	@.venv/bin/python -m pytest
+	@.venv/bin/python -m pytest -n auto --dist loadfile
 
 clean:  ## remove local state (keeps data/sample)
 	rm -rf .qres bundles

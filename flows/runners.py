@@ -31,7 +31,20 @@ def with_runner(
         raise ConfigError("--address needs --runner dask")
     options: dict = {"timeout_seconds": timeout_s} if timeout_s else {}
     if runner == "dask":
+        import dask
         from prefect_dask import DaskTaskRunner
+
+        # A nightly beside other jobs on a busy host can starve a worker process for minutes (seen:
+        # load 37 on 2 cores). Dask's defaults then drop it (connect 30 s, worker-ttl 5 min) and the
+        # solve waits on an empty cluster; slow is not dead, so give both generous bounds. The wait
+        # on the chunks stays bounded by ``orchestration.task_timeout_s`` (tasks/solve.py).
+        dask.config.set(
+            {
+                "distributed.comm.timeouts.connect": "300s",
+                "distributed.comm.timeouts.tcp": "300s",
+                "distributed.scheduler.worker-ttl": "30 minutes",
+            }
+        )
 
         options["task_runner"] = (
             DaskTaskRunner(address=address)

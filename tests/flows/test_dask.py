@@ -16,7 +16,7 @@ def _config(tmp: Path, data: Path, name: str) -> Path:
         f'data_dir = "{data}"\nstore_dir = "{tmp / name}-bundles"\nstate_dir = "{tmp / name}-state"\nseed = 5\n'
         "[solve]\ntime_limit_s = 1.0\nanneal_num_reads = 4\nanneal_num_sweeps = 100\n"
         "[backtest]\nenabled = false\n"
-        "[orchestration]\nsolve_cache = false\nsolve_chunk = 8\n"  # every scenario solved, several chunks
+        "[orchestration]\nsolve_cache = false\nsolve_chunk = 8\ntask_timeout_s = 300\n"  # every scenario solved, several chunks
     )
     return cfg
 
