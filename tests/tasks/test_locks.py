@@ -21,6 +21,43 @@ def limit(prefect_harness):
         client.delete_global_concurrency_limit_by_name(name)
 
 
+@pytest.fixture()
+def no_production_limits(prefect_harness):
+    """The shared harness without qres-run/qres-publish before and after (other tests run unlocked)."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    from tasks.support.locks import LIMITS
+
+    def drop(client) -> None:
+        for name in LIMITS:
+            try:
+                client.delete_global_concurrency_limit_by_name(name)
+            except ObjectNotFound:
+                pass
+
+    with get_client(sync_client=True) as client:
+        drop(client)
+        yield client
+        drop(client)
+
+
+def test_ensure_limits_creates_them_once_and_repairs_an_edited_one(no_production_limits) -> None:
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
+
+    from tasks.support.locks import ensure_limits, limit_exists
+
+    client = no_production_limits
+    assert not limit_exists("qres-run") and not limit_exists("qres-publish")
+    assert ensure_limits() == {"qres-run": "created", "qres-publish": "created"}
+    assert ensure_limits() == {"qres-run": "unchanged", "qres-publish": "unchanged"}
+    client.update_global_concurrency_limit("qres-publish", GlobalConcurrencyLimitUpdate(limit=3, active=False))
+    assert ensure_limits() == {"qres-run": "unchanged", "qres-publish": "updated"}
+    for name in ("qres-run", "qres-publish"):
+        limit = client.read_global_concurrency_limit_by_name(name)
+        assert (limit.limit, limit.active, limit.active_slots) == (1, True, 0)
+
+
 def test_a_limit_nobody_created_is_not_held(prefect_harness) -> None:
     from tasks.support.locks import hold_limit, limit_exists
 
