@@ -105,3 +105,25 @@ def test_a_step_timeout_interrupts_a_hung_step(prefect_harness) -> None:
         assert not finished.is_set()  # the flow gave up on the step; it did not wait it out
     finally:
         release.set()
+
+
+def test_the_nightly_and_the_resolve_flows_take_qres_run(no_production_limits, small_sample, tmp_path) -> None:
+    """With the limits created, a run waits for qres-run (here: 1 s, then fails) before any work."""
+    from flows.nightly import nightly
+    from flows.resolve import resolve
+    from tasks.support.locks import ensure_limits, hold_limit
+
+    ensure_limits()
+    cfg = tmp_path / "qres.toml"
+    cfg.write_text(
+        f'data_dir = "{small_sample}"\nstore_dir = "{tmp_path / "bundles"}"\nstate_dir = "{tmp_path / "state"}"\n'
+        "[orchestration]\nrun_lock_wait_s = 1\n"
+    )
+    with hold_limit("qres-run", timeout_s=5) as held:  # another run holds it
+        assert held
+        with pytest.raises(TimeoutError):
+            nightly(config=str(cfg))
+        with pytest.raises(TimeoutError):
+            resolve(incident="INC-0001", config=str(cfg))
+    assert not (tmp_path / "bundles").exists()  # neither got as far as the preflight
+    assert no_production_limits.read_global_concurrency_limit_by_name("qres-run").active_slots == 0
