@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 from dataclasses import replace
 from functools import partial
+from pathlib import Path
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
@@ -30,11 +31,12 @@ from flows.stages import build_scenarios, fit_model, ingest_and_validate, run_ma
 from flows.summary import RunSummary
 from policies.model.failure_model import FailureModel
 from policies.scenarios.scenario_set import ScenarioSet
+from qres_client.bundle import BundleVerificationError, read_latest
 from tasks.backtest import backtest_policy
 from tasks.estimate import health_file
 from tasks.solve import SolvedPolicy, solve_shedding_policy
 from tasks.support.locks import RUN_LIMIT, file_lock, hold_limit, publish_lock
-from tasks.support.preflight import check_bundle_store, check_tracking_store
+from tasks.support.preflight import check_bundle_store, check_sources, check_tracking_store, store_outage
 from tasks.support.timeouts import with_timeout
 from tasks.track import TrackingTarget, finish_run, log_run_results, start_run, tracking_outage
 
@@ -59,8 +61,11 @@ def run_nightly(
     # permanent generation: the cyclic collector stops rescanning it, and a full collection of
     # that heap took 0.5-0.7 s, one or two per run (measured).
     gc.freeze()
+    if not incremental:  # a re-solve reads what the nightly pulled (flows/stages.py)
+        check_sources(settings.sources)
     check_tracking_store(settings.tracking_uri)  # fail in seconds, before any work, if a store is down
     check_bundle_store(settings.store_dir)
+    latest_before = _latest_pointers(settings.store_dir)
     step = partial(with_timeout, seconds=settings.orchestration.step_timeout_s)
     data = ingest_and_validate(settings, incremental=incremental)
     pool, pool_computed = submit_latency_pool(settings, data.tables, reuse=incremental)  # routing's, beside the fit
@@ -84,13 +89,33 @@ def run_nightly(
         step(finish_run)(target, run_id, tags=final_tags(shed), json_artifacts=final_reports(settings, shed))
     except BaseException as exc:
         _mark_failed(target, run_id)
-        outage = tracking_outage(exc, settings.tracking_uri, published=published)
+        outage = tracking_outage(exc, settings.tracking_uri, published=published) or store_outage(
+            exc, settings.store_dir, moved=_moved(settings.store_dir, latest_before)
+        )
         if outage is not None:
             raise outage from None
         raise
     summary = _summary(settings, kind, data, model, scenarios, solved, run_id, shed, outcomes, report)
     create_markdown_artifact(summary.to_markdown(), key=f"qres-{kind}-summary", description=f"qresilience {kind} run")
     return summary
+
+
+def _latest_pointers(store: Path) -> dict[str, str | None] | None:
+    """Every family's LATEST in the store (None when the store cannot be read)."""
+    if not Path(store).is_dir():
+        return None
+    try:
+        return {p.parent.name: read_latest(store, p.parent.name) for p in sorted(Path(store).glob("*/LATEST"))}
+    except (OSError, BundleVerificationError):
+        return None
+
+
+def _moved(store: Path, before: dict[str, str | None] | None) -> list[str] | None:
+    """The families whose LATEST is not what it was at the run's start (None: not readable now)."""
+    now = _latest_pointers(store)
+    if now is None or before is None:
+        return None
+    return sorted(f for f, v in now.items() if v is not None and before.get(f) != v)
 
 
 def _tracked(settings: Settings, call):

@@ -80,7 +80,7 @@ def _prune(store: Path, policy: str, keep: int | None, log) -> None:
 )
 def move_latest(store: Path, policy: str, version: str, *, keep: int | None = None) -> PublishedBundle:
     """Point LATEST at a stored version (re-verified first), then apply retention."""
-    with hold_limit(PUBLISH_LIMIT):  # `prefect gcl create qres-publish --limit 1` (tasks/locks.py)
+    with hold_limit(PUBLISH_LIMIT):  # created by `prefect deploy` (tasks/support/locks.py:ensure_limits)
         set_latest(store, policy, version)
         _prune(store, policy, keep, get_run_logger())
     path = Path(store) / policy / version

@@ -44,7 +44,7 @@ from flows.cli.common import (
 )
 from flows.environment import configure_environment, embedded_run
 from policies.errors import QresError
-from tasks.support.preflight import check_bundle_store, check_tracking_store
+from tasks.support.preflight import check_bundle_store, check_sources, check_tracking_store
 
 app = typer.Typer(
     name="qres",
@@ -79,7 +79,8 @@ def run(
     """
     try:
         settings = load_settings(config, data_dir=abs_path(data), store_dir=abs_path(store), seed=seed)
-        check_tracking_store(settings.tracking_uri)  # before Prefect starts: an outage fails in seconds
+        check_sources(settings.sources)  # before Prefect starts (and before any folder is made): seconds
+        check_tracking_store(settings.tracking_uri)
         check_bundle_store(settings.store_dir)
     except QresError as exc:
         fail(exc)

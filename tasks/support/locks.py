@@ -1,4 +1,4 @@
-"""Locks across workers and hosts: Prefect global concurrency limits that an operator creates.
+"""Locks across workers and hosts: Prefect global concurrency limits that the deployment set-up creates.
 
 Two limits matter (docs/operations.md, "Running in production"):
 
@@ -8,8 +8,10 @@ Two limits matter (docs/operations.md, "Running in production"):
   overlap; the later one waits (up to ``orchestration.run_lock_wait_s``) instead of racing.
   Each deployment's own ``concurrency_limit`` cancels a second run of itself (CANCEL_NEW).
 
-A limit nobody created is not held, as with Prefect's ``strict=False``; see :func:`hold_limit`
-for why we look it up first rather than let Prefect skip it.
+``prefect deploy --prefect-file deployments/prefect.yaml`` creates both through its build step
+(:func:`ensure_limits`). A limit nobody created (the embedded API of a plain ``qres run``) is not
+held, as with Prefect's ``strict=False``; see :func:`hold_limit` for why we look it up first
+rather than let Prefect skip it.
 """
 
 from __future__ import annotations
@@ -23,15 +25,26 @@ from pathlib import Path
 
 from prefect.client.orchestration import get_client
 from prefect.concurrency.sync import concurrency
-from prefect.exceptions import ObjectNotFound
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.logging import get_logger
 
-__all__ = ["PUBLISH_LIMIT", "RUN_LIMIT", "PUBLISH_LOCK_NAME", "hold_limit", "limit_exists", "publish_lock", "file_lock"]
+__all__ = [
+    "PUBLISH_LIMIT",
+    "RUN_LIMIT",
+    "LIMITS",
+    "PUBLISH_LOCK_NAME",
+    "ensure_limits",
+    "hold_limit",
+    "limit_exists",
+    "publish_lock",
+    "file_lock",
+]
 
 PUBLISH_LOCK_NAME = ".publish.lock"
 
 PUBLISH_LIMIT = "qres-publish"
 RUN_LIMIT = "qres-run"
+LIMITS = {RUN_LIMIT: 1, PUBLISH_LIMIT: 1}
 
 _log = get_logger("qres.locks")
 
@@ -44,6 +57,38 @@ def limit_exists(name: str) -> bool:
         except ObjectNotFound:
             return False
     return bool(limit.active)
+
+
+def ensure_limits() -> dict[str, str]:
+    """Create :data:`LIMITS` on the configured Prefect API, or set them back to limit 1 and active.
+
+    Idempotent, so it runs as a build step of every ``prefect deploy``; returns what it did per
+    limit (``created``, ``updated``, ``unchanged``), which Prefect keeps as the step's output.
+    A limit above 1 would let two publishers in, so an edited one is put back, not trusted.
+    """
+    done = {}
+    with get_client(sync_client=True) as client:
+        for name, slots in LIMITS.items():
+            done[name] = _ensure_limit(client, name, slots)
+            _log.info("global concurrency limit %s (limit %d): %s", name, slots, done[name])
+    return done
+
+
+def _ensure_limit(client, name: str, slots: int) -> str:
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, GlobalConcurrencyLimitUpdate
+
+    try:
+        current = client.read_global_concurrency_limit_by_name(name)
+    except ObjectNotFound:
+        try:
+            client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=slots))
+            return "created"
+        except ObjectAlreadyExists:  # another deploy created it since our read
+            current = client.read_global_concurrency_limit_by_name(name)
+    if current.limit == slots and current.active:
+        return "unchanged"
+    client.update_global_concurrency_limit(name, GlobalConcurrencyLimitUpdate(limit=slots, active=True))
+    return "updated"
 
 
 @contextmanager

@@ -1,9 +1,9 @@
-"""Fail fast: is the tracking store reachable and the bundle store writable, before any work?
+"""Fail fast: are the tracking store and every pull source reachable, the bundle store writable?
 
-A run that cannot record or publish should say so in seconds, not after solving and a
-quarter of an hour of retries. Both checks are cheap (one HTTP GET with a short timeout, one
-temp file) and raise :class:`OutageError`, whose message is one line naming what is down
-and that nothing was published.
+A run that cannot pull, record or publish should say so in seconds, not after solving and a
+quarter of an hour of retries. Every check is cheap (one HTTP GET with a short timeout and no
+retry, or one temp file) and raises :class:`OutageError`, whose message is one line naming
+what is down and that nothing was published.
 """
 
 from __future__ import annotations
@@ -13,15 +13,18 @@ import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
-from urllib.parse import urlparse
+from typing import Any
+from urllib.parse import urlparse, urlsplit
 
 from policies.errors import QresError
 
 __all__ = [
     "OutageError",
     "tracking_outage",
+    "store_outage",
     "check_tracking_store",
     "check_bundle_store",
+    "check_sources",
     "MLFLOW_RETRY_BUDGET",
     "NOTHING_PUBLISHED",
 ]
@@ -63,9 +66,64 @@ def check_tracking_store(uri: str, *, timeout_s: float = 5.0) -> None:
         _writable(folder, f"tracking store {uri}")
 
 
+def check_sources(sources: dict[str, dict[str, Any]], *, timeout_s: float = 5.0) -> None:
+    """Every ``[sources.*]`` entry the nightly pulls must answer a trivial query (with its credentials).
+
+    One attempt each: the pull itself retries; this only tells a dead or misconfigured source
+    from a slow one before any work. The URL in the message has no user, password or query.
+    """
+    from policies.telemetry.importers.spec import parse_sources
+
+    for name, entry in parse_sources(sources).items():
+        if entry.kind != "prometheus":
+            continue  # the other kinds are imported on demand (`qres import ...`), never pulled by a run
+        shown = _public_url(entry.spec.url)
+        reason = _probe(entry.spec.url.rstrip("/") + "/api/v1/query?query=1", entry.spec, timeout_s)
+        if reason:
+            raise OutageError(f"telemetry source {name} ({entry.kind}) at {shown} {reason}; {NOTHING_PUBLISHED}")
+
+
+def _probe(url: str, spec: Any, timeout_s: float) -> str | None:
+    """None when the server answered 200, else what failed (a phrase that follows the URL)."""
+    if urlsplit(url).scheme not in ("http", "https"):
+        return "is not an http(s):// URL"
+    headers = {"Accept": "application/json", **spec.client().headers}
+    req = urllib.request.Request(_no_userinfo(url), headers=headers)  # noqa: S310 - http(s) only, checked above
+    try:
+        with urllib.request.urlopen(req, timeout=min(timeout_s, spec.timeout_s)) as resp:  # noqa: S310 - as above
+            return None if resp.status == 200 else f"answered HTTP {resp.status}"
+    except urllib.error.HTTPError as exc:
+        if exc.code in (401, 403):
+            return f"refused the credentials (HTTP {exc.code}; set ${spec.token_env} or ${spec.username_env})"
+        return f"answered HTTP {exc.code}"
+    except (OSError, ValueError) as exc:
+        return f"is unreachable ({getattr(exc, 'reason', None) or exc})"
+
+
+def _no_userinfo(url: str) -> str:
+    parts = urlsplit(url)
+    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+
+
+def _public_url(url: str) -> str:
+    """``url`` without credentials, query or fragment (safe for a log line)."""
+    parts = urlsplit(_no_userinfo(url))
+    return parts._replace(query="", fragment="").geturl()
+
+
 def check_bundle_store(store_dir: Path) -> None:
-    """The bundle store must be a folder this process can create files in."""
-    _writable(Path(store_dir), f"bundle store {store_dir}")
+    """The bundle store must be a folder this process can create files in.
+
+    A first run creates the store folder, but never its parent: a missing parent is a volume
+    that is not mounted, and a new empty store there would restart the versions at v000001.
+    """
+    store = Path(store_dir)
+    if not store.exists() and not store.is_symlink() and not store.parent.is_dir():
+        raise OutageError(
+            f"bundle store {store_dir} is not writable (its parent folder {store.parent} does not exist: "
+            f"a volume that is not mounted?); {NOTHING_PUBLISHED}"
+        )
+    _writable(store, f"bundle store {store_dir}")
 
 
 def _writable(folder: Path, what: str) -> None:
@@ -75,7 +133,12 @@ def _writable(folder: Path, what: str) -> None:
         os.close(fd)
         os.unlink(tmp)
     except OSError as exc:
-        raise OutageError(f"{what} is not writable ({exc.strerror or exc}); {NOTHING_PUBLISHED}") from None
+        reason = exc.strerror or str(exc)
+        if folder.is_symlink() and not folder.exists():  # e.g. a volume that is not mounted
+            reason = f"a link to {os.readlink(folder)}, which does not exist"
+        elif folder.exists() and not folder.is_dir():
+            reason = "not a folder"
+        raise OutageError(f"{what} is not writable ({reason}); {NOTHING_PUBLISHED}") from None
 
 
 def tracking_outage(exc: BaseException, uri: str, *, published: bool) -> OutageError | None:
@@ -98,3 +161,30 @@ def tracking_outage(exc: BaseException, uri: str, *, published: bool) -> OutageE
             return OutageError(f"tracking store {uri} failed during the run ({detail}); {after}")
         seen = seen.__cause__ or seen.__context__
     return None
+
+
+def store_outage(exc: BaseException, store_dir: Path, *, moved: list[str] | None) -> OutageError | None:
+    """One readable error when ``exc`` (or what caused it) is a file error under the bundle store, else None.
+
+    ``moved``: the families whose LATEST differs from the run's start (None: LATEST unreadable).
+    """
+    store = os.path.abspath(store_dir)
+    seen = exc
+    while seen is not None:
+        names = [getattr(seen, "filename", None), getattr(seen, "filename2", None)] if isinstance(seen, OSError) else []
+        if any(n is not None and _under(os.fsdecode(n), store) for n in names):
+            detail = f"{type(seen).__name__}: {seen.strerror or seen}"
+            if moved is None:
+                after = "LATEST could not be read back: check it with `qres versions`"
+            elif moved:
+                after = f"LATEST moved for {', '.join(moved)} before the failure"
+            else:
+                after = NOTHING_PUBLISHED
+            return OutageError(f"bundle store {store_dir} failed during the run ({detail}); {after}")
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _under(path: str, folder: str) -> bool:
+    path = os.path.abspath(path)
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)

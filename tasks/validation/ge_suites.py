@@ -120,6 +120,8 @@ class SuiteRunner:
                 results.append(result(frame_name, rule, column, False, None, errors, "table"))
                 continue
             examples = dedupe(res.result.get("partial_unexpected_list") or [])
+            if not res.success and not examples and res.result.get("observed_value") is not None:
+                examples = [f"observed {res.result['observed_value']}"]  # a table rule (row count): what it saw
             count = res.result.get("unexpected_count")
             r = result(frame_name, rule, column, bool(res.success), count, examples, level)
             if not res.success and res.result.get("unexpected_index_list") is not None:

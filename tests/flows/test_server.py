@@ -1,7 +1,8 @@
 """A real Prefect server on loopback: deploy from deployments/prefect.yaml, trigger `resolve` by event.
 
 Starts `prefect server start` (own PREFECT_HOME and SQLite in tmp, a free port), a process
-work pool and a worker, runs `prefect deploy --all`, sends `qres notify-incident`, and
+work pool and a worker, runs `prefect deploy --all` twice (it creates the global concurrency
+limits once), sends `qres notify-incident`, and
 waits for the re-solve to publish. Every process started here runs in its own process
 group and is killed in `finally`.
 """
@@ -99,15 +100,28 @@ def test_event_triggers_resolve_on_a_real_server(small_sample: Path, tmp_path: P
         )
 
     def run(*args: str) -> None:
-        subprocess.run(args, cwd=ROOT, env=env, check=True, capture_output=True, timeout=60)
+        done = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, timeout=60)
+        assert done.returncode == 0, (args[1:], done.stdout.decode()[-2000:], done.stderr.decode()[-2000:])
 
     try:
         start("server", str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port))
         _wait(lambda: _healthy(api), WAIT_S, "the Prefect server")
         run(str(BIN / "prefect"), "work-pool", "create", "qres-process", "--type", "process")
-        run(str(BIN / "prefect"), "--no-prompt", "deploy", "--prefect-file", "deployments/prefect.yaml", "--all")
-        for lock in ("qres-run", "qres-publish"):  # the production locks (docs/operations.md, "Running in production")
-            run(str(BIN / "prefect"), "gcl", "create", lock, "--limit", "1")
+        # The deployment set-up creates the production locks (docs/operations.md), and again is a no-op
+        limits = {}
+        for _ in range(2):
+            run(str(BIN / "prefect"), "--no-prompt", "deploy", "--prefect-file", "deployments/prefect.yaml", "--all")
+            found = [  # beside the deployments' own limits ("deployment:<id>")
+                g
+                for g in httpx.post(f"{api}/v2/concurrency_limits/filter", json={"limit": 200}).json()
+                if g["name"].startswith("qres-")
+            ]
+            assert sorted((g["name"], g["limit"], g["active"]) for g in found) == [
+                ("qres-publish", 1, True),
+                ("qres-run", 1, True),
+            ], found
+            limits = limits or {g["name"]: g["id"] for g in found}
+            assert {g["name"]: g["id"] for g in found} == limits  # the same limits, not new ones
         start("worker", str(BIN / "prefect"), "worker", "start", "--pool", "qres-process")
 
         def triggered() -> list[dict]:  # the resolve run (the others are the nightly's scheduled runs)

@@ -21,6 +21,43 @@ def limit(prefect_harness):
         client.delete_global_concurrency_limit_by_name(name)
 
 
+@pytest.fixture()
+def no_production_limits(prefect_harness):
+    """The shared harness without qres-run/qres-publish before and after (other tests run unlocked)."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    from tasks.support.locks import LIMITS
+
+    def drop(client) -> None:
+        for name in LIMITS:
+            try:
+                client.delete_global_concurrency_limit_by_name(name)
+            except ObjectNotFound:
+                pass
+
+    with get_client(sync_client=True) as client:
+        drop(client)
+        yield client
+        drop(client)
+
+
+def test_ensure_limits_creates_them_once_and_repairs_an_edited_one(no_production_limits) -> None:
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
+
+    from tasks.support.locks import ensure_limits, limit_exists
+
+    client = no_production_limits
+    assert not limit_exists("qres-run") and not limit_exists("qres-publish")
+    assert ensure_limits() == {"qres-run": "created", "qres-publish": "created"}
+    assert ensure_limits() == {"qres-run": "unchanged", "qres-publish": "unchanged"}
+    client.update_global_concurrency_limit("qres-publish", GlobalConcurrencyLimitUpdate(limit=3, active=False))
+    assert ensure_limits() == {"qres-run": "unchanged", "qres-publish": "updated"}
+    for name in ("qres-run", "qres-publish"):
+        limit = client.read_global_concurrency_limit_by_name(name)
+        assert (limit.limit, limit.active, limit.active_slots) == (1, True, 0)
+
+
 def test_a_limit_nobody_created_is_not_held(prefect_harness) -> None:
     from tasks.support.locks import hold_limit, limit_exists
 
@@ -68,3 +105,25 @@ def test_a_step_timeout_interrupts_a_hung_step(prefect_harness) -> None:
         assert not finished.is_set()  # the flow gave up on the step; it did not wait it out
     finally:
         release.set()
+
+
+def test_the_nightly_and_the_resolve_flows_take_qres_run(no_production_limits, small_sample, tmp_path) -> None:
+    """With the limits created, a run waits for qres-run (here: 1 s, then fails) before any work."""
+    from flows.nightly import nightly
+    from flows.resolve import resolve
+    from tasks.support.locks import ensure_limits, hold_limit
+
+    ensure_limits()
+    cfg = tmp_path / "qres.toml"
+    cfg.write_text(
+        f'data_dir = "{small_sample}"\nstore_dir = "{tmp_path / "bundles"}"\nstate_dir = "{tmp_path / "state"}"\n'
+        "[orchestration]\nrun_lock_wait_s = 1\n"
+    )
+    with hold_limit("qres-run", timeout_s=5) as held:  # another run holds it
+        assert held
+        with pytest.raises(TimeoutError):
+            nightly(config=str(cfg))
+        with pytest.raises(TimeoutError):
+            resolve(incident="INC-0001", config=str(cfg))
+    assert not (tmp_path / "bundles").exists()  # neither got as far as the preflight
+    assert no_production_limits.read_global_concurrency_limit_by_name("qres-run").active_slots == 0
