@@ -22,7 +22,9 @@ QUIET_DEFAULTS = {
     # Prefect: no analytics from the ephemeral server, no update checks, quiet server logs.
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
-    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
+    # The temporary server's start: slow is not dead. Two runs starting at once on a host at load
+    # 25-30 (2 cores) took over 90 s; a server that never answers still fails the run in one line.
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "300",
     # The console shows warnings and errors; every INFO line still goes to the Prefect API (the
     # UI, `prefect flow-run logs`), and `qres run --verbose` shows them here too. Without it a
     # run printed ~45 lines of task states and Prefect's temporary-server advice.
