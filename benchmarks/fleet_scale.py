@@ -1,7 +1,7 @@
 """The nightly at 40, 250 and 1,000 services, stage by stage: wall time, peak memory, cost per row.
 
     prlimit --as=9000000000 .venv/bin/python benchmarks/fleet_scale.py [--services 40,250,1000]
-        [--days 30] [--runner threads|dask] [--address tcp://127.0.0.1:8786] [--cache DIR]
+        [--days 30] [--runners threads,dask] [--address tcp://127.0.0.1:8786] [--cache DIR]
 
 For each size, ``qres sample --services N --days D`` (2 probes, 1-minute checks: N x 86,400
 rows a month) is written once under ``--cache`` (default ``.qres/bench/fleet``), then one
@@ -12,6 +12,11 @@ the flow's first stage); this process polls the resident memory (RSS) of the chi
 process tree every 0.1 s, so a stage's peak is the largest tree RSS while it ran. Stages are
 contiguous: tiers, standby and routing solve on threads from ``solve`` on and may overlap the
 backtest. The child is killed if the tree passes ``--max-gb`` (default 8).
+
+``--runners threads,dask`` runs each size on both: for dask, a ``dask scheduler`` and two
+``dask worker`` processes (one thread each) on 127.0.0.1 are started here (or ``--address``
+names a running scheduler), the flow goes through prefect-dask, the workers' memory counts with
+the nightly's, and a line says whether the decision bytes are equal across the runners.
 
 Prints one table per size, then the totals side by side with the cost per health-check row
 and its ratio to the first size (goal at 1,000 services: <= 1.5x the cost per row at 40, the
@@ -44,24 +49,32 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--services", default="40,250,1000", help="comma-separated fleet sizes")
     parser.add_argument("--days", type=int, default=30)
-    parser.add_argument("--runner", default="threads", choices=("threads", "dask"))
-    parser.add_argument("--address", default=None, help="existing Dask scheduler (with --runner dask)")
+    parser.add_argument("--runners", default="threads", help="comma-separated: threads, dask (each size on each)")
+    parser.add_argument("--address", default=None, help="an existing Dask scheduler for dask (else one is started)")
     parser.add_argument("--cache", default=str(ROOT / ".qres" / "bench" / "fleet"))
     parser.add_argument("--max-gb", type=float, default=8.0, help="kill the child beyond this tree RSS")
     parser.add_argument("--json", default=None, help="write every figure here")
     parser.add_argument("--bytes", action="store_true", help="print the decision files' sha256")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--runner", default="threads", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         _child(Path(args.child), args.runner, args.address)
         return
     results = []
+    runners = args.runners.split(",")
     for n in (int(x) for x in args.services.split(",")):
         data = _sample(Path(args.cache), n, args.days)
-        res = _measure(data, n, args.days, args.runner, args.address, args.max_gb)
-        results.append(res)
-        _print_one(res, args.bytes)
-    _print_totals(results)
+        for runner in runners:
+            with _cluster(runner, args.address) as (address, extra):
+                res = _measure(data, n, args.days, runner, address, args.max_gb, extra)
+            results.append(res)
+            _print_one(res, args.bytes or len(runners) > 1)
+        digests = {r["runner"]: r.get("decisions_sha256") for r in results if r["services"] == n}
+        if len(digests) > 1:
+            same = len(set(digests.values())) == 1 and None not in digests.values()
+            print(f"{n:,} services: decision bytes equal across {', '.join(digests)}: {'yes' if same else 'NO'}")
+    _print_totals([r for r in results if r["runner"] == runners[0]])
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
 
@@ -79,18 +92,67 @@ def _sample(cache: Path, services: int, days: int) -> Path:
     return out
 
 
-def _tree_rss(proc) -> int:
+@contextlib.contextmanager
+def _cluster(runner: str, address: str | None):
+    """For dask without ``--address``: a ``dask scheduler`` and two ``dask worker`` processes on
+    127.0.0.1 (one thread each), stopped afterwards; their memory counts with the nightly's."""
+    if runner != "dask" or address:
+        yield address, []
+        return
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    dask = str(Path(sys.executable).with_name("dask"))
+    log = open(Path(tempfile.mkdtemp(prefix="qres-bench-dask-")) / "cluster.log", "w")
+    quiet = {"stdout": log, "stderr": subprocess.STDOUT}
+    procs = [
+        subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"], **quiet)
+    ]
+    worker = [dask, "worker", address, "--nthreads", "1", "--host", "127.0.0.1", "--no-dashboard"]
+    procs += [subprocess.Popen(worker, **quiet) for _ in range(2)]
+    try:
+        from distributed import Client
+
+        with Client(address, timeout=300) as client:
+            client.wait_for_workers(2, timeout=600)
+        yield address, procs
+    finally:
+        for p in reversed(procs):  # workers first, then the scheduler
+            p.terminate()
+            try:
+                p.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        log.close()
+
+
+def _tree_rss(procs) -> int:
     import psutil
 
     total = 0
+    tree = [q for proc in procs for q in (proc, *_children(proc))]
     with contextlib.suppress(psutil.Error):
-        for p in [proc, *proc.children(recursive=True)]:
+        for p in tree:
             with contextlib.suppress(psutil.Error):
                 total += p.memory_info().rss
     return total
 
 
-def _measure(data: Path, services: int, days: int, runner: str, address: str | None, max_gb: float) -> dict:
+def _children(proc) -> list:
+    import psutil
+
+    try:
+        return proc.children(recursive=True)
+    except psutil.Error:
+        return []
+
+
+def _measure(
+    data: Path, services: int, days: int, runner: str, address: str | None, max_gb: float, extra: list
+) -> dict:
     import psutil
 
     tmp = Path(tempfile.mkdtemp(prefix=f"qres-bench-fleet-{services}-"))
@@ -102,9 +164,10 @@ def _measure(data: Path, services: int, days: int, runner: str, address: str | N
     t_start = time.time()
     child = subprocess.Popen(cmd, cwd=ROOT)
     proc = psutil.Process(child.pid)
+    watched = [proc, *(psutil.Process(p.pid) for p in extra)]
     killed = False
     while child.poll() is None:
-        rss = _tree_rss(proc)
+        rss = _tree_rss(watched)
         samples.append((time.time(), rss))
         if rss > max_gb * 1e9 and not killed:
             killed = True
