@@ -11,7 +11,8 @@ scenarios, solve, backtest, publish; ``start`` is imports and Prefect's temporar
 the flow's first stage); this process polls the resident memory (RSS) of the child's whole
 process tree every 0.1 s, so a stage's peak is the largest tree RSS while it ran. Stages are
 contiguous: tiers, standby and routing solve on threads from ``solve`` on and may overlap the
-backtest. The child is killed if the tree passes ``--max-gb`` (default 8).
+backtest. The child is killed if the tree passes ``--max-gb`` (default 8); ``--stop-at STAGE``
+ends it when that stage starts (to measure the early stages of a fleet whose solve takes hours).
 
 ``--runners threads,dask`` runs each size on both: for dask, a ``dask scheduler`` and two
 ``dask worker`` processes (one thread each) on 127.0.0.1 are started here (or ``--address``
@@ -54,6 +55,7 @@ def main() -> None:
     parser.add_argument("--cache", default=str(ROOT / ".qres" / "bench" / "fleet"))
     parser.add_argument("--max-gb", type=float, default=8.0, help="kill the child beyond this tree RSS")
     parser.add_argument("--json", default=None, help="write every figure here")
+    parser.add_argument("--stop-at", default=None, choices=STAGES[2:], help="end the nightly when this stage starts")
     parser.add_argument("--bytes", action="store_true", help="print the decision files' sha256")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--runner", default="threads", help=argparse.SUPPRESS)
@@ -67,7 +69,7 @@ def main() -> None:
         data = _sample(Path(args.cache), n, args.days)
         for runner in runners:
             with _cluster(runner, args.address) as (address, extra):
-                res = _measure(data, n, args.days, runner, address, args.max_gb, extra)
+                res = _measure(data, n, args.days, runner, address, args.max_gb, extra, args.stop_at)
             results.append(res)
             _print_one(res, args.bytes or len(runners) > 1)
         digests = {r["runner"]: r.get("decisions_sha256") for r in results if r["services"] == n}
@@ -151,7 +153,14 @@ def _children(proc) -> list:
 
 
 def _measure(
-    data: Path, services: int, days: int, runner: str, address: str | None, max_gb: float, extra: list
+    data: Path,
+    services: int,
+    days: int,
+    runner: str,
+    address: str | None,
+    max_gb: float,
+    extra: list,
+    stop_at: str | None = None,
 ) -> dict:
     import psutil
 
@@ -165,16 +174,22 @@ def _measure(
     child = subprocess.Popen(cmd, cwd=ROOT)
     proc = psutil.Process(child.pid)
     watched = [proc, *(psutil.Process(p.pid) for p in extra)]
-    killed = False
+    killed = None
+    marks_file = Path(spec["marks"])
     while child.poll() is None:
         rss = _tree_rss(watched)
         samples.append((time.time(), rss))
-        if rss > max_gb * 1e9 and not killed:
-            killed = True
+        if killed is None and rss > max_gb * 1e9:
+            killed = "killed (memory)"
+        elif killed is None and stop_at and marks_file.exists() and f'"{stop_at}"' in marks_file.read_text():
+            killed = f"stopped at {stop_at}"
+        if killed:
             for p in proc.children(recursive=True):
                 with contextlib.suppress(psutil.Error):
                     p.kill()
             child.kill()
+            child.wait()
+            break
         time.sleep(0.1)
     t_end = time.time()
     marks = (
@@ -183,9 +198,10 @@ def _measure(
         else []
     )
     bounds = [("start", t_start, 0.0)] + [(m["stage"], m["t"], m.get("arrow_gb", 0.0)) for m in marks]
+    t_end = next((t for name, t, _ in bounds if name == stop_at), t_end)  # a stopped run ends at its stop
     stages = []
     for i, (name, t0, arrow_gb) in enumerate(bounds):
-        if name == "end":
+        if name in ("end", stop_at):
             break
         t1 = bounds[i + 1][1] if i + 1 < len(bounds) else t_end
         peak = max((r for t, r in samples if t0 <= t <= t1), default=0)
@@ -195,7 +211,7 @@ def _measure(
         "services": services,
         "rows": rows,
         "runner": runner,
-        "exit": "killed (memory)" if killed else child.returncode,
+        "exit": killed or child.returncode,
         "wall_s": t_end - t_start,
         "peak_gb": max((r for _, r in samples), default=0) / 1e9,
         "stages": stages,
