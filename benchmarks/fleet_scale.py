@@ -314,6 +314,7 @@ def _work_s(res: dict) -> float:
 
 
 def _print_totals(results: list[dict]) -> None:
+    results = [r for r in results if _work_s(r) > 0]
     if not results:
         return
     base = results[0]
