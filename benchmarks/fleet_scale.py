@@ -101,6 +101,10 @@ def _cluster(runner: str, address: str | None):
     if runner != "dask" or address:
         yield address, []
         return
+    # On a loaded 2-core machine the scheduler's event loop was seen unresponsive for 39 s (a
+    # 26 MB graph arriving): the default 30 s comm timeout then cancels the flow's futures.
+    for key in ("DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT", "DASK_DISTRIBUTED__COMM__TIMEOUTS__TCP"):
+        os.environ.setdefault(key, "300s")  # inherited by the scheduler, the workers and the child
     import socket
 
     with socket.socket() as sock:
