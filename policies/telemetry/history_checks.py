@@ -92,7 +92,10 @@ def _too_few(outages: int, services: int, span_ms: int, min_outages: int) -> dic
 
 
 def _streamed(checks: pa.Table, *, max_down_h: float, max_silent_h: float, min_outages: int) -> list[dict] | None:
-    """Chunk by chunk with a state per service; None when a service's checks go back in time."""
+    """Chunk by chunk with a state per service; None when a service's checks go back in time
+    (or a key column has nulls, which the whole-table form reads as text)."""
+    if any(checks[c].null_count for c in ("ts", "service_id")):
+        return None
     names = pc.unique(checks["service_id"]).to_pylist()
     names = sorted(str(n) for n in names)
     value_set = pa.array(names, pa.string())

@@ -78,7 +78,7 @@ def _history() -> pa.Table:
     return table.take(order)
 
 
-@pytest.mark.parametrize("chunk_rows", [1, 97, 500, 10_000])
+@pytest.mark.parametrize("chunk_rows", [13, 500, 10_000])
 def test_chunks_in_time_order_give_the_whole_table_answers(chunk_rows: int) -> None:
     """Day files arrive as chunks: the running state per service gives what one sort gives."""
     table = _history()
@@ -98,4 +98,15 @@ def test_chunks_out_of_time_order_fall_back_to_sorting() -> None:
     assert history_checks._streamed(swapped, **DEFAULTS) is None
     assert history_warnings(swapped, max_down_h=50) == history_checks._whole_table(
         table, **{**DEFAULTS, "max_down_h": 50}
+    )
+
+
+def test_a_null_service_id_is_read_as_the_whole_table_reads_it() -> None:
+    table = _history()
+    ids = table.column("service_id").to_pylist()
+    ids[5] = None
+    broken = table.set_column(1, "service_id", pa.array(ids, pa.string()))
+    assert history_checks._streamed(broken, **DEFAULTS) is None
+    assert history_warnings(broken, max_down_h=50) == history_checks._whole_table(
+        broken, **{**DEFAULTS, "max_down_h": 50}
     )
