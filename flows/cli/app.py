@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -109,23 +108,6 @@ def run(
         out.print(render_summary(summary, settings))
     if not summary["published"]:
         raise typer.Exit(EXIT_HELD)
-
-
-@app.command()
-def sample(
-    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder to create the sample tables in.")],
-    seed: Annotated[int, typer.Option(help="Random seed: same seed, same bytes.")] = 7,
-    days: Annotated[int, typer.Option(help="Days of 1-minute health checks.")] = 30,
-) -> None:
-    """Write deterministic, realistic sample telemetry (one Parquet file or day folder per table)."""
-    from policies.telemetry.sample import write_sample
-
-    try:
-        written = write_sample(out_dir, seed, days=days)
-    except (QresError, FileExistsError) as exc:
-        fail(exc)
-    files = sum(len(v) for v in written.values())
-    console.print(f"wrote {len(written)} tables ({files} files) to {out_dir} with seed {seed}")
 
 
 @app.command()

@@ -1,4 +1,4 @@
-"""`qres import upptime|statuspage`: turn public status histories into qresilience tables."""
+"""`qres sample` and `qres import ...`: telemetry to run the pipeline on, generated or imported."""
 
 from __future__ import annotations
 
@@ -137,5 +137,45 @@ def _report(run, out_dir: Path) -> None:
     )
 
 
+def sample(
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder to create the sample tables in.")],
+    seed: Annotated[int, typer.Option(help="Random seed: same arguments, same bytes.")] = 7,
+    days: Annotated[int, typer.Option(min=1, help="Days of 1-minute health checks.")] = 30,
+    services: Annotated[int, typer.Option(min=40, help="Services in the fleet (40 is the classic sample).")] = 40,
+    workloads: Annotated[
+        int | None, typer.Option(min=1, help="Workloads on the internal services [default: 1.5 per service].")
+    ] = None,
+    start: Annotated[
+        str | None,
+        typer.Option(help="First day (UTC, YYYY-MM-DD) [default: 2026-10-01, or a span ending 2026-10-31]."),
+    ] = None,
+) -> None:
+    """Write deterministic, realistic sample telemetry (one Parquet file or day folder per table)."""
+    from datetime import UTC, datetime, timedelta
+
+    from policies.telemetry.sample import write_sample
+    from policies.telemetry.sample.build import default_start
+
+    first = start or default_start(days)
+    try:
+        end = datetime.fromisoformat(first).replace(tzinfo=UTC) + timedelta(days=days)
+    except ValueError as exc:
+        fail(QresError(f"--start must be a date such as 2026-10-01: {exc}"))
+    if end > datetime.now(UTC):  # validation refuses rows from the future
+        fail(QresError(f"the sample would end on {end:%Y-%m-%d}, in the future: choose an earlier --start"))
+    try:
+        written = write_sample(out_dir, seed, days=days, start=first, services=services, workloads=workloads)
+    except (QresError, FileExistsError, ValueError) as exc:
+        fail(exc)
+    files = sum(len(v) for v in written.values())
+    console.print(
+        f"wrote {len(written)} tables ({files} files, {services} services, {days} days from {first}) "
+        f"to {out_dir} with seed {seed}",
+        markup=False,
+        highlight=False,
+    )
+
+
 def register(app: typer.Typer) -> None:
+    app.command()(sample)
     app.add_typer(import_app, name="import")

@@ -31,7 +31,8 @@ from policies.backtest.replay import (
 )
 from policies.errors import NothingToLearnError, QresError
 from policies.model.failure_model import FailureModel, fit_failure_model
-from policies.model.states import UP, hysteresis_length
+from policies.model.states import UP, hysteresis_length, to_epoch_ms
+from policies.model.window_grid import window_grid
 from policies.scenarios.scenario_set import ScenarioSet, build_scenarios
 from policies.shedding.fallback import FALLBACK_FILE
 from policies.shedding.policy import SHEDDING, build_shedding_problems, shedding_files
@@ -123,7 +124,42 @@ def _fit(tables, cfg: BacktestConfig, checks: pa.Table) -> FailureModel:
         hysteresis_windows=cfg.hysteresis_windows,
         hysteresis_min=cfg.hysteresis_min,
         agreement=cfg.agreement,
+        grids=_chunk_grids(checks, cfg.window_min),
     )
+
+
+def _chunk_grids(checks: pa.Table, window_min: int) -> list | None:
+    """One window grid per chunk (a day file each), so the fit never holds every check as numpy;
+    the grids give exactly what one scan gives (policies/model/window_grid.py). None: scan."""
+    grids = []
+    for batch in checks.to_batches():
+        grid = window_grid(pa.Table.from_batches([batch]), window_min) if batch.num_rows else None
+        if grid is None:
+            return None
+        grids.append(grid)
+    return grids or None
+
+
+def _before(checks: pa.Table, split_at: pd.Timestamp) -> pa.Table:
+    """The checks before ``split_at``: a zero-copy slice when they are in time order (day files
+    are), else a filtered copy."""
+    bound = pa.scalar(split_at.to_pydatetime(), checks.schema.field("ts").type)
+    ts = checks.column("ts")
+    if ts.null_count == 0:
+        bound_ms = int(to_epoch_ms(pa.chunked_array([pa.array([bound])]))[0])
+        cut, last, ordered = None, None, True
+        for offset, chunk in zip(np.cumsum([0, *(len(c) for c in ts.chunks)]), ts.chunks):
+            ms = to_epoch_ms(pa.chunked_array([chunk]))
+            if ms.size and ((last is not None and ms[0] < last) or (np.diff(ms) < 0).any()):
+                ordered = False
+                break
+            if ms.size:
+                last = int(ms[-1])
+                if cut is None and last >= bound_ms:
+                    cut = int(offset) + int(np.searchsorted(ms, bound_ms, side="left"))
+        if ordered:
+            return checks.slice(0, checks.num_rows if cut is None else cut)
+    return checks.filter(pc.less(ts, bound))
 
 
 def train_policy(
@@ -190,9 +226,7 @@ def run_backtest(
     split_at = full.start + pd.Timedelta(minutes=split_w * full.window_min)
     train = None
     if decisions is None:
-        past = checks.filter(
-            pc.less(checks.column("ts"), pa.scalar(split_at.to_pydatetime(), checks.schema.field("ts").type))
-        )
+        past = _before(checks, split_at)
         train = train_policy(tables, cfg, past, progress=lambda d, t: report("solve policy on the past", d, t))
         decisions, version, fallback = train.decisions, "trained", train.fallback
     files = {"decisions.parquet": decisions, **({FALLBACK_FILE: fallback} if fallback else {})}

@@ -48,27 +48,39 @@ __all__ = [
 
 
 def latency_pool(health_checks: pa.Table) -> dict[str, tuple[np.ndarray, float]]:
-    """Per service: sorted latencies of checks that were not down, and the share of down checks."""
+    """Per service: sorted latencies of checks that were not down, and the share of down checks.
+
+    Chunk by chunk (a day file each), so the working arrays follow one file, not the history;
+    each service's pieces are joined and sorted at the end (the same sorted array as one pass).
+    """
     hc = health_checks.select(["service_id", "status", "latency_ms"])
+    pos: dict[str, int] = {}  # service -> index, in order of first appearance
+    pieces: list[list[np.ndarray]] = []
+    counts, downs = np.zeros(0, np.int64), np.zeros(0, np.int64)
+    for batch in hc.to_batches():
+        codes = pc.dictionary_encode(batch.column(0))
+        remap = np.array([pos.setdefault(s, len(pos)) for s in codes.dictionary.to_pylist()], np.int64)
+        n = len(pos)
+        pieces += [[] for _ in range(n - len(pieces))]
+        counts, downs = np.pad(counts, (0, n - counts.size)), np.pad(downs, (0, n - downs.size))
+        if not batch.num_rows:
+            continue
+        idx = remap[codes.indices.to_numpy()]
+        down = pc.equal(batch.column(1), "down").to_numpy(zero_copy_only=False)
+        lat = pc.fill_null(batch.column(2).cast(pa.float64()), np.nan).to_numpy(zero_copy_only=False)
+        counts += np.bincount(idx, minlength=n)
+        downs += np.bincount(idx[down], minlength=n)
+        # Group the kept latencies by service (a stable sort of small integer codes is a radix
+        # sort in numpy); one numpy call per service and chunk, since this runs beside the fit.
+        keep = ~down & np.isfinite(lat)
+        kept_idx = idx[keep].astype(np.int16 if n < 2**15 else np.int64)
+        grouped = lat[keep][np.argsort(kept_idx, kind="stable")]
+        bounds = np.concatenate([[0], np.cumsum(np.bincount(kept_idx, minlength=n))])
+        for i in np.flatnonzero(bounds[1:] > bounds[:-1]):
+            pieces[i].append(grouped[bounds[i] : bounds[i + 1]])
     out = {}
-    codes = pc.dictionary_encode(hc.column("service_id")).combine_chunks()
-    ids = codes.dictionary.to_pylist()
-    idx = codes.indices.to_numpy()
-    # One contiguous buffer each: a chunked column with nulls converts ~5x slower element by element.
-    down = pc.equal(hc.column("status"), "down").combine_chunks().to_numpy(zero_copy_only=False)
-    lat = pc.fill_null(hc.column("latency_ms").cast(pa.float64()), np.nan).combine_chunks().to_numpy()
-    # Group the kept latencies by service (a stable sort of small integer codes is a radix sort in
-    # numpy, ~3x faster than on int32), then sort each group in place: one numpy call per service,
-    # because this runs beside the fit and every call may wait for the GIL.
-    n = len(ids)
-    counts = np.bincount(idx, minlength=n)
-    downs = np.bincount(idx[down], minlength=n)
-    keep = ~down & np.isfinite(lat)
-    kept_idx = idx[keep].astype(np.int16 if n < 2**15 else np.int64)
-    grouped = lat[keep][np.argsort(kept_idx, kind="stable")]
-    bounds = np.concatenate([[0], np.cumsum(np.bincount(kept_idx, minlength=n))])
-    for i, sid in enumerate(ids):
-        group = grouped[bounds[i] : bounds[i + 1]]
+    for sid, i in pos.items():
+        group = np.concatenate(pieces[i]) if pieces[i] else np.zeros(0, np.float64)
         group.sort()
         out[sid] = (group, float(downs[i] / counts[i]))
     return out
