@@ -35,6 +35,7 @@ __all__ = [
     "compute_backtest",
     "render_backtest",
     "OverlayOpt",
+    "overlay_source",
     "VersionOpt",
     "progress_bars",
 ]
@@ -43,8 +44,9 @@ OverlayOpt = Annotated[
     str | None,
     typer.Option(
         "--overlay",
-        help="Lay this source's services, dependencies and workloads over --data's outage timeline "
-        "(real sites mapped onto its regions, then its dependencies; see policies/backtest/overlay.py).",
+        help="Lay a topology over --data's outage timeline: a named overlay (dsb-social, dsb-hotel, trainticket, "
+        "sample; real sites mapped in sha256 order onto its zones, then its data stores) or a data folder (sites "
+        "that fail most onto its regions first); see docs/backtest.md.",
     ),
 ]
 VersionOpt = Annotated[
@@ -54,6 +56,15 @@ VersionOpt = Annotated[
         help="Backtest this published shedding bundle (e.g. v000003) instead of a policy fitted on the past.",
     ),
 ]
+
+
+def overlay_source(overlay: str | None) -> str | None:
+    """A named overlay as given (unless a path of that name exists), any other one as an absolute path."""
+    from policies.backtest.overlay import OVERLAY_NAMES
+
+    if overlay in OVERLAY_NAMES and not Path(overlay).exists():
+        return overlay
+    return abs_path(overlay)
 
 
 def load_backtest_tables(source: str, overlay: str | None) -> tuple[dict, dict | None]:
@@ -71,8 +82,10 @@ def load_backtest_tables(source: str, overlay: str | None) -> tuple[dict, dict |
         tables = conform_tables(load_telemetry(source).tables)
     if overlay is None:
         return tables, None
-    from policies.backtest.overlay import overlay_timeline
+    from policies.backtest.overlay import OVERLAY_NAMES, load_overlay, overlay_timeline
 
+    if overlay in OVERLAY_NAMES and not Path(overlay).exists():
+        return overlay_timeline(tables, *load_overlay(overlay))
     return overlay_timeline(tables, conform_tables(load_telemetry(overlay).tables))
 
 
@@ -222,7 +235,7 @@ def register(app: typer.Typer) -> None:
         try:
             settings = load_settings(config, data_dir=abs_path(data), store_dir=abs_path(store))
             with progress_bars(enabled=not quiet and not json_out) as report:
-                result = compute_backtest(settings, overlay=abs_path(overlay), version=version, progress=report)
+                result = compute_backtest(settings, overlay=overlay_source(overlay), version=version, progress=report)
         except (QresError, ValueError) as exc:
             fail(exc)
         if json_out:

@@ -489,6 +489,8 @@ def _workloads_table(rng: np.random.Generator, topo: _Topology) -> pa.Table:
             "risks": risks,
             "min_share": min_share,
             "tier": tier,
+            "switch_cost_s": pa.nulls(len(ids), pa.float64()),  # optional: the backtest's defaults
+            "warmup_s": pa.nulls(len(ids), pa.float64()),
         },
         schema=TABLES["workloads"],
     )
