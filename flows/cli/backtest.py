@@ -126,6 +126,24 @@ def _pct(x) -> str:
     return "-" if x is None else f"{x:.2%}"
 
 
+def _verdict(g: dict) -> str:
+    """The goals in words: published against live greedy, the share of the oracle, CVaR against tiers."""
+    half = g.get("half_of_greedy_met")
+    return (
+        f"published avoidable loss ≤ 50% of greedy's (total and CVaR): "
+        f"{'met' if half else 'NOT met' if half is False else 'n/a'}"
+        + (
+            f" (measured {g['avoidable_loss_vs_greedy']:.0%} / {g['avoidable_cvar_vs_greedy']:.0%})"
+            if g.get("avoidable_loss_vs_greedy") is not None and g.get("avoidable_cvar_vs_greedy") is not None
+            else ""
+        )
+        + "\n"
+        f"share goal ≥ {g['share']:.0%}: {'met' if g['share_met'] else 'NOT met'}; "
+        f"CVaR ≤ {g['cvar_ratio']:.0%} of tiers: {'met' if g['cvar_met'] else 'NOT met' if g['cvar_met'] is False else 'n/a'}"
+        + (f" (measured {g['cvar_ratio_measured']:.0%})" if g.get("cvar_ratio_measured") is not None else "")
+    )
+
+
 def render_backtest(result: dict, console_: Console) -> None:
     """A table of the overall figures per policy and a one-panel summary."""
     from rich.panel import Panel
@@ -164,21 +182,7 @@ def render_backtest(result: dict, console_: Console) -> None:
             f"{o['min_share_violation_min']:,}",
         )
     console_.print(t)
-    g = result["goal"]
-    half = g.get("half_of_greedy_met")
-    verdict = (
-        f"published avoidable loss ≤ 50% of greedy's (total and CVaR): "
-        f"{'met' if half else 'NOT met' if half is False else 'n/a'}"
-        + (
-            f" (measured {g['avoidable_loss_vs_greedy']:.0%} / {g['avoidable_cvar_vs_greedy']:.0%})"
-            if g.get("avoidable_loss_vs_greedy") is not None and g.get("avoidable_cvar_vs_greedy") is not None
-            else ""
-        )
-        + "\n"
-        f"share goal ≥ {g['share']:.0%}: {'met' if g['share_met'] else 'NOT met'}; "
-        f"CVaR ≤ {g['cvar_ratio']:.0%} of tiers: {'met' if g['cvar_met'] else 'NOT met' if g['cvar_met'] is False else 'n/a'}"
-        + (f" (measured {g['cvar_ratio_measured']:.0%})" if g.get("cvar_ratio_measured") is not None else "")
-    )
+    verdict = _verdict(result["goal"])
     console_.print(
         Panel(
             f"data {result['data']}"

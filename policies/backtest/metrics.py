@@ -44,10 +44,8 @@ def _zero(x: float) -> float:
 
 
 def _ratio(a: float, b: float) -> float | None:
-    """a / b, None when both are zero (nothing to compare), inf when only b is."""
-    if b > 1e-6:
-        return a / b
-    return None if a <= 1e-6 else float("inf")
+    """a / b, None when b is zero (live greedy lost nothing avoidable: no ratio to report)."""
+    return a / b if b > 1e-6 else None
 
 
 def incident_figures(inc, full, truth, runs, normal_value) -> dict:

@@ -86,11 +86,11 @@ def hindsight_oracle(
     decisions = [cands[best_path[i]] for i, (a, b) in enumerate(segs) for _ in range(a, b)]
     k0, _ = realize(normal, best_start)
     values, switch, realized, prev = [], [], [], k0
-    for t, d in zip(truth, decisions):
-        k, v = realize(t, d)
-        values.append(v)
-        switch.append(costs.charge(prev, k))
-        realized.append(k)
+    for i, (a, b) in enumerate(segs):  # one decision per segment of one true state
+        k, v = realize(truth[a], cands[best_path[i]])
+        values += [v] * (b - a)
+        switch += [costs.charge(prev, k)] + [0.0] * (b - a - 1)
+        realized += [k] * (b - a)
         prev = k
     switch[-1] += costs.charge(prev, k0)
     return PolicyRun(

@@ -213,16 +213,20 @@ def replay_incident(
     policy.reset()
     d0 = policy.step(-1, normal)
     k0, _ = realize(normal, d0)
-    prev = k0
+    prev, last = k0, (None, None)
     values, switch, realized, decisions = [], [], [], []
     for t, (true, seen) in enumerate(zip(truth, observed, strict=True)):
         d = policy.step(t, seen)
-        k, v = realize(true, d)
+        if last == (d, true.key):  # long outages: the same decision on the same state changes nothing
+            k, c = prev, 0.0
+        else:
+            k, v = realize(true, d)
+            c = costs.charge(prev, k)
         values.append(v)
-        switch.append(costs.charge(prev, k))
+        switch.append(c)
         realized.append(k)
         decisions.append(d)
-        prev = k
+        prev, last = k, (d, true.key)
     switch_arr = np.asarray(switch, dtype=np.float64)
     if len(switch_arr):
         switch_arr[-1] += costs.charge(prev, k0)
