@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import tempfile
 import time
@@ -67,7 +68,8 @@ def run_pair(real: dict, overlay: str, cfg) -> dict:
     try:
         res = run_backtest(tables, cfg)
     except NothingToLearnError as exc:
-        return {"refused": str(exc).removeprefix("refused: ").split(":")[0], "seconds": time.perf_counter() - t0}
+        reason = re.split(r" \(|: ", str(exc).removeprefix("refused: "))[0]  # its first clause
+        return {"refused": reason, "seconds": time.perf_counter() - t0}
     ov = res["overall"]
     row = {
         "incidents": res["n_incidents"],
@@ -93,7 +95,7 @@ def print_table(results: dict) -> None:
     met = scored = 0
     for (hist, ov), row in results.items():
         if "refused" in row:
-            print(f"| {hist} | {ov} | refused: {row['refused']} |" + " |" * (len(head) + 2))
+            print(f"| {hist} | {ov} | refused: {row['refused']} |" + " |" * len(head))
             continue
         scored += 1
         met += row["goal_met"]
