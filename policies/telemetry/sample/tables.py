@@ -175,6 +175,7 @@ def workloads_table(rng: np.random.Generator, topo: Topology, n_workloads: int) 
             "risks": risks,
             "min_share": min_share,
             "tier": tier,
+            **dict.fromkeys(("switch_cost_s", "warmup_s"), pa.nulls(len(ids), pa.float64())),  # backtest defaults
         },
         schema=TABLES["workloads"],
     )
