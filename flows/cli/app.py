@@ -85,11 +85,14 @@ def run(
         fail(exc)
     show_info_logs(verbose)
     configure_environment(settings.state_dir)
+    from flows.embedded_api import start_embedded_api
+
+    api = start_embedded_api()  # starts while the pipeline is imported (docs/performance.md)
     from flows.nightly import nightly
     from flows.progress import rich_progress
 
     try:
-        with rich_progress(console, enabled=not quiet and not json_out), embedded_run():
+        with rich_progress(console, enabled=not quiet and not json_out), embedded_run(api):
             from flows.runners import with_runner
 
             summary = with_runner(nightly, runner, address, timeout_s=settings.orchestration.flow_timeout_s)(

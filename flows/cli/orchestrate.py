@@ -77,12 +77,15 @@ def resolve(
         fail(exc)
     show_info_logs(verbose)
     configure_environment(settings.state_dir)
+    from flows.embedded_api import start_embedded_api
+
+    api = start_embedded_api()  # starts while the pipeline is imported (docs/performance.md)
     from flows.progress import rich_progress
     from flows.resolve import resolve as resolve_flow
 
     deps = [d.strip() for d in (dependencies or "").split(",") if d.strip()] or None
     try:
-        with rich_progress(console, enabled=not quiet and not json_out), embedded_run():
+        with rich_progress(console, enabled=not quiet and not json_out), embedded_run(api):
             summary = resolve_flow.with_options(timeout_seconds=settings.orchestration.flow_timeout_s)(
                 incident=incident,
                 since=since,
