@@ -138,6 +138,30 @@ def notify_incident(
     console.print(f"sent {INCIDENT_EVENT} for {incident_id} (event {event.id})")
 
 
+def serve_flows(
+    config: ConfigOpt = None,
+    limit: Annotated[int, typer.Option(help="Flow runs at a time in this process.")] = 1,
+) -> None:
+    """Serve the nightly and resolve deployments from this long-lived process (no worker needed).
+
+    Imports and settings are paid once: every run starts from a process that has the pipeline
+    loaded, so an incident.resolved event re-solves in seconds. Needs PREFECT_API_URL.
+    """
+    import os
+
+    if not os.environ.get("PREFECT_API_URL"):
+        fail(QresError("serve-flows registers deployments on a Prefect server: set PREFECT_API_URL"))
+    settings = load_settings(config)
+    configure_environment(settings.state_dir, settings.bundle.key_dir)
+    if config is not None:
+        os.environ["QRES_CONFIG"] = str(abs_path(config))  # the flow runs read the same settings
+    from flows.served import serve_deployments
+
+    console.print("serving qres-nightly/nightly and qres-resolve/resolve; Ctrl-C stops")
+    serve_deployments(settings, limit=limit)
+
+
 def register(app: typer.Typer) -> None:
     app.command("resolve")(resolve)
     app.command("notify-incident")(notify_incident)
+    app.command("serve-flows")(serve_flows)

@@ -1,0 +1,90 @@
+"""The nightly and resolve deployments, served by one long-lived process (Prefect's ``serve``).
+
+What a ``qres run`` pays per process (importing Prefect, MLflow, Great Expectations and the
+solvers, reading settings) is paid here once. Prefect's runner starts every flow run of a
+served flow in a fresh *spawned* interpreter (``run_flow_in_subprocess``), which would import
+all of it again; here the run is started from a *forkserver* that imported the pipeline when
+the process started, so a triggered re-solve begins with everything loaded. The forkserver is
+a clean single-threaded process (not a fork of this multi-threaded one), so nothing holds a
+lock across the fork. Prefect names the module-level ``run_flow_in_subprocess`` of its direct
+starter as the point to override; the uv.lock pin keeps the signature, and
+tests/flows/test_served.py checks a served run end to end.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from typing import Any
+
+__all__ = ["PRELOAD", "INCIDENT_TRIGGER", "use_forkserver", "deployments", "serve_deployments"]
+
+# What every flow run imports: loaded once in the forkserver, inherited by each run.
+PRELOAD = ["flows.nightly", "flows.resolve", "tasks.solve", "tasks.backtest", "ortools.sat.python.cp_model"]
+
+# The resolve deployment's trigger, as in deployments/prefect.yaml.
+INCIDENT_TRIGGER = {
+    "expect": ["incident.resolved"],
+    "match": {"prefect.resource.id": "qres.incident.*"},
+    "parameters": {
+        "incident": "{{ event.payload.incident }}",
+        "dependencies": "{{ (event.payload.dependencies or []) | join(',') }}",
+    },
+}
+
+
+class _ForkserverOnly:
+    """Stands in for the ``multiprocessing`` module inside ``prefect.flow_engine``: the context it
+    asks for ("spawn") is the forkserver's."""
+
+    context = multiprocessing.context
+
+    def get_context(self, method: str | None = None) -> Any:
+        return multiprocessing.get_context("forkserver")
+
+
+def use_forkserver(preload: list[str] = PRELOAD) -> None:
+    """Flow runs of served flows start from a forkserver with ``preload`` imported; started now."""
+    import prefect.flow_engine
+
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(preload)
+    prefect.flow_engine.multiprocessing = _ForkserverOnly()  # only run_flow_in_subprocess reads it
+    warm = ctx.Process(target=os.getpid)  # starts the forkserver (and its imports) before the first event
+    warm.start()
+    warm.join()
+
+
+def deployments(settings) -> list:
+    """The nightly (on its cron) and the event-triggered resolve, as RunnerDeployments."""
+    from prefect.client.schemas.objects import ConcurrencyLimitConfig
+    from prefect.events import DeploymentEventTrigger
+    from prefect.schedules import Cron
+
+    from flows.nightly import nightly
+    from flows.resolve import resolve
+
+    one_at_a_time = ConcurrencyLimitConfig(limit=1, collision_strategy="CANCEL_NEW")  # as deployments/prefect.yaml
+    orch = settings.orchestration
+    return [
+        nightly.to_deployment(
+            name="nightly",
+            schedule=Cron(orch.nightly_cron, timezone=orch.timezone),
+            tags=["qres", "shedding"],
+            concurrency_limit=one_at_a_time,
+        ),
+        resolve.to_deployment(
+            name="resolve",
+            triggers=[DeploymentEventTrigger(enabled=True, **INCIDENT_TRIGGER)],
+            tags=["qres", "shedding", "incident"],
+            concurrency_limit=one_at_a_time,
+        ),
+    ]
+
+
+def serve_deployments(settings, *, limit: int = 1) -> None:
+    """Block serving both deployments (needs PREFECT_API_URL); one run at a time by default."""
+    from prefect import serve
+
+    use_forkserver()
+    serve(*deployments(settings), limit=limit, print_starting_message=False)
