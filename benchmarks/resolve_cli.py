@@ -164,7 +164,7 @@ def event_triggered(tmp: Path, data_src: Path, events: int) -> list[tuple[float,
             incident = f"INC-EVT-{i}"
             append_incident_day(data, dependency=DEPENDENCY, incident_id=incident, outage_min=120)
             before, moved_at = _latest(store), []
-            t0 = time.perf_counter()
+            t0, sent = time.perf_counter(), datetime.now(UTC)
             _post_event(api, incident)
             while i == 0 and not _triggered(api, incident):  # resent until the automation is loaded and matches
                 time.sleep(5)
@@ -183,9 +183,12 @@ def event_triggered(tmp: Path, data_src: Path, events: int) -> list[tuple[float,
             finished()
             if i:
                 results.append((t_done, moved_at[0] if moved_at else float("nan"), bool(moved_at)))
+                r = run_done[0]
+                created, started, ended = (datetime.fromisoformat(r[k]) for k in ("created", "start_time", "end_time"))
                 print(
-                    f"  event {i}: LATEST {before} -> {_latest(store)} after "
-                    f"{results[-1][1]:.1f} s, run completed after {t_done:.1f} s",
+                    f"  event {i}: LATEST {before} -> {_latest(store)} after {results[-1][1]:.1f} s, run completed "
+                    f"after {t_done:.1f} s (event -> run created {(created - sent).total_seconds():.1f} s, -> started "
+                    f"{(started - created).total_seconds():.1f} s, run {(ended - started).total_seconds():.1f} s)",
                     flush=True,
                 )
     finally:

@@ -82,9 +82,12 @@ def deployments(settings) -> list:
     ]
 
 
-def serve_deployments(settings, *, limit: int = 1) -> None:
-    """Block serving both deployments (needs PREFECT_API_URL); one run at a time by default."""
+def serve_deployments(settings, *, limit: int = 1, poll_s: float = 1.0) -> None:
+    """Block serving both deployments (needs PREFECT_API_URL); one run at a time by default.
+
+    ``poll_s``: how often the runner asks the server for runs to start (Prefect's default, 10 s,
+    would be most of a triggered re-solve's wait; a query a second is nothing to a server)."""
     from prefect import serve
 
     use_forkserver()
-    serve(*deployments(settings), limit=limit, print_starting_message=False)
+    serve(*deployments(settings), limit=limit, print_starting_message=False, query_seconds=poll_s)

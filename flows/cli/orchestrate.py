@@ -141,6 +141,9 @@ def notify_incident(
 def serve_flows(
     config: ConfigOpt = None,
     limit: Annotated[int, typer.Option(help="Flow runs at a time in this process.")] = 1,
+    poll_s: Annotated[
+        float, typer.Option("--poll-s", help="Seconds between the runner's queries for runs to start.")
+    ] = 1.0,
 ) -> None:
     """Serve the nightly and resolve deployments from this long-lived process (no worker needed).
 
@@ -158,7 +161,7 @@ def serve_flows(
     from flows.served import serve_deployments
 
     console.print("serving qres-nightly/nightly and qres-resolve/resolve; Ctrl-C stops")
-    serve_deployments(settings, limit=limit)
+    serve_deployments(settings, limit=limit, poll_s=poll_s)
 
 
 def register(app: typer.Typer) -> None:
