@@ -156,10 +156,6 @@ def event_triggered(tmp: Path, data_src: Path, events: int) -> list[tuple[float,
         start(str(BIN / "qres"), "serve-flows")
         names = lambda: {d["name"] for d in httpx.post(f"{api}/deployments/filter", json={}).json()}  # noqa: E731 - a poll
         _wait(lambda: "resolve" in names(), 600, "the served resolve deployment", 0.5)
-        flows = httpx.post(f"{api}/flows/filter", json={}).json()
-        print(
-            f"  qres run with PREFECT_API_URL set ran on that server: its flows are {sorted(f['name'] for f in flows)}"
-        )
         for i in range(events + 1):  # the first is the warm-up: the server loads new automations asynchronously
             incident = f"INC-EVT-{i}"
             append_incident_day(data, dependency=DEPENDENCY, incident_id=incident, outage_min=120)

@@ -17,7 +17,7 @@ import multiprocessing
 import os
 from typing import Any
 
-__all__ = ["PRELOAD", "INCIDENT_TRIGGER", "use_forkserver", "deployments", "serve_deployments"]
+__all__ = ["PRELOAD", "INCIDENT_TRIGGER", "use_forkserver", "deployments", "build_runner", "serve_deployments"]
 
 # What every flow run imports: loaded once in the forkserver, inherited by each run.
 PRELOAD = ["flows.nightly", "flows.resolve", "tasks.solve", "tasks.backtest", "ortools.sat.python.cp_model"]
@@ -55,8 +55,8 @@ def use_forkserver(preload: list[str] = PRELOAD) -> None:
     warm.join()
 
 
-def deployments(settings) -> list:
-    """The nightly (on its cron) and the event-triggered resolve, as RunnerDeployments."""
+def _specs(settings) -> list[tuple[Any, dict]]:
+    """(flow, deployment options) of the nightly (on its cron) and the event-triggered resolve."""
     from prefect.client.schemas.objects import ConcurrencyLimitConfig
     from prefect.events import DeploymentEventTrigger
     from prefect.schedules import Cron
@@ -67,27 +67,54 @@ def deployments(settings) -> list:
     one_at_a_time = ConcurrencyLimitConfig(limit=1, collision_strategy="CANCEL_NEW")  # as deployments/prefect.yaml
     orch = settings.orchestration
     return [
-        nightly.to_deployment(
-            name="nightly",
-            schedule=Cron(orch.nightly_cron, timezone=orch.timezone),
-            tags=["qres", "shedding"],
-            concurrency_limit=one_at_a_time,
+        (
+            nightly,
+            {
+                "name": "nightly",
+                "schedule": Cron(orch.nightly_cron, timezone=orch.timezone),
+                "tags": ["qres", "shedding"],
+                "concurrency_limit": one_at_a_time,
+            },
         ),
-        resolve.to_deployment(
-            name="resolve",
-            triggers=[DeploymentEventTrigger(enabled=True, **INCIDENT_TRIGGER)],
-            tags=["qres", "shedding", "incident"],
-            concurrency_limit=one_at_a_time,
+        (
+            resolve,
+            {
+                "name": "resolve",
+                "triggers": [DeploymentEventTrigger(enabled=True, **INCIDENT_TRIGGER)],
+                "tags": ["qres", "shedding", "incident"],
+                "concurrency_limit": one_at_a_time,
+            },
         ),
     ]
 
 
-def serve_deployments(settings, *, limit: int = 1, poll_s: float = 1.0) -> None:
-    """Block serving both deployments (needs PREFECT_API_URL); one run at a time by default.
+def deployments(settings) -> list:
+    """The served deployments, as RunnerDeployments (what ``serve_deployments`` registers)."""
+    return [flow.to_deployment(**options) for flow, options in _specs(settings)]
+
+
+def build_runner(settings, *, limit: int = 1, poll_s: float = 1.0):
+    """A Prefect Runner with both flows added *in memory* (``add_flow``): Prefect's ``serve()`` of
+    ``to_deployment`` objects would start each run as ``python -m prefect.engine`` instead,
+    importing everything again (measured: 30 s of a triggered re-solve on a loaded machine).
 
     ``poll_s``: how often the runner asks the server for runs to start (Prefect's default, 10 s,
     would be most of a triggered re-solve's wait; a query a second is nothing to a server)."""
-    from prefect import serve
+    from prefect.runner import Runner
+
+    runner = Runner(name="qres-serve-flows", query_seconds=poll_s, limit=limit)
+    for flow, options in _specs(settings):
+        runner.add_flow(flow, **options)
+    return runner
+
+
+def serve_deployments(settings, *, limit: int = 1, poll_s: float = 1.0) -> None:
+    """Block serving both deployments (needs PREFECT_API_URL) until interrupted."""
+    import asyncio
 
     use_forkserver()
-    serve(*deployments(settings), limit=limit, print_starting_message=False, query_seconds=poll_s)
+    runner = build_runner(settings, limit=limit, poll_s=poll_s)
+    try:
+        asyncio.run(runner.start())
+    except KeyboardInterrupt:
+        pass

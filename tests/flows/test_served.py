@@ -64,3 +64,16 @@ def test_a_served_run_starts_from_the_warm_forkserver(prefect_harness, monkeypat
     assert proc.exitcode == 0
     with get_client(sync_client=True) as client:
         assert client.read_flow_run(run.id).state.is_completed()
+
+
+def test_the_runner_holds_both_flows_in_memory(prefect_harness, tmp_path: Path) -> None:
+    """Runs of a deployment the runner holds in memory start through run_flow_in_subprocess (the
+    forkserver); any other starts `python -m prefect.engine`, a fresh interpreter (Prefect's
+    Runner picks by this registry)."""
+    from flows.served import build_runner
+
+    runner = build_runner(load_settings(None, state_dir=tmp_path))
+    registry = runner._deployment_registry  # private: what the runner reads to choose the starter
+    ids = registry.get_deployment_ids()
+    assert {registry.get_deployment_name(i) for i in ids} == {"nightly", "resolve"}
+    assert {registry.get_flow(i).name for i in ids} == {"qres-nightly", "qres-resolve"}
