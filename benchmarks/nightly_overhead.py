@@ -64,6 +64,7 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=50, help="py-spy samples per second")
     parser.add_argument("--py-spy", default=shutil.which("py-spy") or "/work/main/.qres/tools/bin/py-spy")
     parser.add_argument("--raw", type=Path, help="classify this existing py-spy raw file instead of running")
+    parser.add_argument("--save-raw", type=Path, help="keep the py-spy raw profile here")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="qres-bench-overhead-"))
     wall = float("nan")
@@ -92,11 +93,19 @@ def main() -> None:
                 timeout=3600,
             )
             wall = time.perf_counter() - t0
+            if args.save_raw:
+                shutil.copyfile(raw, args.save_raw)
         by = collections.defaultdict(collections.Counter)
+        other = collections.Counter()  # where the samples charged to nobody are: process and outermost frames
         for line in raw.read_text().splitlines():
             stack, _, n = line.rpartition(" ")
-            owner, stage = classify(stack.split(";"))
+            if not n.isdigit():
+                continue  # a wrapped line of a multi-line command (python -c "...")
+            frames = stack.split(";")
+            owner, stage = classify(frames)
             by[stage][owner] += int(n)
+            if owner == "other":
+                other[(frames[0][:60], *(_file_of(f) for f in frames[1:3]))] += int(n)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     total = sum(sum(c.values()) for c in by.values())
@@ -109,6 +118,9 @@ def main() -> None:
             f"{stage:<28}{n / args.rate:>8.1f}{c['ours'] / args.rate:>8.1f}{c['framework'] / args.rate:>11.1f}"
             f"{c['other'] / args.rate:>8.1f}{c['framework'] / n:>17.1%}"
         )
+    print("samples charged to neither, by process and outermost frames:")
+    for key, n in other.most_common(5):
+        print(f"  {n / args.rate:>6.1f} s  {' > '.join(key)}")
     share = framework / total if total else float("nan")
     print(
         f"Prefect + MLflow: {share:.1%} of the nightly's sampled time (goal <= {GOAL:.0%}: {'met' if share <= GOAL else 'not met'})"

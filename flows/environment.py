@@ -121,8 +121,10 @@ def embedded_run(api: EmbeddedAPI | None = None) -> Iterator[bool]:
     os.environ["PREFECT_API_URL"] = url  # processes started by the run (a local Dask cluster) inherit it
     try:
         with temporary_settings(updates={PREFECT_API_URL: url, PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
-            yield True
-            _drain_prefect_workers()  # the run's last logs and events reach the server before it stops
+            try:
+                yield True
+            finally:
+                _drain_prefect_workers()  # the run's last logs and events reach the server before it stops
     finally:
         if before is None:
             os.environ.pop("PREFECT_API_URL", None)
