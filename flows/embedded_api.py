@@ -85,9 +85,13 @@ class EmbeddedAPI:
             return False
 
     def wait(self, timeout_s: float) -> str:
-        """Block until the server answers ``/health``; returns its API URL."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+        """Block until the server answers ``/health``; returns its API URL.
+
+        ``timeout_s`` is counted as Prefect counts it for its own temporary server: in polling
+        steps, not the time the health checks themselves take, so a loaded machine (where one
+        check can take seconds) does not give up on a server that is still starting."""
+        waited = 0.0
+        while waited < timeout_s:
             code = self.process.poll() if self.process else None
             if code == _PORT_IN_USE:
                 self._launch()
@@ -96,6 +100,7 @@ class EmbeddedAPI:
             elif self._healthy():
                 return self.url
             time.sleep(0.1)
+            waited += 0.1
         self.stop()
         raise QresError(f"Prefect's temporary API server did not answer within {timeout_s:.0f} s")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flows.environment import embedded_run
+from tests.waits import WAIT_S
 
 
 def test_heartbeats_are_off_on_the_embedded_api_and_back_after() -> None:
@@ -48,6 +49,8 @@ def test_the_embedded_server_runs_the_flow_and_is_stopped(monkeypatch) -> None:
         return 41 + 1
 
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    # a server's start takes over 90 s (the default here) on a machine loaded by several suites
+    monkeypatch.setenv("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", str(WAIT_S))
     with temporary_settings(updates={PREFECT_API_URL: None}):
         api = start_embedded_api()
         assert api is not None
