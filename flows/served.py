@@ -6,9 +6,10 @@ served flow in a fresh *spawned* interpreter (``run_flow_in_subprocess``), which
 all of it again; here the run is started from a *forkserver* that imported the pipeline when
 the process started, so a triggered re-solve begins with everything loaded. The forkserver is
 a clean single-threaded process (not a fork of this multi-threaded one), so nothing holds a
-lock across the fork. Prefect names the module-level ``run_flow_in_subprocess`` of its direct
-starter as the point to override; the uv.lock pin keeps the signature, and
-tests/flows/test_served.py checks a served run end to end.
+lock across the fork. The switch is the ``multiprocessing`` name inside ``prefect.flow_engine``,
+which only ``run_flow_in_subprocess`` reads at run time (Prefect 3.9.1, pinned by uv.lock), and
+that path is taken only for flows the runner holds in memory (``build_runner``).
+tests/flows/test_served.py checks both; benchmarks/resolve_cli.py runs it against a real server.
 """
 
 from __future__ import annotations
