@@ -22,7 +22,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 
 from policies.errors import QresError
 
@@ -78,6 +77,8 @@ class EmbeddedAPI:
         )
 
     def _healthy(self) -> bool:
+        import urllib.request  # here: the CLI's top level imports this module (tests/flows/test_cli_startup.py)
+
         try:
             with urllib.request.urlopen(f"{self.url}/health", timeout=2) as resp:  # noqa: S310 - our own loopback URL
                 return resp.status == 200

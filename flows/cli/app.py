@@ -42,6 +42,7 @@ from flows.cli.common import (
     out,
     show_info_logs,
 )
+from flows.embedded_api import start_embedded_api
 from flows.environment import configure_environment, embedded_run
 from policies.errors import QresError
 from tasks.support.preflight import check_bundle_store, check_tracking_store
@@ -85,8 +86,6 @@ def run(
         fail(exc)
     show_info_logs(verbose)
     configure_environment(settings.state_dir)
-    from flows.embedded_api import start_embedded_api
-
     api = start_embedded_api()  # starts while the pipeline is imported (docs/performance.md)
     from flows.nightly import nightly
     from flows.progress import rich_progress

@@ -29,6 +29,7 @@ from flows.cli.common import (
     out,
     show_info_logs,
 )
+from flows.embedded_api import start_embedded_api
 from flows.environment import configure_environment, embedded_run
 from policies.errors import QresError
 
@@ -77,8 +78,6 @@ def resolve(
         fail(exc)
     show_info_logs(verbose)
     configure_environment(settings.state_dir)
-    from flows.embedded_api import start_embedded_api
-
     api = start_embedded_api()  # starts while the pipeline is imported (docs/performance.md)
     from flows.progress import rich_progress
     from flows.resolve import resolve as resolve_flow
