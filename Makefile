@@ -13,6 +13,10 @@ export UV_PYTHON_DOWNLOADS := never
 # qres process compiles ~15,000 library files again (measured: imports of `qres run` 15.1 s of
 # CPU without .pyc files, 7.3 s with them).
 export UV_COMPILE_BYTECODE := 1
+# ... and the project's own packages, installed editable (uv compiles only site-packages): about
+# half of a `qres --help` (0.39 -> 0.18 s median wall, 0.65 -> 0.36 s for `qres verify`). An edited
+# file's stale .pyc is ignored (Python checks the source's mtime), so this never hides a change.
+COMPILE_OWN = .venv/bin/python -m compileall -q -j0 flows tasks policies client >/dev/null
 
 .PHONY: run test lint system-packages install install-test sample clean help
 
@@ -25,9 +29,11 @@ $(UV):
 
 install: $(UV)  ## create .venv with the locked runtime set
 	@$(UV) sync --frozen --inexact --quiet --python $(PYTHON)
+	@$(COMPILE_OWN)
 
 install-test: $(UV)  ## create .venv with the locked runtime + test set
 	@$(UV) sync --frozen --group test --quiet --python $(PYTHON)
+	@$(COMPILE_OWN)
 
 data/sample: | install
 	@$(QRES) sample --out data/sample

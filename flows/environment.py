@@ -13,8 +13,12 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tasks.support.preflight import MLFLOW_RETRY_BUDGET
+
+if TYPE_CHECKING:
+    from flows.embedded_api import EmbeddedAPI
 
 __all__ = ["configure_environment", "quiet_defaults", "embedded_run", "QUIET_DEFAULTS"]
 
@@ -90,19 +94,50 @@ def _tracking_down(exc: BaseException) -> bool:
 
 
 @contextmanager
-def embedded_run() -> Iterator[bool]:
+def embedded_run(api: EmbeddedAPI | None = None) -> Iterator[bool]:
     """Around a flow run in this process: no flow-run heartbeats when the API is the embedded one.
 
     Heartbeats feed a Prefect server's detection of crashed runs; an ephemeral API ends with
     the process, so nothing reads them, and Prefect's heartbeat thread (asleep in 1 s steps)
     holds every flow's end for up to a second. With an API URL configured (a real server, a
-    worker) nothing changes. Yields whether heartbeats were switched off.
+    worker) nothing changes. ``api`` (flows/embedded_api.py, started early by the command) is
+    waited for and used instead of Prefect's own temporary server, then stopped. Yields whether
+    heartbeats were switched off.
     """
-    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, get_current_settings, temporary_settings
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+        get_current_settings,
+        temporary_settings,
+    )
 
-    if get_current_settings().api.url:  # a server (from the environment, a profile or prefect.toml)
+    if api is None and get_current_settings().api.url:  # a server (from the environment, a profile or prefect.toml)
         yield False
         return
+    if api is None:
+        with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+            yield True
+        return
+    url = api.wait(float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")))
+    before = os.environ.get("PREFECT_API_URL")
+    os.environ["PREFECT_API_URL"] = url  # processes started by the run (a local Dask cluster) inherit it
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: url, PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+            try:
+                yield True
+            finally:
+                _drain_prefect_workers()  # the run's last logs and events reach the server before it stops
+    finally:
+        if before is None:
+            os.environ.pop("PREFECT_API_URL", None)
+        else:
+            os.environ["PREFECT_API_URL"] = before
+        api.stop()
 
-    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
-        yield True
+
+def _drain_prefect_workers() -> None:
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=10, at_exit=False)
+    EventsWorker.drain_all(timeout=10, at_exit=False)

@@ -41,6 +41,7 @@ from flows.cli.common import (
     out,
     show_info_logs,
 )
+from flows.embedded_api import start_embedded_api
 from flows.environment import configure_environment, embedded_run
 from policies.errors import QresError
 from tasks.support.preflight import check_bundle_store, check_sources, check_tracking_store
@@ -85,11 +86,12 @@ def run(
         fail(exc)
     show_info_logs(verbose)
     configure_environment(settings.state_dir)
+    api = start_embedded_api()  # starts while the pipeline is imported (docs/performance.md)
     from flows.nightly import nightly
     from flows.progress import rich_progress
 
     try:
-        with rich_progress(console, enabled=not quiet and not json_out), embedded_run():
+        with rich_progress(console, enabled=not quiet and not json_out), embedded_run(api):
             from flows.runners import with_runner
 
             summary = with_runner(nightly, runner, address, timeout_s=settings.orchestration.flow_timeout_s)(

@@ -29,6 +29,7 @@ from flows.cli.common import (
     out,
     show_info_logs,
 )
+from flows.embedded_api import start_embedded_api
 from flows.environment import configure_environment, embedded_run
 from policies.errors import QresError
 
@@ -77,12 +78,13 @@ def resolve(
         fail(exc)
     show_info_logs(verbose)
     configure_environment(settings.state_dir)
+    api = start_embedded_api()  # starts while the pipeline is imported (docs/performance.md)
     from flows.progress import rich_progress
     from flows.resolve import resolve as resolve_flow
 
     deps = [d.strip() for d in (dependencies or "").split(",") if d.strip()] or None
     try:
-        with rich_progress(console, enabled=not quiet and not json_out), embedded_run():
+        with rich_progress(console, enabled=not quiet and not json_out), embedded_run(api):
             summary = resolve_flow.with_options(timeout_seconds=settings.orchestration.flow_timeout_s)(
                 incident=incident,
                 since=since,
@@ -135,6 +137,33 @@ def notify_incident(
     console.print(f"sent {INCIDENT_EVENT} for {incident_id} (event {event.id})")
 
 
+def serve_flows(
+    config: ConfigOpt = None,
+    limit: Annotated[int, typer.Option(help="Flow runs at a time in this process.")] = 1,
+    poll_s: Annotated[
+        float, typer.Option("--poll-s", help="Seconds between the runner's queries for runs to start.")
+    ] = 1.0,
+) -> None:
+    """Serve the nightly and resolve deployments from this long-lived process (no worker needed).
+
+    Imports and settings are paid once: every run starts from a process that has the pipeline
+    loaded, so an incident.resolved event re-solves in seconds. Needs PREFECT_API_URL.
+    """
+    import os
+
+    if not os.environ.get("PREFECT_API_URL"):
+        fail(QresError("serve-flows registers deployments on a Prefect server: set PREFECT_API_URL"))
+    settings = load_settings(config)
+    configure_environment(settings.state_dir, settings.bundle.key_dir)
+    if config is not None:
+        os.environ["QRES_CONFIG"] = str(abs_path(config))  # the flow runs read the same settings
+    from flows.served import serve_deployments
+
+    console.print("serving qres-nightly/nightly and qres-resolve/resolve; Ctrl-C stops")
+    serve_deployments(settings, limit=limit, poll_s=poll_s)
+
+
 def register(app: typer.Typer) -> None:
     app.command("resolve")(resolve)
     app.command("notify-incident")(notify_incident)
+    app.command("serve-flows")(serve_flows)

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse, urlsplit
@@ -50,6 +48,9 @@ def check_tracking_store(uri: str, *, timeout_s: float = 5.0) -> None:
     """An HTTP(S) tracking server must answer ``/health``; a local (sqlite/file) store's folder must be writable."""
     parsed = urlparse(uri)
     if parsed.scheme in ("http", "https"):
+        import urllib.error  # here: urllib.request (http.client, ssl, email) is most of a `qres --help`'s stdlib imports
+        import urllib.request
+
         try:
             with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout_s) as resp:  # noqa: S310 - http(s) only, checked above
                 if resp.status == 200:

@@ -39,12 +39,47 @@ def _loaded(*args: str) -> dict:
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("args", [["--help"], ["decide", "--help"], ["run", "--help"], ["resolve", "--help"]])
-def test_help_loads_no_pipeline_framework(args: list[str]) -> None:
-    got = _loaded(*args)
-    assert got["exit"] == 0
-    assert got["heavy"] == [], f"`qres {' '.join(args)}` imported {got['heavy']}"
-    assert not got["rich_table"], "help output is plain: rich tables are imported by the commands that draw them"
+_EVERY_HELP = """
+import json, sys
+import typer.main
+from typer.testing import CliRunner
+from flows.cli.app import app
+heavy_names = set(json.loads(sys.stdin.read()))
+paths = []
+def walk(cmd, path):
+    paths.append(path)
+    for name, sub in sorted(getattr(cmd, "commands", {}).items()):
+        walk(sub, [*path, name])
+walk(typer.main.get_command(app), [])
+report = []
+for path in paths:  # one process: a module loaded by any help stays loaded, so the first to load it is named
+    result = CliRunner().invoke(app, [*path, "--help"])
+    heavy = sorted({m.split(".")[0] for m in sys.modules} & heavy_names)
+    report.append({"path": path, "exit": result.exit_code, "heavy": heavy, "rich_table": "rich.table" in sys.modules})
+print(json.dumps(report))
+"""
+
+
+def test_every_help_loads_no_pipeline_framework() -> None:
+    """`qres --help` and every (nested) sub-command's `--help`, walked from the click tree."""
+    res = subprocess.run(
+        [sys.executable, "-c", _EVERY_HELP],
+        input=json.dumps(HEAVY),
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
+        timeout=300,
+    )
+    report = json.loads(res.stdout.strip().splitlines()[-1])
+    assert {"run", "decide", "verify", "versions", "resolve", "keys", "import"} <= {r["path"][0] for r in report[1:]}
+    for r in report:
+        shown = " ".join(["qres", *r["path"], "--help"])
+        assert r["exit"] == 0, shown
+        assert r["heavy"] == [], f"`{shown}` imported {r['heavy']}"
+        assert not r["rich_table"], (
+            f"`{shown}`: help output is plain; rich tables belong to the commands that draw them"
+        )
 
 
 def test_decide_loads_only_the_client(tmp_path: Path) -> None:
@@ -53,3 +88,30 @@ def test_decide_loads_only_the_client(tmp_path: Path) -> None:
     assert got["exit"] != 0
     # the settings (pydantic-settings) are read: the store and key come from qres.toml
     assert set(got["heavy"]) <= {"pydantic_settings"}, f"`qres decide` imported {got['heavy']}"
+
+
+@pytest.fixture
+def signed_store(tmp_path: Path) -> Path:
+    """A store with one signed bundle and the qres.toml that names it and its public key."""
+    from policies.bundle.store import publish_bundle
+    from qres_client.signing import init_keys, load_signing_key
+
+    private, _ = init_keys(tmp_path / "keys")
+    files = {"decisions.parquet": b"not read by verify or versions", "policy.json": b"{}"}
+    publish_bundle(
+        tmp_path / "bundles", "shedding", files, {"mlflow_run_id": "r1"}, signer=load_signing_key(private).sign
+    )
+    cfg = tmp_path / "qres.toml"
+    cfg.write_text(
+        f'store_dir = "{tmp_path / "bundles"}"\nstate_dir = "{tmp_path / "state"}"\n'
+        f'[bundle]\nkey_dir = "{tmp_path / "keys"}"\n'
+    )
+    return cfg
+
+
+@pytest.mark.parametrize("command", ["verify", "versions"])
+def test_store_commands_load_no_pipeline_framework(signed_store: Path, command: str) -> None:
+    """`qres verify` and `qres versions` check a real signed bundle with the client alone."""
+    got = _loaded(command, "--config", str(signed_store))
+    assert got["exit"] == 0, got
+    assert set(got["heavy"]) <= {"pydantic_settings"}, f"`qres {command}` imported {got['heavy']}"

@@ -1,0 +1,131 @@
+"""The share of Prefect and MLflow in a nightly's time, per stage, from a sampling profile.
+
+    .venv/bin/python benchmarks/nightly_overhead.py [--data data/sample] [--rate 50] [--py-spy PATH]
+
+On a hard-linked copy of the sample: one ``qres run`` to set up (MLflow store, Prefect's
+database, keys), then one profiled ``qres run`` with the solve caches cleared (a full
+nightly), under ``py-spy record --subprocesses`` (so Prefect's temporary API server is
+counted too). Every sample is charged to whoever called into the code it shows: walking its
+stack from the innermost frame out, the first frame from this project (flows/, tasks/,
+policies/, qres_client/) makes it the pipeline's work, the first from ``prefect`` or
+``mlflow`` (or any frame of the API server process) makes it framework overhead; library code
+in between (pyarrow, SQLAlchemy, pydantic, imports) goes to whoever called it. Samples are
+CPU-active time of every process (py-spy leaves idle threads out), so on two cores their sum
+can exceed the wall time; the share is of that sum. Stage = the outermost ``tasks/<stage>.py``
+frame; samples outside any task are ``start-up and orchestration``. Goal: framework <= 25%.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+OURS = ("flows/", "tasks/", "policies/", "qres_client/")
+FRAMEWORK = ("prefect/", "mlflow/", "prefect_dask/")
+GOAL = 0.25
+
+
+def _file_of(frame: str) -> str:
+    """py-spy's raw frame is ``function (path:line)``; the path, with site-packages cut off."""
+    inside = frame.rsplit("(", 1)[-1].rstrip(")")
+    path = inside.rsplit(":", 1)[0]
+    for cut in ("site-packages/", str(ROOT) + "/"):
+        if cut in path:
+            return path.split(cut, 1)[1]
+    return path
+
+
+def classify(frames: list[str]) -> tuple[str, str]:
+    """(owner, stage) of one sample: owner is ours, framework or other."""
+    files = [_file_of(f) for f in frames]
+    stage = next((Path(f).stem for f in files if f.startswith("tasks/") and f.count("/") == 1), None)
+    if frames and frames[0].startswith("process") and ("uvicorn" in frames[0] or "prefect server" in frames[0]):
+        return "framework", "Prefect API server"
+    for f in reversed(files):
+        if f.startswith(FRAMEWORK):
+            return "framework", stage or "start-up and orchestration"
+        if f.startswith(OURS):
+            return "ours", stage or "start-up and orchestration"
+    return "other", stage or "start-up and orchestration"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=ROOT / "data" / "sample")
+    parser.add_argument("--rate", type=int, default=50, help="py-spy samples per second")
+    parser.add_argument("--py-spy", default=shutil.which("py-spy") or "/work/main/.qres/tools/bin/py-spy")
+    parser.add_argument("--raw", type=Path, help="classify this existing py-spy raw file instead of running")
+    parser.add_argument("--save-raw", type=Path, help="keep the py-spy raw profile here")
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="qres-bench-overhead-"))
+    wall = float("nan")
+    try:
+        raw = args.raw
+        if raw is None:
+            data = tmp / "data"
+            shutil.copytree(args.data, data, copy_function=os.link)
+            cfg = tmp / "qres.toml"
+            cfg.write_text(f'data_dir = "{data}"\nstore_dir = "bundles"\nstate_dir = "state"\nseed = 7\n')
+            env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
+            env["QRES_CONFIG"] = str(cfg)
+            qres = str(BIN / "qres")
+            for argv in ([qres, "keys", "init", "--exist-ok"], [qres, "run", "--quiet"]):  # set-up, not profiled
+                subprocess.run(argv, cwd=tmp, env=env, check=True, capture_output=True, timeout=3600)
+            shutil.rmtree(tmp / "state" / "cache", ignore_errors=True)
+            raw = tmp / "profile.txt"
+            spy = [args.py_spy, "record", "--subprocesses", "--rate", str(args.rate), "--format", "raw"]
+            t0 = time.perf_counter()
+            subprocess.run(
+                [*spy, "-o", str(raw), "--", qres, "run", "--quiet"],
+                cwd=tmp,
+                env=env,
+                check=True,
+                capture_output=True,
+                timeout=3600,
+            )
+            wall = time.perf_counter() - t0
+            if args.save_raw:
+                shutil.copyfile(raw, args.save_raw)
+        by = collections.defaultdict(collections.Counter)
+        other = collections.Counter()  # where the samples charged to nobody are: process and outermost frames
+        for line in raw.read_text().splitlines():
+            stack, _, n = line.rpartition(" ")
+            if not n.isdigit():
+                continue  # a wrapped line of a multi-line command (python -c "...")
+            frames = stack.split(";")
+            owner, stage = classify(frames)
+            by[stage][owner] += int(n)
+            if owner == "other":
+                other[(frames[0][:60], *(_file_of(f) for f in frames[1:3]))] += int(n)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    total = sum(sum(c.values()) for c in by.values())
+    framework = sum(c["framework"] for c in by.values())
+    print(f"profiled `qres run` (full nightly): wall {wall:.1f} s, {total / args.rate:.1f} s of sampled CPU time")
+    print(f"{'stage':<28}{'CPU s':>8}{'ours':>8}{'framework':>11}{'other':>8}{'framework share':>17}")
+    for stage, c in sorted(by.items(), key=lambda kv: -sum(kv[1].values())):
+        n = sum(c.values())
+        print(
+            f"{stage:<28}{n / args.rate:>8.1f}{c['ours'] / args.rate:>8.1f}{c['framework'] / args.rate:>11.1f}"
+            f"{c['other'] / args.rate:>8.1f}{c['framework'] / n:>17.1%}"
+        )
+    print("samples charged to neither, by process and outermost frames:")
+    for key, n in other.most_common(5):
+        print(f"  {n / args.rate:>6.1f} s  {' > '.join(key)}")
+    share = framework / total if total else float("nan")
+    print(
+        f"Prefect + MLflow: {share:.1%} of the nightly's sampled time (goal <= {GOAL:.0%}: {'met' if share <= GOAL else 'not met'})"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""The nightly and resolve deployments, served by one long-lived process (Prefect's ``serve``).
+
+What a ``qres run`` pays per process (importing Prefect, MLflow, Great Expectations and the
+solvers, reading settings) is paid here once. Prefect's runner starts every flow run of a
+served flow in a fresh *spawned* interpreter (``run_flow_in_subprocess``), which would import
+all of it again; here the run is started from a *forkserver* that imported the pipeline when
+the process started, so a triggered re-solve begins with everything loaded. The forkserver is
+a clean single-threaded process (not a fork of this multi-threaded one), so nothing holds a
+lock across the fork. The switch is the ``multiprocessing`` name inside ``prefect.flow_engine``,
+which only ``run_flow_in_subprocess`` reads at run time (Prefect 3.9.1, pinned by uv.lock), and
+that path is taken only for flows the runner holds in memory (``build_runner``).
+tests/flows/test_served.py checks both; benchmarks/resolve_cli.py runs it against a real server.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from typing import Any
+
+__all__ = ["PRELOAD", "INCIDENT_TRIGGER", "use_forkserver", "deployments", "build_runner", "serve_deployments"]
+
+# What every flow run imports: loaded once in the forkserver, inherited by each run.
+PRELOAD = ["flows.nightly", "flows.resolve", "tasks.solve", "tasks.backtest", "ortools.sat.python.cp_model"]
+
+# The resolve deployment's trigger, as in deployments/prefect.yaml.
+INCIDENT_TRIGGER = {
+    "expect": ["incident.resolved"],
+    "match": {"prefect.resource.id": "qres.incident.*"},
+    "parameters": {
+        "incident": "{{ event.payload.incident }}",
+        "dependencies": "{{ (event.payload.dependencies or []) | join(',') }}",
+    },
+}
+
+
+class _ForkserverOnly:
+    """Stands in for the ``multiprocessing`` module inside ``prefect.flow_engine``: the context it
+    asks for ("spawn") is the forkserver's."""
+
+    context = multiprocessing.context
+
+    def get_context(self, method: str | None = None) -> Any:
+        return multiprocessing.get_context("forkserver")
+
+
+def use_forkserver(preload: list[str] = PRELOAD) -> None:
+    """Flow runs of served flows start from a forkserver with ``preload`` imported; started now."""
+    import prefect.flow_engine
+
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(preload)
+    prefect.flow_engine.multiprocessing = _ForkserverOnly()  # only run_flow_in_subprocess reads it
+    warm = ctx.Process(target=os.getpid)  # starts the forkserver (and its imports) before the first event
+    warm.start()
+    warm.join()
+
+
+def _specs(settings) -> list[tuple[Any, dict]]:
+    """(flow, deployment options) of the nightly (on its cron) and the event-triggered resolve."""
+    from prefect.client.schemas.objects import ConcurrencyLimitConfig
+    from prefect.events import DeploymentEventTrigger
+    from prefect.schedules import Cron
+
+    from flows.nightly import nightly
+    from flows.resolve import resolve
+
+    one_at_a_time = ConcurrencyLimitConfig(limit=1, collision_strategy="CANCEL_NEW")  # as deployments/prefect.yaml
+    orch = settings.orchestration
+    return [
+        (
+            nightly,
+            {
+                "name": "nightly",
+                "schedule": Cron(orch.nightly_cron, timezone=orch.timezone),
+                "tags": ["qres", "shedding"],
+                "concurrency_limit": one_at_a_time,
+            },
+        ),
+        (
+            resolve,
+            {
+                "name": "resolve",
+                "triggers": [DeploymentEventTrigger(enabled=True, **INCIDENT_TRIGGER)],
+                "tags": ["qres", "shedding", "incident"],
+                "concurrency_limit": one_at_a_time,
+            },
+        ),
+    ]
+
+
+def deployments(settings) -> list:
+    """The served deployments, as RunnerDeployments (what ``serve_deployments`` registers)."""
+    return [flow.to_deployment(**options) for flow, options in _specs(settings)]
+
+
+def build_runner(settings, *, limit: int = 1, poll_s: float = 1.0):
+    """A Prefect Runner with both flows added *in memory* (``add_flow``): Prefect's ``serve()`` of
+    ``to_deployment`` objects would start each run as ``python -m prefect.engine`` instead,
+    importing everything again (measured: 30 s of a triggered re-solve on a loaded machine).
+
+    ``poll_s``: how often the runner asks the server for runs to start (Prefect's default, 10 s,
+    would be most of a triggered re-solve's wait; a query a second is nothing to a server)."""
+    from prefect.runner import Runner
+
+    runner = Runner(name="qres-serve-flows", query_seconds=poll_s, limit=limit)
+    for flow, options in _specs(settings):
+        runner.add_flow(flow, **options)
+    return runner
+
+
+def serve_deployments(settings, *, limit: int = 1, poll_s: float = 1.0) -> None:
+    """Block serving both deployments (needs PREFECT_API_URL) until interrupted."""
+    import asyncio
+
+    use_forkserver()
+    runner = build_runner(settings, limit=limit, poll_s=poll_s)
+    try:
+        asyncio.run(runner.start())
+    except KeyboardInterrupt:
+        pass
