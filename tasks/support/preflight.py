@@ -88,6 +88,9 @@ def _probe(url: str, spec: Any, timeout_s: float) -> str | None:
     """None when the server answered 200, else what failed (a phrase that follows the URL)."""
     if urlsplit(url).scheme not in ("http", "https"):
         return "is not an http(s):// URL"
+    import urllib.error  # here, as in check_tracking_store: kept off every command's start-up
+    import urllib.request
+
     headers = {"Accept": "application/json", **spec.client().headers}
     req = urllib.request.Request(_no_userinfo(url), headers=headers)  # noqa: S310 - http(s) only, checked above
     try:
