@@ -123,32 +123,31 @@ def import_backstage_cmd(
 
 
 def pull_cmd(
-    names: Annotated[list[str] | None, typer.Argument(help="Source names (default: every prometheus source).")] = None,
+    names: Annotated[list[str] | None, typer.Argument(help="Source names (default: every [sources] entry).")] = None,
     until: Annotated[str, typer.Option(help="Pull up to (exclusive): ISO 8601, now, or 1h (ago).")] = "now",
     since: Annotated[str | None, typer.Option(help="First pull's start when the source has no watermark.")] = None,
     config: ConfigOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")] = False,
 ) -> None:
-    """Pull each Prometheus source from its watermark into its landing folder (the nightly does this first)."""
+    """Pull each [sources] entry into its landing folder (the nightly does this first, in the same order)."""
     from flows.settings import load_settings
-    from policies.telemetry.importers.pull import pull_into
+    from policies.telemetry.importers.land import pull_order, pull_source
     from policies.telemetry.importers.spec import parse_sources, parse_time
+    from tasks.pull import describe_pull
 
     try:
         settings = load_settings(config)
         entries = parse_sources(settings.sources)
-        chosen = names or [n for n, e in entries.items() if e.kind == "prometheus"]
+        unknown = [n for n in names or [] if n not in entries]
+        if unknown:
+            raise QresError(f"no [sources.{unknown[0]}] in the config; known: {', '.join(entries) or 'none'}")
         reports = []
-        for name in chosen:
-            if name not in entries or entries[name].kind != "prometheus":
-                raise QresError(f"no prometheus source [sources.{name}] in the config; known: {', '.join(entries)}")
-            e = entries[name]
+        for e in pull_order(entries[n] for n in (names or entries)):
             first = since or e.since
             reports.append(
-                pull_into(
-                    e.spec,
+                pull_source(
+                    e,
                     e.into or settings.data_dir,
-                    name,
                     since_ms=None if first is None else parse_time(first, "since"),
                     until_ms=parse_time(until, "--until"),
                 )
@@ -158,7 +157,7 @@ def pull_cmd(
     if as_json:
         out.print_json(json.dumps(reports))
     for r in reports:
-        console.print(f"pulled {r['source']}: {r['health_checks']:,} health checks, {r['incidents']} incidents")
+        console.print(describe_pull(r), markup=False, highlight=False)
 
 
 def register(app: typer.Typer) -> None:
