@@ -37,9 +37,10 @@ from policies.errors import QresError
 from policies.schema import TABLES
 from policies.telemetry.importers.http import ConnectorError
 from policies.telemetry.importers.spec import SourceEntry
-from policies.telemetry.sources import Source, locate_source_files, open_source, read_bytes
+from policies.telemetry.importers.tables import source_files, table_files
+from policies.telemetry.sources import locate_source_files, open_source, read_bytes
 
-__all__ = ["pull_source", "pull_order", "source_files", "landed_rel", "land_files", "write_manifest", "read_manifest"]
+__all__ = ["pull_source", "pull_order", "landed_rel", "land_files", "write_manifest", "read_manifest"]
 
 _COPY = ("files", "dataset", "url")
 _IMPORT = ("upptime", "statuspage", "gcp", "aws")
@@ -74,47 +75,14 @@ def pull_source(
         return pull_backstage(entry, landing)
     if entry.kind in _COPY:
         src = source_files(entry)
-        files = [(landed_rel(f.key, entry.name), f.stamp, lambda f=f: read_bytes(src, f)) for f in _tables(src, entry)]
+        files = [
+            (landed_rel(f.key, entry.name), f.stamp, lambda f=f: read_bytes(src, f)) for f in table_files(src, entry)
+        ]
         try:
             return land_files(landing, entry, files)
         except OSError as exc:
             raise ConnectorError(f"{entry.kind}: cannot read {src.spec} ({str(exc).splitlines()[0][:200]})") from None
     return _land_import(entry, landing)
-
-
-def source_files(entry: SourceEntry) -> Source:
-    """The filesystem of a files/dataset/url entry (an archive is read from inside its one top folder)."""
-    spec = entry.spec
-    where = getattr(spec, "path", None) or spec.url
-    try:
-        if entry.kind == "url" and spec.archive:
-            src = open_source(f"{spec.archive}://::{spec.url}")
-            top = src.fs.ls("", detail=True)
-            if len(top) == 1 and top[0]["type"] == "directory" and top[0]["name"].strip("/") not in TABLES:
-                src = Source(src.spec, src.fs, top[0]["name"], src.protocol, False)
-            return src
-        return open_source(where)
-    except (OSError, ValueError) as exc:
-        raise ConnectorError(f"{entry.kind}: cannot read {where} ({str(exc).splitlines()[0][:200]})") from None
-
-
-def _tables(src: Source, entry: SourceEntry) -> list:
-    try:
-        found = locate_source_files(src)
-    except (OSError, ValueError) as exc:
-        raise ConnectorError(f"{entry.kind}: cannot list {src.spec} ({str(exc).splitlines()[0][:200]})") from None
-    files = [f for table in found.values() for f in table]
-    if not files:
-        raise ConnectorError(
-            f"{entry.kind} source {entry.name!r}: no telemetry table in {src.spec} (services.csv, "
-            "health_checks/, ... as the README's Data contracts name them); check its path"
-        )
-    if entry.kind == "dataset" and not any("=" in part for f in files for part in f.key.split("/")[1:-1]):
-        raise ConnectorError(
-            f"dataset source {entry.name!r}: no Hive partition folder (health_checks/date=.../) in {src.spec}; "
-            'a plain folder of tables is kind = "files"'
-        )
-    return files
 
 
 def landed_rel(key: str, name: str) -> str:
