@@ -38,6 +38,7 @@ class UrlSpec:
 
     url: str
     timeout_s: float = 60.0
+    retries: int = 2
 
     def __post_init__(self) -> None:
         if not self.url.startswith(("http://", "https://")):

@@ -6,12 +6,15 @@
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
+import tarfile
+import zipfile
 from pathlib import Path
 
 from policies.schema import TABLES
-from policies.telemetry.importers.http import ConnectorError
+from policies.telemetry.importers.http import ConnectorError, HttpClient
 from policies.telemetry.importers.spec import SourceEntry
 from policies.telemetry.sources import Source, SourceFile, locate_source_files, open_source, read_bytes
 
@@ -22,16 +25,32 @@ def source_files(entry: SourceEntry) -> Source:
     """The filesystem of a files/dataset/url entry (an archive is read from inside its one top folder)."""
     spec = entry.spec
     where = getattr(spec, "path", None) or spec.url
+    if entry.kind == "url" and spec.archive:
+        return _archive(spec)
     try:
-        if entry.kind == "url" and spec.archive:
-            src = open_source(f"{spec.archive}://::{spec.url}")
-            top = src.fs.ls("", detail=True)
-            if len(top) == 1 and top[0]["type"] == "directory" and top[0]["name"].strip("/") not in TABLES:
-                src = Source(src.spec, src.fs, top[0]["name"], src.protocol, False)
-            return src
         return open_source(where)
     except (OSError, ValueError) as exc:
         raise ConnectorError(f"{entry.kind}: cannot read {where} ({str(exc).splitlines()[0][:200]})") from None
+
+
+def _archive(spec) -> Source:
+    """A .zip or .tar(.gz) fetched whole (servers need not answer range requests), read in memory."""
+    from fsspec.implementations.tar import TarFileSystem
+    from fsspec.implementations.zip import ZipFileSystem
+
+    client = HttpClient("url", {}, timeout_s=spec.timeout_s, retries=spec.retries)
+    data = io.BytesIO(client.get(spec.url))
+    try:
+        if spec.archive == "zip":
+            fs = ZipFileSystem(fo=data)
+        else:
+            gz = spec.url.split("?", 1)[0].lower().endswith(("gz", "tgz"))
+            fs = TarFileSystem(fo=data, compression="gzip" if gz else None)
+    except (OSError, ValueError, tarfile.TarError, zipfile.BadZipFile) as exc:
+        raise ConnectorError(f"url: {spec.url} is not a readable {spec.archive} archive ({exc})") from None
+    top = fs.ls("", detail=True)
+    one = len(top) == 1 and top[0]["type"] == "directory" and top[0]["name"].strip("/") not in TABLES
+    return Source(spec.url, fs, top[0]["name"] if one else "/", spec.archive, False)
 
 
 def table_files(src: Source, entry: SourceEntry) -> list[SourceFile]:
