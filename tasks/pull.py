@@ -8,10 +8,10 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
-from policies.telemetry.importers.land import pull_order, pull_source
+from policies.telemetry.importers.land import describe_pull, pull_order, pull_source
 from policies.telemetry.importers.spec import parse_sources, parse_time
 
-__all__ = ["pull_sources", "describe_pull"]
+__all__ = ["pull_sources"]
 
 
 @task(name="pull", cache_policy=NO_CACHE)
@@ -29,17 +29,3 @@ def pull_sources(sources: dict[str, dict[str, Any]], data_dir: str) -> list[dict
         log.info("%s", describe_pull(report))
         reports.append(report)
     return reports
-
-
-def describe_pull(report: dict[str, Any]) -> str:
-    """One line per pulled source, as the nightly's log and `qres pull` print it."""
-    head = f"pulled {report['source']} ({report['kind']})"
-    if report["kind"] == "prometheus":
-        return f"{head}: {report['health_checks']:,} health checks, {report['incidents']} incidents"
-    rows = ", ".join(f"{k}={v:,}" for k, v in sorted((report.get("tables") or report.get("files") or {}).items()))
-    files = (
-        f"; {report['written']} file(s) written, {report['unchanged']} unchanged, {report['removed']} removed"
-        if "written" in report
-        else ""
-    )
-    return f"{head}: {rows}{files}"

@@ -107,9 +107,8 @@ def pull_cmd(
 ) -> None:
     """Pull each [sources] entry into its landing folder (the nightly does this first, in the same order)."""
     from flows.settings import load_settings
-    from policies.telemetry.importers.land import pull_order, pull_source
+    from policies.telemetry.importers.land import describe_pull, pull_order, pull_source
     from policies.telemetry.importers.spec import parse_sources, parse_time
-    from tasks.pull import describe_pull
 
     try:
         settings = load_settings(config)

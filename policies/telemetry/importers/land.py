@@ -40,7 +40,7 @@ from policies.telemetry.importers.spec import SourceEntry
 from policies.telemetry.importers.tables import source_files, table_files
 from policies.telemetry.sources import locate_source_files, open_source, read_bytes
 
-__all__ = ["pull_source", "pull_order", "landed_rel", "land_files", "write_manifest", "read_manifest"]
+__all__ = ["pull_source", "pull_order", "describe_pull", "landed_rel", "land_files", "write_manifest", "read_manifest"]
 
 _COPY = ("files", "dataset", "url")
 _IMPORT = ("upptime", "statuspage", "gcp", "aws")
@@ -83,6 +83,20 @@ def pull_source(
         except OSError as exc:
             raise ConnectorError(f"{entry.kind}: cannot read {src.spec} ({str(exc).splitlines()[0][:200]})") from None
     return _land_import(entry, landing)
+
+
+def describe_pull(report: dict[str, object]) -> str:
+    """One line per pulled source, as the nightly's log and `qres pull` print it."""
+    head = f"pulled {report['source']} ({report['kind']})"
+    if report["kind"] == "prometheus":
+        return f"{head}: {report['health_checks']:,} health checks, {report['incidents']} incidents"
+    rows = ", ".join(f"{k}={v:,}" for k, v in sorted((report.get("tables") or report.get("files") or {}).items()))
+    files = (
+        f"; {report['written']} file(s) written, {report['unchanged']} unchanged, {report['removed']} removed"
+        if "written" in report
+        else ""
+    )
+    return f"{head}: {rows}{files}"
 
 
 def landed_rel(key: str, name: str) -> str:

@@ -87,3 +87,43 @@ def test_pagerduty_export_and_backstage_files_land_as_a_snapshot(tmp_path: Path)
     broken = parse_sources({"cat": {"kind": "backstage"}})["cat"]
     with pytest.raises(ConnectorError, match=r'backstage source .cat.: set files = \["catalog"\]'):
         pull_source(broken, landing)
+
+
+def _sorted(table: pa.Table, key: tuple[str, ...]) -> list[dict]:
+    return sorted(table.to_pylist(), key=lambda r: [str(r[k]) for k in key])
+
+
+def test_cloud_status_histories_land_what_qres_import_writes(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from flows.cli.app import app
+    from policies.telemetry.ingest import load_telemetry
+    from tests.policies.importers.test_cloud_importers import GCP, _aws_doc
+
+    (tmp_path / "gcp.json").write_text(json.dumps(GCP))
+    (tmp_path / "aws.json").write_bytes(json.dumps(_aws_doc()).encode("utf-16"))
+    cfg = tmp_path / "qres.toml"  # relative paths are taken from the config's folder, as data_dir is
+    cfg.write_text(
+        'data_dir = "landing"\n[sources.google]\nkind = "gcp"\npath = "gcp.json"\nresolution_min = 15\n'
+        '[sources.amazon]\nkind = "aws"\npath = "aws.json"\nresolution_min = 15\n'
+    )
+    runner = CliRunner()
+    pulled = runner.invoke(app, ["pull", "--config", str(cfg), "--json"])
+    assert pulled.exit_code == 0, pulled.output
+    assert [r["source"] for r in json.loads(pulled.stdout)] == ["google", "amazon"]  # by kind (gcp, aws), then name
+    want = {}
+    for kind in ("gcp", "aws"):
+        args = ["import", kind, "--source", {"gcp": "google", "aws": "amazon"}[kind], "--config", str(cfg)]
+        res = runner.invoke(app, [*args, "--out", str(tmp_path / kind)])
+        assert res.exit_code == 0, res.output
+        want[kind] = load_telemetry(tmp_path / kind).tables
+    got = load_telemetry(tmp_path / "landing").tables
+    for table, key in (("health_checks", ("service_id", "ts")), ("incidents", ("incident_id",))):
+        rows = pa.concat_tables([want["gcp"][table], want["aws"][table]])
+        assert _sorted(got[table].select(rows.column_names), key) == _sorted(rows, key), table
+    services = got["services"]["service_id"].to_pylist()
+    assert sorted(services) == sorted(
+        {*want["gcp"]["services"]["service_id"].to_pylist(), *want["aws"]["services"]["service_id"].to_pylist()}
+    )
+    listed = runner.invoke(app, ["sources", "--config", str(cfg)])
+    assert "amazon (aws) -> " in listed.output and "file(s) landed" in listed.output
