@@ -74,6 +74,7 @@ def pull_source(
 
         return pull_backstage(entry, landing)
     if entry.kind in _COPY:
+        _not_the_landing(entry, landing)
         src = source_files(entry)
         files = [
             (landed_rel(f.key, entry.name), f.stamp, lambda f=f: read_bytes(src, f)) for f in table_files(src, entry)
@@ -97,6 +98,19 @@ def describe_pull(report: dict[str, object]) -> str:
         else ""
     )
     return f"{head}: {rows}{files}"
+
+
+def _not_the_landing(entry: SourceEntry, landing: Path) -> None:
+    """A local source that is (or holds) its own landing folder would copy itself into itself each pull."""
+    where = str(getattr(entry.spec, "path", "") or "").removeprefix("file://")
+    if not where or "://" in where or any(c in where for c in "*?["):
+        return
+    path, land = Path(where).absolute(), landing.absolute()
+    if path == land or path in land.parents or land in path.parents:
+        raise ConnectorError(
+            f"{entry.kind} source {entry.name!r}: {where} is its own landing folder {landing} (or holds it); "
+            "point path at the exported tables, or set `into` (or data_dir) to another folder"
+        )
 
 
 def landed_rel(key: str, name: str) -> str:

@@ -159,6 +159,9 @@ def test_files_and_dataset_sources_land_as_they_are_and_follow_deletions(small_s
     report = pull_source(entries["team"], landing)
     assert (report["written"], report["removed"]) == (0, 1)
     assert not (landing / "health_checks" / "source=team" / day.name).exists()
+    itself = parse_sources({"loop": {"kind": "files", "path": str(tmp_path)}})["loop"]
+    with pytest.raises(ConnectorError, match="is its own landing folder"):
+        pull_source(itself, landing)  # tmp_path holds the landing folder: it would copy itself each pull
     plain = parse_sources({"lake": {"kind": "dataset", "path": str(folder)}})["lake"]
     with pytest.raises(ConnectorError, match='no Hive partition folder .*kind = "files"'):
         pull_source(plain, tmp_path / "other")
