@@ -22,6 +22,7 @@ def test_nightly_pulls_an_upptime_source_and_publishes(prefect_harness, tmp_path
     cfg.write_text(
         'data_dir = "landing"\nstore_dir = "bundles"\nstate_dir = "state"\nseed = 3\n'
         "[solve]\ntime_limit_s = 0.5\nanneal_num_reads = 4\nanneal_num_sweeps = 100\n[scenarios]\nsample_max = 0\n"
+        "[model]\nwindow_min = 15\n[families]\nenabled = []\n[backtest]\nenabled = false\n"  # the pull is under test
         f'[sources.manticore]\nkind = "upptime"\npath = "{MANTICORE / "commits.jsonl"}"\nresolution_min = 15\n'
     )
     summary = nightly(config=str(cfg))
