@@ -73,7 +73,21 @@ def source_spec(kind: str, config: Path | None, source: str | None, **cli: Any) 
                 else f"[sources.{source}] is kind {entries[source].kind!r}, not {kind!r}"
             )
         base = {f.name: getattr(entries[source].spec, f.name) for f in dataclasses.fields(entries[source].spec)}
-    return build_spec(kind, base | {k: v for k, v in cli.items() if v is not None}, source or f"qres import {kind}")
+    values = base | {k: v for k, v in cli.items() if v is not None}
+    fields = dataclasses.fields(_kind_class(kind)) if kind in KINDS else ()
+    needed = [f.name for f in fields if f.default is f.default_factory is dataclasses.MISSING and f.name not in values]
+    if needed and not source:
+        raise QresError(
+            f"qres import {kind}: {needed[0]} is missing; give it on the command line (see --help), or --source "
+            f"NAME for a [sources.NAME] entry of kind {kind!r} in qres.toml"
+        )
+    return build_spec(kind, values, source or f"qres import {kind}")
+
+
+def _kind_class(kind: str) -> type:
+    from policies.telemetry.importers.spec import spec_class
+
+    return spec_class(kind)
 
 
 @import_app.command("upptime")

@@ -30,7 +30,7 @@ from typing import Any
 
 from policies.errors import ConfigError
 
-__all__ = ["SourceEntry", "parse_sources", "parse_time", "build_spec", "KINDS", "WATERMARKED"]
+__all__ = ["SourceEntry", "parse_sources", "parse_time", "build_spec", "spec_class", "KINDS", "WATERMARKED"]
 
 _EXTRA = ("into", "since")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
@@ -55,6 +55,11 @@ def _kinds() -> dict[str, type]:
         "gcp": specs.CloudSpec,
         "aws": specs.CloudSpec,
     }
+
+
+def spec_class(kind: str) -> type:
+    """The spec dataclass of a kind (its fields are the entry's keys)."""
+    return _kinds()[kind]
 
 
 KINDS = ("prometheus", "pagerduty", "backstage", "files", "dataset", "url", "upptime", "statuspage", "gcp", "aws")

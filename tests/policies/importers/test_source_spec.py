@@ -63,7 +63,7 @@ def test_cli_options_are_checked_like_the_entry(tmp_path: Path) -> None:
     res = runner.invoke(app, ["import", "statuspage", "--source", "status", "--config", str(cfg), "--out", "o"])
     assert res.exit_code == 1 and "[sources.status] is kind 'upptime'; use `qres import upptime`" in res.output
     res = runner.invoke(app, ["import", "upptime", "--out", str(tmp_path / "o")])
-    assert res.exit_code == 1 and "upptime needs path" in " ".join(res.output.split())
+    assert res.exit_code == 1 and "qres import upptime: path is missing" in " ".join(res.output.split())
     cfg.write_text('[sources.status]\nkind = "upptime"\npath = "x"\nstale_after_h = "long"\n')
     res = runner.invoke(app, ["sources", "--config", str(cfg)])
     assert res.exit_code == 1 and "sources.status.stale_after_h: expected a number" in " ".join(res.output.split())
