@@ -172,9 +172,10 @@ def _land_import(entry: SourceEntry, landing: Path) -> dict[str, object]:
     from policies.telemetry.importers.report import SUMMARY_FILE
 
     spec, tmp = entry.spec, landing / "_pull" / f".{entry.name}.import"
+    made = [p for p in (landing, tmp.parent) if not p.exists()]  # removed again if the import refuses
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.parent.mkdir(parents=True, exist_ok=True)
-    keep = {"resolution_min": spec.resolution_min}
+    keep, out = {"resolution_min": spec.resolution_min}, None
     try:
         if entry.kind == "upptime":
             keep |= {"keep_template_sites": spec.keep_template_sites, "stale_after_h": spec.stale_after_h}
@@ -199,6 +200,9 @@ def _land_import(entry: SourceEntry, landing: Path) -> dict[str, object]:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(tmp.with_name(tmp.name + ".partial"), ignore_errors=True)
+        for folder in reversed(made if out is None else []):
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
     (landing / "_pull" / f"{entry.name}.summary.json").write_bytes(summary)
     return out | {"tables": dict(sorted(report.rows.items()))}
 
@@ -211,8 +215,9 @@ def _landed_keys(landing: Path, name: str) -> dict[str, set[tuple]]:
         return {}
     src = open_source(landing)
     out: dict[str, set[tuple]] = {}
+    found = locate_source_files(src)
     for table, cols in _KEYS.items():
-        for f in locate_source_files(src).get(table, []):
+        for f in found.get(table, []):
             if f.key.startswith(f"{table}/source={name}/"):
                 continue
             rows = read_part(src, f).table

@@ -194,3 +194,12 @@ def test_a_url_source_reads_a_served_folder_or_an_archive(served, small_sample: 
     landed = load_telemetry(tmp_path / "landing").tables  # both sources hold the whole sample
     assert {t: landed[t].num_rows for t in want} == {t: 2 * want[t].num_rows for t in want}
     assert sorted(p.name for p in (tmp_path / "landing" / "services").iterdir()) == ["source=web", "source=zipped"]
+
+
+def test_a_history_that_cannot_be_read_writes_nothing(tmp_path: Path) -> None:
+    from policies.errors import QresError
+
+    entry = parse_sources({"gh": {"kind": "statuspage", "path": str(tmp_path / "missing.jsonl")}})["gh"]
+    with pytest.raises(QresError, match="missing.jsonl"):
+        pull_source(entry, tmp_path / "landing")
+    assert not (tmp_path / "landing").exists()  # not even the landing or _pull/ folder
