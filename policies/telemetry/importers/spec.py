@@ -102,7 +102,7 @@ def parse_sources(raw: dict[str, Any]) -> dict[str, SourceEntry]:
         if "since" in extra and kind in KINDS and kind not in WATERMARKED:
             raise ConfigError(
                 f"sources.{name}.since: only {' and '.join(WATERMARKED)} sources are pulled from a watermark; "
-                f"a {kind} source is read whole each pull, drop since"
+                f"{kind} sources are read whole each pull; drop since"
             )
         if "since" in extra:
             parse_time(extra["since"], f"sources.{name}.since")
