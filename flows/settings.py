@@ -170,6 +170,18 @@ class MlflowSettings(_Section):
     registered_model_prefix: str = "qresilience"
 
 
+def _local_paths(entry: dict[str, Any], root: Path) -> dict[str, Any]:
+    """A source entry's relative local paths (into, path, export, files) taken from ``root``; URLs stay."""
+
+    def fix(v: Any) -> Any:
+        return str(root / v) if isinstance(v, str) and v and "://" not in v and not Path(v).is_absolute() else v
+
+    out = {k: fix(entry[k]) for k in ("into", "path", "export") if k in entry}
+    if isinstance(entry.get("files"), list):
+        out["files"] = [fix(v) for v in entry["files"]]
+    return out
+
+
 class Settings(BaseSettings):
     """Everything a run needs; validated on creation."""
 
@@ -227,15 +239,8 @@ class Settings(BaseSettings):
         }
         data = str(self.data_dir)  # URLs and globs stay as given; local folders become absolute
         fix["data_dir"] = data if "://" in data or Path(data).is_absolute() else str(root / data)
-        fix["sources"] = {  # a pull's landing folder (`into`), like data_dir, from the config's folder
-            n: e
-            | (
-                {"into": str(root / e["into"])}
-                if isinstance(e.get("into"), str) and not Path(e["into"]).is_absolute()
-                else {}
-            )
-            for n, e in self.sources.items()
-        }
+        # a pull's landing folder (`into`) and a source's files, like data_dir, from the config's folder
+        fix["sources"] = {n: e | _local_paths(e, root) for n, e in self.sources.items()}
         key_dir = self.bundle.key_dir or Path(fix["state_dir"]) / "keys"
         fix["bundle"] = self.bundle.model_copy(update={"key_dir": (root / key_dir).resolve()})
         return self.model_copy(update=fix)

@@ -65,12 +65,17 @@ def abs_path(p: Path | str | None) -> Path | str | None:
 
 
 def fail(exc: Exception) -> NoReturn:
+    """One line and exit 1 (3 when refused); the message is text, not markup (``[sources.x]`` stays)."""
+    from rich.markup import escape
+
     from policies.errors import NothingToLearnError
 
     if isinstance(exc, NothingToLearnError):
-        console.print(f"[bold yellow]refused:[/] {str(exc).removeprefix('refused: ')}", markup=True, highlight=False)
+        console.print(
+            f"[bold yellow]refused:[/] {escape(str(exc).removeprefix('refused: '))}", markup=True, highlight=False
+        )
         raise typer.Exit(EXIT_REFUSED)
-    console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+    console.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False)
     raise typer.Exit(EXIT_FAILED)
 
 

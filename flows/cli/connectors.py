@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -17,36 +17,10 @@ from flows.cli import data as cli_data
 from flows.cli.common import ConfigOpt, console, fail, out
 from policies.errors import QresError
 
-__all__ = ["register", "source_entries"]
+__all__ = ["register"]
 
-SourceOpt = Annotated[str | None, typer.Option("--source", help="A \\[sources.NAME] entry of qres.toml to start from.")]
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="New folder to write the tables to (must not exist).")]
 UrlOpt = Annotated[str | None, typer.Option("--url", help="Server URL (overrides the source entry's url).")]
-
-
-def source_entries(config: Path | None) -> dict[str, Any]:
-    """The validated ``[sources]`` of the config file (ConfigError says which key to fix)."""
-    from flows.settings import load_settings
-    from policies.telemetry.importers.spec import parse_sources
-
-    return parse_sources(load_settings(config).sources)
-
-
-def _spec(kind: str, config: Path | None, source: str | None, **cli: Any):
-    """The source entry's keys overlaid with the options that were given."""
-    import dataclasses
-
-    from policies.telemetry.importers.spec import build_spec
-
-    base: dict[str, Any] = {}
-    if source:
-        entries = source_entries(config)
-        if source not in entries:
-            raise QresError(f"no [sources.{source}] in the config; known: {', '.join(entries) or 'none'}")
-        if entries[source].kind != kind:
-            raise QresError(f"[sources.{source}] is kind {entries[source].kind!r}, not {kind!r}")
-        base = {f.name: getattr(entries[source].spec, f.name) for f in dataclasses.fields(entries[source].spec)}
-    return build_spec(kind, base | {k: v for k, v in cli.items() if v is not None}, source or f"--{kind}")
 
 
 def _done(rows: dict[str, int], out_dir: Path) -> None:
@@ -64,7 +38,7 @@ def import_prometheus_cmd(
     step: Annotated[int | None, typer.Option("--step", help="Query step in seconds (default 60).")] = None,
     resolution_min: Annotated[int | None, typer.Option(help="Health-check grid (worst state per bin).")] = None,
     alerts: Annotated[str | None, typer.Option(help="Incidents from these ALERTS (comma-separated).")] = None,
-    source: SourceOpt = None,
+    source: cli_data.SourceOpt = None,
     config: ConfigOpt = None,
     overlay: cli_data.OverlayOpt = None,
 ) -> None:
@@ -73,7 +47,9 @@ def import_prometheus_cmd(
     from policies.telemetry.importers.spec import parse_time
 
     try:
-        spec = _spec("prometheus", config, source, url=url, step_s=step, resolution_min=resolution_min, alerts=alerts)
+        spec = cli_data.source_spec(
+            "prometheus", config, source, url=url, step_s=step, resolution_min=resolution_min, alerts=alerts
+        )
         rows = import_prometheus(spec, out_dir, parse_time(since, "--since"), parse_time(until, "--until"), overlay)
     except (QresError, FileExistsError) as exc:
         fail(exc)
@@ -86,7 +62,7 @@ def import_pagerduty_cmd(
     url: UrlOpt = None,
     since: Annotated[str | None, typer.Option(help="Live API: incidents since (ISO 8601 or 30d).")] = None,
     until: Annotated[str | None, typer.Option(help="Live API: incidents until.")] = None,
-    source: SourceOpt = None,
+    source: cli_data.SourceOpt = None,
     config: ConfigOpt = None,
     replace: Annotated[bool, typer.Option(help="Replace an existing incidents table in --out.")] = False,
 ) -> None:
@@ -95,9 +71,9 @@ def import_pagerduty_cmd(
     from policies.telemetry.importers.spec import parse_time
 
     try:
-        spec = _spec("pagerduty", config, source, url=url)
+        spec = cli_data.source_spec("pagerduty", config, source, url=url, export=export)
         window = tuple(None if t is None else parse_time(t, n) for t, n in ((since, "--since"), (until, "--until")))
-        rows = import_pagerduty(spec, out_dir, export=export, window=window, replace=replace)
+        rows = import_pagerduty(spec, out_dir, export=spec.export or None, window=window, replace=replace)
     except (QresError, FileExistsError) as exc:
         fail(exc)
     _done(rows, out_dir)
@@ -107,7 +83,7 @@ def import_backstage_cmd(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder to write services/dependencies to.")],
     files: Annotated[list[str] | None, typer.Argument(help="catalog-info.yaml files or folders.")] = None,
     url: UrlOpt = None,
-    source: SourceOpt = None,
+    source: cli_data.SourceOpt = None,
     config: ConfigOpt = None,
     replace: Annotated[bool, typer.Option(help="Replace existing services/dependencies tables in --out.")] = False,
 ) -> None:
@@ -115,40 +91,38 @@ def import_backstage_cmd(
     from policies.telemetry.importers.backstage import import_backstage
 
     try:
-        spec = _spec("backstage", config, source, url=url)
-        rows = import_backstage(spec, out_dir, files=files or [], replace=replace)
+        spec = cli_data.source_spec("backstage", config, source, url=url, files=files or None)
+        rows = import_backstage(spec, out_dir, files=list(spec.files), replace=replace)
     except (QresError, FileExistsError) as exc:
         fail(exc)
     _done(rows, out_dir)
 
 
 def pull_cmd(
-    names: Annotated[list[str] | None, typer.Argument(help="Source names (default: every prometheus source).")] = None,
+    names: Annotated[list[str] | None, typer.Argument(help="Source names (default: every [sources] entry).")] = None,
     until: Annotated[str, typer.Option(help="Pull up to (exclusive): ISO 8601, now, or 1h (ago).")] = "now",
     since: Annotated[str | None, typer.Option(help="First pull's start when the source has no watermark.")] = None,
     config: ConfigOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")] = False,
 ) -> None:
-    """Pull each Prometheus source from its watermark into its landing folder (the nightly does this first)."""
+    """Pull each [sources] entry into its landing folder (the nightly does this first, in the same order)."""
     from flows.settings import load_settings
-    from policies.telemetry.importers.pull import pull_into
+    from policies.telemetry.importers.land import describe_pull, pull_order, pull_source
     from policies.telemetry.importers.spec import parse_sources, parse_time
 
     try:
         settings = load_settings(config)
         entries = parse_sources(settings.sources)
-        chosen = names or [n for n, e in entries.items() if e.kind == "prometheus"]
+        unknown = [n for n in names or [] if n not in entries]
+        if unknown:
+            raise QresError(f"no [sources.{unknown[0]}] in the config; known: {', '.join(entries) or 'none'}")
         reports = []
-        for name in chosen:
-            if name not in entries or entries[name].kind != "prometheus":
-                raise QresError(f"no prometheus source [sources.{name}] in the config; known: {', '.join(entries)}")
-            e = entries[name]
+        for e in pull_order(entries[n] for n in (names or entries)):
             first = since or e.since
             reports.append(
-                pull_into(
-                    e.spec,
+                pull_source(
+                    e,
                     e.into or settings.data_dir,
-                    name,
                     since_ms=None if first is None else parse_time(first, "since"),
                     until_ms=parse_time(until, "--until"),
                 )
@@ -158,7 +132,50 @@ def pull_cmd(
     if as_json:
         out.print_json(json.dumps(reports))
     for r in reports:
-        console.print(f"pulled {r['source']}: {r['health_checks']:,} health checks, {r['incidents']} incidents")
+        console.print(describe_pull(r), markup=False, highlight=False)
+
+
+def sources_cmd(
+    config: ConfigOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")] = False,
+) -> None:
+    """Check the [sources] entries as the nightly loads them and list them in pull order, with their last pull."""
+    from flows.settings import load_settings
+    from policies.telemetry.importers.land import pull_order, read_manifest
+    from policies.telemetry.importers.spec import parse_sources
+
+    try:
+        settings = load_settings(config)
+        entries = pull_order(parse_sources(settings.sources).values())
+    except QresError as exc:
+        fail(exc)
+    rows = []
+    for e in entries:
+        landing = e.into or settings.data_dir
+        state = read_manifest(Path(landing), e.name) if "://" not in landing else {}
+        last = (
+            f"watermark {_iso(state['until_ms'])}"
+            if state.get("until_ms") is not None
+            else f"{len(state['files'])} file(s) landed"
+            if "files" in state
+            else f"{len(state['services'])} catalog service(s)"
+            if "services" in state
+            else "not pulled yet"
+        )
+        rows.append({"source": e.name, "kind": e.kind, "into": landing, "last_pull": last})
+    if as_json:
+        out.print_json(json.dumps(rows))
+        return
+    for r in rows:
+        console.print(f"{r['source']} ({r['kind']}) -> {r['into']}: {r['last_pull']}", markup=False, highlight=False)
+    if not rows:
+        console.print("no [sources] entries in the config (docs/telemetry-sources.md)", markup=False)
+
+
+def _iso(ms: int) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def register(app: typer.Typer) -> None:
@@ -166,3 +183,4 @@ def register(app: typer.Typer) -> None:
     cli_data.import_app.command("pagerduty")(import_pagerduty_cmd)
     cli_data.import_app.command("backstage")(import_backstage_cmd)
     app.command("pull")(pull_cmd)
+    app.command("sources")(sources_cmd)

@@ -1,20 +1,26 @@
-"""`qres sample` and `qres import ...`: telemetry to run the pipeline on, generated or imported."""
+"""`qres sample` (generated telemetry) and `qres import upptime|statuspage|gcp|aws|files|dataset|url`.
+
+Each command takes the keys of its ``[sources]`` kind as the argument and options, or
+``--source NAME`` (a ``[sources.NAME]`` entry of qres.toml, validated on load): options given on
+the command line override the entry's keys, the others keep the entry's value or the kind's default.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from flows.cli.common import console, fail
+from flows.cli.common import ConfigOpt, console, fail
 from policies.errors import QresError
 
-__all__ = ["register"]
+__all__ = ["register", "source_spec", "source_entries"]
 
 import_app = typer.Typer(
-    help="Import status histories (Upptime repositories, Statuspage exports, Google Cloud and AWS incident "
-    "histories) as telemetry tables; rules in docs/importers.md.",
+    help="Import telemetry from where it is kept (status histories, incident tools, service catalogs, "
+    "tables as they are) into a new folder; one [sources] kind each (docs/telemetry-sources.md).",
     no_args_is_help=True,
     rich_markup_mode=None,
 )
@@ -26,99 +32,189 @@ OverlayOpt = Annotated[
         "--overlay", help="Folder with your own services/dependencies/workloads/sites to use instead of the defaults."
     ),
 ]
+SourceOpt = Annotated[str | None, typer.Option("--source", help="A \\[sources.NAME] entry of qres.toml to start from.")]
+
+
+def _resolution(default: int):
+    help_ = f"Health-check grid in minutes, worst state per bin (default {default})."
+    return Annotated[int | None, typer.Option(min=1, help=help_)]
+
+
+Resolution5, Resolution60 = _resolution(5), _resolution(60)
+StaleOpt = Annotated[
+    float | None,
+    typer.Option(
+        min=0.1, help="A never-resolved incident with no update for this long before the end is closed (h, default 72)."
+    ),
+]
+
+
+def source_entries(config: Path | None) -> dict[str, Any]:
+    """The validated ``[sources]`` of the config file (ConfigError says which key to fix)."""
+    from flows.settings import load_settings
+    from policies.telemetry.importers.spec import parse_sources
+
+    return parse_sources(load_settings(config).sources)
+
+
+def source_spec(kind: str, config: Path | None, source: str | None, **cli: Any) -> Any:
+    """The source entry's keys overlaid with the options that were given, validated as in qres.toml."""
+    from policies.telemetry.importers.spec import KINDS, build_spec
+
+    base: dict[str, Any] = {}
+    if source:
+        entries = source_entries(config)
+        if source not in entries:
+            raise QresError(f"no [sources.{source}] in the config; known: {', '.join(entries) or 'none'}")
+        if entries[source].kind != kind:
+            raise QresError(
+                f"[sources.{source}] is kind {entries[source].kind!r}; use `qres import {entries[source].kind}`"
+                if entries[source].kind in KINDS
+                else f"[sources.{source}] is kind {entries[source].kind!r}, not {kind!r}"
+            )
+        base = {f.name: getattr(entries[source].spec, f.name) for f in dataclasses.fields(entries[source].spec)}
+    values = base | {k: v for k, v in cli.items() if v is not None}
+    fields = dataclasses.fields(_kind_class(kind)) if kind in KINDS else ()
+    needed = [f.name for f in fields if f.default is f.default_factory is dataclasses.MISSING and f.name not in values]
+    if needed and not source:
+        raise QresError(
+            f"qres import {kind}: {needed[0]} is missing; give it on the command line (see --help), or --source "
+            f"NAME for a [sources.NAME] entry of kind {kind!r} in qres.toml"
+        )
+    return build_spec(kind, values, source or f"qres import {kind}")
+
+
+def _kind_class(kind: str) -> type:
+    from policies.telemetry.importers.spec import spec_class
+
+    return spec_class(kind)
 
 
 @import_app.command("upptime")
 def import_upptime_cmd(
-    path: Annotated[str, typer.Argument(help="Upptime git folder, .bundle file or commits.jsonl.")],
     out_dir: OutOpt,
+    path: Annotated[str | None, typer.Argument(help="Upptime git folder, .bundle file or commits.jsonl.")] = None,
     overlay: OverlayOpt = None,
-    resolution_min: Annotated[int, typer.Option(min=1, help="Health-check grid (worst state per bin).")] = 5,
+    resolution_min: Resolution5 = None,
     keep_template_sites: Annotated[
-        bool, typer.Option(help="Keep the Upptime template's placeholder sites (Google, Wikipedia, ...).")
-    ] = False,
+        bool | None, typer.Option(help="Keep the Upptime template's placeholder sites (Google, Wikipedia, ...).")
+    ] = None,
     stale_after_h: Annotated[
-        float, typer.Option(min=0.1, help="A site not checked for this long has stopped existing (hours).")
-    ] = 72.0,
+        float | None,
+        typer.Option(min=0.1, help="A site not checked for this long has stopped existing (hours, default 72)."),
+    ] = None,
     retired_after_h: Annotated[
-        float,
-        typer.Option(min=0.1, help="A down run longer than this that never ends: probably retired (hours)."),
-    ] = 168.0,
+        float | None,
+        typer.Option(
+            min=0.1, help="A down run longer than this that never ends: probably retired (hours, default 168)."
+        ),
+    ] = None,
+    source: SourceOpt = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Import an Upptime status repository's whole history (see docs/importers.md for its rules)."""
     from policies.telemetry.importers.upptime import import_upptime
 
-    _report(
-        lambda: import_upptime(
-            path,
-            out_dir,
-            resolution_min=resolution_min,
-            overlay=overlay,
-            keep_template_sites=keep_template_sites,
-            stale_after_h=stale_after_h,
-            retired_after_h=retired_after_h,
-        ),
-        out_dir,
-    )
+    def run():
+        spec = source_spec(
+            "upptime", config, source, path=path, resolution_min=resolution_min,
+            keep_template_sites=keep_template_sites, stale_after_h=stale_after_h, retired_after_h=retired_after_h,
+        )  # fmt: skip
+        keys = {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec) if f.name != "path"}
+        return import_upptime(spec.path, out_dir, overlay=overlay, **keys)
+
+    _report(run, out_dir)
 
 
-StaleOpt = Annotated[
-    float,
-    typer.Option(min=0.1, help="A never-resolved incident with no update for this long before the end is closed."),
-]
+def _history_cmd(kind: str, what: str, doc: str):
+    """`qres import statuspage|gcp|aws`: one export (file or URL) of incidents into a new folder."""
+
+    def command(
+        out_dir: OutOpt,
+        path: str | None = None,  # typed below: its help names the kind's file
+        overlay: OverlayOpt = None,
+        resolution_min: Resolution60 = None,
+        stale_open_h: StaleOpt = None,
+        source: SourceOpt = None,
+        config: ConfigOpt = None,
+    ) -> None:
+        from policies.telemetry.importers import cloud, statuspage
+
+        importer = {"statuspage": statuspage.import_statuspage, "gcp": cloud.import_gcp, "aws": cloud.import_aws}[kind]
+
+        def run():
+            spec = source_spec(
+                kind, config, source, path=path, resolution_min=resolution_min, stale_open_h=stale_open_h
+            )
+            return importer(
+                spec.path, out_dir, resolution_min=spec.resolution_min, overlay=overlay, stale_open_h=spec.stale_open_h
+            )
+
+        _report(run, out_dir)
+
+    command.__doc__ = doc
+    command.__annotations__["path"] = Annotated[str | None, typer.Argument(help=what)]
+    import_app.command(kind)(command)
 
 
-@import_app.command("statuspage")
-def import_statuspage_cmd(
-    source: Annotated[str, typer.Argument(help="Incidents export: JSON or JSON lines (.gz ok), file or URL.")],
-    out_dir: OutOpt,
-    overlay: OverlayOpt = None,
-    resolution_min: Annotated[int, typer.Option(min=1, help="Health-check grid (worst state per bin).")] = 60,
-    stale_open_h: StaleOpt = 72.0,
-) -> None:
-    """Import a saved Atlassian Statuspage incidents export (components become services)."""
-    from policies.telemetry.importers.statuspage import import_statuspage
-
-    _report(
-        lambda: import_statuspage(
-            source, out_dir, resolution_min=resolution_min, overlay=overlay, stale_open_h=stale_open_h
-        ),
-        out_dir,
-    )
+_history_cmd(
+    "statuspage",
+    "Incidents export: JSON or JSON lines (.gz ok), file or URL.",
+    "Import a saved Atlassian Statuspage incidents export (components become services).",
+)
+_history_cmd(
+    "gcp",
+    "Google Cloud status incidents.json (file or URL).",
+    "Import the Google Cloud status incident history (products become services).",
+)
+_history_cmd(
+    "aws",
+    "AWS Health Dashboard historyevents.json (file or URL).",
+    "Import the AWS Health Dashboard event history (services per region become services).",
+)
 
 
-@import_app.command("gcp")
-def import_gcp_cmd(
-    source: Annotated[str, typer.Argument(help="Google Cloud status incidents.json (file or URL).")],
-    out_dir: OutOpt,
-    overlay: OverlayOpt = None,
-    resolution_min: Annotated[int, typer.Option(min=1, help="Health-check grid (worst state per bin).")] = 60,
-    stale_open_h: StaleOpt = 72.0,
-) -> None:
-    """Import the Google Cloud status incident history (products become services)."""
-    from policies.telemetry.importers.cloud import import_gcp
+def _tables_cmd(kind: str, key: str, what: str, doc: str):
+    """`qres import files|dataset|url`: the tables as they are, copied into a new folder."""
 
-    _report(
-        lambda: import_gcp(source, out_dir, resolution_min=resolution_min, overlay=overlay, stale_open_h=stale_open_h),
-        out_dir,
-    )
+    def command(
+        out_dir: OutOpt,
+        location: str | None = None,  # typed below: its name and help depend on the kind
+        source: SourceOpt = None,
+        config: ConfigOpt = None,
+    ) -> None:
+        from policies.telemetry.importers.spec import SourceEntry
+        from policies.telemetry.importers.tables import copy_tables
+
+        def run():
+            spec = source_spec(kind, config, source, **{key: location})
+            return {f"{t} files": n for t, n in copy_tables(SourceEntry(source or kind, kind, spec), out_dir).items()}
+
+        _report(run, out_dir)
+
+    command.__doc__ = doc
+    command.__annotations__["location"] = Annotated[str | None, typer.Argument(metavar=key.upper(), help=what)]
+    import_app.command(kind)(command)
 
 
-@import_app.command("aws")
-def import_aws_cmd(
-    source: Annotated[str, typer.Argument(help="AWS Health Dashboard historyevents.json (file or URL).")],
-    out_dir: OutOpt,
-    overlay: OverlayOpt = None,
-    resolution_min: Annotated[int, typer.Option(min=1, help="Health-check grid (worst state per bin).")] = 60,
-    stale_open_h: StaleOpt = 72.0,
-) -> None:
-    """Import the AWS Health Dashboard event history (services per region become services)."""
-    from policies.telemetry.importers.cloud import import_aws
-
-    _report(
-        lambda: import_aws(source, out_dir, resolution_min=resolution_min, overlay=overlay, stale_open_h=stale_open_h),
-        out_dir,
-    )
+_tables_cmd(
+    "files",
+    "path",
+    "Local folder or glob of the tables (services.csv, health_checks/, ...).",
+    "Copy a local folder of telemetry tables (CSV or Parquet) into a new folder.",
+)
+_tables_cmd(
+    "dataset",
+    "path",
+    "Root of a Hive-partitioned dataset (health_checks/date=.../), local or an fsspec URL (s3://...).",
+    "Copy a partitioned dataset's tables (Hive key=value folders kept) into a new folder.",
+)
+_tables_cmd(
+    "url",
+    "url",
+    "HTTP(S) folder of the tables (a listing server) or an archive of them (.zip, .tar.gz).",
+    "Fetch telemetry tables from an HTTP(S) folder or archive into a new folder.",
+)
 
 
 def _report(run, out_dir: Path) -> None:

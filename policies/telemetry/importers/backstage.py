@@ -24,7 +24,14 @@ import yaml
 from policies.schema import TABLES
 from policies.telemetry.importers.http import ConnectorError, HttpClient, auth_headers
 
-__all__ = ["BackstageSpec", "read_catalog_files", "fetch_catalog", "catalog_tables", "import_backstage"]
+__all__ = [
+    "BackstageSpec",
+    "read_catalog_files",
+    "fetch_catalog",
+    "catalog_tables",
+    "import_backstage",
+    "write_catalog",
+]
 
 KINDS = ("component", "resource", "api", "system")
 _TYPE_KIND = {
@@ -42,6 +49,7 @@ _TYPE_KIND = {
 @dataclass(frozen=True)
 class BackstageSpec:
     url: str = ""
+    files: tuple[str, ...] = ()  # catalog-info.yaml files or folders, instead of the catalog API
     tier_annotation: str = "qresilience.io/tier"
     hard_annotation: str = "qresilience.io/dependency-hard"
     default_tier: int = 2
@@ -137,19 +145,23 @@ def import_backstage(
     if not files and not spec.url:
         raise ConnectorError("backstage: give catalog-info.yaml files/folders or --url of the catalog")
     out_dir = Path(out_dir)
-    targets = {n: out_dir / f"{n}.parquet" for n in ("services", "dependencies")}
-    clash = [p for p in targets.values() if p.exists()]
+    clash = [p for p in (out_dir / "services.parquet", out_dir / "dependencies.parquet") if p.exists()]
     if clash and not replace:
         raise FileExistsError(f"{clash[0]} exists; pass --replace to overwrite it")
     entities = read_catalog_files(list(files)) if files else fetch_catalog(spec)[0]
-    tables = catalog_tables(spec, entities)
+    return write_catalog(out_dir, catalog_tables(spec, entities))
+
+
+def write_catalog(out_dir: Path, tables: dict[str, pa.Table], forget: frozenset[str] = frozenset()) -> dict[str, int]:
+    """The catalog's services over the folder's (same id replaced, ids in ``forget`` dropped), its dependencies."""
     if not tables["services"].num_rows:
         raise ConnectorError("backstage: no Component, Resource, API or System entity found")
+    targets = {n: out_dir / f"{n}.parquet" for n in ("services", "dependencies")}
     if targets["services"].exists():  # keep the folder's other services (an importer's region-imported)
         old = pq.read_table(targets["services"]).cast(TABLES["services"])
-        ids = set(tables["services"]["service_id"].to_pylist())
+        ids = set(tables["services"]["service_id"].to_pylist()) | forget
         keep = old.filter(pa.array([s not in ids for s in old["service_id"].to_pylist()], pa.bool_()))
-        tables["services"] = pa.concat_tables([tables["services"], keep])
+        tables = tables | {"services": pa.concat_tables([tables["services"], keep])}
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, path in targets.items():
         tmp = path.with_name("." + path.name + ".tmp")

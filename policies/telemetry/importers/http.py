@@ -57,6 +57,16 @@ class HttpClient:
     requests: int = 0  # how many HTTP requests were sent (for reports and tests)
 
     def get_json(self, url: str, params: dict[str, object] | None = None) -> object:
+        return self.get(url, params, json.loads, accept="application/json")
+
+    def get(
+        self,
+        url: str,
+        params: dict[str, object] | None = None,
+        parse: Callable[[bytes], object] = bytes,
+        accept: str = "*/*",
+    ) -> object:
+        """The body of a GET, parsed by ``parse`` (refusals, retries and backoff as the class doc says)."""
         full = url + ("?" + urllib.parse.urlencode(params, doseq=True) if params else "")
         shown = url.split("?", 1)[0]
         if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
@@ -64,11 +74,11 @@ class HttpClient:
         for attempt in range(self.retries + 1):
             last = attempt == self.retries
             self.requests += 1
-            headers = {"Accept": "application/json", **self.headers}
+            headers = {"Accept": accept, **self.headers}
             req = urllib.request.Request(full, headers=headers)  # noqa: S310 -- scheme checked above (http/https only)
             try:
                 with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:  # noqa: S310 -- scheme checked above
-                    return json.loads(resp.read())
+                    return parse(resp.read())
             except urllib.error.HTTPError as exc:
                 body = _body(exc)
                 if exc.code in (401, 403):

@@ -35,6 +35,7 @@ __all__ = ["PagerDutySpec", "incident_rows", "fetch_pagerduty", "import_pagerdut
 @dataclass(frozen=True)
 class PagerDutySpec:
     url: str = "https://api.pagerduty.com"
+    export: str = ""  # a saved GET /incidents export read whole each pull instead of the live API
     token_env: str = "PAGERDUTY_TOKEN"
     page_limit: int = 100
     priority_map: dict[str, int] = field(default_factory=lambda: {"P1": 1, "P2": 2, "P3": 3, "P4": 4, "P5": 4})

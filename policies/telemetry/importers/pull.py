@@ -43,7 +43,7 @@ def import_prometheus(
 
 def read_watermark(landing: str | Path, name: str) -> int | None:
     path = Path(landing) / "_pull" / f"{name}.json"
-    return json.loads(path.read_text())["until_ms"] if path.is_file() else None
+    return json.loads(path.read_text()).get("until_ms") if path.is_file() else None
 
 
 def pull_into(
