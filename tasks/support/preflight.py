@@ -68,37 +68,72 @@ def check_tracking_store(uri: str, *, timeout_s: float = 5.0) -> None:
 
 
 def check_sources(sources: dict[str, dict[str, Any]], *, timeout_s: float = 5.0) -> None:
-    """Every ``[sources.*]`` entry the nightly pulls must answer a trivial query (with its credentials).
+    """Every ``[sources.*]`` entry the nightly pulls must be there before any work.
 
-    One attempt each: the pull itself retries; this only tells a dead or misconfigured source
-    from a slow one before any work. The URL in the message has no user, password or query.
+    An HTTP source answers one trivial request with its credentials (one attempt: the pull
+    itself retries; this only tells a dead or misconfigured source from a slow one); a local
+    one must exist. The URL in the message has no user, password or query.
     """
     from policies.telemetry.importers.spec import parse_sources
 
     for name, entry in parse_sources(sources).items():
-        if entry.kind != "prometheus":
-            continue  # the other kinds are imported on demand (`qres import ...`), never pulled by a run
-        shown = _public_url(entry.spec.url)
-        reason = _probe(entry.spec.url.rstrip("/") + "/api/v1/query?query=1", entry.spec, timeout_s)
+        url, headers, hint = _probe_target(entry.kind, entry.spec)
+        if url is None:
+            continue  # an object store (s3://, gs://): reached through pyarrow's own filesystem at pull time
+        if not url.startswith(("http://", "https://")):
+            if not Path(url).exists():
+                raise OutageError(
+                    f"telemetry source {name} ({entry.kind}) at {url} does not exist; {NOTHING_PUBLISHED}"
+                )
+            continue
+        reason = _probe(url, headers, hint, timeout_s, head=entry.kind in ("url", "statuspage", "gcp", "aws"))
         if reason:
+            shown = _public_url(getattr(entry.spec, "url", "") or url)  # the URL as configured, not the probe's
             raise OutageError(f"telemetry source {name} ({entry.kind}) at {shown} {reason}; {NOTHING_PUBLISHED}")
 
 
-def _probe(url: str, spec: Any, timeout_s: float) -> str | None:
+def _probe_target(kind: str, spec: Any) -> tuple[str | None, dict[str, str], str]:
+    """What to check for one source: (URL or local path, request headers, credentials hint)."""
+    from policies.telemetry.importers.http import auth_headers
+
+    if kind == "prometheus":
+        hint = f"set ${spec.token_env} or ${spec.username_env}"
+        return spec.url.rstrip("/") + "/api/v1/query?query=1", dict(spec.client().headers), hint
+    if kind == "pagerduty":
+        if spec.export:
+            return spec.export, {}, ""
+        token = os.environ.get(spec.token_env, "")
+        headers = {"Authorization": f"Token token={token}", "Accept": "application/vnd.pagerduty+json;version=2"}
+        return spec.url.rstrip("/") + "/incidents?limit=1", headers, f"set ${spec.token_env}"
+    if kind == "backstage":
+        if not spec.url:
+            return (spec.files[0] if spec.files else None), {}, ""
+        headers = auth_headers(spec.token_env, None, None)
+        return spec.url.rstrip("/") + "/api/catalog/entities?limit=1", headers, f"set ${spec.token_env}"
+    where = getattr(spec, "url", None) or getattr(spec, "path", None)
+    if where is None or "://" in where and not where.startswith(("http://", "https://")):
+        return None, {}, ""
+    return where, {}, "check the URL's access"
+
+
+def _probe(url: str, headers: dict[str, str], hint: str, timeout_s: float, *, head: bool = False) -> str | None:
     """None when the server answered 200, else what failed (a phrase that follows the URL)."""
     if urlsplit(url).scheme not in ("http", "https"):
         return "is not an http(s):// URL"
     import urllib.error  # here, as in check_tracking_store: kept off every command's start-up
     import urllib.request
 
-    headers = {"Accept": "application/json", **spec.client().headers}
-    req = urllib.request.Request(_no_userinfo(url), headers=headers)  # noqa: S310 - http(s) only, checked above
+    headers = {"Accept": "application/json", **headers}
+    # HEAD for a file to download (an archive, an export): reachability without the body
+    req = urllib.request.Request(_no_userinfo(url), headers=headers, method="HEAD" if head else "GET")  # noqa: S310 - http(s) only, checked above
     try:
-        with urllib.request.urlopen(req, timeout=min(timeout_s, spec.timeout_s)) as resp:  # noqa: S310 - as above
+        with urllib.request.urlopen(req, timeout=timeout_s) as resp:  # noqa: S310 - as above
             return None if resp.status == 200 else f"answered HTTP {resp.status}"
     except urllib.error.HTTPError as exc:
         if exc.code in (401, 403):
-            return f"refused the credentials (HTTP {exc.code}; set ${spec.token_env} or ${spec.username_env})"
+            return f"refused the credentials (HTTP {exc.code}; {hint})"
+        if head and exc.code == 405:
+            return None  # a server that serves files but not HEAD is up; the pull's GET will tell the rest
         return f"answered HTTP {exc.code}"
     except (OSError, ValueError) as exc:
         return f"is unreachable ({getattr(exc, 'reason', None) or exc})"

@@ -62,13 +62,32 @@ def test_the_source_preflight_asks_once_with_credentials_and_names_a_refusal(mon
     seen: list[dict] = []
     with _answering(200, seen) as url:
         check_sources({"blackbox": {"kind": "prometheus", "url": url + "/prom", "retries": 3}})
-        check_sources({"catalog": {"kind": "backstage", "url": "http://127.0.0.1:9"}})  # never pulled: not asked
     assert seen == [{"path": "/prom/api/v1/query?query=1", "auth": "Bearer tok-s3cret"}]  # one try, the pull's token
     with _answering(401, seen) as url, pytest.raises(OutageError) as err:
         check_sources({"blackbox": {"kind": "prometheus", "url": url.replace("//", "//ops:pw-s3cret@")}})
     text = str(err.value)
     assert text.startswith(f"telemetry source blackbox (prometheus) at {url} refused the credentials (HTTP 401"), text
     assert "s3cret" not in text and "ops" not in text and "\n" not in text
+
+
+def test_every_pulled_kind_is_checked_before_any_work(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PAGERDUTY_TOKEN", "pd-s3cret")
+    seen: list[dict] = []
+    with _answering(401, seen) as url, pytest.raises(OutageError) as err:
+        check_sources({"oncall": {"kind": "pagerduty", "url": url}})
+    assert seen[0]["path"] == "/incidents?limit=1"
+    assert "refused the credentials (HTTP 401; set $PAGERDUTY_TOKEN)" in str(err.value)
+    assert "pd-s3cret" not in str(err.value)
+    port = _free_port()
+    with pytest.raises(
+        OutageError, match=r"^telemetry source catalog \(backstage\) at http://127\.0\.0\.1:\d+ is unreachable"
+    ):
+        check_sources({"catalog": {"kind": "backstage", "url": f"http://127.0.0.1:{port}"}})
+    missing = tmp_path / "status-repo"
+    with pytest.raises(OutageError, match=r"telemetry source site \(upptime\) at .*status-repo does not exist"):
+        check_sources({"site": {"kind": "upptime", "path": str(missing)}})
+    missing.mkdir()
+    check_sources({"site": {"kind": "upptime", "path": str(missing)}})  # there: the pull reads (and judges) it
 
 
 def _qres_run(cfg: Path, cwd: Path, **env: str) -> tuple[int, str, float]:
