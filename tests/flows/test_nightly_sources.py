@@ -32,7 +32,7 @@ def test_nightly_pulls_an_upptime_source_and_publishes(prefect_harness, tmp_path
     assert inputs["sha256"]["health_checks"] and summary["tables"]["health_checks"] > 0
     landed = json.loads((landing / "_pull" / "manticore.json").read_text())["files"]
     assert landed and all(rel.split("/")[1] == "source=manticore" for rel in landed)
-    # A second source that cannot be read: the run stops in the pull step, before ingest; nothing is published.
+    # A second source that is not there: the run stops before any work (the preflight names it); nothing is published.
     cfg.write_text(cfg.read_text() + f'[sources.github]\nkind = "statuspage"\npath = "{tmp_path / "missing.jsonl"}"\n')
     with pytest.raises(Exception, match="missing.jsonl"):
         nightly(config=str(cfg))
