@@ -17,6 +17,7 @@ import typer
 from flows.cli import backtest as cli_backtest
 from flows.cli import connectors as cli_connectors
 from flows.cli import data as cli_data
+from flows.cli import drill as cli_drill
 from flows.cli import keys as cli_keys
 from flows.cli import model as cli_model
 from flows.cli import orchestrate as cli_orchestrate
@@ -224,6 +225,7 @@ _COMMAND_MODULES: tuple = (
     cli_report,
     cli_orchestrate,
     cli_serve,
+    cli_drill,
 )
 for _module in _COMMAND_MODULES:
     _module.register(app)

@@ -87,9 +87,14 @@ def plan_faults(
     *,
     source: str,
     fixed_s: float | None = None,
+    duration_min: float | None = None,
     flaps: bool = True,
 ) -> FaultPlan:
-    """The fault timeline of one drill (see the module docstring); ValueError if it touches no stand-in."""
+    """The fault timeline of one drill (see the module docstring); ValueError if it touches no stand-in.
+
+    ``fixed_s`` fixes the sustained length in drill seconds (a what-if's ``--for``);
+    ``duration_min`` replaces the draw by a real outage's length in minutes (an incident), compressed alike.
+    """
     hit = sorted({s for s in down if system.role_of(s)})
     slow = sorted({s for s in degraded if system.role_of(s)} - set(hit))
     if not hit and not slow:
@@ -104,7 +109,7 @@ def plan_faults(
     for service in hit + slow:
         role = system.role_of(service)
         start = ONSET_SHARE * window_s + (rng.uniform(0, 0.05 * window_s) if len(means) > 1 else 0.0)
-        draw = rng.exponential(means[service]) * scale
+        draw = (rng.exponential(means[service]) if duration_min is None else duration_min) * scale
         length = fixed_s if fixed_s is not None else float(np.clip(draw, 0.15 * window_s, 0.5 * window_s))
         n_flaps = int(rng.integers(0, 3)) if flaps and service in hit else 0
         kind = "partial" if service in slow else "refuse" if role in ("compute", "standby") else "timeout"

@@ -103,6 +103,7 @@ def run_seed(cfg: DrillConfig, plan: FaultPlan, seed: int, work: Path) -> dict:
         t0 = time.time() + LEAD_S
         group.send("proxy", f"START {t0!r}")
         group.send("loadgen", f"START {t0!r}")
+        (work / "pids.json").write_text(json.dumps({name: p.pid for name, p in group.procs.items()}))
         if group.wait("loadgen", plan.window_s + START_S) != 0 or not out.exists():
             raise DrillProcessError(f"the load generator failed: see {work / 'logs' / 'loadgen.log'}")
     results = json.loads(out.read_text())
