@@ -142,3 +142,18 @@ def test_no_drill_process_outlives_the_drill(drilled) -> None:
     for pid in pids.values():  # each was stopped (and reaped) by its pid
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def test_the_report_shows_the_recorded_drill(drilled) -> None:
+    from tasks.drill.record import latest_records
+    from tasks.drill.report import drill_section
+
+    tmp, doc, _, _ = drilled
+    records = latest_records(tmp / "state")
+    assert list(records) == ["what-if"] and records["what-if"]["record"] == doc["record"]
+    page = drill_section(records)
+    assert page.startswith("<h2>Drills</h2>") and page.count("data:image/png;base64,") == 1
+    assert "<th>keep-all</th><th>published</th>" in page and "SLA missed P1" in page
+    shed = doc["summary"]["published"]["value_shed"]["mean"]
+    assert f"<td class=n>{shed:,.0f}</td>" in page
+    assert drill_section({}) == ""
