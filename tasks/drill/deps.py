@@ -10,9 +10,9 @@ import argparse
 import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
-from tasks.drill.lifetime import announce, bounded
+from tasks.drill.lifetime import LoopbackServer, announce, bounded
 
 
 def make_handler(role: str, work_s: float):
@@ -21,11 +21,14 @@ def make_handler(role: str, work_s: float):
 
         def _send(self, code: int, doc: dict) -> None:
             body = json.dumps(doc).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            try:
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):  # the caller gave up (its timeout): nothing to answer
+                pass
 
         def do_GET(self) -> None:
             self._send(200 if self.path == "/health" else 404, {"role": role, "ok": self.path == "/health"})
@@ -47,8 +50,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--work-ms", type=float, default=5.0)
     ap.add_argument("--max-s", type=float, default=300.0)
     args = ap.parse_args(argv)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(args.role, args.work_ms / 1000))
-    server.daemon_threads = True
+    server = LoopbackServer(make_handler(args.role, args.work_ms / 1000))
     bounded(args.max_s, lambda: threading.Thread(target=server.shutdown, daemon=True).start())
     announce(str(server.server_address[1]))
     server.serve_forever(poll_interval=0.1)

@@ -6,8 +6,26 @@ import signal
 import sys
 import threading
 import time
+from http.server import ThreadingHTTPServer
 
-__all__ = ["announce", "wait_start", "bounded"]
+__all__ = ["announce", "wait_start", "bounded", "LoopbackServer"]
+
+
+class LoopbackServer(ThreadingHTTPServer):
+    """A threading HTTP server on 127.0.0.1 (ephemeral port) that does not log callers hanging up.
+
+    Why: under injected faults callers time out and reset connections all the time; that is the
+    drill working, not an error worth a traceback in the log.
+    """
+
+    daemon_threads = True
+
+    def __init__(self, handler, port: int = 0) -> None:
+        super().__init__(("127.0.0.1", port), handler)
+
+    def handle_error(self, request, client_address) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 def announce(what: str) -> None:

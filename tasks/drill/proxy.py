@@ -66,6 +66,8 @@ class FaultProxy:
             await self._pipe(role, reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, OSError):
             writer.close()
+        except asyncio.CancelledError:  # the proxy is stopping: drop the connection, end the task quietly
+            writer.transport.abort()
 
     async def _pipe(self, role: str, reader, writer) -> None:
         up_r, up_w = await asyncio.open_connection("127.0.0.1", self.upstreams[role])

@@ -25,7 +25,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 from policies.drill.admission import KeepAll, LiveGreedy, Published, StaticTiers, admitted
@@ -34,7 +34,7 @@ from policies.drill.observe import Observer, probe_state
 from qres_client.bundle import FALLBACK_FILE, TIERS_FILE, read_latest, verify_bundle
 from qres_client.client import PolicyClient
 from qres_client.greedy import parse_fallback
-from tasks.drill.lifetime import announce, bounded
+from tasks.drill.lifetime import LoopbackServer, announce, bounded
 
 PROBE_S, PROBE_TIMEOUT_S, SLOW_S, CALL_TIMEOUT_S = 0.2, 0.5, 0.12, 0.5
 LOCAL_ACCURACY = 0.9
@@ -136,11 +136,14 @@ def make_handler(service: InvoiceService):
 
         def _send(self, code: int, doc: dict) -> None:
             body = json.dumps(doc).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            try:
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):  # the load generator gave up (its timeout)
+                pass
 
         def do_GET(self) -> None:
             self._send(200 if self.path == "/healthz" else 404, {"plan": service.plan.key})
@@ -167,8 +170,7 @@ def main() -> None:
         env.get("QRES_DRILL_ALLOW_UNSIGNED") == "1",
     )
     service = InvoiceService(rule, deps, roles, Path(env["QRES_DRILL_EVENTS"]), int(env.get("QRES_DRILL_SLOTS", "4")))
-    server = ThreadingHTTPServer(("127.0.0.1", int(env.get("QRES_DRILL_PORT", "0"))), make_handler(service))
-    server.daemon_threads = True
+    server = LoopbackServer(make_handler(service), int(env.get("QRES_DRILL_PORT", "0")))
 
     def stop() -> None:
         service.stop.set()

@@ -54,6 +54,26 @@ class PublishedBundle:
             out.setdefault(row["scenario_key"], (tuple(row["down"]), tuple(row["degraded"])))
         return out
 
+    def plans(self) -> list[dict]:
+        """Every scenario with its probability and ranked actions (the runbook's input)."""
+        rows = pq.read_table(self.path / DECISIONS_FILE).to_pylist()
+        out: dict[str, dict] = {}
+        for r in rows:
+            s = out.setdefault(
+                r["scenario_key"],
+                {
+                    "key": r["scenario_key"],
+                    "down": r["down"],
+                    "degraded": r["degraded"],
+                    "probability": r["probability"],
+                    "actions": [],
+                },
+            )
+            s["actions"].append({"workload_id": r["workload_id"], "admit": r["admit"], "rank": r["rank"]})
+        for s in out.values():
+            s["actions"].sort(key=lambda a: a["rank"])
+        return list(out.values())
+
 
 def published_bundle(store: Path) -> PublishedBundle:
     """The LATEST shedding bundle, its sha256s checked; QresError naming the fix when there is none."""

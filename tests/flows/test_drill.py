@@ -157,3 +157,16 @@ def test_the_report_shows_the_recorded_drill(drilled) -> None:
     shed = doc["summary"]["published"]["value_shed"]["mean"]
     assert f"<td class=n>{shed:,.0f}</td>" in page
     assert drill_section({}) == ""
+
+
+def test_runbook_from_the_bundle_cites_the_drill(drilled) -> None:
+    tmp, doc, _, _ = drilled
+    out = tmp / "runbook.md"
+    res = CliRunner().invoke(app, ["runbook", "--config", str(tmp / "qres.toml"), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    page = out.read_text()
+    assert page.startswith("# On-call runbook: shedding v000001")
+    section = page.split(f"`down={PAYMENTS}`")[1].split("###")[0]
+    assert "sheds 2: wl-billing, wl-invoice-processing-stream" in section
+    assert f"`qres rollback`, then `qres decide --down {PAYMENTS}`" in section
+    assert f"drill `what-if` on v000001, seeds [4] (record {doc['record']})" in section
