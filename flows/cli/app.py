@@ -23,6 +23,7 @@ from flows.cli import model as cli_model
 from flows.cli import orchestrate as cli_orchestrate
 from flows.cli import replay as cli_replay
 from flows.cli import report as cli_report
+from flows.cli import runbook as cli_runbook
 from flows.cli import serve as cli_serve
 from flows.cli import solve as cli_solve
 from flows.cli import validate as cli_validate
@@ -226,6 +227,7 @@ _COMMAND_MODULES: tuple = (
     cli_orchestrate,
     cli_serve,
     cli_drill,
+    cli_runbook,
 )
 for _module in _COMMAND_MODULES:
     _module.register(app)
