@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +23,7 @@ from policies.drill.system import DEFAULT_SYSTEM
 from qres_client.bundle import encode_json, encode_parquet
 from qres_client.health import build_health_document
 from tests.policies.test_client import KEY
+from tests.waits import WAIT_S
 
 WORKLOADS = DEFAULT_SYSTEM.workloads  # P1..P4: checkout, billing, invoice-processing, its stream
 PAYMENTS = "saas-payments"
@@ -170,3 +175,29 @@ def test_runbook_from_the_bundle_cites_the_drill(drilled) -> None:
     assert "sheds 2: wl-billing, wl-invoice-processing-stream" in section
     assert f"`qres rollback`, then `qres decide --down {PAYMENTS}`" in section
     assert f"drill `what-if` on v000001, seeds [4] (record {doc['record']})" in section
+
+
+def test_sigterm_mid_load_stops_every_process(drilled) -> None:
+    """Interrupted mid-load, the drill stops each process it started by pid before it exits.
+
+    SIGTERM is turned into the KeyboardInterrupt a Ctrl-C raises (tasks/drill/procs.py), so this covers both.
+    """
+    sig = signal.SIGTERM
+    tmp, *_ = drilled
+    work = tmp / f"interrupted-{sig.name}"
+    argv = [sys.executable, "-m", "flows.cli.app", "drill", "--config", str(tmp / "qres.toml"), "--down", PAYMENTS]
+    argv += ["--duration", "120", "--seeds", "1", "--policies", "published", "--no-record", "--work", str(work)]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    pids_file = work / "seed-1" / "pids.json"
+    deadline = time.monotonic() + WAIT_S
+    while not pids_file.exists():  # the load has started
+        assert proc.poll() is None, proc.stderr.read().decode()
+        assert time.monotonic() < deadline, "the drill never started its load"
+        time.sleep(0.1)
+    pids = json.loads(pids_file.read_text())
+    proc.send_signal(sig)
+    assert proc.wait(timeout=WAIT_S) != 0
+    proc.stderr.close()
+    for pid in pids.values():
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
