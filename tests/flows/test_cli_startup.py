@@ -39,7 +39,9 @@ def _loaded(*args: str) -> dict:
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("args", [["--help"], ["decide", "--help"], ["run", "--help"], ["resolve", "--help"]])
+@pytest.mark.parametrize(
+    "args", [["--help"], ["decide", "--help"], ["run", "--help"], ["resolve", "--help"], ["drill", "--help"]]
+)
 def test_help_loads_no_pipeline_framework(args: list[str]) -> None:
     got = _loaded(*args)
     assert got["exit"] == 0
