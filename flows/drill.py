@@ -82,7 +82,8 @@ def run_cli_drill(settings: Settings, opts: dict, public_key: Path | None, progr
     except ValueError as exc:
         raise QresError(str(exc)) from None
     work = Path(opts.get("work") or Path(settings.state_dir) / "drills" / "work")
-    shutil.rmtree(work, ignore_errors=True)
+    for old in work.glob("seed-*"):  # only what an earlier drill wrote there; never the folder itself
+        shutil.rmtree(old, ignore_errors=True)
     try:
         result = run_drill(cfg, faults, work, progress=progress)
     except DrillProcessError as exc:

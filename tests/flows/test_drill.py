@@ -77,6 +77,8 @@ def drilled(tmp_path_factory: pytest.TempPathFactory):
     cfg.write_text('store_dir = "bundles"\nstate_dir = "state"\n[bundle]\nkey_dir = "keys"\n')
     args = ["drill", "--config", str(cfg), "--down", PAYMENTS, "--for", "2s", "--duration", "5", "--seeds", "4"]
     args += ["--policies", "keep-all,published", "--rate", "6", "--work", str(tmp / "work")]
+    (tmp / "work").mkdir()
+    (tmp / "work" / "notes.txt").write_text("a drill never deletes what it did not write")
     res = CliRunner().invoke(app, [*args, "--json"], env={"COLUMNS": "200"})
     assert res.exit_code == 0, res.output
     first = json.loads(res.stdout)
@@ -112,6 +114,7 @@ def test_drill_measures_both_policies_and_records_them(drilled) -> None:
         "drill/result.json",
     }
     assert Path(doc["record"]).is_file() and Path(doc["record"]).parent == tmp / "state" / "drills"
+    assert (tmp / "work" / "notes.txt").is_file()
 
 
 def test_same_seed_same_faults_load_and_decisions(drilled) -> None:
