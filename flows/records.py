@@ -71,7 +71,7 @@ def run_artifacts(data: Validated, model: FailureModel, metrics: dict, solved: S
     }
 
 
-def _log_report(step, target, run_id, backtest, model, scenarios, shedding: SolvedPolicy, pending) -> str:
+def _log_report(step, target, run_id, backtest, model, scenarios, shedding: SolvedPolicy, pending, drills=None) -> str:
     """The HTML report (with every family's decisions) and the backtest, kept with the run."""
     from tasks.report import render_report  # matplotlib: only when a report is drawn
 
@@ -86,6 +86,7 @@ def _log_report(step, target, run_id, backtest, model, scenarios, shedding: Solv
         decisions=shedding.files[DECISIONS_FILE],
         solvers=shedding.solvers,
         families=families,
+        drills=drills,
     )
     step(log_run_results)(
         target,
@@ -102,7 +103,10 @@ def record_report(settings, step, target, run_id, kind, backtest, model, scenari
     """The HTML report with the run in MLflow and in ``<state_dir>/reports``; None without a backtest."""
     if backtest is None:
         return None
-    page = _log_report(step, target, run_id, backtest, model, scenarios, shedding, pending)
+    from tasks.drill.record import latest_records
+
+    drills = latest_records(settings.state_dir)
+    page = _log_report(step, target, run_id, backtest, model, scenarios, shedding, pending, drills)
     return _write_report_file(settings, f"{kind}-{run_id}", page)
 
 

@@ -251,11 +251,12 @@ def render_report(
     decisions: bytes | None = None,
     solvers: list[dict] | None = None,
     families: dict[str, bytes] | None = None,
+    drills: dict[str, dict] | None = None,
 ) -> str:
     """The HTML page. ``result`` is a backtest result; the other parts default to its trained policy.
 
     ``families`` maps ``tiers``, ``standby`` and ``routing`` to their decision tables (Parquet bytes)
-    when the run solved them.
+    when the run solved them; ``drills`` holds the recorded drills (``tasks.drill.record.latest_records``).
     """
     train = result.get("train")
     model = model or (train.model if train else None)
@@ -280,6 +281,10 @@ def render_report(
     if solvers:
         parts.append(_solvers(solvers))
     parts.append(_backtest(result))
+    if drills:
+        from tasks.drill.report import drill_section
+
+        parts.append(drill_section(drills))
     return (
         f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>{html.escape(title)}</title>"
         f"<style>{_CSS}</style></head><body>{''.join(parts)}</body></html>"

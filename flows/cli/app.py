@@ -16,11 +16,13 @@ import typer
 from flows.cli import backtest as cli_backtest
 from flows.cli import connectors as cli_connectors
 from flows.cli import data as cli_data
+from flows.cli import drill as cli_drill
 from flows.cli import keys as cli_keys
 from flows.cli import model as cli_model
 from flows.cli import orchestrate as cli_orchestrate
 from flows.cli import replay as cli_replay
 from flows.cli import report as cli_report
+from flows.cli import runbook as cli_runbook
 from flows.cli import serve as cli_serve
 from flows.cli import solve as cli_solve
 from flows.cli import validate as cli_validate
@@ -209,6 +211,8 @@ _COMMAND_MODULES: tuple = (
     cli_report,
     cli_orchestrate,
     cli_serve,
+    cli_drill,
+    cli_runbook,
 )
 for _module in _COMMAND_MODULES:
     _module.register(app)

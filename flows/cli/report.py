@@ -44,8 +44,8 @@ def register(app: typer.Typer) -> None:
         json_out: JsonOpt = False,
         quiet: QuietOpt = False,
     ) -> None:
-        """Write one self-contained HTML report: failure model, scenario coverage, the policy, solvers and the
-        backtest against the baselines."""
+        """Write one self-contained HTML report: failure model, scenario coverage, the policy, solvers, the
+        backtest against the baselines and the drills recorded by `qres drill`."""
         try:
             settings = load_settings(config, data_dir=abs_path(data), store_dir=abs_path(store))
             with progress_bars(enabled=not quiet and not json_out) as progress:
@@ -53,8 +53,12 @@ def register(app: typer.Typer) -> None:
                     settings, overlay=overlay_source(overlay), version=version, progress=progress, refuse=False
                 )
             stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+            from tasks.drill.record import latest_records
+
             path = write_report(
-                result, (out_file or Path(settings.state_dir) / "reports" / f"report-{stamp}.html").absolute()
+                result,
+                (out_file or Path(settings.state_dir) / "reports" / f"report-{stamp}.html").absolute(),
+                drills=latest_records(settings.state_dir),
             )
         except (QresError, ValueError) as exc:
             fail(exc)

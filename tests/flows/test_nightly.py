@@ -295,3 +295,26 @@ def test_gates_hold_back_a_much_worse_policy(two_runs, small_sample: Path) -> No
     assert str(client.get_model_version_by_alias("qresilience-shedding", "candidate").version) == held["model_version"]
     assert str(client.get_model_version_by_alias("qresilience-shedding", "champion").version) == second["model_version"]
     assert client.get_run(held["mlflow_run_id"]).data.tags["qres.gates"] == "held"
+
+
+def test_a_drill_plays_a_scenario_of_the_nightly_bundle(two_runs) -> None:
+    """`qres drill --scenario` on what a real nightly published: every rule reads the real bundle's files."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from flows.cli.app import app
+    from policies.drill.system import DEFAULT_SYSTEM
+    from tasks.drill.sources import drillable, published_bundle
+
+    tmp, cfg, _, second = two_runs
+    keys = drillable(published_bundle(tmp / "bundles"), DEFAULT_SYSTEM)
+    assert keys, "the sample's nightly has no scenario touching the drill's dependencies"
+    args = ["drill", "--config", str(cfg), "--scenario", keys[0], "--seeds", "2", "--duration", "4", "--rate", "4"]
+    res = CliRunner().invoke(app, [*args, "--policies", "tiers,greedy,published", "--no-record", "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["source"] == f"scenario:{keys[0]}" and doc["bundle_version"] == second["bundle_version"]
+    for policy in ("tiers", "greedy", "published"):
+        assert doc["summary"][policy]["invoices"]["mean"] > 0
+        assert doc["decisions"]["2"][policy][0] == "normal"
