@@ -72,7 +72,9 @@ def test_every_help_loads_no_pipeline_framework() -> None:
         timeout=300,
     )
     report = json.loads(res.stdout.strip().splitlines()[-1])
-    assert {"run", "decide", "verify", "versions", "resolve", "keys", "import", "drill", "runbook"} <= {r["path"][0] for r in report[1:]}
+    assert {"run", "decide", "verify", "versions", "resolve", "keys", "import", "drill", "runbook"} <= {
+        r["path"][0] for r in report[1:]
+    }
     for r in report:
         shown = " ".join(["qres", *r["path"], "--help"])
         assert r["exit"] == 0, shown
