@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -33,7 +34,9 @@ from policies.errors import NothingToLearnError, QresError
 from policies.model.failure_model import FailureModel, fit_failure_model
 from policies.model.states import UP, hysteresis_length
 from policies.scenarios.scenario_set import ScenarioSet, build_scenarios
+from policies.shedding.anticipation import HorizonParams, plan_over_time
 from policies.shedding.fallback import FALLBACK_FILE
+from policies.shedding.horizon_solvers import HORIZON
 from policies.shedding.policy import SHEDDING, build_shedding_problems, shedding_files
 from policies.solve.anneal import AnnealParams
 from policies.solve.result import solve_record
@@ -65,7 +68,7 @@ class BacktestConfig:
     hysteresis_windows: int = _setting("model.hysteresis_windows", 2)
     hysteresis_min: float = _setting("model.hysteresis_min", 0.0)
     agreement: str = _setting("model.agreement", "majority")
-    target_mass: float = _setting("scenarios.target_mass", 0.995)
+    target_mass: float = _setting("scenarios.target_mass", 1.0)
     sample_max: int = _setting("scenarios.sample_max", 0)
     sample_min_probability: float = _setting("scenarios.sample_min_probability", 1e-6)
     sample_num_reads: int = _setting("scenarios.sample_num_reads", 400)
@@ -76,6 +79,10 @@ class BacktestConfig:
     time_limit_s: float = _setting("solve.time_limit_s", 2.0)
     levels: int = _setting("solve.levels", 4)
     anneal: AnnealParams | None = _setting("solve.anneal", None)  # None: each solver's own defaults
+    time_coupled: bool = _setting("solve.time_coupled", True)
+    horizon_steps: int = _setting("solve.horizon_steps", 6)
+    hold_s: float = _setting("solve.hold_s", 600.0)
+    horizon_solvers: tuple[str, ...] = _setting("solve.horizon_solvers", ("greedy", "cpsat"))
     seed: int = _setting("seed", 7)
 
     def scenario_kwargs(self) -> dict:
@@ -154,9 +161,21 @@ def train_policy(
         progress=progress,
     )
     records = [solve_record(r, probability=s.probability) for s, r in zip(scen.scenarios, results)]
-    return TrainedPolicy(
-        model, scen, shedding_files(tables, scen.scenarios, problems, results, levels=cfg.levels), records
+    timing = None
+    if cfg.time_coupled:
+        params = HorizonParams(steps=cfg.horizon_steps, hold_s=cfg.hold_s)
+        solve = partial(
+            HORIZON.solve_each,
+            seed=cfg.seed,
+            time_limit_s=cfg.time_limit_s,
+            solvers=cfg.horizon_solvers,
+            anneal=cfg.anneal,
+        )
+        timing, _, _ = plan_over_time(model, scen.scenarios, problems, results, tables["workloads"], params, solve)
+    files = shedding_files(
+        tables, scen.scenarios, problems, results, levels=cfg.levels, timing=timing, hold_s=cfg.hold_s
     )
+    return TrainedPolicy(model, scen, files, records)
 
 
 def run_backtest(

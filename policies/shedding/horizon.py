@@ -12,6 +12,7 @@ dwell so flaps do not make the policy thrash. Model (workloads w, steps t = 0..T
              - sum_t E_t sum_x q_x sum_w sw_w(k_{w,t} -> exit_{x,w})   switching when it ends
     s.t.       lo_w <= k_{w,t} <= hi_w,  sum_w d_w k_{w,t} / L <= C    per step
                two changes of one workload are >= dwell steps apart
+               (optionally) at most max_changes changes per workload
 
 with h = step_s / 3600, S_t the probability that the state still holds in step t, E_t the
 probability that it ends right after step t (E_{T-1} takes the rest), q_x the share of endings
@@ -59,6 +60,7 @@ class HorizonProblem:
     up_cost: np.ndarray  # value lost per level re-admitted
     dwell: int = 1  # minimum steps between two changes of one workload
     exit_share: np.ndarray | None = None  # q_x, summing to 1; None = one exit plan
+    max_changes: int | None = None  # per workload over the horizon; 1 = the client's act_after rule
 
     def __post_init__(self) -> None:
         n, key, L = len(self.base.workload_ids), self.base.key, self.base.levels
@@ -67,6 +69,8 @@ class HorizonProblem:
             raise ValueError(f"{key}: survival must be a non-empty, non-increasing sequence within 0..1")
         if not self.step_s > 0 or int(self.dwell) != self.dwell or self.dwell < 1:
             raise ValueError(f"{key}: step_s must be > 0 and dwell an integer >= 1")
+        if self.max_changes is not None and (int(self.max_changes) != self.max_changes or self.max_changes < 1):
+            raise ValueError(f"{key}: max_changes must be None or an integer >= 1")
         arrays = {"survival": s}
         for name in ("prev", "exit_levels"):
             a = np.array(getattr(self, name), dtype=np.int64)
@@ -170,7 +174,10 @@ def is_feasible_horizon(p: HorizonProblem, x) -> bool:
     b = p.base
     if np.any(k @ b.demand / b.levels > b.capacity + b.tolerance):
         return False
-    return all(np.all(np.diff(c) >= p.dwell) for c in change_steps(p, k.reshape(-1)))
+    changes = change_steps(p, k.reshape(-1))
+    if p.max_changes is not None and any(c.size > p.max_changes for c in changes):
+        return False
+    return all(np.all(np.diff(c) >= p.dwell) for c in changes)
 
 
 def hold_trajectory(p: HorizonProblem, levels) -> np.ndarray:
@@ -199,6 +206,7 @@ def horizon_problem_from_dict(doc: dict) -> HorizonProblem:
         prev=np.array(col("prev", 0), dtype=np.int64),
         exit_levels=np.array(doc.get("exit_levels") or [col("exit", 0)], dtype=np.int64),
         exit_share=doc.get("exit_share"),
+        max_changes=doc.get("max_changes"),
         down_cost=np.array(col("down_cost", 0.0), dtype=np.float64),
         up_cost=np.array(col("up_cost", 0.0), dtype=np.float64),
         dwell=int(doc.get("dwell", 1)),
@@ -214,6 +222,7 @@ def horizon_problem_to_dict(p: HorizonProblem) -> dict:
         dwell=p.dwell,
         exit_levels=p.exit_levels.tolist(),
         exit_share=[float(q) for q in p.exit_share],
+        max_changes=p.max_changes,
     )
     for i, w in enumerate(doc["workloads"]):
         w.update(

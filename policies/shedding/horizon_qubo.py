@@ -12,7 +12,7 @@ Capacity per step is discretised into ``resolution`` units of the room above the
 unbalanced penalty (``penalization_method="unbalanced"``: lambda0 g + lambda1 g^2 of the
 excess g, no slack bits), lambda0 = alpha rho_t, lambda1 = beta rho_t / resolution, rho_t the
 most one unit earns in step t. The dwell (a 4th-order condition) is not encoded: every read is
-repaired step by step (changes inside the dwell undone, then the lowest-density admissions that
+repaired step by step (changes inside the dwell or past ``max_changes`` undone, then the lowest-density admissions that
 may change dropped until the step fits), which always succeeds since holding fits.
 """
 
@@ -140,23 +140,25 @@ def repair_horizon(p: HorizonProblem, x: np.ndarray, *, fill: bool = True) -> np
     k = np.clip(np.asarray(x, dtype=np.int64).reshape(p.steps, n), p.lo, p.hi)
     step = b.demand / b.levels
     limit = b.capacity + b.tolerance / 2
-    cur, last = p.prev.copy(), np.full(n, -(10**9))
+    cur, last, used = p.prev.copy(), np.full(n, -(10**9)), np.zeros(n, dtype=np.int64)
+    cap = p.steps if p.max_changes is None else p.max_changes
     for t in range(p.steps):
         row = k[t]
-        locked = (row != cur) & (t - last < p.dwell)
+        frozen = (t - last < p.dwell) | (used >= cap)
+        locked = (row != cur) & frozen
         row[locked] = cur[locked]
         over = float(row @ step) - limit
         for w in b.order[::-1]:
             if over <= 0:
                 break
-            if row[w] > p.lo[w] and step[w] > 0 and (row[w] != cur[w] or t - last[w] >= p.dwell):
+            if row[w] > p.lo[w] and step[w] > 0 and (row[w] != cur[w] or not frozen[w]):
                 drop = min(int(row[w] - p.lo[w]), math.ceil(over / step[w] - 1e-12))
                 row[w] -= drop
                 over -= drop * step[w]
         if fill:
             room = limit - float(row @ step)
             for w in b.order:
-                if b.net[w] <= 0 or row[w] >= p.hi[w] or not (row[w] != cur[w] or t - last[w] >= p.dwell):
+                if b.net[w] <= 0 or row[w] >= p.hi[w] or (row[w] == cur[w] and frozen[w]):
                     continue
                 add = int(p.hi[w] - row[w]) if step[w] <= 0 else min(int(p.hi[w] - row[w]), int(room // step[w]))
                 if add > 0:
@@ -164,6 +166,7 @@ def repair_horizon(p: HorizonProblem, x: np.ndarray, *, fill: bool = True) -> np
                     room -= add * step[w]
         moved = row != cur
         last[moved], cur = t, row.copy()
+        used += moved
     return k.reshape(-1)
 
 

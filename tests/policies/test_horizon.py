@@ -89,14 +89,17 @@ def _brute(p: HorizonProblem):
     return best
 
 
-def test_cpsat_reaches_the_brute_force_optimum_with_and_without_dwell() -> None:
+def test_cpsat_reaches_the_brute_force_optimum_with_dwell_and_one_change() -> None:
     rng = np.random.default_rng(5)
     for _ in range(8):
         p2 = _random_problem(rng, 2)
         p1 = HorizonProblem(
             p2.base, p2.step_s, p2.survival, p2.prev, p2.exit_levels, p2.down_cost, p2.up_cost, 1, p2.exit_share
         )
-        for p in (p1, p2):
+        p3 = HorizonProblem(
+            p2.base, p2.step_s, p2.survival, p2.prev, p2.exit_levels, p2.down_cost, p2.up_cost, 1, p2.exit_share, 1
+        )
+        for p in (p1, p2, p3):
             opt, _ = _brute(p)
             res = CpSatHorizonSolver().solve(p, seed=3, time_limit_s=2.0)
             assert res.feasible and res.objective == pytest.approx(opt, abs=1e-7)
