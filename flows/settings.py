@@ -144,6 +144,7 @@ class BacktestSettings(_Section):
     unmatched: Literal["greedy", "cover-then-greedy", "cover"] = Field(
         "greedy", description="the published policy's rule for states no scenario names, as PolicyClient(unmatched=...)"
     )
+    dwell_min: float = Field(5.0, ge=0, description="minimum dwell of the greedy_dwell baseline after a change")
 
 
 class OrchestrationSettings(_Section):

@@ -16,6 +16,8 @@ __all__ = [
     "SEVERITIES",
     "TABLES",
     "REQUIRED_TABLES",
+    "OPTIONAL_COLUMNS",
+    "with_optional_columns",
     "PARTITIONED_TABLES",
     "SERVICES",
     "DEPENDENCIES",
@@ -91,6 +93,10 @@ WORKLOADS = pa.schema(
         pa.field("risks", pa.list_(RISK), nullable=False),  # cost per hour of running while a soft dependency is down
         pa.field("min_share", pa.float64(), nullable=False),  # share that must stay admitted, 0..1
         pa.field("tier", pa.int8(), nullable=False),
+        # Optional (OPTIONAL_COLUMNS): seconds of lost work per full drain and of warm-up per full
+        # restart of the workload's admitted share; null = the backtest's default (policies/backtest/costs.py).
+        pa.field("switch_cost_s", pa.float64()),
+        pa.field("warmup_s", pa.float64()),
     ]
 )
 
@@ -121,6 +127,19 @@ TABLES: dict[str, pa.Schema] = {
     "sites": SITES,
     "standby_candidates": STANDBY_CANDIDATES,
 }
+
+# Columns a file may leave out: a missing one reads as nulls (its consumer's documented default).
+OPTIONAL_COLUMNS: dict[str, tuple[str, ...]] = {"workloads": ("switch_cost_s", "warmup_s")}
+
+
+def with_optional_columns(name: str, table: pa.Table) -> pa.Table:
+    """``table`` with every optional column of ``name`` it lacks added as nulls of the contract type."""
+    schema = TABLES.get(name)
+    for col in OPTIONAL_COLUMNS.get(name, ()):
+        if col not in table.column_names:
+            table = table.append_column(schema.field(col), pa.nulls(table.num_rows, schema.field(col).type))
+    return table
+
 
 # Tables the nightly shedding pipeline cannot run without; the others are optional.
 REQUIRED_TABLES = ("services", "dependencies", "health_checks", "incidents", "workloads")

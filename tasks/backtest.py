@@ -32,11 +32,26 @@ def backtest_policy(tables: dict[str, pa.Table], cfg: BacktestConfig) -> dict:
     return result
 
 
+_FIGURES = (
+    "share",
+    "loss",
+    "cvar",
+    "avoidable_loss",
+    "avoidable_cvar",
+    "recovered",
+    "switch_cost",
+    "decision_changes",
+    "min_share_violation_min",
+    "switch_min_median",
+    "kl_mean",
+)
+
+
 def backtest_metrics(result: dict) -> dict[str, float]:
     """Flat MLflow metrics: ``backtest.<figure>.<policy>`` and the incident counts."""
     out = {"backtest.incidents": float(result["n_incidents"]), "backtest.impacting": float(result["n_impacting"])}
     for name, o in result["overall"].items():
-        for fig in ("share", "loss", "cvar", "min_share_violation_min", "switch_min_median", "kl_mean"):
+        for fig in _FIGURES:
             if o.get(fig) is not None:
                 out[f"backtest.{fig}.{name}"] = float(o[fig])
     return out

@@ -203,6 +203,9 @@ def _backtest(result: dict) -> str:
             _fmt(o["mean_share"], ".2%"),
             _fmt(o["loss"], ",.0f"),
             _fmt(o["cvar"], ",.0f"),
+            _fmt(o["avoidable_loss"], ",.0f"),
+            _fmt(o["avoidable_cvar"], ",.0f"),
+            o["decision_changes"],
             o["min_share_violation_min"],
             _fmt(o["switch_min_median"], ".0f"),
             _fmt(o["kl_mean"], ".3f"),
@@ -216,12 +219,15 @@ def _backtest(result: dict) -> str:
             "mean share",
             "loss",
             f"CVaR{result['alpha']:.0%}",
+            "avoidable loss",
+            f"avoidable CVaR{result['alpha']:.0%}",
+            "decision changes",
             "min-share violations (min)",
-            "switch (median min)",
+            "MTTSF (median min)",
             "KL",
         ],
         rows,
-        set(range(1, 8)),
+        set(range(1, 11)),
     )
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 3.5))
     a1.bar(names, [100 * (ov[n]["share"] or 0) for n in names], color="tab:blue")

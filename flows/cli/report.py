@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from flows.cli.backtest import OverlayOpt, VersionOpt, compute_backtest, progress_bars
+from flows.cli.backtest import OverlayOpt, VersionOpt, compute_backtest, overlay_source, progress_bars
 from flows.cli.common import ConfigOpt, DataOpt, JsonOpt, QuietOpt, StoreOpt, abs_path, fail, load_settings, out
 from policies.errors import QresError
 
@@ -50,7 +50,7 @@ def register(app: typer.Typer) -> None:
             settings = load_settings(config, data_dir=abs_path(data), store_dir=abs_path(store))
             with progress_bars(enabled=not quiet and not json_out) as progress:
                 result = compute_backtest(
-                    settings, overlay=abs_path(overlay), version=version, progress=progress, refuse=False
+                    settings, overlay=overlay_source(overlay), version=version, progress=progress, refuse=False
                 )
             stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
             path = write_report(

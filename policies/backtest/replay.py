@@ -1,46 +1,39 @@
-r"""Backtest replay: held-out incidents, window by window, against baselines and the oracle.
+r"""Backtest replay: held-out incidents, window by window, every policy under the same rules.
 
 Each window of an incident has a *true* state (the hysteresis-filtered state of every
 service: flaps removed, runs back-dated to their start) and an *observed* state, the true
 state ``delay_windows`` earlier: hysteresis accepts a change only once it has lasted k
-windows, so a runtime that follows it learns of the change k - 1 windows late. From the
-true state comes the true shedding problem (capacity left, runnable workloads, risk).
+windows, so a runtime that follows it learns of the change k - 1 windows late. Every
+adaptive policy sees only the observed state (``degraded`` before ``down`` included), one
+window at a time (:mod:`policies.backtest.policies`), so how long an outage lasts and what
+fails next are revealed minute by minute.
 
 Every policy says what it *intends* (admitted levels) and in which priority order it would
 serve under overload; the world then *realizes* it: workloads that cannot run give nothing
 and take no capacity, and when the intended demand exceeds the true capacity the runtime
 serves in the policy's priority order until the capacity runs out. The value of a window is
 :func:`~policies.shedding.problem.shedding_objective` of the realized levels on the true
-problem. Policies:
-
-- ``published``: the precomputed decisions, matched by the client's own rule
-  (:mod:`qres_client.index`: exact, then the runtime greedy on the observed state
-  when the bundle has fallback.json, or closest cover and fallback, per ``unmatched``);
-- ``fcfs`` (no policy): admit everything; under overload, first come first served, the
-  arrival order fixed by sha256 of the workload id;
-- ``tiers`` (static criticality): admit everything; under overload, by the workloads'
-  ``tier`` column (0 first), ties by id: a priority load shedder reacting to capacity;
-- ``greedy``: the greedy solver run live on the observed state (same delay as published);
-- ``oracle``: the optimum (greedy + CP-SAT portfolio) of the true state, with no delay.
-
-The oracle is the limit among decisions that honour the minimum shares: a policy can only
-exceed it by starving some workload below its minimum, which is counted as a violation.
+problem, minus the switching cost (:mod:`policies.backtest.costs`) of every realized level
+that changed since the window before; at the end of the incident each policy pays its way
+back to its own normal decision. The hindsight oracle (:mod:`policies.backtest.oracle`) is
+scored by the same rules.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
 
+from policies.backtest.costs import SwitchCosts
+from policies.backtest.policies import Decision, ReplayPolicy
 from policies.graph import close_down_set, hard_dependents, root_down_set
 from policies.model.states import DEGRADED, DOWN, UP
 from policies.scenarios.scenario_set import Scenario, scenario_key
-from policies.shedding.policy import SHEDDING, GreedySheddingSolver, build_shedding_problems
+from policies.shedding.policy import build_shedding_problems
 from policies.shedding.problem import SheddingProblem, shedding_objective
 
 __all__ = [
@@ -49,13 +42,9 @@ __all__ = [
     "find_incidents",
     "realize_levels",
     "StateCatalog",
-    "OraclePolicy",
-    "PublishedPolicy",
-    "GreedyPolicy",
-    "PriorityPolicy",
-    "fcfs_policy",
-    "tiers_policy",
-    "replay_window_values",
+    "PolicyRun",
+    "Realizer",
+    "replay_incident",
 ]
 
 
@@ -171,96 +160,76 @@ class StateCatalog:
         return [self.views[r.tobytes()] for r in rows]
 
 
-class OraclePolicy:
-    """Hindsight: the portfolio optimum of the true state, no delay."""
+@dataclass
+class PolicyRun:
+    """One policy over one incident: per window what it intended, what ran, value and switching cost."""
 
-    name, delayed = "oracle", False
+    values: np.ndarray  # value per hour of the realized levels, per window
+    switch: np.ndarray  # switching cost paid in each window (the last includes the way back to normal)
+    realized: list[np.ndarray]
+    intended: list[np.ndarray]
+    normal: Decision  # the decision in force before the incident (window -1)
+    decisions: list[Decision] = field(repr=False)
 
-    def __init__(self, *, seed: int = 0, time_limit_s: float = 2.0) -> None:
-        self.seed, self.time_limit_s = seed, time_limit_s
+    @property
+    def changes(self) -> int:
+        """Windows whose intended levels differ from the window before (the first against normal)."""
+        prev, n = self.normal.levels, 0
+        for k in self.intended:
+            n += int(not np.array_equal(k, prev))
+            prev = k
+        return n
 
-    def intend(self, view: View) -> tuple[np.ndarray, np.ndarray]:
-        res = SHEDDING.solve(
-            view.problem, seed=self.seed, time_limit_s=self.time_limit_s, solvers=("greedy", "cpsat"), top_k=1
-        )
-        return np.asarray(res.best.solution, dtype=np.int64), view.problem.order
-
-
-class GreedyPolicy:
-    """The greedy solver, live on the observed state."""
-
-    name, delayed = "greedy", True
-
-    def intend(self, view: View) -> tuple[np.ndarray, np.ndarray]:
-        res = GreedySheddingSolver().solve(view.problem, seed=0, time_limit_s=1.0)
-        return np.asarray(res.solution, dtype=np.int64), view.problem.order
-
-
-class PublishedPolicy:
-    """The precomputed decisions, looked up as the runtime client does (``index.decide``)."""
-
-    name, delayed = "published", True
-
-    def __init__(self, index, unmatched: str = "greedy") -> None:
-        self.index, self.unmatched = index, unmatched
-        self.matched: dict[str, str] = {}  # observed key -> scenario that answered
-
-    def intend(self, view: View) -> tuple[np.ndarray, np.ndarray]:
-        p = view.problem
-        decision = self.index.decide(view.down, view.degraded - view.down, self.unmatched)
-        self.matched[view.key] = decision.scenario
-        pos = {w: i for i, w in enumerate(p.workload_ids)}
-        k = np.zeros(len(pos), dtype=np.int64)
-        ranked = []
-        for a in decision.actions:
-            if a.workload_id in pos:
-                k[pos[a.workload_id]] = int(round(a.admit * p.levels))
-                ranked.append(pos[a.workload_id])
-        rest = [w for w in p.order.tolist() if w not in set(ranked)]
-        return k, np.asarray(ranked + rest, dtype=np.int64)
+    @property
+    def first_change(self) -> int | None:
+        """The first window whose intended levels differ from the normal decision (None: never)."""
+        return next((j for j, k in enumerate(self.intended) if not np.array_equal(k, self.normal.levels)), None)
 
 
-class PriorityPolicy:
-    """Admit everything; under overload serve in a fixed order (the runtime reacts to capacity at once)."""
+class Realizer:
+    """``realize_levels`` and the objective of (decision, true state) pairs, each computed once."""
 
-    delayed = False
+    def __init__(self) -> None:
+        self._memo: dict[tuple, tuple[np.ndarray, float]] = {}
 
-    def __init__(self, name: str, key: Callable[[str, int], tuple]) -> None:
-        self.name, self._key = name, key
-
-    def intend(self, view: View) -> tuple[np.ndarray, np.ndarray]:
-        p = view.problem
-        order = sorted(range(len(p.workload_ids)), key=lambda w: self._key(p.workload_ids[w], w))
-        return np.full(len(p.workload_ids), p.levels, dtype=np.int64), np.asarray(order, dtype=np.int64)
-
-
-def fcfs_policy() -> PriorityPolicy:
-    """No policy: first come, first served, arrivals ordered by sha256 of the workload id."""
-    return PriorityPolicy("fcfs", lambda wid, _: (hashlib.sha256(wid.encode()).hexdigest(), wid))
+    def __call__(self, truth: View, d: Decision) -> tuple[np.ndarray, float]:
+        key = (d.levels.tobytes(), d.priority.tobytes(), truth.key)
+        if key not in self._memo:
+            k = realize_levels(truth.problem, d.levels, d.priority)
+            self._memo[key] = (k, shedding_objective(truth.problem, k))
+        return self._memo[key]
 
 
-def tiers_policy(workloads: pa.Table) -> PriorityPolicy:
-    """Static criticality tiers: the workloads' ``tier`` column, 0 served first, ties by id."""
-    tier = dict(zip(workloads.column("workload_id").to_pylist(), workloads.column("tier").to_pylist()))
-    return PriorityPolicy("tiers", lambda wid, _: (int(tier.get(wid, 99)), wid))
-
-
-def replay_window_values(
-    policy, truth: Sequence[View], observed: Sequence[View], cache: dict | None = None
-) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
-    """Per window: realized value per hour, realized levels and intended levels of ``policy``."""
-    cache = {} if cache is None else cache
-    values, realized, intended = [], [], []
-    for t, o in zip(truth, observed, strict=True):
-        seen = o if policy.delayed else t
-        if ("intend", seen.key) not in cache:
-            cache[("intend", seen.key)] = policy.intend(seen)
-        k_int, prio = cache[("intend", seen.key)]
-        if ("real", seen.key, t.key) not in cache:
-            k = realize_levels(t.problem, k_int, prio)
-            cache[("real", seen.key, t.key)] = (k, shedding_objective(t.problem, k))
-        k, v = cache[("real", seen.key, t.key)]
+def replay_incident(
+    policy: ReplayPolicy,
+    truth: Sequence[View],
+    observed: Sequence[View],
+    normal: View,
+    costs: SwitchCosts,
+    realize: Realizer | None = None,
+) -> PolicyRun:
+    """Replay ``policy`` over one incident (see the module docstring for the rules)."""
+    realize = realize or Realizer()
+    policy.reset()
+    d0 = policy.step(-1, normal)
+    k0, _ = realize(normal, d0)
+    prev, last = k0, (None, None)
+    values, switch, realized, decisions = [], [], [], []
+    for t, (true, seen) in enumerate(zip(truth, observed, strict=True)):
+        d = policy.step(t, seen)
+        if last == (d, true.key):  # long outages: the same decision on the same state changes nothing
+            k, c = prev, 0.0
+        else:
+            k, v = realize(true, d)
+            c = costs.charge(prev, k)
         values.append(v)
+        switch.append(c)
         realized.append(k)
-        intended.append(k_int)
-    return np.asarray(values, dtype=np.float64), realized, intended
+        decisions.append(d)
+        prev, last = k, (d, true.key)
+    switch_arr = np.asarray(switch, dtype=np.float64)
+    if len(switch_arr):
+        switch_arr[-1] += costs.charge(prev, k0)
+    return PolicyRun(
+        np.asarray(values, dtype=np.float64), switch_arr, realized, [d.levels for d in decisions], d0, decisions
+    )

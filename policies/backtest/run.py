@@ -18,18 +18,20 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from policies.backtest.costs import switch_costs
 from policies.backtest.guards import guard_replay
 from policies.backtest.metrics import incident_figures, summarize
-from policies.backtest.replay import (
+from policies.backtest.oracle import hindsight_oracle
+from policies.backtest.policies import (
+    DwellPolicy,
     GreedyPolicy,
-    OraclePolicy,
     PublishedPolicy,
-    StateCatalog,
+    ReplayPolicy,
     fcfs_policy,
-    find_incidents,
-    replay_window_values,
+    state_optimum,
     tiers_policy,
 )
+from policies.backtest.replay import Realizer, StateCatalog, find_incidents, replay_incident
 from policies.errors import NothingToLearnError, QresError
 from policies.model.failure_model import FailureModel, fit_failure_model
 from policies.model.states import UP, hysteresis_length
@@ -42,7 +44,7 @@ from policies.solve.anneal import AnnealParams
 from policies.solve.result import solve_record
 from qres_client.index import DEFAULT_UNMATCHED, build_index
 
-__all__ = ["BacktestConfig", "TrainedPolicy", "train_policy", "run_backtest"]
+__all__ = ["BacktestConfig", "TrainedPolicy", "train_policy", "replay_policies", "run_backtest"]
 
 
 def _setting(path: str, default, **kw):
@@ -64,6 +66,7 @@ class BacktestConfig:
     goal_share: float = _setting("backtest.goal_share", 0.95)
     goal_cvar_ratio: float = _setting("backtest.goal_cvar_ratio", 0.5)
     unmatched: str = _setting("backtest.unmatched", DEFAULT_UNMATCHED)  # the client's rule for unnamed states
+    dwell_min: float = _setting("backtest.dwell_min", 5.0)  # greedy_dwell's minimum dwell after a change
     window_min: int = _setting("model.window_min", 1)
     hysteresis_windows: int = _setting("model.hysteresis_windows", 2)
     hysteresis_min: float = _setting("model.hysteresis_min", 0.0)
@@ -178,6 +181,19 @@ def train_policy(
     return TrainedPolicy(model, scen, files, records)
 
 
+def replay_policies(
+    index, tables: Mapping[str, pa.Table], cfg: BacktestConfig, *, window_min: int
+) -> list[ReplayPolicy]:
+    """The policies a backtest replays, in report order (the oracle is added after them)."""
+    return [
+        PublishedPolicy(index, cfg.unmatched),
+        fcfs_policy(),
+        tiers_policy(tables["workloads"]),
+        GreedyPolicy(),
+        DwellPolicy(GreedyPolicy(), int(round(cfg.dwell_min / window_min)), name="greedy_dwell"),
+    ]
+
+
 def run_backtest(
     tables: Mapping[str, pa.Table],
     cfg: BacktestConfig,
@@ -233,24 +249,34 @@ def run_backtest(
         if cfg.refuse_empty:
             raise
         refused, incidents = str(exc), []  # the nightly records why and goes on without figures
-    policies = [
-        PublishedPolicy(index, cfg.unmatched),
-        fcfs_policy(),
-        tiers_policy(tables["workloads"]),
-        GreedyPolicy(),
-        OraclePolicy(seed=cfg.seed, time_limit_s=cfg.time_limit_s),
-    ]
-    caches = {p.name: {} for p in policies}
-    normal = catalog.views_of(np.full((1, len(full.services)), UP, dtype=np.int8))
-    normal_run = {p.name: replay_window_values(p, normal, normal, caches[p.name]) for p in policies}
-    normal_value = normal_run["oracle"][0][0]
+    policies = replay_policies(index, tables, cfg, window_min=full.window_min)
+    costs = switch_costs(tables["workloads"], levels=cfg.levels)
+    hours, realize, optima = full.window_min / 60.0, Realizer(), {}
+
+    def optimum(view):
+        if view.key not in optima:
+            optima[view.key] = state_optimum(view, seed=cfg.seed, time_limit_s=cfg.time_limit_s)
+        return optima[view.key]
+
+    normal = catalog.views_of(np.full((1, len(full.services)), UP, dtype=np.int8))[0]
+    normal_value = realize(normal, optimum(normal))[1]
     per_incident = []
     for i, inc in enumerate(incidents):
         w = np.arange(inc.start_window, inc.end_window)
         truth = catalog.views_of(full.states[w])
         observed = catalog.views_of(full.states[np.maximum(w - delay, 0)])
-        runs = {p.name: replay_window_values(p, truth, observed, caches[p.name]) for p in policies}
-        per_incident.append(incident_figures(inc, full, truth, runs, normal_run, normal_value))
+        runs = {p.name: replay_incident(p, truth, observed, normal, costs, realize) for p in policies}
+        made = [d for r in runs.values() for d in r.decisions]
+        runs["oracle"] = hindsight_oracle(
+            truth,
+            normal,
+            made + [optimum(v) for v in {v.key: v for v in truth}.values()],
+            [optimum(normal)] + [r.normal for r in runs.values()],
+            costs,
+            hours,
+            realize,
+        )
+        per_incident.append(incident_figures(inc, full, truth, runs, normal_value))
         report("replay incidents", i + 1, len(incidents))
     out = summarize(per_incident, alpha=cfg.alpha, goal_share=cfg.goal_share, goal_cvar_ratio=cfg.goal_cvar_ratio)
     matched = policies[0].matched
@@ -258,6 +284,7 @@ def run_backtest(
         {
             "window_min": full.window_min,
             "delay_min": delay * full.window_min,
+            "dwell_min": int(round(cfg.dwell_min / full.window_min)) * full.window_min,
             "split_at": split_at.isoformat(),
             "start": full.start.isoformat(),
             "end": full.end.isoformat(),

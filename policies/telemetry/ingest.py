@@ -25,7 +25,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from policies.errors import DataValidationError, RuleViolation
-from policies.schema import REQUIRED_TABLES, TABLES
+from policies.schema import REQUIRED_TABLES, TABLES, with_optional_columns
 from policies.telemetry.partitions import apply_partitions
 from policies.telemetry.sources import Source, SourceFile, locate_source_files, open_source, read_bytes
 
@@ -226,7 +226,7 @@ def conform_tables(tables: dict[str, pa.Table]) -> dict[str, pa.Table]:
     out = {}
     for name, table in tables.items():
         schema = TABLES[name]
-        out[name] = table.select(schema.names).cast(schema)
+        out[name] = with_optional_columns(name, table).select(schema.names).cast(schema)
     return out
 
 

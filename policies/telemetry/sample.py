@@ -474,8 +474,7 @@ def _workloads_table(rng: np.random.Generator, topo: _Topology) -> pa.Table:
     )
     if not min_share.any():  # always at least one floor; a single 0.25 floor always fits below
         min_share[np.argmax(np.where(np.array(tier) == 0, value, -1.0))] = 0.25
-    # Tier-0 floors must fit comfortably: half of what is left after losing the largest
-    # region. Drop the largest floors until they do.
+    # Tier-0 floors must fit comfortably: half of what is left after losing the largest region; drop the largest.
     spare = sum(REGIONS.values()) - max(REGIONS.values())
     while (min_share * demand).sum() > 0.5 * spare:
         min_share[np.argmax(min_share * demand)] = 0.0
@@ -489,6 +488,7 @@ def _workloads_table(rng: np.random.Generator, topo: _Topology) -> pa.Table:
             "risks": risks,
             "min_share": min_share,
             "tier": tier,
+            **dict.fromkeys(("switch_cost_s", "warmup_s"), pa.nulls(len(ids), pa.float64())),  # backtest defaults
         },
         schema=TABLES["workloads"],
     )

@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from policies.schema import TABLES
+from policies.schema import TABLES, with_optional_columns
 from tasks.validation.rules import MAX_EXAMPLES, jsonable, result
 
 __all__ = ["check_schema", "finite_row_failures", "CAST_ERRORS"]
@@ -29,6 +29,7 @@ def check_schema(name: str, table: pa.Table, file: str | None = None) -> tuple[p
     if name not in TABLES:
         return None, [result("schema", f"schema: unknown table (known: {', '.join(TABLES)})", None, False, file=file)]
     schema = TABLES[name]
+    table = with_optional_columns(name, table)
     present = set(table.column_names)
     has = f"file has: {', '.join(table.column_names)}"[:200]
     broken = [

@@ -234,6 +234,14 @@ BAD = [
         "1.5",
     ),
     (
+        "negative-warmup",
+        edit("workloads", 1, warmup_s=-5.0),
+        "workloads",
+        "warmup_s",
+        "expect_column_values_to_be_between(0 <= warmup_s <= 86400)",
+        "-5.0",
+    ),
+    (
         "unknown-service-in-requires",
         edit("workloads", 1, requires=["saas-pay", "saas-nowhere"]),
         "workloads",

@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from policies.schema import TABLES
+from policies.schema import TABLES, with_optional_columns
 
 __all__ = ["RANK", "slugify", "resample_events", "default_tables", "write_tables", "down_intervals", "REGION_ID"]
 
@@ -135,6 +135,7 @@ def write_tables(
     tmp = out_dir.with_name(out_dir.name + ".partial")
     tmp.mkdir(parents=True, exist_ok=False)
     for name, table in tables.items():
+        table = with_optional_columns(name, table)
         pq.write_table(table.select(TABLES[name].names).cast(TABLES[name]), tmp / f"{name}.parquet")
     checks = pa.concat_tables(health).cast(TABLES["health_checks"])
     (tmp / "health_checks").mkdir()
