@@ -4,7 +4,7 @@ Instance classes: horizon x workloads (small 6 x 12, medium 12 x 40, large 24 x 
 lightly (capacity 85% of the total demand) or heavily (45%) constrained. Values, risks and
 demands are drawn as in the sample world; survival comes from a log-normal outage duration
 (heavy-tailed, as real outages are); switching costs use the documented defaults
-(policies/shedding/switching.py). CP-SAT gets ``--budget`` seconds and the whole greedy plan as
+(policies/switching.py). CP-SAT gets ``--budget`` seconds and the whole greedy plan as
 its hint; annealing gets the same wall time as repeated seeded batches of reads (best kept).
 The winner per class is the best mean objective; margins are relative to greedy (the live rule).
 
@@ -23,7 +23,7 @@ from scipy.stats import lognorm
 from policies.shedding.horizon import HorizonProblem
 from policies.shedding.horizon_solvers import AnnealingHorizonSolver, CpSatHorizonSolver, GreedyHorizonSolver
 from policies.shedding.problem import SheddingProblem
-from policies.shedding.switching import DEFAULT_SWITCH_COST_S, DEFAULT_WARMUP_S, level_switch_costs
+from policies.switching import DEFAULT_SWITCH_COST_S, SwitchCosts, default_warmup_s
 
 CLASSES = {"small": (6, 12), "medium": (12, 40), "large": (24, 100)}
 TIGHTNESS = {"light": 0.85, "heavy": 0.45}
@@ -51,7 +51,9 @@ def make_instance(steps: int, n: int, share: float, seed: int) -> HorizonProblem
     horizon_s = 3 * median_min * 60
     step_s = horizon_s / steps
     survival = lognorm.sf(np.arange(steps) * step_s / 60, s=1.2, scale=median_min)
-    down, up = level_switch_costs(value, L, np.full(n, DEFAULT_SWITCH_COST_S), np.full(n, DEFAULT_WARMUP_S))
+    tier = rng.integers(0, 4, n)
+    costs = SwitchCosts(base.workload_ids, value, np.full(n, DEFAULT_SWITCH_COST_S), default_warmup_s(tier), L)
+    down, up = costs.per_level()
     full = np.full(n, L)
     return HorizonProblem(base, step_s, survival, full, [full], down, up, dwell=2)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -25,21 +24,19 @@ from policies.backtest.oracle import hindsight_oracle
 from policies.backtest.policies import (
     DwellPolicy,
     GreedyPolicy,
-    PublishedPolicy,
     ReplayPolicy,
     fcfs_policy,
     state_optimum,
     tiers_policy,
 )
 from policies.backtest.replay import Realizer, StateCatalog, find_incidents, replay_incident
+from policies.backtest.timed import published_policy, trained_files
 from policies.errors import NothingToLearnError, QresError
 from policies.model.failure_model import FailureModel, fit_failure_model
 from policies.model.states import UP, hysteresis_length
 from policies.scenarios.scenario_set import ScenarioSet, build_scenarios
-from policies.shedding.anticipation import HorizonParams, plan_over_time
 from policies.shedding.fallback import FALLBACK_FILE
-from policies.shedding.horizon_solvers import HORIZON
-from policies.shedding.policy import SHEDDING, build_shedding_problems, shedding_files
+from policies.shedding.policy import SHEDDING, build_shedding_problems
 from policies.solve.anneal import AnnealParams
 from policies.solve.result import solve_record
 from qres_client.index import DEFAULT_UNMATCHED, build_index
@@ -164,20 +161,7 @@ def train_policy(
         progress=progress,
     )
     records = [solve_record(r, probability=s.probability) for s, r in zip(scen.scenarios, results)]
-    timing = None
-    if cfg.time_coupled:
-        params = HorizonParams(steps=cfg.horizon_steps, hold_s=cfg.hold_s)
-        solve = partial(
-            HORIZON.solve_each,
-            seed=cfg.seed,
-            time_limit_s=cfg.time_limit_s,
-            solvers=cfg.horizon_solvers,
-            anneal=cfg.anneal,
-        )
-        timing, _, _ = plan_over_time(model, scen.scenarios, problems, results, tables["workloads"], params, solve)
-    files = shedding_files(
-        tables, scen.scenarios, problems, results, levels=cfg.levels, timing=timing, hold_s=cfg.hold_s
-    )
+    files = trained_files(tables, cfg, model, scen.scenarios, problems, results)
     return TrainedPolicy(model, scen, files, records)
 
 
@@ -186,7 +170,7 @@ def replay_policies(
 ) -> list[ReplayPolicy]:
     """The policies a backtest replays, in report order (the oracle is added after them)."""
     return [
-        PublishedPolicy(index, cfg.unmatched),
+        published_policy(index, cfg.unmatched, window_min=window_min),
         fcfs_policy(),
         tiers_policy(tables["workloads"]),
         GreedyPolicy(),

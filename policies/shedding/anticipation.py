@@ -34,8 +34,8 @@ from policies.model.states import DEGRADED, DOWN, find_runs
 from policies.scenarios.scenario_set import FALLBACK_KEY, NORMAL_KEY, Scenario, scenario_key
 from policies.shedding.horizon import HorizonProblem
 from policies.shedding.problem import SheddingProblem
-from policies.shedding.switching import level_switch_costs, switching_seconds
 from policies.solve.portfolio import PortfolioResult
+from policies.switching import switch_costs
 
 __all__ = [
     "HorizonParams",
@@ -123,16 +123,15 @@ def build_horizon_problems(
     """
     normal = np.asarray(static_levels[NORMAL_KEY], dtype=np.int64)
     ids = problems[0].workload_ids if problems else ()
-    sw, wu = switching_seconds(workloads)
-    by_id = dict(zip(workloads.column("workload_id").to_pylist(), zip(sw.tolist(), wu.tolist())))
-    sw = np.array([by_id[w][0] for w in ids])
-    wu = np.array([by_id[w][1] for w in ids])
+    costs = switch_costs(workloads, levels=problems[0].levels) if problems else None
+    if costs is not None and costs.workload_ids != tuple(ids):
+        raise ValueError("workloads: the switching costs and the problems name different workloads")
     delay_min = (int(model.info.get("hysteresis_windows", 1)) - 1) * model.window_min
     out = []
     for s, p in zip(scenarios, problems, strict=True):
         if s.key in (NORMAL_KEY, FALLBACK_KEY):
             continue
-        down_cost, up_cost = level_switch_costs(p.value_per_hour, p.levels, sw, wu)
+        down_cost, up_cost = costs.per_level()
         single = s.down if len(s.down) == 1 and not s.degraded else s.degraded if not s.down else ()
         state = DOWN if s.down else DEGRADED
         durations, escalated = _episodes(model, single[0], state) if len(single) == 1 else (np.zeros(0), 0)

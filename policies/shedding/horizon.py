@@ -3,7 +3,7 @@ r"""Time-coupled shedding: one observed state, decisions per step over its expec
 The static problem (:mod:`policies.shedding.problem`) is a knapsack per state that a live
 greedy solves as well as any solver. What a live rule cannot weigh is *time*: how long the
 state is likely to last (from the fitted failure model), what it costs to switch a workload's
-share (:mod:`policies.shedding.switching`) now and again when the state ends, and a minimum
+share (:mod:`policies.switching`, the rule the backtest charges) now and again when the state ends, and a minimum
 dwell so flaps do not make the policy thrash. Model (workloads w, steps t = 0..T-1 of
 ``step_s`` seconds; k_{w,t} integer levels, k_{w,-1} = ``prev``, the levels in force on entry)::
 
@@ -56,7 +56,7 @@ class HorizonProblem:
     survival: np.ndarray  # S_t, non-increasing in [0, 1]
     prev: np.ndarray  # levels in force when the state is entered
     exit_levels: np.ndarray  # [x, w]: the plans the state hands over to when it ends (normal first)
-    down_cost: np.ndarray  # value lost per level shed (switching.level_switch_costs)
+    down_cost: np.ndarray  # value lost per level shed (policies.switching: SwitchCosts.per_level)
     up_cost: np.ndarray  # value lost per level re-admitted
     dwell: int = 1  # minimum steps between two changes of one workload
     exit_share: np.ndarray | None = None  # q_x, summing to 1; None = one exit plan

@@ -15,7 +15,7 @@ from policies.scenarios.scenario_set import Scenario
 from policies.shedding.anticipation import HorizonParams, build_horizon_problems, remaining_survival, timed_plan
 from policies.shedding.horizon import HorizonProblem
 from policies.shedding.problem import SheddingProblem
-from policies.shedding.switching import DEFAULT_SWITCH_COST_S
+from policies.switching import DEFAULT_SWITCH_COST_S
 
 
 def test_survival_is_the_empirical_remaining_duration_after_the_delay() -> None:
@@ -61,7 +61,9 @@ def test_a_precursor_hands_over_to_its_down_plan_in_the_share_the_history_shows(
     ]
     problems = [_problem(s.key, c) for s, c in zip(scen, (2.0, 1.5, 1.0, 0.0))]
     static = {"normal": np.array([2, 2]), "degraded=db": np.array([2, 1]), "down=db": np.array([2, 0])}
-    workloads = pa.table({"workload_id": ["b", "a"], "switch_cost_s": [60.0, None]})
+    workloads = pa.table(
+        {"workload_id": ["b", "a"], "value_per_hour": [50.0, 100.0], "tier": [3, 0], "switch_cost_s": [60.0, None]}
+    )
     hp = build_horizon_problems(_model(), scen, problems, static, workloads, HorizonParams(steps=3, hold_s=120.0))
     assert [p.key for p in hp] == ["degraded=db", "down=db"]  # normal and the fallback have nothing to wait for
     pre, down = hp
@@ -70,8 +72,9 @@ def test_a_precursor_hands_over_to_its_down_plan_in_the_share_the_history_shows(
     assert down.exit_levels.tolist() == [[2, 2]] and down.exit_share.tolist() == [1.0]
     assert pre.prev.tolist() == [2, 2] and pre.max_changes == 1
     assert pre.dwell == math.ceil(120.0 / pre.step_s)
-    # per-workload switching costs by id (the table is in another order): a default, b 60 s
+    # per-workload switching costs by id (the table is in another order): a default, b 60 s; up adds warm-up
     assert pre.down_cost.tolist() == pytest.approx([100 / 2 * DEFAULT_SWITCH_COST_S / 3600, 50 / 2 * 60 / 3600])
+    assert pre.up_cost.tolist() == pytest.approx([100 / 2 * (DEFAULT_SWITCH_COST_S + 240) / 3600, 50 / 2 * 120 / 3600])
 
 
 def test_the_timed_plan_is_the_final_level_and_the_first_change() -> None:

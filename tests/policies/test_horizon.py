@@ -21,7 +21,7 @@ from policies.shedding.horizon import (
 from policies.shedding.horizon_qubo import build_horizon_qubo
 from policies.shedding.horizon_solvers import AnnealingHorizonSolver, CpSatHorizonSolver, GreedyHorizonSolver
 from policies.shedding.problem import SheddingProblem
-from policies.shedding.switching import DEFAULT_SWITCH_COST_S, DEFAULT_WARMUP_S, level_switch_costs, switching_seconds
+from policies.switching import DEFAULT_SWITCH_COST_S, SwitchCosts, switch_costs
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "data" / "examples" / "horizon.json"
 
@@ -135,12 +135,17 @@ def test_example_round_trips_and_solvers_are_deterministic() -> None:
     assert cp.objective > greedy.objective  # switching costs make the live rule's plan beatable here
 
 
-def test_switching_defaults_live_in_one_place() -> None:
-    bare = pa.table({"workload_id": ["a", "b"]})
-    s, w = switching_seconds(bare)
-    assert s.tolist() == [DEFAULT_SWITCH_COST_S] * 2 and w.tolist() == [DEFAULT_WARMUP_S] * 2
-    given = pa.table({"workload_id": ["a", "b"], "switch_cost_s": [30.0, None], "warmup_s": [None, 0.0]})
-    s, w = switching_seconds(given)
-    assert s.tolist() == [30.0, DEFAULT_SWITCH_COST_S] and w.tolist() == [DEFAULT_WARMUP_S, 0.0]
-    down, up = level_switch_costs(np.array([3600.0]), 4, np.array([60.0]), np.array([120.0]))
-    assert down.tolist() == [15.0] and up.tolist() == [30.0]  # 900/h per level: 60 s and 120 s of it
+def test_per_level_costs_are_the_backtest_charge_of_a_one_level_change() -> None:
+    wl = pa.table(
+        {"workload_id": ["b", "a"], "value_per_hour": [3600.0, 7200.0], "tier": [3, 0], "warmup_s": [None, 0.0]}
+    )
+    costs = switch_costs(wl, levels=4)
+    assert costs.workload_ids == ("a", "b") and costs.switch_cost_s.tolist() == [DEFAULT_SWITCH_COST_S] * 2
+    assert costs.warmup_s.tolist() == [0.0, 60.0]  # a given; b the tier default 60 * (4 - 3)
+    down, up = costs.per_level()
+    for w in range(2):
+        one = np.zeros(2, dtype=np.int64)
+        one[w] = 1
+        assert down[w] == pytest.approx(costs.charge(one, np.zeros(2)))
+        assert up[w] == pytest.approx(costs.charge(np.zeros(2), one))
+    assert isinstance(costs, SwitchCosts) and up.tolist() == pytest.approx([15.0, 22.5])  # 7200/4/3600*30; 900*90/3600
