@@ -38,8 +38,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # scenario-dependent standby, routing and tier files.
 EXPECTED_SHA256 = {
     "shedding": {
-        "decisions.parquet": "3db04a02de70843d137c85c206a9b623ace387350ae364ba5b0a16b02266ccbd",
-        "policy.json": "ccf96268b8fa01409152fa8b0fef45d1a504fc41a92fe8c7113957a0c5bca472",
+        "decisions.parquet": "38ce2a797beaf32e5609d8c38326a1b44c44233b7c711658c1aef93aed5aeda7",
+        "policy.json": "3589244d7ad14826fb9f66094220dbc4b11562f882823adaf7bc32e2d5869260",
         "tiers.json": "d23aa18481bfe5c91af2b8438c0ad32820b39c03ca568627315521377dab3381",
         "tiers.parquet": "3ad495821e01bffab4ae7fbbae3b3d03e1895019c090407e5a94c28ea43df4a8",
         "fallback.json": "52f9949bc27756541b1e91cf15ae905d83fd1782212c6af3ecc31c466615b126",
