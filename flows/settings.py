@@ -69,7 +69,9 @@ class SolveSettings(_Section):
         True, description="plan each observed state over its expected horizon with switching costs (docs/families.md)"
     )
     horizon_steps: int = Field(6, ge=1, le=48, description="steps of the time-coupled plan per state")
-    hold_s: float = Field(600.0, ge=0, description="minimum dwell after a workload's switch (the client's hold_s)")
+    hold_s: float = Field(
+        300.0, ge=0, description="no re-admission this long after a workload's switch (the client's hold_s)"
+    )
     horizon_solvers: tuple[str, ...] = Field(
         ("greedy", "cpsat"), description="time-coupled portfolio (benchmarks/time_coupled_solvers.py)"
     )

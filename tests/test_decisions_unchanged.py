@@ -38,8 +38,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # scenario-dependent standby, routing and tier files.
 EXPECTED_SHA256 = {
     "shedding": {
-        "decisions.parquet": "38ce2a797beaf32e5609d8c38326a1b44c44233b7c711658c1aef93aed5aeda7",
-        "policy.json": "3589244d7ad14826fb9f66094220dbc4b11562f882823adaf7bc32e2d5869260",
+        "decisions.parquet": "441d9bfb7f85d6d2239b7055507c498584d4ec50630812dd737be425dd312bfc",
+        "policy.json": "b1136637104f8cc7ca81c6c3903a0666b1f2cfe4eb1250ec370ce4f3bac1c19e",
         "tiers.json": "d23aa18481bfe5c91af2b8438c0ad32820b39c03ca568627315521377dab3381",
         "tiers.parquet": "3ad495821e01bffab4ae7fbbae3b3d03e1895019c090407e5a94c28ea43df4a8",
         "fallback.json": "52f9949bc27756541b1e91cf15ae905d83fd1782212c6af3ecc31c466615b126",

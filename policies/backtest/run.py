@@ -81,7 +81,7 @@ class BacktestConfig:
     anneal: AnnealParams | None = _setting("solve.anneal", None)  # None: each solver's own defaults
     time_coupled: bool = _setting("solve.time_coupled", True)
     horizon_steps: int = _setting("solve.horizon_steps", 6)
-    hold_s: float = _setting("solve.hold_s", 600.0)
+    hold_s: float = _setting("solve.hold_s", 300.0)
     horizon_solvers: tuple[str, ...] = _setting("solve.horizon_solvers", ("greedy", "cpsat"))
     seed: int = _setting("seed", 7)
 

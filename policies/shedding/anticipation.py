@@ -52,7 +52,7 @@ class HorizonParams:
     """The time-coupled solve's settings (``[solve]`` in qres.toml: ``horizon_*``, ``hold_s``)."""
 
     steps: int = 6
-    hold_s: float = 600.0  # minimum dwell after a workload's switch (the client's hold_s)
+    hold_s: float = 300.0  # no re-admission this long after a workload's switch (the client's hold_s)
     min_step_s: float = 60.0
     min_episodes: int = 3
 
