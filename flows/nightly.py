@@ -31,6 +31,7 @@ from flows.stages import build_scenarios, fit_model, ingest_and_validate, run_ma
 from flows.summary import RunSummary
 from policies.model.failure_model import FailureModel
 from policies.scenarios.scenario_set import ScenarioSet
+from policies.shedding.anticipation import HorizonParams
 from qres_client.bundle import BundleVerificationError, read_latest
 from tasks.backtest import backtest_policy
 from tasks.estimate import health_file
@@ -72,7 +73,7 @@ def run_nightly(
     model = fit_model(settings, data)
     scenarios = build_scenarios(settings, model, data.tables)
     pending = submit_families(settings, data.tables, scenarios, pool)  # tiers, standby, routing: overlap the rest
-    solved = _solve_shedding(settings, data.tables, scenarios, scope)
+    solved = _solve_shedding(settings, data.tables, scenarios, scope, model)
     backtest = step(backtest_policy)(data.tables, backtest_config(settings)) if settings.backtest.enabled else None
     target = TrackingTarget(settings.tracking_uri, settings.mlflow.experiment, settings.artifact_root)
     # A new SQLite tracking store is created (schema migrations) by its first client: runs that
@@ -160,8 +161,11 @@ def _publish_all(settings, target, run_id, kind, run, step, skip_unchanged):
     return promoted[1:], promoted[0], report
 
 
-def _solve_shedding(settings: Settings, tables: dict, scenarios: ScenarioSet, scope: tuple[str, ...]) -> SolvedPolicy:
+def _solve_shedding(
+    settings: Settings, tables: dict, scenarios: ScenarioSet, scope: tuple[str, ...], model: FailureModel
+) -> SolvedPolicy:
     solve = settings.solve
+    horizon = HorizonParams(steps=solve.horizon_steps, hold_s=solve.hold_s) if solve.time_coupled else None
     return solve_shedding_policy(
         tables,
         scenarios,
@@ -175,6 +179,10 @@ def _solve_shedding(settings: Settings, tables: dict, scenarios: ScenarioSet, sc
         chunk_size=settings.orchestration.solve_chunk,
         timeout_s=settings.orchestration.task_timeout_s,
         scope=scope,
+        model=model,
+        horizon=horizon,
+        horizon_solvers=solve.horizon_solvers,
+        horizon_cache_dir=solve_cache_dir(settings, "horizon"),
     )
 
 

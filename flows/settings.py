@@ -46,7 +46,9 @@ class WhatIfScenario(_Section):
 
 
 class ScenarioSettings(_Section):
-    target_mass: float = Field(0.995, gt=0, le=1, description="probability mass the kept scenarios must cover")
+    target_mass: float = Field(
+        1.0, gt=0, le=1, description="probability mass the kept scenarios must cover (1 = every pattern seen)"
+    )
     sample_max: int = Field(8, ge=0, description="multi-failure scenarios sampled from the joint model (0 = off)")
     sample_min_probability: float = Field(1e-7, ge=0, le=1)
     sample_num_reads: int = Field(400, ge=1)
@@ -63,8 +65,18 @@ class SolveSettings(_Section):
     sampler: str = "dwave.samplers.SimulatedAnnealingSampler"
     anneal_num_reads: int = Field(16, ge=1)
     anneal_num_sweeps: int = Field(400, ge=1)
+    time_coupled: bool = Field(
+        True, description="plan each observed state over its expected horizon with switching costs (docs/families.md)"
+    )
+    horizon_steps: int = Field(6, ge=1, le=48, description="steps of the time-coupled plan per state")
+    hold_s: float = Field(
+        300.0, ge=0, description="no re-admission this long after a workload's switch (the client's hold_s)"
+    )
+    horizon_solvers: tuple[str, ...] = Field(
+        ("greedy", "cpsat"), description="time-coupled portfolio (benchmarks/time_coupled_solvers.py)"
+    )
 
-    @field_validator("solvers")
+    @field_validator("solvers", "horizon_solvers")
     @classmethod
     def _known(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         bad = [s for s in v if s not in ("greedy", "cpsat", "anneal")]

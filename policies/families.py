@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from policies.errors import ConfigError
 from policies.routing.policy import ROUTING
+from policies.shedding.horizon_solvers import HORIZON
 from policies.shedding.policy import SHEDDING
 from policies.solve.family import Family
 from policies.standby.policy import STANDBY
@@ -15,7 +16,7 @@ from policies.tiers.policy import TIERS
 
 __all__ = ["FAMILIES", "family"]
 
-FAMILIES: dict[str, Family] = {f.name: f for f in (SHEDDING, TIERS, STANDBY, ROUTING)}
+FAMILIES: dict[str, Family] = {f.name: f for f in (SHEDDING, TIERS, STANDBY, ROUTING, HORIZON)}
 
 
 def family(name: str) -> Family:

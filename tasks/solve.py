@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,9 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from policies.errors import SolverError
 from policies.families import family
+from policies.model.failure_model import FailureModel
 from policies.scenarios.scenario_set import ScenarioSet
+from policies.shedding.anticipation import HorizonParams, plan_over_time
 from policies.shedding.policy import build_shedding_problems, shedding_files
 from policies.solve.anneal import AnnealParams
 from policies.solve.portfolio import PortfolioResult
@@ -164,11 +167,18 @@ def solve_shedding_policy(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     timeout_s: float | None = None,
     scope: Sequence[str] = (),
+    model: FailureModel | None = None,
+    horizon: HorizonParams | None = None,
+    horizon_solvers: tuple[str, ...] = ("greedy", "cpsat"),
+    horizon_cache_dir: Path | None = None,
 ) -> SolvedPolicy:
     """One shedding problem per scenario, solved (or reused) in chunks, exported.
 
     Must run inside a flow (chunks are submitted to its task runner). ``scope`` only
     labels the run: the scenarios that involve those dependencies are counted as touched.
+    With ``model`` and ``horizon`` every observed state also gets its time-coupled plan
+    (:func:`policies.shedding.anticipation.plan_over_time`, family ``horizon``), which the
+    bundle's decisions then carry (``act_after_s``, ``hold_s``).
     """
     log = get_run_logger()
     sc = scenarios.scenarios
@@ -196,7 +206,30 @@ def solve_shedding_policy(
         len(problems) - solved,
         f"; {touched} involve {sorted(in_scope)}" if in_scope else "",
     )
-    files = shedding_files(tables, sc, problems, results, levels=levels)
+    timing, horizon_metrics = None, {}
+    if model is not None and horizon is not None:
+        solve = partial(
+            _solve_horizon,
+            seed=seed,
+            time_limit_s=time_limit_s,
+            solvers=horizon_solvers,
+            top_k=top_k,
+            anneal=anneal_params,
+            cache_dir=horizon_cache_dir,
+            chunk_size=chunk_size,
+            timeout_s=timeout_s,
+        )
+        timing, hp, hr = plan_over_time(model, sc, problems, results, tables["workloads"], horizon, solve)
+        horizon_metrics = _horizon_metrics(timing, hr)
+        log.info(
+            "shedding: %d states planned over time; %d wait before switching; +%.2f over the live rule",
+            len(hp),
+            int(horizon_metrics["shedding.horizon.waiting_states"]),
+            horizon_metrics["shedding.horizon.gain_over_greedy"],
+        )
+    files = shedding_files(
+        tables, sc, problems, results, levels=levels, timing=timing, hold_s=horizon.hold_s if horizon else 0.0
+    )
     fam = family("shedding")
     records, infeasible, worst_gap, expected = summarize_results(
         results, problems, fam.is_feasible, [s.probability for s in sc]
@@ -217,6 +250,7 @@ def solve_shedding_policy(
         "shedding.infeasible": float(infeasible),
         **{f"shedding.wins.{k}": float(v) for k, v in wins.items()},
         **{f"shedding.time_s.{k}": v for k, v in time_by_solver.items()},
+        **horizon_metrics,
         **{
             f"shedding.objective_sum.{s}": sum(
                 c.objective for r in results for c in r.candidates if c.info.solver == s and c.feasible
@@ -232,3 +266,23 @@ def solve_shedding_policy(
         expected,
     )
     return SolvedPolicy("shedding", files, metrics, records, infeasible, worst_gap, expected)
+
+
+def _solve_horizon(problems: list, **params: Any) -> list[PortfolioResult]:
+    return solve_problems("horizon", problems, **params)[0]
+
+
+def _horizon_metrics(timing: dict, results: Sequence[PortfolioResult]) -> dict[str, float]:
+    """How much the time-coupled plans differ from the live rule (greedy is always a candidate)."""
+    gain, time_s = 0.0, {}
+    for r in results:
+        greedy = [c.objective for c in r.candidates if c.info.solver == "greedy" and c.feasible]
+        gain += r.best.objective - greedy[0] if greedy else 0.0
+        for c in r.candidates:
+            time_s[c.info.solver] = time_s.get(c.info.solver, 0.0) + c.info.time_s
+    return {
+        "shedding.horizon.states": float(len(results)),
+        "shedding.horizon.waiting_states": float(sum(bool((t.act_after_s > 0).any()) for t in timing.values())),
+        "shedding.horizon.gain_over_greedy": gain,
+        **{f"shedding.horizon.time_s.{k}": v for k, v in time_s.items()},
+    }

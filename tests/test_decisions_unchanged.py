@@ -1,6 +1,7 @@
 """Behaviour is locked: `make run` on the default sample publishes the same decision bytes as before the redesign.
 
-The sha256 values below were recorded on commit 1d05f4f (before issue 13's layout move) by
+The sha256 values below were recorded on commit 1d05f4f (before issue 13's layout move), and again
+for issue 14's time-coupled shedding plans, by
 ``qres sample --out data/sample`` (default seed and days), ``qres keys init`` and ``qres run``
 with the embedded defaults. A refactor must leave every one of them unchanged.
 
@@ -31,23 +32,26 @@ pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Recorded before the redesign, on commit 1d05f4f (see the module docstring to re-record).
+# Recorded before the redesign, on commit 1d05f4f (see the module docstring to re-record); re-recorded
+# for issue 14: shedding decisions are planned over time (act_after_s, hold_s columns) and every
+# pattern seen in the history gets its own scenario (target_mass 1.0), which also changes the
+# scenario-dependent standby, routing and tier files.
 EXPECTED_SHA256 = {
     "shedding": {
-        "decisions.parquet": "c63290eac0a10a27180fade8070899909e980b8dc0695faf7d25501aec5b8999",
-        "policy.json": "86ff6805dac8adeeb507d31d2c76a175bcd42a6f42db6db67688d27700e80447",
-        "tiers.json": "9be989cbe028349dfe5abfc46589220622d7bf7443e6837a33e10f7f8b77269e",
+        "decisions.parquet": "441d9bfb7f85d6d2239b7055507c498584d4ec50630812dd737be425dd312bfc",
+        "policy.json": "b1136637104f8cc7ca81c6c3903a0666b1f2cfe4eb1250ec370ce4f3bac1c19e",
+        "tiers.json": "d23aa18481bfe5c91af2b8438c0ad32820b39c03ca568627315521377dab3381",
         "tiers.parquet": "3ad495821e01bffab4ae7fbbae3b3d03e1895019c090407e5a94c28ea43df4a8",
         "fallback.json": "52f9949bc27756541b1e91cf15ae905d83fd1782212c6af3ecc31c466615b126",
         "health.json": "9ea13af779330d0beb555b55dd893057c4bf9d4ab1c99c1abce9f23d5e24e4a5",
     },
     "standby": {
-        "decisions.parquet": "2e19568146d53ea1559b65f0f7096c7dcc1697660f5ceb72a4e59139ca39d651",
-        "policy.json": "543e12233cf17c29cc1899a47b745f2027c2a362ad6edc9d5a79f1c4a78ad4dc",
+        "decisions.parquet": "efd6f5005155dbfa1a9226613237c01a323cfceb7c088eee86e0a4e66b2d6c56",
+        "policy.json": "80236ee25be115fcb8415d0ca24a4ca42d4a2e5dec619d45838f7b63e2cbfba9",
     },
     "routing": {
-        "decisions.parquet": "19984748f2a97362ed1d345cb4017abd9d945932ac735ed62c5aab32eefec40b",
-        "policy.json": "ef97d95096df2f810bb84106b850d9c528b758d154c00779c50181e55b893cf9",
+        "decisions.parquet": "b4d2bd6ff7b5fccf739e22a62e556377ade1e57219426c3f299efbc54706fad3",
+        "policy.json": "3543468ef7601b5b659b30274f1b25d9ce91db9eb25e5b32dea7d16a9e02354f",
     },
 }
 

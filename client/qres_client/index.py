@@ -152,6 +152,7 @@ class _Index:
         workload = columns["workload_id"]
         self._workload_names = workload.dictionary.to_pylist()
         self._columns = {**columns, "workload_id": workload.indices}
+        self.extra_columns = tuple(self._columns)[3:]  # each action's extras, by name (e.g. act_after_s, hold_s)
         self.fallback = next(s for s in scenarios if s.key == FALLBACK_KEY)
         self.covers = tuple(
             sorted(

@@ -68,9 +68,20 @@ OPENAPI: dict = {
                     "workload_id": {"type": "string"},
                     "admit": {"type": "number", "minimum": 0, "maximum": 1},
                     "rank": {"type": "integer"},
+                    "act_after_s": {
+                        "type": "number",
+                        "minimum": 0,
+                        "description": "shedding, optional: seconds in the state before switching to admit",
+                    },
+                    "hold_s": {
+                        "type": "number",
+                        "minimum": 0,
+                        "description": "shedding, optional: after a switch, no re-admission before this",
+                    },
                 },
                 "additionalProperties": True,
-                "description": "Families other than shedding add their own columns",
+                "description": "Families other than shedding add their own columns; qres_client.controller "
+                "applies act_after_s and hold_s",
             },
             "Decision": {
                 "type": "object",

@@ -8,7 +8,15 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-__all__ = ["DECISIONS_SHEDDING", "DECISIONS_STANDBY", "DECISIONS_ROUTING", "DECISIONS_TIERS", "DECISIONS_BY_POLICY"]
+__all__ = [
+    "DECISIONS_SHEDDING",
+    "DECISIONS_SHEDDING_TIMED",
+    "TIMING_COLUMNS",
+    "DECISIONS_STANDBY",
+    "DECISIONS_ROUTING",
+    "DECISIONS_TIERS",
+    "DECISIONS_BY_POLICY",
+]
 
 # decisions.parquet of a shedding bundle: one row per (scenario, workload), ranked.
 DECISIONS_SHEDDING = pa.schema(
@@ -24,6 +32,18 @@ DECISIONS_SHEDDING = pa.schema(
     ]
 )
 
+# A shedding table with the time rule of each action (policies/shedding/anticipation.py): optional
+# columns after the shedding ones, so a client that does not know them carries them in
+# ``Action.extras`` and applies ``admit`` at once; ``qres_client.controller`` applies them.
+TIMING_COLUMNS = ("act_after_s", "hold_s")
+DECISIONS_SHEDDING_TIMED = pa.schema(
+    list(DECISIONS_SHEDDING)
+    + [
+        pa.field("act_after_s", pa.float64(), nullable=False),  # seconds in the state before switching to admit
+        pa.field("hold_s", pa.float64(), nullable=False),  # after a switch, no re-admission before this
+    ],
+    metadata={"qres.policy": "shedding", "qres.subject": "workload_id", "qres.timing": "act_after_s,hold_s"},
+)
 
 # The other families' decisions.parquet start with exactly the shedding columns (so one client
 # reads all of them: ``workload_id`` is the *subject* of the action, named in the schema

@@ -21,7 +21,7 @@ from policies.errors import ConfigError, QresError
 
 __all__ = ["register", "solve_problem", "FAMILIES"]
 
-FAMILIES = ("shedding", "tiers", "standby", "routing")  # the order of policies.families.FAMILIES
+FAMILIES = ("shedding", "tiers", "standby", "routing", "horizon")  # the order of policies.families.FAMILIES
 _SOLVER_CHOICES = ("portfolio", "greedy", "cpsat", "lp", "anneal")
 
 

@@ -24,20 +24,20 @@ from policies.backtest.oracle import hindsight_oracle
 from policies.backtest.policies import (
     DwellPolicy,
     GreedyPolicy,
-    PublishedPolicy,
     ReplayPolicy,
     fcfs_policy,
     state_optimum,
     tiers_policy,
 )
 from policies.backtest.replay import Realizer, StateCatalog, find_incidents, replay_incident
+from policies.backtest.timed import published_policy, trained_files
 from policies.errors import NothingToLearnError, QresError
 from policies.model.failure_model import FailureModel, fit_failure_model
 from policies.model.states import UP, hysteresis_length, to_epoch_ms
 from policies.model.window_grid import window_grid
 from policies.scenarios.scenario_set import ScenarioSet, build_scenarios
 from policies.shedding.fallback import FALLBACK_FILE
-from policies.shedding.policy import SHEDDING, build_shedding_problems, shedding_files
+from policies.shedding.policy import SHEDDING, build_shedding_problems
 from policies.solve.anneal import AnnealParams
 from policies.solve.result import solve_record
 from qres_client.index import DEFAULT_UNMATCHED, build_index
@@ -69,7 +69,7 @@ class BacktestConfig:
     hysteresis_windows: int = _setting("model.hysteresis_windows", 2)
     hysteresis_min: float = _setting("model.hysteresis_min", 0.0)
     agreement: str = _setting("model.agreement", "majority")
-    target_mass: float = _setting("scenarios.target_mass", 0.995)
+    target_mass: float = _setting("scenarios.target_mass", 1.0)
     sample_max: int = _setting("scenarios.sample_max", 0)
     sample_min_probability: float = _setting("scenarios.sample_min_probability", 1e-6)
     sample_num_reads: int = _setting("scenarios.sample_num_reads", 400)
@@ -80,6 +80,10 @@ class BacktestConfig:
     time_limit_s: float = _setting("solve.time_limit_s", 2.0)
     levels: int = _setting("solve.levels", 4)
     anneal: AnnealParams | None = _setting("solve.anneal", None)  # None: each solver's own defaults
+    time_coupled: bool = _setting("solve.time_coupled", True)
+    horizon_steps: int = _setting("solve.horizon_steps", 6)
+    hold_s: float = _setting("solve.hold_s", 300.0)
+    horizon_solvers: tuple[str, ...] = _setting("solve.horizon_solvers", ("greedy", "cpsat"))
     seed: int = _setting("seed", 7)
 
     def scenario_kwargs(self) -> dict:
@@ -193,9 +197,8 @@ def train_policy(
         progress=progress,
     )
     records = [solve_record(r, probability=s.probability) for s, r in zip(scen.scenarios, results)]
-    return TrainedPolicy(
-        model, scen, shedding_files(tables, scen.scenarios, problems, results, levels=cfg.levels), records
-    )
+    files = trained_files(tables, cfg, model, scen.scenarios, problems, results)
+    return TrainedPolicy(model, scen, files, records)
 
 
 def replay_policies(
@@ -203,7 +206,7 @@ def replay_policies(
 ) -> list[ReplayPolicy]:
     """The policies a backtest replays, in report order (the oracle is added after them)."""
     return [
-        PublishedPolicy(index, cfg.unmatched),
+        published_policy(index, cfg.unmatched, window_min=window_min),
         fcfs_policy(),
         tiers_policy(tables["workloads"]),
         GreedyPolicy(),

@@ -4,36 +4,53 @@ Both rank each scenario's workloads the same way: admitted ones by density desce
 (ties by id), then runnable-but-shed ones in the same order, then the ones that cannot
 run, so a runtime service that cannot follow the shares can still follow the order.
 Neither carries times or versions, and floats are rounded, so the same inputs and seed
-give the same bytes.
+give the same bytes. With ``timing`` (per scenario key, the :class:`TimedPlan` of the
+time-coupled solve, :mod:`policies.shedding.anticipation`) the admitted levels are the timed
+plan's and every action also carries ``act_after_s`` and ``hold_s`` (``DECISIONS_SHEDDING_TIMED``);
+scenarios without a timed plan switch at once (``act_after_s`` 0) and hold the default.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
 
 from policies.scenarios.scenario_set import Scenario
+from policies.shedding.anticipation import TimedPlan
 from policies.shedding.problem import SheddingProblem, check_levels
 from policies.solve.portfolio import PortfolioResult
-from qres_client.schema import DECISIONS_SHEDDING
+from qres_client.schema import DECISIONS_SHEDDING, DECISIONS_SHEDDING_TIMED
 
 __all__ = ["shedding_actions", "decisions_table", "policy_document"]
 
 
-def shedding_actions(problem: SheddingProblem, levels_vec) -> list[dict]:
+def shedding_actions(problem: SheddingProblem, levels_vec, plan: TimedPlan | None = None) -> list[dict]:
     """Ranked actions: admitted by density, then runnable-but-shed, then not runnable."""
-    k = check_levels(problem, levels_vec)
+    k = check_levels(problem, levels_vec if plan is None else plan.levels)
     group = np.where(k > 0, 0, np.where(problem.runnable, 1, 2))
     pos = np.empty(len(k), dtype=np.int64)
     pos[problem.order] = np.arange(len(k))
     ranked = np.lexsort((pos, group))
-    return [
-        {"workload_id": problem.workload_ids[w], "admit": float(k[w]) / problem.levels, "rank": r}
-        for r, w in enumerate(ranked.tolist(), start=1)
-    ]
+    out = []
+    for r, w in enumerate(ranked.tolist(), start=1):
+        a = {"workload_id": problem.workload_ids[w], "admit": float(k[w]) / problem.levels, "rank": r}
+        if plan is not None:
+            a.update(act_after_s=float(plan.act_after_s[w]), hold_s=float(plan.hold_s))
+        out.append(a)
+    return out
+
+
+def _plan(timing: Mapping[str, TimedPlan] | None, key: str, problem: SheddingProblem, solution, hold_s: float):
+    """The scenario's timed plan; one that switches at once when the scenario has none."""
+    if timing is None:
+        return None
+    if key in timing:
+        return timing[key]
+    k = check_levels(problem, solution)
+    return TimedPlan(levels=np.asarray(k), act_after_s=np.zeros(len(k)), hold_s=hold_s)
 
 
 def _aligned(scenarios, results, problems):
@@ -49,12 +66,21 @@ def _aligned(scenarios, results, problems):
 
 
 def decisions_table(
-    scenarios: Sequence[Scenario], results: Sequence[PortfolioResult], problems: Sequence[SheddingProblem]
+    scenarios: Sequence[Scenario],
+    results: Sequence[PortfolioResult],
+    problems: Sequence[SheddingProblem],
+    timing: Mapping[str, TimedPlan] | None = None,
+    hold_s: float = 0.0,
 ) -> pa.Table:
-    """decisions.parquet rows, conforming to ``DECISIONS_SHEDDING``: scenario order, then rank."""
-    cols: dict[str, list] = {f.name: [] for f in DECISIONS_SHEDDING}
+    """decisions.parquet rows, conforming to ``DECISIONS_SHEDDING`` (``_TIMED`` with ``timing``): scenario
+    order, then rank."""
+    schema = DECISIONS_SHEDDING if timing is None else DECISIONS_SHEDDING_TIMED
+    cols: dict[str, list] = {f.name: [] for f in schema}
     for s, r, p in _aligned(scenarios, results, problems):
-        for a in shedding_actions(p, r.best.solution):
+        for a in shedding_actions(p, r.best.solution, _plan(timing, s.key, p, r.best.solution, hold_s)):
+            for name in ("act_after_s", "hold_s"):
+                if name in cols:
+                    cols[name].append(a[name])
             cols["scenario_key"].append(s.key)
             cols["down"].append(list(s.down))
             cols["degraded"].append(list(s.degraded))
@@ -63,7 +89,7 @@ def decisions_table(
             cols["workload_id"].append(a["workload_id"])
             cols["admit"].append(a["admit"])
             cols["rank"].append(a["rank"])
-    return pa.Table.from_pydict(cols, schema=DECISIONS_SHEDDING)
+    return pa.Table.from_pydict(cols, schema=schema)
 
 
 def _r(x: float | None, digits: int = 6) -> float | None:
@@ -91,13 +117,34 @@ def _scenario_status(r: PortfolioResult) -> str:
     return "OPTIMAL" if proven else best.info.status
 
 
+def _timed_document(p: SheddingProblem, plan: TimedPlan) -> dict:
+    """What decisions.parquet ships for a state planned over time, and how it compares with the live rule."""
+    return {
+        "solver": plan.solver,
+        "objective": _r(plan.objective),
+        "live_objective": _r(plan.live_objective),
+        "step_s": _r(plan.step_s),
+        "hold_s": _r(plan.hold_s),
+        "actions": [
+            {**a, "admit": _r(a["admit"]), "act_after_s": _r(a["act_after_s"])}
+            for a in shedding_actions(p, plan.levels, plan)
+        ],
+    }
+
+
 def policy_document(
-    scenarios: Sequence[Scenario], results: Sequence[PortfolioResult], problems: Sequence[SheddingProblem]
+    scenarios: Sequence[Scenario],
+    results: Sequence[PortfolioResult],
+    problems: Sequence[SheddingProblem],
+    timing: Mapping[str, TimedPlan] | None = None,
 ) -> dict:
     """policy.json content: stable floats, no timestamps, versions or solve times.
 
     ``solver`` names the solver whose answer was chosen; ``status`` is ``OPTIMAL`` whenever
     a candidate proved that answer optimal (a heuristic that ties a proven optimum counts).
+    ``actions`` is the state's static optimum; a state planned over time also has ``timed``: the
+    plan decisions.parquet ships (levels, ``act_after_s``, ``hold_s``), its value over the
+    horizon and the live rule's (``live_objective``).
     """
     out = []
     for s, r, p in _aligned(scenarios, results, problems):
@@ -119,4 +166,6 @@ def policy_document(
                 "actions": [{**a, "admit": _r(a["admit"])} for a in shedding_actions(p, r.best.solution)],
             }
         )
+        if timing is not None and s.key in timing:
+            out[-1]["timed"] = _timed_document(p, timing[s.key])
     return {"schema_version": 1, "policy": "shedding", "scenarios": out}

@@ -33,6 +33,7 @@ import scipy.sparse as sp
 
 from policies.graph import close_down_set, hard_dependents
 from policies.scenarios.scenario_set import Scenario
+from policies.shedding.anticipation import TimedPlan
 from policies.shedding.export import decisions_table, policy_document, shedding_actions
 from policies.shedding.fallback import FALLBACK_FILE, fallback_document
 from policies.shedding.problem import (
@@ -192,11 +193,15 @@ def shedding_files(
     results: Sequence[PortfolioResult],
     *,
     levels: int,
+    timing: Mapping[str, TimedPlan] | None = None,
+    hold_s: float = 0.0,
 ) -> dict[str, bytes]:
-    """The shedding bundle's decision files, as the nightly publishes them and the backtest replays them."""
+    """The shedding bundle's decision files, as the nightly publishes them and the backtest replays them.
+
+    ``timing``: the time-coupled plans (:func:`policies.shedding.anticipation.plan_over_time`)."""
     return {
-        "decisions.parquet": encode_parquet(decisions_table(scenarios, results, problems)),
-        "policy.json": encode_json(policy_document(scenarios, results, problems)),
+        "decisions.parquet": encode_parquet(decisions_table(scenarios, results, problems, timing, hold_s)),
+        "policy.json": encode_json(policy_document(scenarios, results, problems, timing)),
         # the model again, compactly, for the client's runtime greedy on states no scenario names
         FALLBACK_FILE: encode_json(
             fallback_document(tables["services"], tables["dependencies"], tables["workloads"], levels=levels)

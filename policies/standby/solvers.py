@@ -174,6 +174,9 @@ class CpSatStandbySolver:
         # objective: pairs
         g = p.gain.tocsr()
         so = 2.0**40 / max(float(g.data.max()) if g.nnz else 1.0, 2.0**-900)
+        hint = fill_choice(p, np.zeros(n, dtype=np.int8))
+        for var, h in zip(x, hint.tolist()):
+            model.add_hint(var, h)
         terms, coefs, eps = [], [], 0.0
         for k in range(g.shape[0]):
             cols, vals = g.indices[g.indptr[k] : g.indptr[k + 1]], g.data[g.indptr[k] : g.indptr[k + 1]]
@@ -184,14 +187,16 @@ class CpSatStandbySolver:
                 for y, c in zip(ys, cols):
                     model.add_implication(y, x[int(c)])
                 model.add_at_most_one(ys)
+                # the complete hint: each pair served by its best hinted candidate, as the objective counts it
+                on = np.where(hint[cols] > 0, vals, -np.inf)
+                best = int(np.argmax(on)) if np.isfinite(on).any() else -1
+                for i, y in enumerate(ys):
+                    model.add_hint(y, i == best)
             ints = np.round(vals * so).astype(np.int64)
             eps += float(np.max(np.abs(vals - ints / so)))
             terms += ys
             coefs += ints.tolist()
         model.maximize(cp_model.LinearExpr.weighted_sum(terms, coefs))
-        hint = fill_choice(p, np.zeros(n, dtype=np.int8))
-        for var, h in zip(x, hint.tolist()):
-            model.add_hint(var, h)
         # solve
         solver, params = cpsat_solver(
             seed=seed,

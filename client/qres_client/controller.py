@@ -1,0 +1,82 @@
+"""Applying a shedding plan over time: wait before switching when the plan says so, hold after a switch.
+
+``decide()`` is stateless: it says which plan fits the observed state now. A bundle whose
+decisions carry the time rule (``act_after_s``, ``hold_s``; ``qres_client.schema.DECISIONS_SHEDDING_TIMED``)
+was planned over each state's expected duration with switching costs, so the plan's levels are
+only worth their switching cost when the rule is followed. :class:`Controller` follows it::
+
+    ctl = Controller(client.decide)
+    decision = ctl.step(time.monotonic(), down=observed_down, degraded=observed_degraded)
+
+Rules, per workload, with ``elapsed`` the time since the observed state's plan (its scenario)
+was first answered:
+
+- **First sight** of a workload: its planned share at once (there is nothing to switch from).
+- **Lower share** (shed): switch once ``elapsed >= act_after_s``. A short state is ridden out at
+  the current share; a plan whose capacity needs the cut says 0. Never delayed by a hold.
+- **Higher share** (re-admit): switch once ``elapsed >= act_after_s`` *and* the hold of the
+  workload's last switch has passed (``hold_s`` of the plan that switched it), so a flapping
+  dependency does not make the service drain and warm up again and again.
+
+Decisions without the columns (older bundles, the runtime greedy, the fallback) switch at once
+with no hold: the stateless behaviour. The returned :class:`Decision` is the plan with each
+action's ``admit`` the share to apply now; ``extras["target"]`` keeps the plan's share.
+Not thread-safe: one controller per decision loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
+from types import MappingProxyType
+
+from qres_client.decision import Action, Decision
+
+__all__ = ["Controller"]
+
+
+class Controller:
+    """A small stateful wrapper around ``decide`` that applies ``act_after_s`` and ``hold_s`` (module docstring)."""
+
+    def __init__(self, decide: Callable[..., Decision], *, initial: Mapping[str, float] | None = None) -> None:
+        self._decide = decide
+        self._admit: dict[str, float] = dict(initial or {})
+        self._hold_until: dict[str, float] = {}
+        self._scenario: str | None = None
+        self._entered_s = 0.0
+        self._last_s: float | None = None
+
+    @property
+    def shares(self) -> Mapping[str, float]:
+        """The shares in force (workload id -> admitted share)."""
+        return MappingProxyType(dict(self._admit))
+
+    def step(self, now_s: float, down: Iterable[str] = (), degraded: Iterable[str] = ()) -> Decision:
+        """The shares to apply at ``now_s`` (seconds on any monotonic clock) for the observed state."""
+        now_s = float(now_s)
+        if self._last_s is not None and now_s < self._last_s:
+            raise ValueError(f"time went backwards: {now_s} after {self._last_s}; use a monotonic clock")
+        self._last_s = now_s
+        decision = self._decide(down=tuple(down), degraded=tuple(degraded))
+        if decision.scenario != self._scenario:
+            self._scenario, self._entered_s = decision.scenario, now_s
+        elapsed = now_s - self._entered_s
+        return replace(decision, actions=tuple(self._apply(a, now_s, elapsed) for a in decision.actions))
+
+    def _apply(self, action: Action, now_s: float, elapsed: float) -> Action:
+        w, target = action.workload_id, float(action.admit)
+        act_after = float(action.extras.get("act_after_s", 0.0))
+        current = self._admit.get(w)
+        if current is None:
+            share = target
+        elif target < current:
+            share = target if elapsed >= act_after else current
+        elif target > current:
+            ready = elapsed >= act_after and now_s >= self._hold_until.get(w, float("-inf"))
+            share = target if ready else current
+        else:
+            share = current
+        if current is not None and share != current:
+            self._hold_until[w] = now_s + float(action.extras.get("hold_s", 0.0))
+        self._admit[w] = share
+        return replace(action, admit=share, extras=MappingProxyType({**action.extras, "target": target}))
