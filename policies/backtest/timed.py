@@ -4,7 +4,9 @@ A bundle whose shedding decisions carry the time rule (``qres_client.schema.DECI
 is meant to be applied by :class:`qres_client.controller.Controller`: wait ``act_after_s`` in a
 state before shedding, hold ``hold_s`` after a switch before re-admitting. This policy replays
 exactly that: one Controller per incident, fed the observed view window by window, its clock
-the window's start (window ``-1``, the normal state, one window before the incident).
+the window's start (window ``-1``, the normal state, one window before the incident). When the
+actions carry ``admit_max`` (the admission caps), the intended level is the cap in force and the
+world's admission control serves it in rank order, as it does every policy's intent.
 """
 
 from __future__ import annotations
@@ -82,7 +84,8 @@ class TimedPublishedPolicy:
         ranked = []
         for a in decision.actions:
             if a.workload_id in pos:
-                k[pos[a.workload_id]] = int(round(a.admit * p.levels))
+                share = a.extras.get("admit_max", a.admit)
+                k[pos[a.workload_id]] = int(round(float(share) * p.levels))
                 ranked.append(pos[a.workload_id])
         seen = set(ranked)
         rest = [w for w in p.order.tolist() if w not in seen]

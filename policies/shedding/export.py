@@ -6,7 +6,9 @@ run, so a runtime service that cannot follow the shares can still follow the ord
 Neither carries times or versions, and floats are rounded, so the same inputs and seed
 give the same bytes. With ``timing`` (per scenario key, the :class:`TimedPlan` of the
 time-coupled solve, :mod:`policies.shedding.anticipation`) the admitted levels are the timed
-plan's and every action also carries ``act_after_s`` and ``hold_s`` (``DECISIONS_SHEDDING_TIMED``);
+plan's and every action also carries ``act_after_s`` and ``hold_s``, and ``admit_max``, the share
+admission control may run when capacity is there (:mod:`policies.shedding.admission`; the normal
+state is then ranked in the order that anticipates the likely outages), ``DECISIONS_SHEDDING_ADMISSION``;
 scenarios without a timed plan switch at once (``act_after_s`` 0) and hold the default.
 """
 
@@ -14,32 +16,64 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 
-from policies.scenarios.scenario_set import Scenario
+from policies.scenarios.scenario_set import FALLBACK_KEY, NORMAL_KEY, Scenario
+from policies.shedding.admission import admission_caps, anticipating_order, rank_order
 from policies.shedding.anticipation import TimedPlan
 from policies.shedding.problem import SheddingProblem, check_levels
 from policies.solve.portfolio import PortfolioResult
-from qres_client.schema import DECISIONS_SHEDDING, DECISIONS_SHEDDING_TIMED
+from qres_client.schema import DECISIONS_SHEDDING, DECISIONS_SHEDDING_ADMISSION
 
 __all__ = ["shedding_actions", "decisions_table", "policy_document"]
 
 
-def shedding_actions(problem: SheddingProblem, levels_vec, plan: TimedPlan | None = None) -> list[dict]:
-    """Ranked actions: admitted by density, then runnable-but-shed, then not runnable."""
+def shedding_actions(
+    problem: SheddingProblem,
+    levels_vec,
+    plan: TimedPlan | None = None,
+    caps: Admission | None = None,
+) -> list[dict]:
+    """Ranked actions: admitted by density (or ``caps.order``), then runnable-but-shed, then not runnable."""
     k = check_levels(problem, levels_vec if plan is None else plan.levels)
-    group = np.where(k > 0, 0, np.where(problem.runnable, 1, 2))
-    pos = np.empty(len(k), dtype=np.int64)
-    pos[problem.order] = np.arange(len(k))
-    ranked = np.lexsort((pos, group))
+    ranked = rank_order(problem, k, None if caps is None else caps.order)
     out = []
     for r, w in enumerate(ranked.tolist(), start=1):
         a = {"workload_id": problem.workload_ids[w], "admit": float(k[w]) / problem.levels, "rank": r}
         if plan is not None:
             a.update(act_after_s=float(plan.act_after_s[w]), hold_s=float(plan.hold_s))
+        if caps is not None:
+            a["admit_max"] = float(caps.levels[w]) / problem.levels
         out.append(a)
+    return out
+
+
+@dataclass(frozen=True)
+class Admission:
+    """A scenario's admission caps (levels) and, for the normal state, its serving order (None: density)."""
+
+    levels: np.ndarray
+    order: np.ndarray | None = None
+
+
+def _admission(scenarios, problems, plans) -> dict[str, Admission]:
+    """Every scenario's caps; the normal state also gets the order that anticipates the likely outages."""
+    out = {s.key: Admission(admission_caps(p, k)) for s, p, k in zip(scenarios, problems, plans)}
+    at = next((i for i, s in enumerate(scenarios) if s.key == NORMAL_KEY), None)
+    if at is not None:
+        rest = [i for i, s in enumerate(scenarios) if s.key not in (NORMAL_KEY, FALLBACK_KEY)]
+        caps = out[NORMAL_KEY].levels
+        order = anticipating_order(
+            problems[at],
+            caps,
+            [problems[i] for i in rest],
+            [plans[i] for i in rest],
+            [scenarios[i].probability for i in rest],
+        )
+        out[NORMAL_KEY] = Admission(caps, order)
     return out
 
 
@@ -74,11 +108,17 @@ def decisions_table(
 ) -> pa.Table:
     """decisions.parquet rows, conforming to ``DECISIONS_SHEDDING`` (``_TIMED`` with ``timing``): scenario
     order, then rank."""
-    schema = DECISIONS_SHEDDING if timing is None else DECISIONS_SHEDDING_TIMED
+    schema = DECISIONS_SHEDDING if timing is None else DECISIONS_SHEDDING_ADMISSION
     cols: dict[str, list] = {f.name: [] for f in schema}
-    for s, r, p in _aligned(scenarios, results, problems):
-        for a in shedding_actions(p, r.best.solution, _plan(timing, s.key, p, r.best.solution, hold_s)):
-            for name in ("act_after_s", "hold_s"):
+    rows = [
+        (s, p, _plan(timing, s.key, p, r.best.solution, hold_s)) for s, r, p in _aligned(scenarios, results, problems)
+    ]
+    caps = None
+    if timing is not None:
+        caps = _admission([s for s, _, _ in rows], [p for _, p, _ in rows], [np.asarray(t.levels) for _, _, t in rows])
+    for (s, p, plan), r in zip(rows, results):
+        for a in shedding_actions(p, r.best.solution, plan, None if caps is None else caps[s.key]):
+            for name in ("act_after_s", "hold_s", "admit_max"):
                 if name in cols:
                     cols[name].append(a[name])
             cols["scenario_key"].append(s.key)

@@ -282,3 +282,23 @@ def test_runtime_greedy_pulls_in_no_pipeline_packages(tmp_path):
         timeout=60,
     )
     assert json.loads(out.stdout) == []
+
+
+def test_runtime_caps_follow_the_pipelines_admission_rule():
+    from policies.shedding.admission import admission_caps
+
+    lifted = kept = 0
+    for seed in range(4):
+        tables = random_tables(seed)
+        levels = 2 + seed % 3
+        greedy = parse_fallback(encode_json(fallback_document(*tables, levels=levels)), "test")
+        for down, degraded in random_states(tables, seed, 30):
+            p = problem_for(tables, down, degraded, levels)
+            rows = greedy.capped_plan(down, degraded)
+            assert [r[:3] for r in rows] == greedy.plan(down, degraded)
+            k, _, _ = greedy.levels_for(down, degraded)
+            caps = dict(zip(p.workload_ids, (admission_caps(p, np.array(k, dtype=np.int64)) / levels).tolist()))
+            assert {w: c for w, _, _, c in rows} == caps, (seed, down, degraded)
+            lifted += sum(c > a for _, a, _, c in rows)
+            kept += sum(c == a < 1 for _, a, _, c in rows)
+    assert lifted > 0 and kept > 0  # both rules are reached
