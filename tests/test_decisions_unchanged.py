@@ -36,11 +36,12 @@ ROOT = Path(__file__).resolve().parents[1]
 # for issue 14: shedding decisions are planned over time (act_after_s, hold_s columns) and every
 # pattern seen in the history gets its own scenario (target_mass 1.0), which also changes the
 # scenario-dependent standby, routing and tier files; and again when shedding decisions gained the
-# admission caps (admit_max) and the normal state's anticipating order (policies/shedding/admission.py).
+# admission caps (admit_max, also in policy.json's timed plans) and the normal state's anticipating order
+# (policies/shedding/admission.py).
 EXPECTED_SHA256 = {
     "shedding": {
         "decisions.parquet": "4f0da1c5335f4a37557afdfd3999126a649c353ee34f895fc16690200a49548a",
-        "policy.json": "b1136637104f8cc7ca81c6c3903a0666b1f2cfe4eb1250ec370ce4f3bac1c19e",
+        "policy.json": "86f291a62d8ab8e1d179e8776d08974fb578c6bf309d62008946c7e370915e50",
         "tiers.json": "d23aa18481bfe5c91af2b8438c0ad32820b39c03ca568627315521377dab3381",
         "tiers.parquet": "3ad495821e01bffab4ae7fbbae3b3d03e1895019c090407e5a94c28ea43df4a8",
         "fallback.json": "52f9949bc27756541b1e91cf15ae905d83fd1782212c6af3ecc31c466615b126",

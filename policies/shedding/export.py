@@ -106,8 +106,8 @@ def decisions_table(
     timing: Mapping[str, TimedPlan] | None = None,
     hold_s: float = 0.0,
 ) -> pa.Table:
-    """decisions.parquet rows, conforming to ``DECISIONS_SHEDDING`` (``_TIMED`` with ``timing``): scenario
-    order, then rank."""
+    """decisions.parquet rows, conforming to ``DECISIONS_SHEDDING`` (``_ADMISSION`` with ``timing``):
+    scenario order, then rank."""
     schema = DECISIONS_SHEDDING if timing is None else DECISIONS_SHEDDING_ADMISSION
     cols: dict[str, list] = {f.name: [] for f in schema}
     rows = [
@@ -157,7 +157,7 @@ def _scenario_status(r: PortfolioResult) -> str:
     return "OPTIMAL" if proven else best.info.status
 
 
-def _timed_document(p: SheddingProblem, plan: TimedPlan) -> dict:
+def _timed_document(p: SheddingProblem, plan: TimedPlan, caps: Admission) -> dict:
     """What decisions.parquet ships for a state planned over time, and how it compares with the live rule."""
     return {
         "solver": plan.solver,
@@ -166,8 +166,8 @@ def _timed_document(p: SheddingProblem, plan: TimedPlan) -> dict:
         "step_s": _r(plan.step_s),
         "hold_s": _r(plan.hold_s),
         "actions": [
-            {**a, "admit": _r(a["admit"]), "act_after_s": _r(a["act_after_s"])}
-            for a in shedding_actions(p, plan.levels, plan)
+            {**a, "admit": _r(a["admit"]), "act_after_s": _r(a["act_after_s"]), "admit_max": _r(a["admit_max"])}
+            for a in shedding_actions(p, plan.levels, plan, caps)
         ],
     }
 
@@ -183,10 +183,14 @@ def policy_document(
     ``solver`` names the solver whose answer was chosen; ``status`` is ``OPTIMAL`` whenever
     a candidate proved that answer optimal (a heuristic that ties a proven optimum counts).
     ``actions`` is the state's static optimum; a state planned over time also has ``timed``: the
-    plan decisions.parquet ships (levels, ``act_after_s``, ``hold_s``), its value over the
-    horizon and the live rule's (``live_objective``).
+    plan decisions.parquet ships (levels, ``act_after_s``, ``hold_s``, ``admit_max``), its value over
+    the horizon and the live rule's (``live_objective``).
     """
     out = []
+    caps = None
+    if timing is not None:
+        plans = [_plan(timing, s.key, p, r.best.solution, 0.0).levels for s, r, p in zip(scenarios, results, problems)]
+        caps = _admission(scenarios, problems, [np.asarray(k) for k in plans])
     for s, r, p in _aligned(scenarios, results, problems):
         out.append(
             {
@@ -207,5 +211,5 @@ def policy_document(
             }
         )
         if timing is not None and s.key in timing:
-            out[-1]["timed"] = _timed_document(p, timing[s.key])
+            out[-1]["timed"] = _timed_document(p, timing[s.key], caps[s.key])
     return {"schema_version": 1, "policy": "shedding", "scenarios": out}

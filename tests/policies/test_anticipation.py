@@ -120,6 +120,9 @@ def test_timed_decisions_ship_the_plan_and_repeat_byte_for_byte() -> None:
         rows = [x for x in table.to_pylist() if x["scenario_key"] == p.key]
         admit = {x["workload_id"]: x["admit"] for x in rows}
         assert admit == {a["workload_id"]: a["admit"] for a in plan["actions"]}
+        caps = {x["workload_id"]: x["admit_max"] for x in rows}
+        assert caps == {a["workload_id"]: a["admit_max"] for a in plan["actions"]}
+        assert all(caps[w] >= admit[w] for w in admit)  # a cap never cuts below the plan
         k = np.asarray(r.best.solution).reshape(p.steps, -1)[-1]
         assert [admit[w] for w in p.base.workload_ids] == (k / p.base.levels).tolist()
     assert "timed" not in by_key["normal"]
