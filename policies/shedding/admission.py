@@ -63,27 +63,35 @@ def anticipating_order(
     normal_caps,
     problems: Sequence[SheddingProblem],
     plans: Sequence[np.ndarray],
+    caps: Sequence[np.ndarray],
     probabilities: Sequence[float],
 ) -> np.ndarray:
     """The normal state's serving order: of the density order and each scenario's ranking of its plan
     (``plans``), the one whose admission of ``normal_caps`` keeps the most probability-weighted value
-    across ``problems`` (outages the checks have not reported yet). Ties keep the density order."""
-    caps = np.asarray(check_levels(normal, normal_caps), dtype=np.int64)
+    across ``problems`` (outages the checks have not reported yet). Among equal values, the one that
+    most often serves what the scenario's own caps (``caps``) will once the checks report it, so
+    catching up costs no switch; then the density order."""
+    mine = np.asarray(check_levels(normal, normal_caps), dtype=np.int64)
     top = sorted(range(len(problems)), key=lambda i: (-float(probabilities[i]), i))[:_MAX_SCENARIOS]
-    weights = np.asarray([float(probabilities[i]) for i in top])
-    chosen = [problems[i] for i in top]
-    ranked = [rank_order(problems[i], plans[i]) for i in top]
-    if not chosen or weights.sum() <= 0:
+    weights = [float(probabilities[i]) for i in top]
+    if not top or sum(weights) <= 0:
         return np.asarray(normal.order, dtype=np.int64)
-    candidates = [np.asarray(normal.order, dtype=np.int64)]
-    candidates += ranked
+    ranked = [rank_order(problems[i], plans[i]) for i in top]
+    later = [serve_in_order(problems[i], caps[i], r) for i, r in zip(top, ranked)]
+    candidates = [np.asarray(normal.order, dtype=np.int64), *ranked]
 
-    def score(order: np.ndarray) -> float:
-        return float(sum(w * shedding_objective(p, serve_in_order(p, caps, order)) for w, p in zip(weights, chosen)))
+    def score(order: np.ndarray) -> tuple[float, float]:
+        value = agree = 0.0
+        for w, i, k_later in zip(weights, top, later):
+            k = serve_in_order(problems[i], mine, order)
+            value += w * shedding_objective(problems[i], k)
+            agree += w * float(np.array_equal(k, k_later))
+        return value, agree
 
-    best, best_score = candidates[0], score(candidates[0])
+    best, (best_value, best_agree) = candidates[0], score(candidates[0])
+    tol = _TOL * max(1.0, abs(best_value))
     for c in candidates[1:]:
-        s = score(c)
-        if s > best_score + _TOL * max(1.0, abs(best_score)):
-            best, best_score = c, s
+        value, agree = score(c)
+        if value > best_value + tol or (value >= best_value - tol and agree > best_agree + _TOL):
+            best, best_value, best_agree = c, max(value, best_value), agree
     return best

@@ -71,6 +71,7 @@ def _admission(scenarios, problems, plans) -> dict[str, Admission]:
             caps,
             [problems[i] for i in rest],
             [plans[i] for i in rest],
+            [out[scenarios[i].key].levels for i in rest],
             [scenarios[i].probability for i in rest],
         )
         out[NORMAL_KEY] = Admission(caps, order)

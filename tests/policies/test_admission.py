@@ -55,12 +55,22 @@ def test_the_normal_order_anticipates_the_likely_outage() -> None:
     normal = _problem("normal", 10.0)  # a is denser in normal times
     # when x fails, a carries a risk that makes b the better one to keep; the checks see it 2 min late
     failing = _problem("down=x", 5.0, risk=(6.0, 0.0))
-    order = anticipating_order(normal, [1, 1], [failing], [np.array([0, 1])], [1.0])
+    order = anticipating_order(normal, [1, 1], [failing], [np.array([0, 1])], [np.array([1, 1])], [1.0])
     assert order.tolist() == [1, 0]
     assert shedding_objective(failing, serve_in_order(failing, [1, 1], order)) == 9.0  # not a's 4
     # an outage that is rarely seen does not overturn the density order
     mild = _problem("down=y", 5.0)
-    assert anticipating_order(normal, [1, 1], [failing, mild], [[0, 1], [1, 0]], [0.1, 0.9]).tolist() == [0, 1]
+    caps = [np.array([1, 1])] * 2
+    assert anticipating_order(normal, [1, 1], [failing, mild], [[0, 1], [1, 0]], caps, [0.1, 0.9]).tolist() == [0, 1]
+
+
+def test_between_equal_values_the_normal_order_serves_what_the_state_will_so_catching_up_costs_no_switch() -> None:
+    normal = _problem("normal", 10.0, value=(10.0, 10.0))  # a and b are alike: density order is a, b
+    failing = _problem("down=x", 5.0, value=(10.0, 10.0))  # room for one; the plan keeps b
+    assert serve_in_order(failing, [1, 1], [0, 1]).tolist() == [1, 0]  # density would serve a at onset...
+    order = anticipating_order(normal, [1, 1], [failing], [np.array([0, 1])], [np.array([1, 1])], [1.0])
+    assert order.tolist() == [1, 0]  # ...then switch to b when the checks report x; b first avoids that
+    assert serve_in_order(failing, [1, 1], order).tolist() == [0, 1]
 
 
 def _bundle() -> bytes:
