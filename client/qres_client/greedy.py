@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
+from types import MappingProxyType
 
 from qres_client.bundle import FALLBACK_FILE
 from qres_client.errors import BundleVerificationError
@@ -165,8 +166,8 @@ class RuntimeGreedy:
         L = self.levels
         return [(self.workload_ids[w], k[w] / L, r) for r, w in enumerate(ranked, start=1)]
 
-    def capped_plan(self, down: frozenset[str], degraded: frozenset[str]) -> list[tuple[str, float, int, float]]:
-        """:meth:`plan` with each action's ``admit_max``, by the rule of ``policies.shedding.admission``:
+    def capped_plan(self, down: frozenset[str], degraded: frozenset[str]) -> list[tuple[str, float, int, Mapping]]:
+        """:meth:`plan` with each action's extras ``{"admit_max": cap}``, by the rule of ``policies.shedding.admission``:
         a risk shed stays cut, a capacity shed is left to admission control, a partial share is lifted
         only when serving the lifted caps in rank order keeps as much value in the observed state."""
         k, run, order, net, step, limit = self._solve(down, degraded)
@@ -188,7 +189,10 @@ class RuntimeGreedy:
             return total / L
 
         caps = lifted if value(lifted) >= value(capped) - 1e-9 else capped
-        return [(self.workload_ids[w], k[w] / L, r, caps[w] / L) for r, w in enumerate(ranked, start=1)]
+        return [
+            (self.workload_ids[w], k[w] / L, r, MappingProxyType({"admit_max": caps[w] / L}))
+            for r, w in enumerate(ranked, start=1)
+        ]
 
 
 def _dot(levels: list[int], step: list[float]) -> float:
