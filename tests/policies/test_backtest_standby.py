@@ -12,6 +12,7 @@ import pytest
 from policies.backtest.costs import SwitchCosts
 from policies.backtest.metrics import incident_figures
 from policies.backtest.oracle import hindsight_oracle
+from policies.backtest.overlay import OVERLAY_NAMES, load_overlay
 from policies.backtest.policies import Decision, GreedyPolicy, StandbyPolicy
 from policies.backtest.replay import Incident, Realizer, StateCatalog, replay_incident
 from policies.backtest.standby import StandbyWorld, standby_summary
@@ -187,3 +188,26 @@ def test_no_policy_with_or_without_standby_ever_beats_the_oracle() -> None:
         best = oracle.values.sum() - oracle.switch.sum()
         for name, r in runs.items():
             assert r.values.sum() - r.switch.sum() <= best + 1e-9, (trial, name)
+
+
+@pytest.mark.parametrize("name", [n for n in OVERLAY_NAMES if n != "sample"])
+def test_overlay_standby_rows_follow_the_readme_rule(name: str) -> None:
+    tables, _ = load_overlay(name)
+    zones = [r for r in tables["services"].to_pylist() if r["kind"] == "region"]
+    wl = tables["workloads"].to_pylist()
+    unit = 0.10 * sum(w["value_per_hour"] for w in wl) / sum(z["capacity"] for z in zones)
+    demand: dict[str, float] = {}
+    for w in wl:
+        for j in {w["service_id"], *w["requires"]}:
+            demand[j] = demand.get(j, 0.0) + w["demand"]
+    sites = tables["sites"].to_pylist()
+    assert sorted((s["site_id"], s["region"]) for s in sites) == [
+        (f"standby-{z['service_id'].removeprefix('zone-')}", z["service_id"]) for z in zones
+    ]
+    assert all(s["budget"] == pytest.approx(30 * unit, abs=0.01) for s in sites)
+    cands = tables["standby_candidates"].to_pylist()
+    assert {(c["service_id"], c["site_id"]) for c in cands} == {
+        (j, s["site_id"]) for j in demand if j not in {z["service_id"] for z in zones} for s in sites
+    }
+    for c in cands:
+        assert c["coverage"] == 0.5 and c["cost"] == pytest.approx(0.5 * demand[c["service_id"]] * unit, abs=0.01)
