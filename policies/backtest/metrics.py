@@ -152,6 +152,9 @@ def summarize(
         if greedy:  # issue 14: published's avoidable loss at most half of live greedy's, total and CVaR
             for fig in ("avoidable_loss", "avoidable_cvar"):
                 goal[f"{fig}_vs_greedy"] = _ratio(pub[fig], greedy[fig])
+            sb = overall.get("greedy_standby")
+            for fig in ("avoidable_loss", "avoidable_cvar") if sb else ():  # the shedding's merit, standby alike
+                goal[f"{fig}_vs_greedy_standby"] = _ratio(pub[fig], sb[fig])
             goal["half_of_greedy_met"] = bool(
                 pub["avoidable_loss"] <= 0.5 * greedy["avoidable_loss"] + 1e-6
                 and pub["avoidable_cvar"] <= 0.5 * greedy["avoidable_cvar"] + 1e-6
