@@ -120,8 +120,11 @@ def train_policy(
     cfg: BacktestConfig,
     checks: pa.Table,
     progress: Callable[[int, int], None] | None = None,
+    *,
+    standby: bool = True,
 ) -> TrainedPolicy:
-    """Fit, build scenarios and solve on ``checks`` exactly as the nightly flow does."""
+    """Fit, build scenarios and solve on ``checks`` exactly as the nightly flow does (with ``standby``
+    and the standby tables, the standby placement too)."""
     model = _fit(tables, cfg, checks)
     scen = build_scenarios(
         model,
@@ -145,7 +148,7 @@ def train_policy(
     records = [solve_record(r, probability=s.probability) for s, r in zip(scen.scenarios, results)]
     files = trained_files(tables, cfg, model, scen.scenarios, problems, results)
     placement = ()
-    if has_standby_tables(tables):
+    if standby and has_standby_tables(tables):
         placement = train_placement(tables, scen.scenarios, seed=cfg.seed, time_limit_s=cfg.time_limit_s)
     return TrainedPolicy(model, scen, files, records, placement)
 
@@ -208,7 +211,9 @@ def run_backtest(
     train = None
     if decisions is None:
         past = _before(checks, split_at)
-        train = train_policy(tables, cfg, past, progress=lambda d, t: report("solve policy on the past", d, t))
+        train = train_policy(
+            tables, cfg, past, progress=lambda d, t: report("solve policy on the past", d, t), standby=standby != ()
+        )
         decisions, version, fallback = train.decisions, "trained", train.fallback
         standby = train.standby if standby is None else standby
     standby = tuple(sorted(standby or ()))
