@@ -23,6 +23,7 @@ from policies.backtest.guards import guard_replay
 from policies.backtest.metrics import incident_figures, summarize
 from policies.backtest.oracle import hindsight_oracle
 from policies.backtest.policies import (
+    AdmissionGreedyPolicy,
     Decision,
     DwellPolicy,
     GreedyPolicy,
@@ -168,6 +169,7 @@ def replay_policies(
         tiers_policy(tables["workloads"]),
         GreedyPolicy(),
         DwellPolicy(GreedyPolicy(), int(round(cfg.dwell_min / window_min)), name="greedy_dwell"),
+        AdmissionGreedyPolicy(),
     ]
     if standby:
         bare = published_policy(index, cfg.unmatched, window_min=window_min)

@@ -135,3 +135,23 @@ def test_an_older_timed_bundle_still_loads_and_applies_admit() -> None:
     policy.step(-1, SimpleNamespace(problem=p, down=frozenset(), degraded=frozenset(), key="normal"))
     d = policy.step(0, SimpleNamespace(problem=p, down=frozenset({"db"}), degraded=frozenset(), key="db"))
     assert d.levels.tolist() == [0, 1]
+
+
+def test_the_live_admission_rule_recovers_at_once_and_live_greedy_keeps_shedding_through_the_delay() -> None:
+    from policies.backtest.policies import AdmissionGreedyPolicy, GreedyPolicy
+
+    normal, down = _problem("normal", 10.0), _problem("down=x", 5.0)
+
+    def view(p, d=()):
+        return SimpleNamespace(problem=p, down=frozenset(d), degraded=frozenset(), key=p.scenario_key)
+
+    truth = [view(down, ["x"])] * 3 + [view(normal)] * 2
+    seen = [view(normal)] + [view(down, ["x"])] * 3 + [view(normal)]
+    costs = SwitchCosts(IDS, np.array([10.0, 9.0]), np.zeros(2), np.zeros(2), 1)
+    live = replay_incident(AdmissionGreedyPolicy(), truth, seen, view(normal), costs)
+    cut = replay_incident(GreedyPolicy(), truth, seen, view(normal), costs)
+    assert [d.levels.tolist() for d in live.decisions][1:4] == [[1, 1]] * 3  # b's capacity shed is left to admission
+    assert live.values.tolist() == [10.0] * 3 + [19.0] * 2  # b runs again in the first recovered window
+    assert cut.values.tolist() == [10.0] * 3 + [10.0, 19.0]  # greedy's cut of the observed state lasts one more
+    risky = _problem("deg=x", 10.0, risk=(0.0, 12.0))
+    assert AdmissionGreedyPolicy().step(0, view(risky)).levels.tolist() == [1, 0]  # a risk shed stays cut
