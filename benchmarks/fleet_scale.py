@@ -9,7 +9,10 @@ nightly runs in a fresh child process on a new state folder and bundle store (ev
 solved, nothing cached). The child marks where each stage starts (ingest, validate, estimate,
 scenarios, solve, backtest, publish; ``start`` is imports and Prefect's temporary API before
 the flow's first stage); this process polls the resident memory (RSS) of the child's whole
-process tree every 0.1 s, so a stage's peak is the largest tree RSS while it ran. Stages are
+process tree every 0.1 s, so a stage's peak is the largest tree RSS while it ran (and the
+anonymous part of it: RSS also counts resident pages of the memory-mapped health-check day
+files, which the kernel can drop), plus the child's peak address space (VSZ, what ``prlimit
+--as`` limits: the mapped files count in full). Stages are
 contiguous: tiers, standby and routing solve on threads from ``solve`` on and may overlap the
 backtest. The child is killed if the tree passes ``--max-gb`` (default 8); ``--stop-at STAGE``
 ends it when that stage starts (to measure the early stages of a fleet whose solve takes hours).
@@ -179,6 +182,7 @@ def _measure(
     cmd = [sys.executable, __file__, "--child", str(tmp / "spec.json"), "--runner", runner]
     cmd += ["--address", address] if address else []
     samples: list[tuple[float, int, int]] = []
+    vsz = 0
     t_start = time.time()
     child = subprocess.Popen(cmd, cwd=ROOT)
     proc = psutil.Process(child.pid)
@@ -188,6 +192,8 @@ def _measure(
     while child.poll() is None:
         rss, anon = _tree_rss(watched)
         samples.append((time.time(), rss, anon))
+        with contextlib.suppress(psutil.Error):  # the nightly's own address space, against prlimit --as
+            vsz = max(vsz, proc.memory_info().vms)
         if killed is None and rss > max_gb * 1e9:
             killed = "killed (memory)"
         elif killed is None and stop_at and marks_file.exists() and f'"{stop_at}"' in marks_file.read_text():
@@ -235,6 +241,7 @@ def _measure(
         "wall_s": t_end - t_start,
         "peak_gb": max((r for _, r, _ in samples), default=0) / 1e9,
         "anon_gb": max((a for _, _, a in samples), default=0) / 1e9,
+        "vsz_gb": vsz / 1e9,
         "stages": stages,
     }
     if Path(spec["result"]).exists():
@@ -327,6 +334,7 @@ def _print_one(res: dict, show_bytes: bool) -> None:
             f"{s['wall_s'] / res['rows'] * 1e6:>8.2f} {s.get('arrow_in_gb', 0):>23.2f} {s.get('mapped_gb', 0):>9.2f}"
         )
     work, anon = _work_s(res), res.get("anon_gb", 0)
+    print(f"peak address space (VSZ) of the nightly's process: {res.get('vsz_gb', 0):.2f} GB")
     print(f"{'stages':<10} {work:>9.1f} {res['peak_gb']:>8.2f} {anon:>8.2f} {work / res['rows'] * 1e6:>8.2f}")
     print(
         f"{'process':<10} {res['wall_s']:>9.1f} {res['peak_gb']:>8.2f} {anon:>8.2f} "
