@@ -35,7 +35,6 @@ MAX_MODULE_LINES = 300
 # The counts may only go down: a module here may not grow, and one that drops to the limit
 # (or goes away) must leave this list. No new entries: split the module instead.
 MODULE_LINES_ALLOWED = {
-    "policies/scenarios/scenario_set.py": 306,
     "policies/telemetry/watermark.py": 368,
 }
 
