@@ -4,8 +4,10 @@
         [--limit N] [--families shedding,horizon,tiers,standby,routing] [--json FILE]
 
 Why a script of its own: ``fleet_scale.py`` runs whole nightlies, where the solve of a large fleet
-is one opaque stage. This one reads the sample (no validation: ``qres sample`` writes clean data),
-fits the failure model and builds the scenario set in-process with the settings of ``qres.toml``,
+is one opaque stage. This one reads the sample (no validation: ``qres sample`` writes clean data)
+one health-check day file at a time (its window grid and routing's latency pool, merged: the same
+model and pool as from the whole table, without holding 86M rows at 1,000 services), fits the
+failure model and builds the scenario set in-process with the settings of ``qres.toml``,
 then builds and solves every family the way the nightly does (``tasks.solve.solve_problems``,
 no cache, no Prefect), timing each step. ``--limit N`` solves only the first N distinct problems
 of each family and extrapolates the solve seconds (marked ``~``), for fleets whose full solve
@@ -19,6 +21,8 @@ import json
 import sys
 import time
 from pathlib import Path
+
+import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -56,14 +60,18 @@ def run(data: Path, families: list[str], limit: int) -> tuple[list[dict], dict]:
     from flows.settings import load_settings
     from policies.model.failure_model import fit_failure_model
     from policies.scenarios.scenario_set import build_scenarios
-    from policies.telemetry.ingest import conform_tables, load_telemetry
+    from policies.telemetry.ingest import conform_tables
 
     settings = load_settings(ROOT / "qres.toml")
-    tables = conform_tables(load_telemetry(data).tables)
     t0 = time.perf_counter()
+    small = {p.stem: pq.read_table(p) for p in sorted(data.glob("*.parquet"))}
+    tables = conform_tables(small)
+    params = model_params(settings)
+    grids, pool, rows = _stream_checks(sorted((data / "health_checks").glob("*.parquet")), params["window_min"])
+    tables["health_checks"] = _RowCount(rows)  # the fit reads only its row count when the grids add up
     model = fit_failure_model(
         tables["services"], tables["dependencies"], tables["health_checks"], tables.get("incidents"),
-        **model_params(settings),
+        grids=grids, **params,
     )  # fmt: skip
     t1 = time.perf_counter()
     sc = settings.scenarios
@@ -81,6 +89,7 @@ def run(data: Path, families: list[str], limit: int) -> tuple[list[dict], dict]:
     )
     t2 = time.perf_counter()
     info = {
+        "rows": rows,
         "services": tables["services"].num_rows,
         "workloads": tables["workloads"].num_rows,
         "scenarios": len(scenarios.scenarios),
@@ -88,11 +97,47 @@ def run(data: Path, families: list[str], limit: int) -> tuple[list[dict], dict]:
         "fit_s": t1 - t0,
         "scenarios_s": t2 - t1,
     }
+    tables["routing_pool"] = pool
     return list(_families(settings, tables, model, scenarios, families, limit, anneal_params(settings))), info
 
 
+class _RowCount:
+    def __init__(self, rows: int) -> None:
+        self.num_rows = rows
+
+
+def _stream_checks(files: list[Path], window_min: int):
+    """(window grid per file, routing's latency pool, rows), one day file in memory at a time.
+
+    The pool is :func:`policies.routing.policy.latency_pool` of the whole table: each service's
+    kept latencies joined and sorted, and its down share from the down checks over all checks.
+    """
+    import numpy as np
+    import pyarrow.compute as pc
+
+    from policies.model.window_grid import window_grid
+    from policies.routing.policy import latency_pool
+
+    grids, lat, downs, counts, rows = [], {}, {}, {}, 0
+    for f in files:
+        table = pq.read_table(f)
+        rows += table.num_rows
+        grids.append(window_grid(table, window_min))
+        n = pc.value_counts(table.column("service_id"))
+        for sid, c in zip(n.field("values").to_pylist(), n.field("counts").to_pylist()):
+            counts[sid] = counts.get(sid, 0) + c
+        for sid, (kept, _) in latency_pool(table).items():
+            lat.setdefault(sid, []).append(kept)
+        d = pc.value_counts(table.filter(pc.equal(table.column("status"), "down")).column("service_id"))
+        for sid, c in zip(d.field("values").to_pylist(), d.field("counts").to_pylist()):
+            downs[sid] = downs.get(sid, 0) + c
+        del table
+    pool = {sid: (np.sort(np.concatenate(parts)), downs.get(sid, 0) / counts[sid]) for sid, parts in lat.items()}
+    return grids, pool, rows
+
+
 def _families(settings, tables, model, scenarios, families, limit, anneal):
-    from policies.routing.policy import latency_pool, routing_documents
+    from policies.routing.policy import routing_documents
     from policies.shedding.anticipation import HorizonParams, build_horizon_problems
     from policies.shedding.policy import build_shedding_problems
     from policies.standby.policy import build_standby_problem
@@ -143,9 +188,8 @@ def _families(settings, tables, model, scenarios, families, limit, anneal):
             solvers=fam.standby_solvers, anneal=anneal, **common,
         )[0]  # fmt: skip
     if "routing" in families:
+        pool = tables["routing_pool"]  # streamed with the grids
         t = time.perf_counter()
-        pool = latency_pool(tables["health_checks"])
-        pool_s = time.perf_counter() - t
         options = {"num_samples": fam.routing_samples, "sla_ms": fam.routing_sla_ms, "alpha": fam.routing_alpha}
         docs = routing_documents(
             tables["services"], tables["dependencies"], tables["workloads"], None, sc, seed=settings.seed,
@@ -153,7 +197,7 @@ def _families(settings, tables, model, scenarios, families, limit, anneal):
         )  # fmt: skip
         problems = routing_problems([d for d in docs if d["services"]])  # as the nightly: touched services only
         row = _solve("routing", problems, time.perf_counter() - t, limit, time_limit_s=fam.time_limit_s, **common)[0]
-        yield {**row, "pool_s": pool_s}
+        yield row
 
 
 def _solve(name, problems, build_s, limit, **params):
