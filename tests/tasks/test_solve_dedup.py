@@ -66,3 +66,16 @@ def test_a_proven_optimum_skips_the_later_solvers_without_changing_the_choice() 
     assert len(short.candidates) < len(every.candidates)
     assert short.chosen == every.chosen and short.gap == every.gap == 0.0
     np.testing.assert_array_equal(short.best.solution, every.best.solution)
+
+
+def test_a_seeded_annealer_gives_equal_problems_one_answer_whatever_their_key() -> None:
+    fam = dataclasses.replace(family("shedding"), stop_when_proven=False)  # the annealer always runs
+    p = _example("shedding")
+    params = {"seed": 11, "time_limit_s": 1.0, "anneal": ANNEAL}
+    together = fam.solve_each([_renamed(p, "a"), _renamed(p, "b")], **params)
+    alone = fam.solve_each([_renamed(p, "b")], **params)[0]
+    assert [c.info.solver for c in alone.candidates][-1] == "anneal"
+    for got in together:
+        for c, ref in zip(got.candidates, alone.candidates, strict=True):
+            np.testing.assert_array_equal(c.solution, ref.solution)
+            assert c.info.seed == ref.info.seed
