@@ -216,7 +216,11 @@ def _summary(
         scenarios=len(scenarios.scenarios),
         covered_mass=scenarios.covered_mass,
         target_mass=scenarios.target_mass,
-        objective_by_solver={s: solved.metrics.get(f"shedding.objective_sum.{s}", 0.0) for s in settings.solve.solvers},
+        objective_by_solver={  # the solvers that ran (the annealer does not where CP-SAT proved the optimum)
+            s: solved.metrics.get(f"shedding.objective_sum.{s}", 0.0)
+            for s in settings.solve.solvers
+            if f"shedding.time_s.{s}" in solved.metrics
+        },
         chosen={k.rsplit(".", 1)[1]: int(v) for k, v in solved.metrics.items() if k.startswith("shedding.wins.")},
         worst_gap=solved.worst_gap,
         expected_value_per_h=solved.expected_value,

@@ -136,6 +136,7 @@ def build_scenarios(settings: Settings, model: FailureModel, tables: dict) -> Sc
         sample_max=sc.sample_max,
         sample_min_probability=sc.sample_min_probability,
         what_if=sc.what_if,
+        single_outages=sc.single_outages,
         sample_params={"num_reads": sc.sample_num_reads, "num_sweeps": sc.sample_num_sweeps, "beta": sc.sample_beta},
     )
 

@@ -116,9 +116,10 @@ def build_scenario_set(
     sample_min_probability: float = 1e-7,
     sample_params: dict | None = None,
     what_if: tuple = (),
+    single_outages: str = "observed",
 ) -> ScenarioSet:
-    """Empirical patterns covering ``target_mass``, every single-dependency outage, multi-failures
-    sampled from the joint model, and the what-ifs from config."""
+    """Empirical patterns covering ``target_mass``, single-dependency outages (``single_outages``:
+    the observed ones, or all), multi-failures sampled from the joint model, and the what-ifs."""
     scenarios = build_scenarios(
         model,
         tables["dependencies"],
@@ -129,6 +130,7 @@ def build_scenario_set(
         sample_min_probability=sample_min_probability,
         sample_params=sample_params,
         what_if=[w if isinstance(w, dict) else w.model_dump() for w in what_if],
+        single_outages=single_outages,
     )
     get_run_logger().info(
         "scenarios: %d kept (%s), covering %.4f of the probability mass (target %.4f)",
