@@ -38,24 +38,24 @@ ROOT = Path(__file__).resolve().parents[1]
 # scenario-dependent standby, routing and tier files; re-recorded for issue 20's solve scaling: the
 # solved set is chosen by coverage (no single outage that was never observed), each problem's seed
 # comes from its content (equal problems share one answer) and routing draws its samples per service
-# state (so a scenario's LP covers only the services it touches). fallback.json and health.json are
-# unchanged; the backtest on the sample gives the same figures (docs/performance.md, "Fleet scale").
+# state (so a scenario's LP covers only the services it touches), and the Ising model behind the
+# sampled scenarios couples only pairs seen down together. fallback.json and health.json are unchanged; the backtest on the sample gives the same figures (docs/performance.md, "Fleet scale").
 EXPECTED_SHA256 = {
     "shedding": {
-        "decisions.parquet": "8172c20104e397d252218b4f1dc8698b803d57242786a6eb4dbbedbfa4eccd40",
-        "policy.json": "ab0fbcdbc9f9843640001a2a496a39e18a6c214a4efeb901123c2f48eadfde72",
+        "decisions.parquet": "594f4124d28016848dd7101a81289bd912d57570ac073454b7b7801c844fc910",
+        "policy.json": "a8e924969f6beb995f2bdd78d4d3f79ea7fcac07fb99ad8675fe7a77c0baf5b4",
         "tiers.json": "e1650573c3c2aafebd6d8d96ce6a1f701247a1c8c7a0c78cb2c7bfd45e3fec69",
         "tiers.parquet": "d91be462ae0bee82068c6e73d3e66a3558513dbacf60b82e02240c4946d41515",
         "fallback.json": "52f9949bc27756541b1e91cf15ae905d83fd1782212c6af3ecc31c466615b126",
         "health.json": "9ea13af779330d0beb555b55dd893057c4bf9d4ab1c99c1abce9f23d5e24e4a5",
     },
     "standby": {
-        "decisions.parquet": "2b4548218fca3775cb3c62aecbc916e1e9261f191e63de87364cf5d0771319a1",
-        "policy.json": "df58f5a8c74ea478d34d5abf3b893900444815fd1980b6b10f6b1058a62a83a9",
+        "decisions.parquet": "9a166becfea00c5bb96e627b4828793f061ebd2928773315eea1bb82419cd84d",
+        "policy.json": "e9162a878b9709a91a73edec82e4e270164b93fa50cc26f21a348aafb1d7cdd8",
     },
     "routing": {
-        "decisions.parquet": "66ea99b2cbc50dae1f4946d552a55c7766cc4ee380345f2626fcebc198a27306",
-        "policy.json": "208d2dd820177cfca23b65fec9b1e9c7ebe7a33932b4795055512c6daae0c553",
+        "decisions.parquet": "365c3c8ae2bc9ee7f6d6da2f8ac57e404281a2b04cd46123f0d77e881b34ac85",
+        "policy.json": "7ee27eca2ce420187a0fc003fa2e42ccb2f03de4e810eddbb9375d1b839491e7",
     },
 }
 
