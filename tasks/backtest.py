@@ -19,7 +19,9 @@ __all__ = ["backtest_policy", "backtest_metrics"]
 def backtest_policy(tables: dict[str, pa.Table], cfg: BacktestConfig) -> dict:
     """Fit on the past, replay later incidents against the baselines and the oracle (see policies/backtest_run)."""
     with progress_step("backtest", 1) as advance:
-        result = run_backtest(tables, replace(cfg, refuse_empty=False))  # a refusal must not stop the nightly
+        # A refusal must not stop the nightly. No standby: these figures gate the shedding bundle, which
+        # another family's placement must not move (``qres backtest`` replays it; docs/backtest.md).
+        result = run_backtest(tables, replace(cfg, refuse_empty=False), standby=())
         advance(1)
     if result.get("refused"):
         get_run_logger().warning("backtest: %s", result["refused"])

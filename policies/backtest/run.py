@@ -23,14 +23,17 @@ from policies.backtest.guards import guard_replay
 from policies.backtest.metrics import incident_figures, summarize
 from policies.backtest.oracle import hindsight_oracle
 from policies.backtest.policies import (
+    Decision,
     DwellPolicy,
     GreedyPolicy,
     ReplayPolicy,
+    StandbyPolicy,
     fcfs_policy,
     state_optimum,
     tiers_policy,
 )
 from policies.backtest.replay import Realizer, StateCatalog, find_incidents, replay_incident
+from policies.backtest.standby import StandbyWorld, has_standby_tables, standby_summary, train_placement
 from policies.backtest.timed import published_policy, trained_files
 from policies.errors import NothingToLearnError, QresError
 from policies.model.failure_model import FailureModel, fit_failure_model
@@ -53,6 +56,7 @@ class TrainedPolicy:
     scenarios: ScenarioSet
     files: dict[str, bytes]  # the bundle's decision files, as the nightly writes them
     solvers: list[dict]  # the provenance record of each scenario's solve
+    standby: tuple[str, ...] = ()  # the standby placement the nightly would publish (empty: no candidates)
 
     @property
     def decisions(self) -> bytes:
@@ -116,8 +120,11 @@ def train_policy(
     cfg: BacktestConfig,
     checks: pa.Table,
     progress: Callable[[int, int], None] | None = None,
+    *,
+    standby: bool = True,
 ) -> TrainedPolicy:
-    """Fit, build scenarios and solve on ``checks`` exactly as the nightly flow does."""
+    """Fit, build scenarios and solve on ``checks`` exactly as the nightly flow does (with ``standby``
+    and the standby tables, the standby placement too)."""
     model = _fit(tables, cfg, checks)
     scen = build_scenarios(
         model,
@@ -140,20 +147,33 @@ def train_policy(
     )
     records = [solve_record(r, probability=s.probability) for s, r in zip(scen.scenarios, results)]
     files = trained_files(tables, cfg, model, scen.scenarios, problems, results)
-    return TrainedPolicy(model, scen, files, records)
+    placement = ()
+    if standby and has_standby_tables(tables):
+        placement = train_placement(tables, scen.scenarios, seed=cfg.seed, time_limit_s=cfg.time_limit_s)
+    return TrainedPolicy(model, scen, files, records, placement)
 
 
 def replay_policies(
-    index, tables: Mapping[str, pa.Table], cfg: BacktestConfig, *, window_min: int
+    index, tables: Mapping[str, pa.Table], cfg: BacktestConfig, *, window_min: int, standby: tuple[str, ...] = ()
 ) -> list[ReplayPolicy]:
-    """The policies a backtest replays, in report order (the oracle is added after them)."""
-    return [
-        published_policy(index, cfg.unmatched, window_min=window_min),
+    """The policies a backtest replays, in report order (the oracle is added after them).
+
+    With a ``standby`` placement, published holds it, and two more show whose merit a result is:
+    ``published_no_standby`` (the same shedding without it) and ``greedy_standby`` (live greedy with it).
+    """
+    published = published_policy(index, cfg.unmatched, window_min=window_min)
+    out = [
+        StandbyPolicy(published, standby, name="published") if standby else published,
         fcfs_policy(),
         tiers_policy(tables["workloads"]),
         GreedyPolicy(),
         DwellPolicy(GreedyPolicy(), int(round(cfg.dwell_min / window_min)), name="greedy_dwell"),
     ]
+    if standby:
+        bare = published_policy(index, cfg.unmatched, window_min=window_min)
+        bare.name = "published_no_standby"
+        out += [bare, StandbyPolicy(GreedyPolicy(), standby, name="greedy_standby")]
+    return out
 
 
 def run_backtest(
@@ -164,11 +184,14 @@ def run_backtest(
     version: str | None = None,
     progress: Callable[[str, int, int], None] | None = None,
     fallback: bytes | None = None,
+    standby: tuple[str, ...] | None = None,
 ) -> dict:
     """Backtest the policy trained before the split (or the given bundle ``decisions``).
 
     The published policy answers as the client does with ``cfg.unmatched``; a given bundle
     without ``fallback`` (fallback.json; older bundles have none) answers with the old rule.
+    ``standby``: the placement published holds (candidate ids); None: the trained one (none
+    with given ``decisions``), ``()``: none.
 
     Returns the figures (see :func:`summarize`) plus ``train`` (a :class:`TrainedPolicy`, or None
     when ``decisions`` were given). Raises QresError when the history is too short to split.
@@ -188,8 +211,12 @@ def run_backtest(
     train = None
     if decisions is None:
         past = _before(checks, split_at)
-        train = train_policy(tables, cfg, past, progress=lambda d, t: report("solve policy on the past", d, t))
+        train = train_policy(
+            tables, cfg, past, progress=lambda d, t: report("solve policy on the past", d, t), standby=standby != ()
+        )
         decisions, version, fallback = train.decisions, "trained", train.fallback
+        standby = train.standby if standby is None else standby
+    standby = tuple(sorted(standby or ()))
     files = {"decisions.parquet": decisions, **({FALLBACK_FILE: fallback} if fallback else {})}
     index = build_index("shedding", version or "bundle", {}, files)
     k = hysteresis_length(cfg.hysteresis_windows, cfg.hysteresis_min, cfg.window_min)
@@ -209,9 +236,10 @@ def run_backtest(
         if cfg.refuse_empty:
             raise
         refused, incidents = str(exc), []  # the nightly records why and goes on without figures
-    policies = replay_policies(index, tables, cfg, window_min=full.window_min)
+    policies = replay_policies(index, tables, cfg, window_min=full.window_min, standby=standby)
     costs = switch_costs(tables["workloads"], levels=cfg.levels)
-    hours, realize, optima = full.window_min / 60.0, Realizer(), {}
+    world = StandbyWorld(tables) if standby else None
+    hours, realize, optima = full.window_min / 60.0, Realizer(world), {}
 
     def optimum(view):
         if view.key not in optima:
@@ -227,10 +255,11 @@ def run_backtest(
         observed = catalog.views_of(full.states[np.maximum(w - delay, 0)])
         runs = {p.name: replay_incident(p, truth, observed, normal, costs, realize) for p in policies}
         made = [d for r in runs.values() for d in r.decisions]
+        best = [optimum(v) for v in {v.key: v for v in truth}.values()]
         runs["oracle"] = hindsight_oracle(
             truth,
             normal,
-            made + [optimum(v) for v in {v.key: v for v in truth}.values()],
+            made + best + ([Decision(d.levels, d.priority, standby) for d in best] if standby else []),
             [optimum(normal)] + [r.normal for r in runs.values()],
             costs,
             hours,
@@ -256,6 +285,7 @@ def run_backtest(
             else None,
             "train": train,
             "refused": refused,
+            "standby": standby_summary(world, standby, (full.end - split_at).total_seconds() / 3600.0),
         }
     )
     return out
