@@ -32,6 +32,7 @@ from flows.summary import RunSummary
 from policies.model.failure_model import FailureModel
 from policies.scenarios.scenario_set import ScenarioSet
 from policies.shedding.anticipation import HorizonParams
+from policies.telemetry.mapped import release_pages
 from qres_client.bundle import BundleVerificationError, read_latest
 from tasks.backtest import backtest_policy
 from tasks.estimate import health_file
@@ -75,6 +76,7 @@ def run_nightly(
     pending = submit_families(settings, data.tables, scenarios, pool)  # tiers, standby, routing: overlap the rest
     solved = _solve_shedding(settings, data.tables, scenarios, scope, model)
     backtest = step(backtest_policy)(data.tables, backtest_config(settings)) if settings.backtest.enabled else None
+    release_pages()  # the backtest read the mapped day files: drop their pages
     target = TrackingTarget(settings.tracking_uri, settings.mlflow.experiment, settings.artifact_root)
     # A new SQLite tracking store is created (schema migrations) by its first client: runs that
     # start together on one state folder must not both create it.
@@ -214,7 +216,11 @@ def _summary(
         scenarios=len(scenarios.scenarios),
         covered_mass=scenarios.covered_mass,
         target_mass=scenarios.target_mass,
-        objective_by_solver={s: solved.metrics.get(f"shedding.objective_sum.{s}", 0.0) for s in settings.solve.solvers},
+        objective_by_solver={  # the solvers that ran (the annealer does not where CP-SAT proved the optimum)
+            s: solved.metrics.get(f"shedding.objective_sum.{s}", 0.0)
+            for s in settings.solve.solvers
+            if f"shedding.time_s.{s}" in solved.metrics
+        },
         chosen={k.rsplit(".", 1)[1]: int(v) for k, v in solved.metrics.items() if k.startswith("shedding.wins.")},
         worst_gap=solved.worst_gap,
         expected_value_per_h=solved.expected_value,

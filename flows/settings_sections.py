@@ -43,6 +43,10 @@ class ScenarioSettings(_Section):
     sample_num_sweeps: int = Field(200, ge=1)
     sample_beta: float = Field(0.5, gt=0, description="inverse temperature of the proposal sampler")
     what_if: tuple[WhatIfScenario, ...] = ()
+    single_outages: Literal["observed", "all"] = Field(
+        "observed",
+        description="single-dependency outages solved: observed ones only (coverage), or one per dependency",
+    )
 
 
 class SolveSettings(_Section):

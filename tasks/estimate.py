@@ -15,6 +15,7 @@ from prefect.logging import get_run_logger
 from policies.model.failure_model import FailureModel, fit_failure_model
 from policies.model.window_grid import WindowGrid, window_grid
 from policies.scenarios.scenario_set import ScenarioSet, build_scenarios
+from policies.telemetry.mapped import release_pages
 from qres_client.bundle import encode_json
 from qres_client.health import HEALTH_FILE, build_health_document
 from tasks.support.solve_cache import entry_paths, solve_cached
@@ -38,6 +39,7 @@ def health_check_grids(
         else:
             grid, _ = solve_cached(cache_dir, key, partial(window_grid, table, window_min))
             keys.add(key)
+        release_pages()  # one mapped day file resident at a time (policies/telemetry/mapped.py)
         if grid is None:
             return None
         grids.append(grid)
@@ -114,9 +116,10 @@ def build_scenario_set(
     sample_min_probability: float = 1e-7,
     sample_params: dict | None = None,
     what_if: tuple = (),
+    single_outages: str = "observed",
 ) -> ScenarioSet:
-    """Empirical patterns covering ``target_mass``, every single-dependency outage, multi-failures
-    sampled from the joint model, and the what-ifs from config."""
+    """Empirical patterns covering ``target_mass``, single-dependency outages (``single_outages``:
+    the observed ones, or all), multi-failures sampled from the joint model, and the what-ifs."""
     scenarios = build_scenarios(
         model,
         tables["dependencies"],
@@ -127,6 +130,7 @@ def build_scenario_set(
         sample_min_probability=sample_min_probability,
         sample_params=sample_params,
         what_if=[w if isinstance(w, dict) else w.model_dump() for w in what_if],
+        single_outages=single_outages,
     )
     get_run_logger().info(
         "scenarios: %d kept (%s), covering %.4f of the probability mass (target %.4f)",

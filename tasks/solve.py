@@ -34,7 +34,8 @@ from policies.scenarios.scenario_set import ScenarioSet
 from policies.shedding.anticipation import HorizonParams, plan_over_time
 from policies.shedding.policy import build_shedding_problems, shedding_files
 from policies.solve.anneal import AnnealParams
-from policies.solve.portfolio import PortfolioResult
+from policies.solve.digest import problem_groups
+from policies.solve.portfolio import PortfolioResult, rekeyed
 from policies.solve.result import solve_record
 from tasks.support.progress import progress_step
 from tasks.support.solve_cache import content_cache_key, load_cached_results, store_cached_results
@@ -110,8 +111,10 @@ def solve_problems(
 ) -> tuple[list[PortfolioResult], int]:
     """(every problem's result in order, how many were solved rather than reused from the cache).
 
-    With ``chunk_size`` the misses are solved in chunks on the flow's task runner (so this must
-    run inside a flow); without, here.
+    Equal problems (same content under different keys, :func:`problem_groups`) are solved once
+    and the answer is shared, renamed to each key: exact, since a problem's seed comes from its
+    content. With ``chunk_size`` the misses are solved in chunks on the flow's task runner (so
+    this must run inside a flow); without, here.
     """
     fam = family(name)
     params = {"seed": seed, "time_limit_s": time_limit_s, "solvers": solvers, "anneal": anneal, "top_k": top_k}
@@ -121,10 +124,11 @@ def solve_problems(
         "top_k": top_k,
         "anneal": anneal.as_dict() if anneal else None,
     }
-    keys = [content_cache_key(name, p, seed=seed, settings=key_settings) for p in problems]
+    groups = problem_groups(problems)
+    keys = [content_cache_key(name, problems[g[0]], seed=seed, settings=key_settings) for g in groups]
     cached = load_cached_results(cache_dir, keys)
     missing = [i for i, k in enumerate(keys) if k not in cached]
-    todo = [problems[i] for i in missing]
+    todo = [problems[groups[i][0]] for i in missing]
     if chunk_size is None:
         fresh = fam.solve_each(todo, **params)
     else:
@@ -134,7 +138,12 @@ def solve_problems(
             )
     solved_now = {keys[i]: r for i, r in zip(missing, fresh, strict=True)}
     store_cached_results(cache_dir, solved_now)
-    return [cached.get(k) or solved_now[k] for k in keys], len(todo)
+    out: list[PortfolioResult | None] = [None] * len(problems)
+    for g, k in zip(groups, keys, strict=True):
+        answer = cached.get(k) or solved_now[k]
+        for i in g:
+            out[i] = rekeyed(answer, str(problems[i].key))
+    return out, len(todo)
 
 
 def summarize_results(

@@ -17,7 +17,8 @@ from prefect.logging import get_run_logger
 
 from policies.families import family
 from policies.routing.policy import latency_pool, routing_decisions_table, routing_documents, routing_policy_document
-from policies.scenarios.scenario_set import ScenarioSet
+from policies.routing.restrict import block_objectives, splice
+from policies.scenarios.scenario_set import NORMAL_KEY, ScenarioSet
 from policies.shedding.policy import build_shedding_problems
 from policies.solve.anneal import AnnealParams
 from policies.standby.policy import build_standby_problem, standby_decisions_table, standby_policy_document
@@ -32,6 +33,7 @@ __all__ = [
     "solve_routing_policy",
     "solve_tier_assignment",
     "routing_latency_pool",
+    "routing_problems",
     "store_latency_pool",
     "load_latency_pool",
 ]
@@ -130,15 +132,32 @@ def solve_routing_policy(
         sc,
         seed=seed,
         pool=pool,
+        restrict=True,
         **options,
     )
     fam = family("routing")
-    problems = [fam.from_dict(d) for d in docs]
-    results, solved = solve_problems(
-        "routing", problems, seed=seed, time_limit_s=time_limit_s, top_k=top_k, cache_dir=cache_dir
+    # Each scenario's LP covers only the services it touches (policies.routing.restrict); normal
+    # is solved whole and answers for the rest. A scenario that touches nothing is normal's.
+    parts = {i: fam.from_dict(d) for i, d in enumerate(docs) if d["services"]}
+    order = sorted(parts)
+    solved_parts, solved = solve_problems(
+        "routing", [parts[i] for i in order], seed=seed, time_limit_s=time_limit_s, top_k=top_k, cache_dir=cache_dir
     )
+    answers = dict(zip(order, solved_parts, strict=True))
+    at = [s.key for s in sc].index(NORMAL_KEY)
+    normal, normal_result = parts[at], answers[at]
+    blocks = block_objectives(normal, normal_result.best.solution)
+    problems, results = [], []
+    for i, s in enumerate(sc):
+        whole, result = splice(normal, normal_result, blocks, s.key, parts.get(i), answers.get(i))
+        problems.append(whole)
+        results.append(result)
     get_run_logger().info(
-        "routing: %d of %d scenarios solved, %d from the cache", solved, len(problems), len(problems) - solved
+        "routing: %d scenarios, %d with touched services; %d solved, %d from the cache or shared",
+        len(sc),
+        len(parts),
+        solved,
+        len(parts) - solved,
     )
     files = {
         "decisions.parquet": encode_parquet(routing_decisions_table(sc, problems, results)),
@@ -153,8 +172,14 @@ def solve_routing_policy(
         "routing.infeasible": float(infeasible),
         "routing.scenarios": float(len(problems)),
         "routing.solved": float(solved),
+        "routing.restricted": float(len(parts)),
     }
     return SolvedPolicy("routing", files, metrics, records, infeasible, worst_gap, expected)
+
+
+def routing_problems(docs: list[dict]) -> list:
+    """The routing family's problems from :func:`routing_documents`' JSON form."""
+    return [family("routing").from_dict(d) for d in docs]
 
 
 @task(name="solve-tiers", cache_policy=NO_CACHE)

@@ -37,23 +37,27 @@ ROOT = Path(__file__).resolve().parents[1]
 # pattern seen in the history gets its own scenario (target_mass 1.0), which also changes the
 # scenario-dependent standby, routing and tier files; and again when shedding decisions gained the
 # admission caps (admit_max, also in policy.json's timed plans) and the normal state's anticipating order
-# (policies/shedding/admission.py).
+# (policies/shedding/admission.py); and again for issue 20's solve scaling: the solved set is chosen by
+# coverage (no single outage that was never observed), each problem's seed
+# comes from its content (equal problems share one answer) and routing draws its samples per service
+# state (so a scenario's LP covers only the services it touches), and the Ising model behind the
+# sampled scenarios couples only pairs seen down together (fallback.json and health.json unchanged).
 EXPECTED_SHA256 = {
     "shedding": {
-        "decisions.parquet": "4f0da1c5335f4a37557afdfd3999126a649c353ee34f895fc16690200a49548a",
-        "policy.json": "86f291a62d8ab8e1d179e8776d08974fb578c6bf309d62008946c7e370915e50",
-        "tiers.json": "d23aa18481bfe5c91af2b8438c0ad32820b39c03ca568627315521377dab3381",
-        "tiers.parquet": "3ad495821e01bffab4ae7fbbae3b3d03e1895019c090407e5a94c28ea43df4a8",
+        "decisions.parquet": "594f4124d28016848dd7101a81289bd912d57570ac073454b7b7801c844fc910",
+        "policy.json": "a8e924969f6beb995f2bdd78d4d3f79ea7fcac07fb99ad8675fe7a77c0baf5b4",
+        "tiers.json": "e1650573c3c2aafebd6d8d96ce6a1f701247a1c8c7a0c78cb2c7bfd45e3fec69",
+        "tiers.parquet": "d91be462ae0bee82068c6e73d3e66a3558513dbacf60b82e02240c4946d41515",
         "fallback.json": "52f9949bc27756541b1e91cf15ae905d83fd1782212c6af3ecc31c466615b126",
         "health.json": "9ea13af779330d0beb555b55dd893057c4bf9d4ab1c99c1abce9f23d5e24e4a5",
     },
     "standby": {
-        "decisions.parquet": "efd6f5005155dbfa1a9226613237c01a323cfceb7c088eee86e0a4e66b2d6c56",
-        "policy.json": "80236ee25be115fcb8415d0ca24a4ca42d4a2e5dec619d45838f7b63e2cbfba9",
+        "decisions.parquet": "9a166becfea00c5bb96e627b4828793f061ebd2928773315eea1bb82419cd84d",
+        "policy.json": "e9162a878b9709a91a73edec82e4e270164b93fa50cc26f21a348aafb1d7cdd8",
     },
     "routing": {
-        "decisions.parquet": "b4d2bd6ff7b5fccf739e22a62e556377ade1e57219426c3f299efbc54706fad3",
-        "policy.json": "3543468ef7601b5b659b30274f1b25d9ce91db9eb25e5b32dea7d16a9e02354f",
+        "decisions.parquet": "365c3c8ae2bc9ee7f6d6da2f8ac57e404281a2b04cd46123f0d77e881b34ac85",
+        "policy.json": "7ee27eca2ce420187a0fc003fa2e42ccb2f03de4e810eddbb9375d1b839491e7",
     },
 }
 

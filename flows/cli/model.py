@@ -43,6 +43,7 @@ def model_report(settings, *, top: int = 10) -> dict:
         sample_min_probability=sc.sample_min_probability,
         sample_params={"num_reads": sc.sample_num_reads, "num_sweeps": sc.sample_num_sweeps, "beta": sc.sample_beta},
         what_if=[w.model_dump() for w in sc.what_if],
+        single_outages=sc.single_outages,
     )
     warnings = outage_warnings(model) + [
         f"{w['service_id']}: {w['message']}"

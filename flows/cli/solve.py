@@ -44,7 +44,7 @@ def solve_problem(
 ) -> dict:
     """Solve one problem document as the nightly does; the result as a JSON-ready dict.
 
-    ``seed`` is the run seed: the problem's own seed is derived from it and the problem's key
+    ``seed`` is the run seed: the problem's own seed is derived from it and the problem's content
     (``problem_seed`` in the result), exactly as the nightly seeds each scenario, so a nightly
     scenario's problem with the nightly's seed and settings gives the nightly's decision.
     """
@@ -74,8 +74,6 @@ def solve_problem(
 
 
 def _result_document(fam, problem, res, seed: int) -> dict:
-    from policies.solve.portfolio import derive_seed
-
     return {
         "family": fam.name,
         "key": problem.key,
@@ -85,7 +83,7 @@ def _result_document(fam, problem, res, seed: int) -> dict:
         "bound": res.bound,
         "gap": res.gap,
         "seed": seed,
-        "problem_seed": derive_seed(seed, problem.key),
+        "problem_seed": fam.problem_seed(seed, problem),
         "variables": list(fam.variables(problem)),
         "solution": _solution(res.best.solution),
         "candidates": [
@@ -137,7 +135,7 @@ def solve_cmd(
         typer.Option(
             "--seed",
             help="Run seed (below 2**31; default: the config's). The problem's seed is derived from it and "
-            "the problem's key, as the nightly seeds each scenario.",
+            "the problem's content, as the nightly seeds each scenario.",
             min=0,
             max=2**31 - 1,
         ),

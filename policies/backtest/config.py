@@ -45,6 +45,7 @@ class BacktestConfig:
     sample_num_sweeps: int = _setting("scenarios.sample_num_sweeps", 200)
     sample_beta: float = _setting("scenarios.sample_beta", 0.5)
     what_if: tuple[dict, ...] = _setting("scenarios.what_if", ())
+    single_outages: str = _setting("scenarios.single_outages", "observed")
     solvers: tuple[str, ...] = _setting("solve.solvers", ("greedy", "cpsat", "anneal"))
     time_limit_s: float = _setting("solve.time_limit_s", 2.0)
     levels: int = _setting("solve.levels", 4)
@@ -66,6 +67,7 @@ class BacktestConfig:
                 "beta": self.sample_beta,
             },
             "what_if": list(self.what_if),
+            "single_outages": self.single_outages,
         }
 
     # Not a setting: the CLI refuses an empty question, the nightly records why and goes on.

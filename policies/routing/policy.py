@@ -9,7 +9,8 @@ in a scenario when its service or its region is effectively down; a degraded reg
 (``degraded_capacity_share``) its capacity and multiplies its latency by
 ``degraded_latency_factor``. Capacity share: the service's ``capacity`` split over regions in
 proportion to the regions' capacity, divided by the demand of the service's workloads, capped
-at 1. Latency samples: ``num_samples`` draws (seeded per scenario) from the service's observed
+at 1. Latency samples: ``num_samples`` draws (seeded per service and endpoint state, so a service
+a scenario leaves as in ``normal`` has normal's samples) from the service's observed
 ``latency_ms`` in health checks that were not down, plus ``remote_penalty_ms`` outside its home
 region; each draw fails with the service's observed share of down checks and then counts as
 ``timeout_ms``. Export: Envoy ``load_balancing_weight`` (integers >= 1 summing to about 100;
@@ -31,7 +32,7 @@ from policies.routing.problem import (
     routing_objective,
     routing_problem_from_dict,
 )
-from policies.scenarios.scenario_set import Scenario
+from policies.scenarios.scenario_set import NORMAL_KEY, Scenario
 from policies.solve.family import Family
 from policies.solve.portfolio import PortfolioResult, derive_seed
 from qres_client.schema import DECISIONS_ROUTING
@@ -104,11 +105,14 @@ def routing_documents(
     degraded_latency_factor: float = 2.0,
     unserved_penalty_ms: float = 10_000.0,
     pool: dict[str, tuple[np.ndarray, float]] | None = None,
+    restrict: bool = False,
 ) -> list[dict]:
     """One JSON problem per scenario (the form of ``data/examples/routing.json``), in scenario order.
 
     ``pool`` is :func:`latency_pool` of ``health_checks`` when already computed (the flow
     computes it while the failure model is fitted); then ``health_checks`` is not read.
+    ``restrict``: every scenario but ``normal`` names only the services it touches (an endpoint
+    down or degraded); its ``services`` may then be empty (:mod:`policies.routing.restrict`).
     """
     rows = services.to_pylist()
     kind = {r["service_id"]: r["kind"] for r in rows}
@@ -133,18 +137,22 @@ def routing_documents(
     docs = []
     for s in scenarios:
         down, degraded = set(s.effective_down) | set(s.down), set(s.degraded)
-        rng = np.random.default_rng(derive_seed(seed, "routing", s.key))
         services_doc = []
         for sid, home, where, cap in plan:
+            state = tuple((reg, sid not in down and reg not in down, reg in degraded) for reg in where)
+            if restrict and s.key != NORMAL_KEY and all(up and not deg for _, up, deg in state):
+                continue  # untouched: its block is normal's, and so is its answer (policies.routing.restrict)
             lat, p_fail = pool[sid]
+            # Drawn per service and endpoint state, not per scenario: a service whose endpoints are
+            # as in normal gets normal's samples, so its LP block (and optimum) is normal's.
+            rng = np.random.default_rng(derive_seed(seed, "routing", sid, *(f"{r}:{u:d}{g:d}" for r, u, g in state)))
             eps = []
-            for reg in where:
+            for reg, up, is_degraded in state:
                 share = cap * (regions[reg] / total if sid not in pinned else 1.0)
-                if reg in degraded:
+                if is_degraded:
                     share *= degraded_capacity_share
-                up = sid not in down and reg not in down
                 draw = lat[rng.integers(0, len(lat), num_samples)] + (0.0 if reg == home else remote_penalty_ms)
-                if reg in degraded:
+                if is_degraded:
                     draw = draw * degraded_latency_factor
                 draw = np.where(rng.random(num_samples) < p_fail, timeout_ms, draw)
                 eps.append(
@@ -265,8 +273,9 @@ def routing_policy_document(
     docs: Sequence[dict],
 ) -> dict:
     out = []
-    for s, p, r, d in zip(scenarios, problems, results, docs, strict=True):
-        homes = {sv["service_id"]: sv.get("home", "*") for sv in d["services"]}
+    # A service's home does not depend on the scenario; a restricted document names only some services.
+    homes = {sv["service_id"]: sv.get("home", "*") for d in docs for sv in d["services"]}
+    for s, p, r in zip(scenarios, problems, results, strict=True):
         out.append(
             {
                 "key": s.key,

@@ -78,6 +78,7 @@ def build_scenarios(
     sample_params: dict | None = None,
     seed: int = 0,
     degraded_capacity_share: float = 0.5,
+    single_outages: str = "all",
 ) -> ScenarioSet:
     """The scenarios to solve for: observed patterns covering ``target_mass``, every
     single-dependency outage, and a fallback that covers everything.
@@ -96,7 +97,10 @@ def build_scenarios(
       posterior mean of a pattern never seen, with the fit's Beta prior); its duration is the
       dependency's ``mttr_min``, else the median of all completed outage episodes (those not cut
       by the start or end of the data), else 60 min. These
-      probabilities are not counted in ``covered_mass``.
+      probabilities are not counted in ``covered_mass``. ``single_outages="observed"`` (coverage, the
+      nightly's default) adds only those whose pattern was seen: enumerating one per dependency
+      grows the solve with the fleet for states that carry no observed mass, and a runtime
+      client answers an unnamed state with its greedy on that state (``fallback.json``).
     - ``sample_max > 0`` adds up to that many multi-failure combinations proposed by the joint
       (Ising) model and never kept otherwise (``source="sampled"``; see
       :mod:`policies.scenarios.sources`), so a runtime observation of several dependencies down
@@ -115,10 +119,12 @@ def build_scenarios(
     import numpy as np
 
     from policies.model.failure_model import list_outages
-    from policies.scenarios.sources import parse_what_if, propose_sampled
+    from policies.scenarios.sources import count_sources, merge_what_if, parse_what_if, propose_sampled
 
     if not 0.0 < target_mass <= 1.0:
         raise ValueError(f"target_mass must be in (0, 1], e.g. 0.995; got {target_mass!r}")
+    if single_outages not in ("all", "observed"):
+        raise ValueError(f"single_outages must be 'all' or 'observed'; got {single_outages!r}")
     edges = list(
         zip(
             dependencies.column("service_id").to_pylist(),
@@ -156,7 +162,7 @@ def build_scenarios(
     singles = []
     for dep in depended_on if dependency_ids is None else sorted(set(dependency_ids)):
         key = scenario_key([dep])
-        if key in kept_keys:
+        if key in kept_keys or (single_outages == "observed" and key not in stats):
             continue
         duration = mttr.get(dep, math.nan)
         patterns[key] = ((dep,), (), tuple(sorted(close_down_set([dep], dependents))))
@@ -206,7 +212,7 @@ def build_scenarios(
         # The what-if names a state already in the set: keep one scenario, but let the
         # what-if's name, duration and probability count (the larger of each).
         kept, singles, sampled, extra = (
-            [_merge_what_if(s, w) if s.key == key else s for s in group] for group in (kept, singles, sampled, extra)
+            [merge_what_if(s, w) if s.key == key else s for s in group] for group in (kept, singles, sampled, extra)
         )
     fallback = Scenario(FALLBACK_KEY, tuple(depended_on), (), tuple(sorted(everything)), 0.0, default_min, "fallback")
     middle = sorted(kept + singles + sampled + extra, key=lambda s: (-s.probability, s.key))
@@ -227,29 +233,12 @@ def build_scenarios(
             "sampled_mass": sum(s.probability for s in sampled),
             "n_what_if_added": len(extra),
             "sampling": sample_info,
-            "by_source": _count_sources(ordered),
+            "by_source": count_sources(ordered),
             "single_prior_probability": never_seen_p,
             "include_degraded": include_degraded,
+            "single_outages": single_outages,
         },
     )
-
-
-def _merge_what_if(existing: Scenario, what_if: dict) -> Scenario:
-    return replace(
-        existing,
-        source=f"{existing.source}+what-if:{what_if['name']}",
-        probability=max(existing.probability, float(what_if["probability"])),
-        expected_duration_min=max(existing.expected_duration_min, float(what_if["duration_min"])),
-    )
-
-
-def _count_sources(scenarios: Iterable[Scenario]) -> dict[str, int]:
-    """Scenarios per source (what-ifs together), for provenance in the manifest and the summary."""
-    out: dict[str, int] = {}
-    for s in scenarios:
-        name = s.source.split("+", 1)[0].split(":", 1)[0]  # a merged what-if counts under its first source
-        out[name] = out.get(name, 0) + 1
-    return dict(sorted(out.items()))
 
 
 def _with_capacity(s: Scenario, services: pa.Table, degraded_share: float) -> Scenario:

@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 
 import numpy as np
 
 from policies.graph import close_down_set, root_down_set
 from policies.model.joint import fit_ising, sample_ising
-from policies.scenarios.scenario_set import scenario_key
+from policies.scenarios.scenario_set import Scenario, scenario_key
 
-__all__ = ["propose_sampled", "parse_what_if"]
+__all__ = ["propose_sampled", "parse_what_if", "merge_what_if", "count_sources"]
 
 
 def propose_sampled(
@@ -107,3 +108,21 @@ def parse_what_if(items: Iterable[Mapping], known: set[str]) -> list[dict]:
             {"name": name, "down": down, "degraded": degraded, "duration_min": duration, "probability": probability}
         )
     return out
+
+
+def merge_what_if(existing: Scenario, what_if: dict) -> Scenario:
+    return replace(
+        existing,
+        source=f"{existing.source}+what-if:{what_if['name']}",
+        probability=max(existing.probability, float(what_if["probability"])),
+        expected_duration_min=max(existing.expected_duration_min, float(what_if["duration_min"])),
+    )
+
+
+def count_sources(scenarios: Iterable[Scenario]) -> dict[str, int]:
+    """Scenarios per source (what-ifs together), for provenance in the manifest and the summary."""
+    out: dict[str, int] = {}
+    for s in scenarios:
+        name = s.source.split("+", 1)[0].split(":", 1)[0]  # a merged what-if counts under its first source
+        out[name] = out.get(name, 0) + 1
+    return dict(sorted(out.items()))

@@ -4,7 +4,9 @@ A :class:`Family` bundles a family's problem loader, solver registry, exact obje
 feasibility and sense. :meth:`Family.solve_each` is the solve path the nightly task, the
 re-solve, the backtest and ``qres solve`` all share: the same solvers built the same way and
 each problem seeded with :func:`~policies.solve.portfolio.derive_seed` from the run seed and its
-key, so any one of them can reproduce another's answer for the same problem. The registry of
+content (:func:`~policies.solve.digest.problem_digest`, the key left out), so any one of them can
+reproduce another's answer for the same problem, and equal problems under different keys (two
+scenarios that block the same workloads) have one answer that can be solved once and shared. The registry of
 every family is :mod:`policies.families`.
 """
 
@@ -18,7 +20,8 @@ import numpy as np
 
 from policies.errors import ConfigError
 from policies.solve.anneal import AnnealParams
-from policies.solve.portfolio import PortfolioResult, Solver, derive_seed, solve_portfolio
+from policies.solve.digest import problem_digest
+from policies.solve.portfolio import PortfolioResult, Solver, derive_seed, rekeyed, solve_portfolio
 
 __all__ = ["Family"]
 
@@ -33,6 +36,7 @@ class Family:
     sense: Literal["max", "min"]
     default_solvers: tuple[str, ...]
     variables: Callable[[Any], Sequence[str]]  # the decision variables' names, in solution order
+    stop_when_proven: bool = False  # skip the solvers after a proven optimum (solve_portfolio)
 
     def make_solvers(
         self, names: Sequence[str | Solver] | None = None, anneal: AnnealParams | None = None
@@ -64,25 +68,35 @@ class Family:
         progress: Callable[[int, int], None] | None = None,
     ) -> list[PortfolioResult]:
         """The portfolio on every problem, in order; ``seed`` is the run seed (each problem's is derived
-        from it and the problem's key), ``time_limit_s`` is per solver and problem."""
+        from it and the problem's content), ``time_limit_s`` is per solver and problem. Equal problems
+        under different keys are solved once; ``progress`` counts the distinct ones."""
         built = self.make_solvers(solvers, anneal)
-        out = []
-        for i, problem in enumerate(problems):
-            out.append(
-                solve_portfolio(
-                    problem,
-                    built,
-                    objective=self.objective,
-                    is_feasible=self.is_feasible,
-                    seed=derive_seed(seed, problem.key),
-                    time_limit_s=time_limit_s,
-                    sense=self.sense,
-                    top_k=top_k,
-                )
+        digests = [problem_digest(p) for p in problems]
+        first: dict[str, int] = {}
+        for i, d in enumerate(digests):
+            first.setdefault(d, i)
+        solved: dict[str, PortfolioResult] = {}
+        for i in first.values():  # equal problems are solved once (same content, same seed, same answer)
+            problem = problems[i]
+            solved[digests[i]] = solve_portfolio(
+                problem,
+                built,
+                objective=self.objective,
+                is_feasible=self.is_feasible,
+                seed=derive_seed(seed, digests[i]),
+                time_limit_s=time_limit_s,
+                sense=self.sense,
+                top_k=top_k,
+                stop_when_proven=self.stop_when_proven,
             )
             if progress is not None:
-                progress(i + 1, len(problems))
-        return out
+                progress(len(solved), len(first))
+        return [rekeyed(solved[d], str(p.key)) for p, d in zip(problems, digests, strict=True)]
+
+    @staticmethod
+    def problem_seed(seed: int, problem: Any) -> int:
+        """The solvers' seed for ``problem``: from the run seed and its content, never its name."""
+        return derive_seed(seed, problem_digest(problem))
 
     def solve(self, problem: Any, **kwargs: Any) -> PortfolioResult:
         """:meth:`solve_each` on one problem."""

@@ -39,6 +39,7 @@ __all__ = [
     "PortfolioResult",
     "solve_portfolio",
     "derive_seed",
+    "rekeyed",
     "package_versions",
 ]
 
@@ -109,6 +110,23 @@ def package_versions(*packages: str) -> dict[str, str]:
     return out
 
 
+def rekeyed(result: PortfolioResult, key: str) -> PortfolioResult:
+    """``result`` as the answer to an equal problem named ``key`` (shared by the solve's dedup)."""
+    if result.problem_key == key:
+        return result
+
+    def one(r: PolicyResult) -> PolicyResult:
+        return dataclasses.replace(r, problem_key=key)
+
+    return dataclasses.replace(
+        result,
+        problem_key=key,
+        best=one(result.best),
+        candidates=tuple(map(one, result.candidates)),
+        alternatives=tuple(map(one, result.alternatives)),
+    )
+
+
 def derive_seed(seed: int, *parts: object) -> int:
     """A child seed below 2**31 from ``seed`` and ``parts`` (stable across runs and machines)."""
     text = "\x1f".join([str(int(seed)), *map(str, parts)])
@@ -125,8 +143,15 @@ def solve_portfolio(
     time_limit_s: float,
     sense: Literal["max", "min"] = "max",
     top_k: int = 3,
+    stop_when_proven: bool = False,
 ) -> PortfolioResult:
-    """Run every solver on ``problem``, re-evaluate exactly, keep the best feasible one."""
+    """Run every solver on ``problem``, re-evaluate exactly, keep the best feasible one.
+
+    ``stop_when_proven``: the solvers after one that proved its feasible answer optimal are not
+    run (they cannot beat it, and ties go to the earlier solver, so the choice is the same);
+    ``candidates`` then holds the solvers that ran. It matters where a later solver is costly
+    and only adds alternatives: the shedding annealer on a fleet's scenarios.
+    """
     if sense not in ("max", "min"):
         raise ValueError(f"sense must be 'max' or 'min', got {sense!r}")
     if not solvers:
@@ -136,7 +161,12 @@ def solve_portfolio(
     if not time_limit_s > 0:
         raise ValueError(f"time_limit_s must be > 0, got {time_limit_s!r}")
     key = str(problem.key)
-    candidates = tuple(_run_one(s, problem, key, objective, is_feasible, seed, time_limit_s, sense) for s in solvers)
+    ran: list[PolicyResult] = []
+    for s in solvers:
+        ran.append(_run_one(s, problem, key, objective, is_feasible, seed, time_limit_s, sense))
+        if stop_when_proven and ran[-1].feasible and ran[-1].info.status == "OPTIMAL":
+            break
+    candidates = tuple(ran)
     if all(c.info.status == "ERROR" for c in candidates):
         detail = "; ".join(f"{c.info.solver}: {c.info.message}" for c in candidates)
         raise SolverError(f"every solver failed on problem {key!r}: {detail}")

@@ -1,7 +1,8 @@
 """A content-addressed cache of solve results, so a re-solve reuses what did not change.
 
 The key of a problem (:func:`content_cache_key`) is the sha256 of its whole content (every
-field of the problem dataclass: arrays, sparse matrices, the key), the run seed and the solver
+field of the problem dataclass: arrays, sparse matrices; not its key, since a problem's seed
+comes from its content and equal problems share one answer), the run seed and the solver
 settings: an incident re-run that leaves a scenario's problem unchanged gets the nightly's
 answer back without solving, and any change in the data, seed or settings is a miss. Keys
 never depend on DataFrames or object ids (Prefect's default hashing of frames is unreliable),
@@ -25,12 +26,9 @@ import os
 import secrets
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import fields, is_dataclass
 from pathlib import Path
 
-import numpy as np
-import scipy.sparse as sp
-
+from policies.solve.digest import feed_digest, problem_digest
 from policies.solve.portfolio import PortfolioResult
 from tasks.support.safe_codec import CodecError, decode, encode
 
@@ -50,43 +48,15 @@ KEY_DIR_ENV = "QRES_CACHE_KEY_DIR"
 _log = logging.getLogger("qres.cache")
 
 
-def _digest(h, obj) -> None:
-    """Feed ``obj`` to ``h`` canonically: arrays by dtype/shape/bytes, containers in order, never ids."""
-    if isinstance(obj, np.ndarray):
-        arr = np.ascontiguousarray(obj)
-        h.update(b"A" + str(arr.dtype).encode() + repr(arr.shape).encode() + arr.tobytes())
-    elif sp.issparse(obj):
-        m = sp.csr_matrix(obj)
-        h.update(b"S" + repr(m.shape).encode())
-        for arr in (m.data, m.indices, m.indptr):
-            _digest(h, arr)
-    elif is_dataclass(obj) and not isinstance(obj, type):
-        h.update(b"D" + type(obj).__qualname__.encode())
-        for f in fields(obj):
-            h.update(f.name.encode())
-            _digest(h, getattr(obj, f.name))
-    elif isinstance(obj, dict):
-        h.update(b"M" + str(len(obj)).encode())
-        for k in sorted(obj, key=str):
-            _digest(h, str(k))
-            _digest(h, obj[k])
-    elif isinstance(obj, (list, tuple)):
-        h.update(b"L" + str(len(obj)).encode())
-        for item in obj:
-            _digest(h, item)
-    else:  # scalars: repr keeps float bits exact (repr round-trips) and type apart ("1" vs 1)
-        h.update(b"V" + type(obj).__name__.encode() + repr(obj).encode())
-
-
 def content_cache_key(family: str, problem, *, seed: int, settings: dict) -> str:
-    """sha256 over a family problem's whole content (dataclasses, arrays, sparse matrices), seed and settings.
+    """sha256 over a family problem's content but its key (:func:`problem_digest`), seed and settings.
 
     The standby, routing and tier problems are pure data, so equal keys mean equal problems,
     and their portfolio solves are deterministic for a given seed and settings.
     """
-    h = hashlib.sha256(f"{family}-v1".encode())
-    _digest(h, {"seed": seed, "settings": settings})
-    _digest(h, problem)
+    h = hashlib.sha256(f"{family}-v2".encode())
+    feed_digest(h, {"seed": seed, "settings": settings})
+    h.update(problem_digest(problem).encode())
     return h.hexdigest()
 
 

@@ -34,6 +34,7 @@ def test_dask_runner_gives_the_same_bytes(prefect_harness, small_sample: Path, t
     # the health checks stay in the flow's process (routing gets their latency pool, not the table)
     assert not [w for w in seen if "large graph" in str(w.message)]
     assert threads["published"] and dask["published"]
-    assert dask["scenarios_solved"] == dask["scenarios"] > 8  # really solved, in more than one chunk
+    # really solved (no cache: every distinct problem; equal problems are solved once), in more than one chunk
+    assert dask["scenarios"] >= dask["scenarios_solved"] == threads["scenarios_solved"] > 8
     for name in ("decisions.parquet", "policy.json"):
         assert (Path(dask["bundle_path"]) / name).read_bytes() == (Path(threads["bundle_path"]) / name).read_bytes()

@@ -14,6 +14,7 @@ import pytest
 
 from policies.families import FAMILIES, family
 from policies.solve.anneal import AnnealParams
+from policies.solve.digest import problem_digest
 from policies.solve.portfolio import derive_seed
 from policies.solve.result import solve_record
 from policies.solve.testing import assert_portfolio_consistent, assert_solver_conforms
@@ -52,13 +53,19 @@ def test_solver_conforms(name: str, solver: str) -> None:
 
 
 @pytest.mark.parametrize("name", list(FAMILIES))
-def test_family_solve_is_a_consistent_portfolio_seeded_by_the_key(name: str) -> None:
+def test_family_solve_is_a_consistent_portfolio_seeded_by_the_content(name: str) -> None:
     fam, problem = family(name), _problem(name)
     res = fam.solve(problem, seed=7, time_limit_s=1.0, anneal=AnnealParams(num_reads=4, num_sweeps=100))
     assert_portfolio_consistent(res, problem, objective=fam.objective, is_feasible=fam.is_feasible)
     assert res.sense == fam.sense
-    assert {c.info.seed for c in res.candidates} == {derive_seed(7, problem.key)}
-    assert [c.info.solver for c in res.candidates] == list(fam.default_solvers)
+    assert {c.info.seed for c in res.candidates} == {derive_seed(7, problem_digest(problem))}
+    ran = [c.info.solver for c in res.candidates]
+    if fam.stop_when_proven:  # the solvers up to the first proven optimum, in order
+        proven = [c.feasible and c.info.status == "OPTIMAL" for c in res.candidates]
+        assert ran == list(fam.default_solvers)[: len(ran)] and (proven[-1] or len(ran) == len(fam.default_solvers))
+        assert not any(proven[:-1])
+    else:
+        assert ran == list(fam.default_solvers)
     assert len(fam.variables(problem)) == np.asarray(res.best.solution).shape[0]
     # one provenance record, the same fields for every family, JSON as the manifest writes it
     record = solve_record(res)

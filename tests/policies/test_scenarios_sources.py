@@ -160,3 +160,13 @@ def test_ising_recovers_a_positive_coupling():
     p = np.exp(m.log_probability(x))
     assert p[0] == pytest.approx(10_000 / w.sum())
     assert p[3] == pytest.approx(100 / w.sum(), rel=0.3)
+
+
+def test_ising_couples_only_pairs_seen_down_together():
+    """Pairwise work only where pairs can co-fail: a pair never down together is independent (J = 0)."""
+    x = np.array([[0, 0, 0, 0], [1, 0, 0, 0], [0, 1, 0, 0], [1, 1, 0, 0], [0, 0, 1, 0], [0, 0, 1, 1]], dtype=float)
+    w = np.array([10_000, 50, 50, 100, 60, 5], dtype=float)
+    m = fit_ising(("a", "b", "c", "d"), x, w, l2=0.1)
+    assert m.J[0, 1] > 3 and m.J[2, 3] != 0.0
+    together = {(0, 1), (1, 0), (2, 3), (3, 2)}
+    assert all(m.J[i, j] == 0.0 for i in range(4) for j in range(4) if (i, j) not in together)
