@@ -31,6 +31,7 @@ from policies.backtest.policies import (
     tiers_policy,
 )
 from policies.backtest.replay import Realizer, StateCatalog, find_incidents, replay_incident
+from policies.backtest.reuse import SOLVE_TOP_K, ReplayStore, Solve, replay_base, replay_key, with_position
 from policies.backtest.timed import published_policy, trained_files
 from policies.errors import NothingToLearnError, QresError
 from policies.model.failure_model import FailureModel, fit_failure_model
@@ -116,8 +117,10 @@ def train_policy(
     cfg: BacktestConfig,
     checks: pa.Table,
     progress: Callable[[int, int], None] | None = None,
+    solve: Solve | None = None,
 ) -> TrainedPolicy:
-    """Fit, build scenarios and solve on ``checks`` exactly as the nightly flow does."""
+    """Fit, build scenarios and solve on ``checks`` exactly as the nightly flow does; ``solve`` may answer
+    from the nightly's solve cache (policies/backtest/reuse.py)."""
     model = _fit(tables, cfg, checks)
     scen = build_scenarios(
         model,
@@ -130,16 +133,13 @@ def train_policy(
     problems = build_shedding_problems(
         tables["services"], tables["dependencies"], tables["workloads"], scen.scenarios, levels=cfg.levels
     )
-    results = SHEDDING.solve_each(
-        problems,
-        seed=cfg.seed,
-        time_limit_s=cfg.time_limit_s,
-        solvers=cfg.solvers,
-        anneal=cfg.anneal,
-        progress=progress,
-    )
+    params = {"seed": cfg.seed, "time_limit_s": cfg.time_limit_s, "solvers": cfg.solvers, "anneal": cfg.anneal}
+    if solve is None:
+        results = SHEDDING.solve_each(problems, **params, progress=progress)
+    else:
+        results = solve("shedding", problems, {**params, "top_k": SOLVE_TOP_K})
     records = [solve_record(r, probability=s.probability) for s, r in zip(scen.scenarios, results)]
-    files = trained_files(tables, cfg, model, scen.scenarios, problems, results)
+    files = trained_files(tables, cfg, model, scen.scenarios, problems, results, solve=solve)
     return TrainedPolicy(model, scen, files, records)
 
 
@@ -164,11 +164,16 @@ def run_backtest(
     version: str | None = None,
     progress: Callable[[str, int, int], None] | None = None,
     fallback: bytes | None = None,
+    reuse: ReplayStore | None = None,
+    solve: Solve | None = None,
 ) -> dict:
     """Backtest the policy trained before the split (or the given bundle ``decisions``).
 
     The published policy answers as the client does with ``cfg.unmatched``; a given bundle
     without ``fallback`` (fallback.json; older bundles have none) answers with the old rule.
+    With ``reuse``, incidents whose states and decisions match a stored replay take its figures
+    (policies/backtest/reuse.py); ``replayed``/``reused`` count both kinds. ``solve`` solves the
+    trained policy's problems (default: here; the nightly's answers from its solve cache).
 
     Returns the figures (see :func:`summarize`) plus ``train`` (a :class:`TrainedPolicy`, or None
     when ``decisions`` were given). Raises QresError when the history is too short to split.
@@ -188,7 +193,9 @@ def run_backtest(
     train = None
     if decisions is None:
         past = _before(checks, split_at)
-        train = train_policy(tables, cfg, past, progress=lambda d, t: report("solve policy on the past", d, t))
+        train = train_policy(
+            tables, cfg, past, progress=lambda d, t: report("solve policy on the past", d, t), solve=solve
+        )
         decisions, version, fallback = train.decisions, "trained", train.fallback
     files = {"decisions.parquet": decisions, **({FALLBACK_FILE: fallback} if fallback else {})}
     index = build_index("shedding", version or "bundle", {}, files)
@@ -220,12 +227,33 @@ def run_backtest(
 
     normal = catalog.views_of(np.full((1, len(full.services)), UP, dtype=np.int8))[0]
     normal_value = realize(normal, optimum(normal))[1]
-    per_incident = []
+    base = (
+        replay_base(
+            tables,
+            full.services,
+            costs,
+            window_min=full.window_min,
+            normal_value=normal_value,
+            settings={"seed": cfg.seed, "time_limit_s": cfg.time_limit_s, "levels": cfg.levels},
+        )
+        if reuse is not None
+        else None
+    )
+    per_incident, keys, fresh = [], [], {}
     for i, inc in enumerate(incidents):
         w = np.arange(inc.start_window, inc.end_window)
+        seen = full.states[np.maximum(w - delay, 0)]
         truth = catalog.views_of(full.states[w])
-        observed = catalog.views_of(full.states[np.maximum(w - delay, 0)])
+        observed = catalog.views_of(seen)
         runs = {p.name: replay_incident(p, truth, observed, normal, costs, realize) for p in policies}
+        if base is not None:
+            keys.append(replay_key(base, full.states[w], seen, inc.outage_windows, inc.services, runs))
+            stored = reuse.load(keys[-1:]).get(keys[-1])
+            if stored is not None:
+                start = full.start + pd.Timedelta(minutes=inc.start_window * full.window_min)
+                per_incident.append(with_position(stored, inc.number, start.isoformat()))
+                report("replay incidents", i + 1, len(incidents))
+                continue
         made = [d for r in runs.values() for d in r.decisions]
         runs["oracle"] = hindsight_oracle(
             truth,
@@ -237,7 +265,12 @@ def run_backtest(
             realize,
         )
         per_incident.append(incident_figures(inc, full, truth, runs, normal_value))
+        if base is not None:
+            fresh[keys[-1]] = per_incident[-1]
         report("replay incidents", i + 1, len(incidents))
+    reused = len(keys) - len(fresh)
+    if reuse is not None:
+        reuse.store(fresh, keys)
     out = summarize(per_incident, alpha=cfg.alpha, goal_share=cfg.goal_share, goal_cvar_ratio=cfg.goal_cvar_ratio)
     matched = policies[0].matched
     out.update(
@@ -256,6 +289,8 @@ def run_backtest(
             else None,
             "train": train,
             "refused": refused,
+            "replayed": len(incidents) - reused,
+            "reused": reused,
         }
     )
     return out
