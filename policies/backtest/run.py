@@ -239,7 +239,7 @@ def run_backtest(
         if reuse is not None
         else None
     )
-    per_incident, keys, fresh = [], [], {}
+    per_incident, keys, fresh, reused = [], [], {}, 0
     for i, inc in enumerate(incidents):
         w = np.arange(inc.start_window, inc.end_window)
         seen = full.states[np.maximum(w - delay, 0)]
@@ -252,6 +252,7 @@ def run_backtest(
             if stored is not None:
                 start = full.start + pd.Timedelta(minutes=inc.start_window * full.window_min)
                 per_incident.append(with_position(stored, inc.number, start.isoformat()))
+                reused += 1
                 report("replay incidents", i + 1, len(incidents))
                 continue
         made = [d for r in runs.values() for d in r.decisions]
@@ -268,7 +269,6 @@ def run_backtest(
         if base is not None:
             fresh[keys[-1]] = per_incident[-1]
         report("replay incidents", i + 1, len(incidents))
-    reused = len(keys) - len(fresh)
     if reuse is not None:
         reuse.store(fresh, keys)
     out = summarize(per_incident, alpha=cfg.alpha, goal_share=cfg.goal_share, goal_cvar_ratio=cfg.goal_cvar_ratio)
