@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
+from functools import cache
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -40,6 +42,19 @@ SOLVE_TOP_K = 3  # Family.solve_each's default, which the backtest's own solves 
 
 _FORMAT = "backtest-replay-v1"  # bump when the figures or the replay rules change: old entries become misses
 _PROBLEM_TABLES = ("services", "dependencies", "workloads")
+# The code the figures come from, hashed into every key: an upgrade that changes the replay, the
+# figures, the costs or the problem's objective makes the stored figures misses by itself.
+_POLICIES = Path(__file__).resolve().parents[1]
+_CODE = ("backtest/*.py", "switching.py", "risk.py", "shedding/problem.py", "shedding/solvers.py")
+
+
+@cache
+def _code_digest() -> str:
+    h = hashlib.sha256()
+    for pattern in _CODE:
+        for path in sorted(_POLICIES.glob(pattern)):
+            h.update(path.relative_to(_POLICIES).as_posix().encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
 
 
 class ReplayStore(Protocol):
@@ -71,7 +86,7 @@ def replay_base(
     settings: Mapping[str, object],
 ) -> hashlib._Hash:
     """The hash of what every incident of a run shares; :func:`replay_key` continues a copy per incident."""
-    h = hashlib.sha256(_FORMAT.encode())
+    h = hashlib.sha256(_FORMAT.encode() + _code_digest().encode())
     for name in _PROBLEM_TABLES:
         t = tables[name]
         _feed(h, name, t.schema.to_string(), [(c, t.column(c).to_pylist()) for c in t.column_names])

@@ -89,3 +89,14 @@ def test_a_changed_policy_replays_the_incidents_it_decides_differently(tables, c
     ]
     assert moved and changed["replayed"] >= len(moved)
     assert changed["replayed"] + changed["reused"] == fresh["n_incidents"]
+
+
+def test_changed_backtest_code_replays_everything(tables, cold, monkeypatch) -> None:
+    import policies.backtest.reuse as reuse
+
+    bundle = {"decisions": cold["train"].decisions, "fallback": cold["train"].fallback, "version": "trained"}
+    store = MemoryStore()
+    run_backtest(tables, CFG, reuse=store, **bundle)
+    monkeypatch.setattr(reuse, "_code_digest", lambda: "another version of the replay")
+    upgraded = run_backtest(tables, CFG, reuse=store, **bundle)
+    assert (upgraded["replayed"], upgraded["reused"]) == (cold["n_incidents"], 0)
