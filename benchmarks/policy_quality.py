@@ -14,7 +14,9 @@ Prints per pair the avoidable loss (loss minus the hindsight oracle's, which pay
 switching costs) in total and at CVaR95 over incidents for keep-all (``fcfs``), static tiers,
 live greedy, greedy with a dwell and published, the ratios published / greedy, and counts the
 pairs where published is at most half of greedy on both (issue 14's goal). A refused pair
-(nothing to replay, or capacity never binds) is listed with the reason, never scored.
+(nothing to replay, or capacity never binds) is listed with the reason, never scored. A second
+table shows, where the overlay has standby candidates, live greedy and published with and without
+the standby placement the nightly would publish, and what the placement served and cost.
 """
 
 from __future__ import annotations
@@ -77,6 +79,7 @@ def run_pair(real: dict, overlay: str, cfg) -> dict:
         "seconds": time.perf_counter() - t0,
         "policies": {n: {k: ov[n][k] for k in ("avoidable_loss", "avoidable_cvar", "loss", "share")} for n in ov},
     }
+    row["standby"] = standby_figures(res)
     pub, greedy = ov["published"], ov["greedy"]
     row["ratio_total"] = _ratio(pub["avoidable_loss"], greedy["avoidable_loss"])
     row["ratio_cvar"] = _ratio(pub["avoidable_cvar"], greedy["avoidable_cvar"])
@@ -114,6 +117,49 @@ def print_table(results: dict) -> None:
     )
 
 
+STANDBY_SHOWN = ("greedy", "greedy_standby", "published_no_standby", "published")
+
+
+def standby_figures(res: dict) -> dict | None:
+    """The placement published holds and every policy's standby figures (None: no placement)."""
+    if not res.get("standby"):
+        return None
+    ov = res["overall"]
+    return {
+        **res["standby"],
+        "policies": {
+            n: {k: ov[n][k] for k in ("avoidable_loss", "avoidable_cvar", "standby_value", "standby_cost")}
+            for n in STANDBY_SHOWN
+            if n in ov
+        },
+    }
+
+
+def print_standby_table(results: dict) -> None:
+    """Published and live greedy with and without the same standby placement (docs/backtest.md, "Standby")."""
+    rows = {k: r["standby"] for k, r in results.items() if r.get("standby")}
+    if not rows:
+        return
+    head = [f"{n} total / CVaR95" for n in STANDBY_SHOWN]
+    print("\nWith standby (avoidable loss; published and greedy_standby hold the placement the nightly publishes):\n")
+    print(
+        "| "
+        + " | ".join(
+            ["history", "overlay", *head, "copies", "cost/h", "served / cost in incidents", "test-period cost"]
+        )
+        + " |"
+    )
+    print("|" + " --- |" * (len(head) + 6))
+    for (hist, ov), sb in rows.items():
+        pol = sb["policies"]
+        cells = [f"{_fmt(pol[n]['avoidable_loss'])} / {_fmt(pol[n]['avoidable_cvar'])}" for n in STANDBY_SHOWN]
+        pub = pol["published"]
+        print(
+            f"| {hist} | {ov} | " + " | ".join(cells) + f" | {len(sb['placed'])} | {_fmt(sb['cost_per_h'], ',.1f')} | "
+            f"{_fmt(pub['standby_value'])} / {_fmt(pub['standby_cost'])} | {_fmt(sb['test_period_cost'])} |"
+        )
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--histories", nargs="*", default=sorted(HISTORIES), choices=sorted(HISTORIES))
@@ -142,6 +188,7 @@ def main(argv: list[str] | None = None) -> dict:
                     file=sys.stderr,
                 )
     print_table(results)
+    print_standby_table(results)
     if args.json_out:
         Path(args.json_out).write_text(json.dumps({f"{h} x {o}": r for (h, o), r in results.items()}, indent=1))
     return results

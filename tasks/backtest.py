@@ -59,8 +59,10 @@ def backtest_policy(
     caches = caches or {}
     reuse = StoredReplays(Path(caches["backtest"])) if caches.get("backtest") is not None else None
     solve = cached_solve(caches) if caches.get("shedding") is not None else None
-    with progress_step("backtest", 1) as advance:  # a refusal must not stop the nightly
-        result = run_backtest(tables, replace(cfg, refuse_empty=False), reuse=reuse, solve=solve)
+    with progress_step("backtest", 1) as advance:
+        # A refusal must not stop the nightly. No standby: these figures gate the shedding bundle, which
+        # another family's placement must not move (``qres backtest`` replays it; docs/backtest.md).
+        result = run_backtest(tables, replace(cfg, refuse_empty=False), standby=(), reuse=reuse, solve=solve)
         advance(1)
     if reuse is not None:
         get_run_logger().info("backtest: %d incidents replayed, %d reused", result["replayed"], result["reused"])

@@ -144,6 +144,18 @@ def _verdict(g: dict) -> str:
     )
 
 
+def _standby_line(result: dict) -> str:
+    """The standby placement published holds, what it cost and what it served (empty: none)."""
+    sb, pub = result.get("standby"), result["overall"].get("published") or {}
+    if not sb:
+        return ""
+    return (
+        f"\nstandby: {len(sb['placed'])} warm copies at {sb['cost_per_h']:,.2f}/h; in the incidents they served "
+        f"{pub.get('standby_value', 0.0):,.0f} and cost {pub.get('standby_cost', 0.0):,.0f} "
+        f"(kept warm over the whole test period: {sb['test_period_cost']:,.0f})"
+    )
+
+
 def render_backtest(result: dict, console_: Console) -> None:
     """A table of the overall figures per policy and a one-panel summary."""
     from rich.panel import Panel
@@ -188,7 +200,7 @@ def render_backtest(result: dict, console_: Console) -> None:
             f"data {result['data']}"
             + (f" with overlay {result['overlay']}" if result.get("overlay") else "")
             + f"\npolicy {result['version']}; published decisions matched exactly for "
-            f"{_pct(result['published_exact_share'])} of the observed states\n{verdict}",
+            f"{_pct(result['published_exact_share'])} of the observed states\n{verdict}" + _standby_line(result),
             title="qres backtest",
             expand=False,
         )

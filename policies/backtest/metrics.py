@@ -14,7 +14,16 @@ from policies.risk import cvar
 
 __all__ = ["POLICY_ORDER", "incident_figures", "summarize", "kl_divergence", "share_or_none"]
 
-POLICY_ORDER = ("published", "fcfs", "tiers", "greedy", "greedy_dwell", "oracle")
+POLICY_ORDER = (
+    "published",
+    "fcfs",
+    "tiers",
+    "greedy",
+    "greedy_dwell",
+    "published_no_standby",
+    "greedy_standby",
+    "oracle",
+)
 
 
 def kl_divergence(p: Sequence[float], q: Sequence[float], *, eps: float = 1e-6) -> float:
@@ -78,6 +87,8 @@ def incident_figures(inc, full, truth, runs, normal_value) -> dict:
             "min_share_violation_min": viol * full.window_min,
             "switch_min": None if switch is None else switch * full.window_min,
             "kl": kl_divergence(mix, normal_k * demand) if bad.any() else 0.0,
+            "standby_value": 0.0 if run.standby_value is None else float(run.standby_value.sum()) * hours,
+            "standby_cost": 0.0 if run.standby_cost is None else float(run.standby_cost.sum()) * hours,
         }
     start = full.start + pd.Timedelta(minutes=inc.start_window * full.window_min)
     return {
@@ -127,6 +138,8 @@ def summarize(
             "min_share_violation_min": int(sum(f["min_share_violation_min"] for f in figs)),
             "switch_min_median": float(np.median(switches)) if switches else None,
             "kl_mean": float(np.mean([f["kl"] for f in figs])) if figs else None,
+            "standby_value": float(sum(f.get("standby_value", 0.0) for f in figs)),
+            "standby_cost": float(sum(f.get("standby_cost", 0.0) for f in figs)),
         }
     goal = {"share": goal_share, "cvar_ratio": goal_cvar_ratio, "share_met": None, "cvar_met": None}
     if "published" in overall and per_incident:
@@ -139,6 +152,9 @@ def summarize(
         if greedy:  # issue 14: published's avoidable loss at most half of live greedy's, total and CVaR
             for fig in ("avoidable_loss", "avoidable_cvar"):
                 goal[f"{fig}_vs_greedy"] = _ratio(pub[fig], greedy[fig])
+            sb = overall.get("greedy_standby")
+            for fig in ("avoidable_loss", "avoidable_cvar") if sb else ():  # the shedding's merit, standby alike
+                goal[f"{fig}_vs_greedy_standby"] = _ratio(pub[fig], sb[fig])
             goal["half_of_greedy_met"] = bool(
                 pub["avoidable_loss"] <= 0.5 * greedy["avoidable_loss"] + 1e-6
                 and pub["avoidable_cvar"] <= 0.5 * greedy["avoidable_cvar"] + 1e-6

@@ -6,7 +6,11 @@ switching costs on every realized change, the way back to its normal decision at
 The candidates are:
 
 - the portfolio optimum (greedy + CP-SAT) of every distinct true state of the incident;
-- every decision any replayed policy made in the incident (window -1 included).
+- every decision any replayed policy made in the incident (window -1 included);
+- with standby (:mod:`policies.backtest.standby`): the state optima again with every standby
+  placement a replayed policy held. A decision carries its placement, so the oracle may hold a
+  placement only in the segments where it pays (its cost is charged per window held): a relaxation
+  of "placed for the whole incident", which keeps it an upper bound.
 
 Before and after the incident the oracle holds one *normal* decision, chosen among the
 policies' normal decisions and the optimum of the normal state (its value lies outside the
@@ -30,7 +34,7 @@ import numpy as np
 
 from policies.backtest.costs import SwitchCosts
 from policies.backtest.policies import Decision
-from policies.backtest.replay import PolicyRun, Realizer, View
+from policies.backtest.replay import PolicyRun, Realizer, View, standby_arrays
 
 __all__ = ["hindsight_oracle"]
 
@@ -38,7 +42,7 @@ __all__ = ["hindsight_oracle"]
 def _unique(decisions) -> list[Decision]:
     seen, out = set(), []
     for d in decisions:
-        key = (d.levels.tobytes(), d.priority.tobytes())
+        key = (d.levels.tobytes(), d.priority.tobytes(), d.standby)
         if key not in seen:
             seen.add(key)
             out.append(d)
@@ -85,10 +89,11 @@ def hindsight_oracle(
             best_total, best_path, best_start = float(final[j]), path[::-1], s0
     decisions = [cands[best_path[i]] for i, (a, b) in enumerate(segs) for _ in range(a, b)]
     k0, _ = realize(normal, best_start)
-    values, switch, realized, prev = [], [], [], k0
+    values, switch, realized, parts, prev = [], [], [], [], k0
     for i, (a, b) in enumerate(segs):  # one decision per segment of one true state
         k, v = realize(truth[a], cands[best_path[i]])
         values += [v] * (b - a)
+        parts += [realize.standby(truth[a], cands[best_path[i]])] * (b - a)
         switch += [costs.charge(prev, k)] + [0.0] * (b - a - 1)
         realized += [k] * (b - a)
         prev = k
@@ -100,4 +105,5 @@ def hindsight_oracle(
         [d.levels for d in decisions],
         best_start,
         decisions,
+        *standby_arrays(parts, decisions),
     )

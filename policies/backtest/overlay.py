@@ -41,19 +41,22 @@ __all__ = ["OVERLAY_NAMES", "load_overlay", "map_sites", "overlay_timeline"]
 OVERLAYS_DIR = Path(__file__).resolve().parent / "overlays"
 OVERLAY_NAMES = ("dsb-hotel", "dsb-social", "sample", "trainticket")
 _TOPOLOGY = ("services", "dependencies", "workloads")
+_STANDBY = ("sites", "standby_candidates")  # optional: where standby copies can be kept warm
 
 
 def load_overlay(name: str) -> tuple[dict[str, pa.Table], list[str]]:
-    """The named overlay's services, dependencies and workloads, and its failure targets in order."""
+    """The named overlay's services, dependencies, workloads (and standby sites and candidates), and its
+    failure targets in order."""
     if name not in OVERLAY_NAMES:
         raise QresError(f"unknown overlay {name!r}; named overlays: {', '.join(OVERLAY_NAMES)} (or give a data folder)")
     if name == "sample":
         from policies.telemetry.sample import generate_sample
 
-        tables = {t: v for t, v in generate_sample(7, days=1).items() if t in _TOPOLOGY}  # topology: seed only
+        sample = generate_sample(7, days=1)  # topology: seed only
+        tables = {t: v for t, v in sample.items() if t in _TOPOLOGY + _STANDBY}
         return tables, _default_targets(tables)
     doc = json.loads((OVERLAYS_DIR / f"{name}.json").read_text(encoding="utf-8"))
-    tables = {t: pa.Table.from_pylist(doc[t], schema=TABLES[t]) for t in _TOPOLOGY}
+    tables = {t: pa.Table.from_pylist(doc[t], schema=TABLES[t]) for t in _TOPOLOGY + _STANDBY if t in doc}
     return tables, list(doc["targets"])
 
 

@@ -41,6 +41,7 @@ __all__ = [
     "PublishedPolicy",
     "GreedyPolicy",
     "DwellPolicy",
+    "StandbyPolicy",
     "PriorityPolicy",
     "fcfs_policy",
     "tiers_policy",
@@ -50,10 +51,12 @@ __all__ = [
 
 @dataclass(frozen=True, eq=False)
 class Decision:
-    """Intended admitted levels (0..L per workload, sorted-id order) and the serving order under overload."""
+    """Intended admitted levels (0..L per workload, sorted-id order), the serving order under overload,
+    and the standby candidates kept warm (``policies.backtest.standby``; empty: none)."""
 
     levels: np.ndarray
     priority: np.ndarray
+    standby: tuple[str, ...] = ()
 
     def same_levels(self, other: Decision | None) -> bool:
         return other is not None and np.array_equal(self.levels, other.levels)
@@ -158,6 +161,32 @@ class DwellPolicy:
         if not want.same_levels(self._held) and self._since >= self.dwell:
             self._held, self._since = want, 0
         return self._held
+
+
+class StandbyPolicy:
+    """Another policy with a standby placement made ahead of time, held through every incident.
+
+    Baselines get none (a live rule cannot place a copy once the outage has started);
+    ``greedy_standby`` is live greedy with the published placement, to tell the standby's
+    share of a result from the shedding's.
+    """
+
+    def __init__(self, inner: ReplayPolicy, placement: tuple[str, ...], name: str | None = None) -> None:
+        self.inner, self.placement = inner, tuple(sorted(placement))
+        self.name = name or f"{inner.name}_standby"
+        self.adaptive = inner.adaptive
+        self.matched = getattr(inner, "matched", {})
+        self._wrapped: dict[int, tuple[Decision, Decision]] = {}  # id of inner decision -> (it, with standby)
+
+    def reset(self) -> None:
+        self.inner.reset()
+
+    def step(self, window: int, view: View) -> Decision:
+        d = self.inner.step(window, view)
+        hit = self._wrapped.get(id(d))
+        if hit is None or hit[0] is not d:  # the same inner decision keeps one wrapper: the replay's fast path
+            hit = self._wrapped[id(d)] = (d, Decision(d.levels, d.priority, self.placement))
+        return hit[1]
 
 
 class PriorityPolicy:

@@ -30,6 +30,7 @@ import pyarrow as pa
 
 from policies.backtest.costs import SwitchCosts
 from policies.backtest.policies import Decision, ReplayPolicy
+from policies.backtest.standby import StandbyWorld
 from policies.graph import close_down_set, hard_dependents, root_down_set
 from policies.model.states import DEGRADED, DOWN, UP
 from policies.scenarios.scenario_set import Scenario, scenario_key
@@ -45,6 +46,7 @@ __all__ = [
     "PolicyRun",
     "Realizer",
     "replay_incident",
+    "standby_arrays",
 ]
 
 
@@ -170,6 +172,8 @@ class PolicyRun:
     intended: list[np.ndarray]
     normal: Decision  # the decision in force before the incident (window -1)
     decisions: list[Decision] = field(repr=False)
+    standby_value: np.ndarray | None = None  # value per hour served on standby, per window (None: no standby)
+    standby_cost: np.ndarray | None = None  # the placement's cost per hour, per window (in ``values`` already)
 
     @property
     def changes(self) -> int:
@@ -187,17 +191,35 @@ class PolicyRun:
 
 
 class Realizer:
-    """``realize_levels`` and the objective of (decision, true state) pairs, each computed once."""
+    """``realize_levels`` and the objective of (decision, true state) pairs, each computed once.
 
-    def __init__(self) -> None:
+    With a :class:`~policies.backtest.standby.StandbyWorld`, a decision's standby placement serves
+    what the primary cannot run, and the value is net of the placement's cost per hour.
+    """
+
+    def __init__(self, standby: StandbyWorld | None = None) -> None:
         self._memo: dict[tuple, tuple[np.ndarray, float]] = {}
+        self._standby: dict[tuple, tuple[float, float]] = {}
+        self.world = standby
+
+    def _key(self, truth: View, d: Decision) -> tuple:
+        return (d.levels.tobytes(), d.priority.tobytes(), d.standby, truth.key)
 
     def __call__(self, truth: View, d: Decision) -> tuple[np.ndarray, float]:
-        key = (d.levels.tobytes(), d.priority.tobytes(), truth.key)
+        key = self._key(truth, d)
         if key not in self._memo:
             k = realize_levels(truth.problem, d.levels, d.priority)
-            self._memo[key] = (k, shedding_objective(truth.problem, k))
+            served = cost = 0.0
+            if d.standby and self.world is not None:
+                k, served = self.world.serve(truth, k, d.priority, d.standby)
+                cost = self.world.cost_per_h(d.standby)
+            self._memo[key] = (k, shedding_objective(truth.problem, k) - cost)
+            self._standby[key] = (served, cost)
         return self._memo[key]
+
+    def standby(self, truth: View, d: Decision) -> tuple[float, float]:
+        """Value per hour served on standby and the placement's cost per hour (after ``self(truth, d)``)."""
+        return self._standby[self._key(truth, d)]
 
 
 def replay_incident(
@@ -214,7 +236,7 @@ def replay_incident(
     d0 = policy.step(-1, normal)
     k0, _ = realize(normal, d0)
     prev, last = k0, (None, None)
-    values, switch, realized, decisions = [], [], [], []
+    values, switch, realized, decisions, on_standby = [], [], [], [], []
     for t, (true, seen) in enumerate(zip(truth, observed, strict=True)):
         d = policy.step(t, seen)
         if last == (d, true.key):  # long outages: the same decision on the same state changes nothing
@@ -222,7 +244,9 @@ def replay_incident(
         else:
             k, v = realize(true, d)
             c = costs.charge(prev, k)
+            sb = realize.standby(true, d)
         values.append(v)
+        on_standby.append(sb)
         switch.append(c)
         realized.append(k)
         decisions.append(d)
@@ -231,5 +255,19 @@ def replay_incident(
     if len(switch_arr):
         switch_arr[-1] += costs.charge(prev, k0)
     return PolicyRun(
-        np.asarray(values, dtype=np.float64), switch_arr, realized, [d.levels for d in decisions], d0, decisions
+        np.asarray(values, dtype=np.float64),
+        switch_arr,
+        realized,
+        [d.levels for d in decisions],
+        d0,
+        decisions,
+        *standby_arrays(on_standby, decisions),
     )
+
+
+def standby_arrays(parts: Sequence[tuple[float, float]], decisions: Sequence[Decision]):
+    """Per-window standby value and cost as arrays, or (None, None) when no decision held a placement."""
+    if not any(d.standby for d in decisions):
+        return None, None
+    a = np.asarray(parts, dtype=np.float64).reshape(-1, 2)
+    return a[:, 0].copy(), a[:, 1].copy()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -23,15 +24,18 @@ from policies.backtest.guards import guard_replay
 from policies.backtest.metrics import incident_figures, summarize
 from policies.backtest.oracle import hindsight_oracle
 from policies.backtest.policies import (
+    Decision,
     DwellPolicy,
     GreedyPolicy,
     ReplayPolicy,
+    StandbyPolicy,
     fcfs_policy,
     state_optimum,
     tiers_policy,
 )
 from policies.backtest.replay import Realizer, StateCatalog, find_incidents, replay_incident
-from policies.backtest.reuse import SOLVE_TOP_K, ReplayStore, Solve, replay_base, replay_key, with_position
+from policies.backtest.reuse import IncidentReuse, ReplayStore, Solve, solve_with
+from policies.backtest.standby import StandbyWorld, has_standby_tables, standby_summary, train_placement
 from policies.backtest.timed import published_policy, trained_files
 from policies.errors import NothingToLearnError, QresError
 from policies.model.failure_model import FailureModel, fit_failure_model
@@ -54,6 +58,7 @@ class TrainedPolicy:
     scenarios: ScenarioSet
     files: dict[str, bytes]  # the bundle's decision files, as the nightly writes them
     solvers: list[dict]  # the provenance record of each scenario's solve
+    standby: tuple[str, ...] = ()  # the standby placement the nightly would publish (empty: no candidates)
 
     @property
     def decisions(self) -> bytes:
@@ -118,9 +123,11 @@ def train_policy(
     checks: pa.Table,
     progress: Callable[[int, int], None] | None = None,
     solve: Solve | None = None,
+    *,
+    standby: bool = True,
 ) -> TrainedPolicy:
-    """Fit, build scenarios and solve on ``checks`` exactly as the nightly flow does; ``solve`` may answer
-    from the nightly's solve cache (policies/backtest/reuse.py)."""
+    """Fit, build scenarios and solve on ``checks`` exactly as the nightly flow does (with ``standby`` and
+    the standby tables, the placement too); ``solve``: the nightly's solve cache (backtest/reuse.py)."""
     model = _fit(tables, cfg, checks)
     scen = build_scenarios(
         model,
@@ -134,26 +141,36 @@ def train_policy(
         tables["services"], tables["dependencies"], tables["workloads"], scen.scenarios, levels=cfg.levels
     )
     params = {"seed": cfg.seed, "time_limit_s": cfg.time_limit_s, "solvers": cfg.solvers, "anneal": cfg.anneal}
-    if solve is None:
-        results = SHEDDING.solve_each(problems, **params, progress=progress)
-    else:
-        results = solve("shedding", problems, {**params, "top_k": SOLVE_TOP_K})
+    results = solve_with(solve, SHEDDING, problems, params, progress)
     records = [solve_record(r, probability=s.probability) for s, r in zip(scen.scenarios, results)]
     files = trained_files(tables, cfg, model, scen.scenarios, problems, results, solve=solve)
-    return TrainedPolicy(model, scen, files, records)
+    placement = ()
+    if standby and has_standby_tables(tables):
+        placement = train_placement(tables, scen.scenarios, seed=cfg.seed, time_limit_s=cfg.time_limit_s)
+    return TrainedPolicy(model, scen, files, records, placement)
 
 
 def replay_policies(
-    index, tables: Mapping[str, pa.Table], cfg: BacktestConfig, *, window_min: int
+    index, tables: Mapping[str, pa.Table], cfg: BacktestConfig, *, window_min: int, standby: tuple[str, ...] = ()
 ) -> list[ReplayPolicy]:
-    """The policies a backtest replays, in report order (the oracle is added after them)."""
-    return [
-        published_policy(index, cfg.unmatched, window_min=window_min),
+    """The policies a backtest replays, in report order (the oracle is added after them).
+
+    With a ``standby`` placement, published holds it, and two more show whose merit a result is:
+    ``published_no_standby`` (the same shedding without it) and ``greedy_standby`` (live greedy with it).
+    """
+    published = published_policy(index, cfg.unmatched, window_min=window_min)
+    out = [
+        StandbyPolicy(published, standby, name="published") if standby else published,
         fcfs_policy(),
         tiers_policy(tables["workloads"]),
         GreedyPolicy(),
         DwellPolicy(GreedyPolicy(), int(round(cfg.dwell_min / window_min)), name="greedy_dwell"),
     ]
+    if standby:
+        bare = published_policy(index, cfg.unmatched, window_min=window_min)
+        bare.name = "published_no_standby"
+        out += [bare, StandbyPolicy(GreedyPolicy(), standby, name="greedy_standby")]
+    return out
 
 
 def run_backtest(
@@ -164,6 +181,7 @@ def run_backtest(
     version: str | None = None,
     progress: Callable[[str, int, int], None] | None = None,
     fallback: bytes | None = None,
+    standby: tuple[str, ...] | None = None,
     reuse: ReplayStore | None = None,
     solve: Solve | None = None,
 ) -> dict:
@@ -171,9 +189,9 @@ def run_backtest(
 
     The published policy answers as the client does with ``cfg.unmatched``; a given bundle
     without ``fallback`` (fallback.json; older bundles have none) answers with the old rule.
-    With ``reuse``, incidents whose states and decisions match a stored replay take its figures
-    (policies/backtest/reuse.py); ``replayed``/``reused`` count both kinds. ``solve`` solves the
-    trained policy's problems (default: here; the nightly's answers from its solve cache).
+    ``standby``: the placement published holds (candidate ids); None: the trained one (none
+    with given ``decisions``), ``()``: none.
+    ``reuse``/``solve``: the previous run's figures and solves (policies/backtest/reuse.py).
 
     Returns the figures (see :func:`summarize`) plus ``train`` (a :class:`TrainedPolicy`, or None
     when ``decisions`` were given). Raises QresError when the history is too short to split.
@@ -194,9 +212,11 @@ def run_backtest(
     if decisions is None:
         past = _before(checks, split_at)
         train = train_policy(
-            tables, cfg, past, progress=lambda d, t: report("solve policy on the past", d, t), solve=solve
+            tables, cfg, past, progress=partial(report, "solve policy on the past"), solve=solve, standby=standby != ()
         )
         decisions, version, fallback = train.decisions, "trained", train.fallback
+        standby = train.standby if standby is None else standby
+    standby = tuple(sorted(standby or ()))
     files = {"decisions.parquet": decisions, **({FALLBACK_FILE: fallback} if fallback else {})}
     index = build_index("shedding", version or "bundle", {}, files)
     k = hysteresis_length(cfg.hysteresis_windows, cfg.hysteresis_min, cfg.window_min)
@@ -216,9 +236,10 @@ def run_backtest(
         if cfg.refuse_empty:
             raise
         refused, incidents = str(exc), []  # the nightly records why and goes on without figures
-    policies = replay_policies(index, tables, cfg, window_min=full.window_min)
+    policies = replay_policies(index, tables, cfg, window_min=full.window_min, standby=standby)
     costs = switch_costs(tables["workloads"], levels=cfg.levels)
-    hours, realize, optima = full.window_min / 60.0, Realizer(), {}
+    world = StandbyWorld(tables) if standby else None
+    hours, realize, optima = full.window_min / 60.0, Realizer(world), {}
 
     def optimum(view):
         if view.key not in optima:
@@ -227,50 +248,32 @@ def run_backtest(
 
     normal = catalog.views_of(np.full((1, len(full.services)), UP, dtype=np.int8))[0]
     normal_value = realize(normal, optimum(normal))[1]
-    base = (
-        replay_base(
-            tables,
-            full.services,
-            costs,
-            window_min=full.window_min,
-            normal_value=normal_value,
-            settings={"seed": cfg.seed, "time_limit_s": cfg.time_limit_s, "levels": cfg.levels},
-        )
-        if reuse is not None
-        else None
-    )
-    per_incident, keys, fresh, reused = [], [], {}, 0
+    memo = IncidentReuse.begin(reuse, tables, full, costs, normal_value, cfg)
+    per_incident = []
     for i, inc in enumerate(incidents):
         w = np.arange(inc.start_window, inc.end_window)
-        seen = full.states[np.maximum(w - delay, 0)]
         truth = catalog.views_of(full.states[w])
-        observed = catalog.views_of(seen)
+        observed = catalog.views_of(seen := full.states[np.maximum(w - delay, 0)])
         runs = {p.name: replay_incident(p, truth, observed, normal, costs, realize) for p in policies}
-        if base is not None:
-            keys.append(replay_key(base, full.states[w], seen, inc.outage_windows, inc.services, runs))
-            stored = reuse.load(keys[-1:]).get(keys[-1])
-            if stored is not None:
-                start = full.start + pd.Timedelta(minutes=inc.start_window * full.window_min)
-                per_incident.append(with_position(stored, inc.number, start.isoformat()))
-                reused += 1
-                report("replay incidents", i + 1, len(incidents))
-                continue
+        if (stored := memo.lookup(full, full.states[w], seen, inc, runs)) is not None:
+            per_incident.append(stored)
+            report("replay incidents", i + 1, len(incidents))
+            continue
         made = [d for r in runs.values() for d in r.decisions]
+        best = [optimum(v) for v in {v.key: v for v in truth}.values()]
         runs["oracle"] = hindsight_oracle(
             truth,
             normal,
-            made + [optimum(v) for v in {v.key: v for v in truth}.values()],
+            made + best + ([Decision(d.levels, d.priority, standby) for d in best] if standby else []),
             [optimum(normal)] + [r.normal for r in runs.values()],
             costs,
             hours,
             realize,
         )
         per_incident.append(incident_figures(inc, full, truth, runs, normal_value))
-        if base is not None:
-            fresh[keys[-1]] = per_incident[-1]
+        memo.add(per_incident[-1])
         report("replay incidents", i + 1, len(incidents))
-    if reuse is not None:
-        reuse.store(fresh, keys)
+    memo.finish()
     out = summarize(per_incident, alpha=cfg.alpha, goal_share=cfg.goal_share, goal_cvar_ratio=cfg.goal_cvar_ratio)
     matched = policies[0].matched
     out.update(
@@ -289,8 +292,9 @@ def run_backtest(
             else None,
             "train": train,
             "refused": refused,
-            "replayed": len(incidents) - reused,
-            "reused": reused,
+            "standby": standby_summary(world, standby, (full.end - split_at).total_seconds() / 3600.0),
+            "replayed": len(incidents) - memo.reused,
+            "reused": memo.reused,
         }
     )
     return out

@@ -45,6 +45,9 @@ def test_backtest_json_has_every_policy_and_figure(small_sample, tmp_path: Path)
     assert doc["n_incidents"] > 0 and doc["overall"] and doc["refused"] is None
     for figs in doc["overall"].values():
         assert {"share", "loss", "cvar", "min_share_violation_min", "switch_min_median", "kl_mean"} <= set(figs)
+    assert doc["standby"]["placed"]  # the sample has standby candidates: published holds the trained placement
+    assert doc["overall"]["greedy"]["standby_cost"] == 0.0 < doc["overall"]["greedy_standby"]["standby_cost"]
+    assert doc["overall"]["published"]["standby_cost"] == doc["overall"]["greedy_standby"]["standby_cost"]
     documented = (Path(__file__).resolve().parents[2] / "docs" / "backtest.md").read_text()
     inc = doc["incidents"][0]
     keys = set(doc) | set(doc["goal"]) | set(doc["overall"]["published"]) | set(inc) | set(inc["policies"]["oracle"])

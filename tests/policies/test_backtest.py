@@ -158,7 +158,9 @@ def test_backtest_on_the_small_sample_is_deterministic_and_bounded(small_sample)
         assert a["refused"] and a["overall"] == {}
     else:
         assert a["refused"] is None
-        assert set(a["overall"]) == {"published", "fcfs", "tiers", "greedy", "greedy_dwell", "oracle"}
+        names = {"published", "fcfs", "tiers", "greedy", "greedy_dwell", "oracle"}
+        with_standby = {"published_no_standby", "greedy_standby"} if a["standby"] else set()
+        assert set(a["overall"]) == names | with_standby
     for inc in a["incidents"]:
         assert inc["policies"]["oracle"]["share"] in (None, 1.0)
         for name, f in inc["policies"].items():  # nobody beats the hindsight oracle
