@@ -59,9 +59,9 @@ def main() -> None:
                 append_incident_day(data, dependency=args.dependency, incident_id="INC-BENCH", outage_min=120)
             tables = conform_tables(load_telemetry(str(data)).tables)
             t0 = time.perf_counter()
-            cold = run_backtest(tables, cfg)
+            cold = run_backtest(tables, cfg, standby=())  # as the nightly: no standby replayed
             t1 = time.perf_counter()
-            warm = run_backtest(tables, cfg, reuse=reuse, solve=solve)
+            warm = run_backtest(tables, cfg, standby=(), reuse=reuse, solve=solve)
             t2 = time.perf_counter()
             same = _figures(cold) == _figures(warm) and cold["train"].files == warm["train"].files
             print(
