@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from policies.backtest.policies import Decision, PublishedPolicy
+from policies.backtest.reuse import SOLVE_TOP_K
 from policies.shedding.anticipation import HorizonParams, plan_over_time
 from policies.shedding.horizon_solvers import HORIZON
 from policies.shedding.policy import shedding_files
@@ -28,20 +29,20 @@ if TYPE_CHECKING:
 __all__ = ["TimedPublishedPolicy", "carries_timing", "published_policy", "trained_files"]
 
 
-def trained_files(tables, cfg, model, scenarios, problems, results) -> dict[str, bytes]:
+def trained_files(tables, cfg, model, scenarios, problems, results, solve=None) -> dict[str, bytes]:
     """The bundle files the nightly would publish for the trained policy, time-coupled plans included
-    when ``cfg.time_coupled`` (``cfg``: the backtest's config, which names the nightly settings)."""
+    when ``cfg.time_coupled`` (``cfg``: the backtest's config, which names the nightly settings);
+    ``solve`` as in ``run.train_policy``."""
     timing = None
     if cfg.time_coupled:
         params = HorizonParams(steps=cfg.horizon_steps, hold_s=cfg.hold_s)
-        solve = partial(
-            HORIZON.solve_each,
-            seed=cfg.seed,
-            time_limit_s=cfg.time_limit_s,
-            solvers=cfg.horizon_solvers,
-            anneal=cfg.anneal,
+        kw = {"seed": cfg.seed, "time_limit_s": cfg.time_limit_s, "solvers": cfg.horizon_solvers, "anneal": cfg.anneal}
+        each = (
+            partial(HORIZON.solve_each, **kw)
+            if solve is None
+            else partial(solve, "horizon", params={**kw, "top_k": SOLVE_TOP_K})
         )
-        timing, _, _ = plan_over_time(model, scenarios, problems, results, tables["workloads"], params, solve)
+        timing, _, _ = plan_over_time(model, scenarios, problems, results, tables["workloads"], params, each)
     return shedding_files(tables, scenarios, problems, results, levels=cfg.levels, timing=timing, hold_s=cfg.hold_s)
 
 
