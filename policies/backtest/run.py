@@ -1,10 +1,8 @@
 """A whole backtest: split history in time, fit and solve on the past, replay later incidents.
 
-:func:`run_backtest` fits the failure model on the checks before the split, builds the
-scenario set and solves the shedding policy as the nightly flow does (or takes a published
-bundle's decisions instead), fits the states of the whole history, finds the incidents that
-start after the split and replays each with :mod:`policies.backtest.replay`. Figures per incident
-and overall are in :func:`summarize`; everything returned is JSON-able except ``train``.
+:func:`run_backtest` fits and solves the shedding policy on the checks before the split as the nightly
+does (or takes a bundle's decisions), finds the incidents after the split and replays each with
+:mod:`policies.backtest.replay`; figures in :func:`summarize`, all JSON-able except ``train``.
 """
 
 from __future__ import annotations
