@@ -9,7 +9,10 @@ nightly runs in a fresh child process on a new state folder and bundle store (ev
 solved, nothing cached). The child marks where each stage starts (ingest, validate, estimate,
 scenarios, solve, backtest, publish; ``start`` is imports and Prefect's temporary API before
 the flow's first stage); this process polls the resident memory (RSS) of the child's whole
-process tree every 0.1 s, so a stage's peak is the largest tree RSS while it ran. Stages are
+process tree every 0.1 s, so a stage's peak is the largest tree RSS while it ran (and the
+anonymous part of it: RSS also counts resident pages of the memory-mapped health-check day
+files, which the kernel can drop), plus the child's peak address space (VSZ, what ``prlimit
+--as`` limits: the mapped files count in full). Stages are
 contiguous: tiers, standby and routing solve on threads from ``solve`` on and may overlap the
 backtest. The child is killed if the tree passes ``--max-gb`` (default 8); ``--stop-at STAGE``
 ends it when that stage starts (to measure the early stages of a fleet whose solve takes hours).
@@ -33,6 +36,7 @@ import functools
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -135,16 +139,21 @@ def _cluster(runner: str, address: str | None):
         log.close()
 
 
-def _tree_rss(procs) -> int:
+def _tree_rss(procs) -> tuple[int, int]:
+    """(RSS, anonymous RSS) of the whole tree. RSS also counts the resident pages of files a
+    process maps (the mapped health-check day files): clean pages the kernel drops under
+    pressure. The anonymous part (RSS less file-backed and shared pages) is what cannot be."""
     import psutil
 
-    total = 0
+    total = anon = 0
     tree = [q for proc in procs for q in (proc, *_children(proc))]
     with contextlib.suppress(psutil.Error):
         for p in tree:
             with contextlib.suppress(psutil.Error):
-                total += p.memory_info().rss
-    return total
+                info = p.memory_info()
+                total += info.rss
+                anon += info.rss - info.shared
+    return total, anon
 
 
 def _children(proc) -> list:
@@ -173,7 +182,8 @@ def _measure(
     (tmp / "spec.json").write_text(json.dumps(spec))
     cmd = [sys.executable, __file__, "--child", str(tmp / "spec.json"), "--runner", runner]
     cmd += ["--address", address] if address else []
-    samples: list[tuple[float, int]] = []
+    samples: list[tuple[float, int, int]] = []
+    vsz = 0
     t_start = time.time()
     child = subprocess.Popen(cmd, cwd=ROOT)
     proc = psutil.Process(child.pid)
@@ -181,8 +191,10 @@ def _measure(
     killed = None
     marks_file = Path(spec["marks"])
     while child.poll() is None:
-        rss = _tree_rss(watched)
-        samples.append((time.time(), rss))
+        rss, anon = _tree_rss(watched)
+        samples.append((time.time(), rss, anon))
+        with contextlib.suppress(psutil.Error):  # the nightly's own address space, against prlimit --as
+            vsz = max(vsz, proc.memory_info().vms)
         if killed is None and rss > max_gb * 1e9:
             killed = "killed (memory)"
         elif killed is None and stop_at and marks_file.exists() and f'"{stop_at}"' in marks_file.read_text():
@@ -201,15 +213,26 @@ def _measure(
         if Path(spec["marks"]).exists()
         else []
     )
-    bounds = [("start", t_start, 0.0)] + [(m["stage"], m["t"], m.get("arrow_gb", 0.0)) for m in marks]
-    t_end = next((t for name, t, _ in bounds if name == stop_at), t_end)  # a stopped run ends at its stop
+    bounds = [("start", t_start, 0.0, 0.0)]
+    bounds += [(m["stage"], m["t"], m.get("arrow_gb", 0.0), m.get("mapped_gb", 0.0)) for m in marks]
+    t_end = next((t for name, t, *_ in bounds if name == stop_at), t_end)  # a stopped run ends at its stop
     stages = []
-    for i, (name, t0, arrow_gb) in enumerate(bounds):
+    for i, (name, t0, arrow_gb, mapped_gb) in enumerate(bounds):
         if name in ("end", stop_at):
             break
         t1 = bounds[i + 1][1] if i + 1 < len(bounds) else t_end
-        peak = max((r for t, r in samples if t0 <= t <= t1), default=0)
-        stages.append({"stage": name, "wall_s": t1 - t0, "peak_gb": peak / 1e9, "arrow_in_gb": arrow_gb})
+        peak = max((r for t, r, _ in samples if t0 <= t <= t1), default=0)
+        anon = max((a for t, _, a in samples if t0 <= t <= t1), default=0)
+        stages.append(
+            {
+                "stage": name,
+                "wall_s": t1 - t0,
+                "peak_gb": peak / 1e9,
+                "anon_gb": anon / 1e9,
+                "arrow_in_gb": arrow_gb,
+                "mapped_gb": mapped_gb,
+            }
+        )
     rows = services * days * 1440 * PROBES
     out = {
         "services": services,
@@ -217,11 +240,15 @@ def _measure(
         "runner": runner,
         "exit": killed or child.returncode,
         "wall_s": t_end - t_start,
-        "peak_gb": max((r for _, r in samples), default=0) / 1e9,
+        "peak_gb": max((r for _, r, _ in samples), default=0) / 1e9,
+        "anon_gb": max((a for _, _, a in samples), default=0) / 1e9,
+        "vsz_gb": vsz / 1e9,
         "stages": stages,
     }
     if Path(spec["result"]).exists():
         out |= json.loads(Path(spec["result"]).read_text())
+    # The run's state holds the mapped health-check files (~59 bytes a row: 5 GB at 1,000 services).
+    shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
@@ -233,7 +260,8 @@ def _child(spec_path: Path, runner: str, address: str | None) -> None:
 
     def mark(stage: str) -> None:
         held = pa.total_allocated_bytes() / 1e9  # Arrow memory held when the stage starts
-        marks.write(json.dumps({"stage": stage, "t": time.time(), "arrow_gb": held}) + "\n")
+        on_disk = mapped_bytes() / 1e9  # ... and the day files mapped from disk (not held)
+        marks.write(json.dumps({"stage": stage, "t": time.time(), "arrow_gb": held, "mapped_gb": on_disk}) + "\n")
 
     def at(module, name: str, stage: str) -> None:
         original = getattr(module, name)
@@ -248,6 +276,7 @@ def _child(spec_path: Path, runner: str, address: str | None) -> None:
     import pyarrow as pa
 
     from flows.environment import configure_environment, embedded_run
+    from policies.telemetry.mapped import mapped_bytes
 
     configure_environment(tmp / "state")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
@@ -298,15 +327,22 @@ def _print_one(res: dict, show_bytes: bool) -> None:
         f"\n{res['services']:,} services, {res['rows']:,} health-check rows, runner {res['runner']}: "
         f"exit {res['exit']}, {res.get('scenarios', '?')} scenarios, published {res.get('published')}"
     )
-    print(f"{'stage':<10} {'wall s':>9} {'peak GB':>8} {'us/row':>8} {'Arrow GB held at start':>23}")
+    print(
+        f"{'stage':<10} {'wall s':>9} {'peak GB':>8} {'anon GB':>8} {'us/row':>8} "
+        f"{'Arrow GB held at start':>23} {'mapped GB':>9}"
+    )
     for s in res["stages"]:
         print(
-            f"{s['stage']:<10} {s['wall_s']:>9.1f} {s['peak_gb']:>8.2f} {s['wall_s'] / res['rows'] * 1e6:>8.2f} "
-            f"{s.get('arrow_in_gb', 0):>23.2f}"
+            f"{s['stage']:<10} {s['wall_s']:>9.1f} {s['peak_gb']:>8.2f} {s.get('anon_gb', 0):>8.2f} "
+            f"{s['wall_s'] / res['rows'] * 1e6:>8.2f} {s.get('arrow_in_gb', 0):>23.2f} {s.get('mapped_gb', 0):>9.2f}"
         )
-    work = _work_s(res)
-    print(f"{'stages':<10} {work:>9.1f} {res['peak_gb']:>8.2f} {work / res['rows'] * 1e6:>8.2f}")
-    print(f"{'process':<10} {res['wall_s']:>9.1f} {res['peak_gb']:>8.2f} {res['wall_s'] / res['rows'] * 1e6:>8.2f}")
+    work, anon = _work_s(res), res.get("anon_gb", 0)
+    print(f"peak address space (VSZ) of the nightly's process: {res.get('vsz_gb', 0):.2f} GB")
+    print(f"{'stages':<10} {work:>9.1f} {res['peak_gb']:>8.2f} {anon:>8.2f} {work / res['rows'] * 1e6:>8.2f}")
+    print(
+        f"{'process':<10} {res['wall_s']:>9.1f} {res['peak_gb']:>8.2f} {anon:>8.2f} "
+        f"{res['wall_s'] / res['rows'] * 1e6:>8.2f}"
+    )
     if show_bytes:
         print(f"decisions sha256: {res.get('decisions_sha256')}")
     sys.stdout.flush()
@@ -324,14 +360,15 @@ def _print_totals(results: list[dict]) -> None:
     base = results[0]
     print(
         f"\n{'services':>8} {'rows':>12} {'process s':>9} {'stages s':>8} {'peak GB':>8} {'us/row':>7} "
-        f"{'x cost/row':>10} {'x (process)':>11} {'x peak':>7}"
+        f"{'x cost/row':>10} {'x (process)':>11} {'x peak':>7} {'anon GB':>8}"
     )
     for r in results:
         cost, base_cost = _work_s(r) / r["rows"], _work_s(base) / base["rows"]
         whole = (r["wall_s"] / r["rows"]) / (base["wall_s"] / base["rows"])
         print(
             f"{r['services']:>8,} {r['rows']:>12,} {r['wall_s']:>9.0f} {_work_s(r):>8.0f} {r['peak_gb']:>8.2f} "
-            f"{cost * 1e6:>7.2f} {cost / base_cost:>10.2f} {whole:>11.2f} {r['peak_gb'] / base['peak_gb']:>7.2f}"
+            f"{cost * 1e6:>7.2f} {cost / base_cost:>10.2f} {whole:>11.2f} {r['peak_gb'] / base['peak_gb']:>7.2f} "
+            f"{r.get('anon_gb', 0):>8.2f}"
         )
     names = [s["stage"] for s in base["stages"]]
     print(f"\nper stage, x against {base['services']} services (wall / peak):")

@@ -32,6 +32,7 @@ from flows.summary import RunSummary
 from policies.model.failure_model import FailureModel
 from policies.scenarios.scenario_set import ScenarioSet
 from policies.shedding.anticipation import HorizonParams
+from policies.telemetry.mapped import release_pages
 from qres_client.bundle import BundleVerificationError, read_latest
 from tasks.backtest import backtest_policy
 from tasks.estimate import health_file
@@ -74,7 +75,12 @@ def run_nightly(
     scenarios = build_scenarios(settings, model, data.tables)
     pending = submit_families(settings, data.tables, scenarios, pool)  # tiers, standby, routing: overlap the rest
     solved = _solve_shedding(settings, data.tables, scenarios, scope, model)
-    backtest = step(backtest_policy)(data.tables, backtest_config(settings)) if settings.backtest.enabled else None
+    backtest = (
+        step(backtest_policy)(data.tables, backtest_config(settings), _backtest_caches(settings))
+        if settings.backtest.enabled
+        else None
+    )
+    release_pages()  # the backtest read the mapped day files: drop their pages
     target = TrackingTarget(settings.tracking_uri, settings.mlflow.experiment, settings.artifact_root)
     # A new SQLite tracking store is created (schema migrations) by its first client: runs that
     # start together on one state folder must not both create it.
@@ -99,6 +105,11 @@ def run_nightly(
     summary = _summary(settings, kind, data, model, scenarios, solved, run_id, shed, outcomes, report)
     create_markdown_artifact(summary.to_markdown(), key=f"qres-{kind}-summary", description=f"qresilience {kind} run")
     return summary
+
+
+def _backtest_caches(settings: Settings) -> dict:
+    """The backtest reuses the previous run's replay and, for its trained policy, this run's solves."""
+    return {name: solve_cache_dir(settings, name) for name in ("backtest", "shedding", "horizon")}
 
 
 def _latest_pointers(store: Path) -> dict[str, str | None] | None:

@@ -21,6 +21,7 @@ from policies.model.failure_model import FailureModel
 from policies.scenarios.scenario_set import ScenarioSet
 from policies.telemetry.history_checks import history_warnings
 from policies.telemetry.ingest import Telemetry, conform_tables, snapshot_id
+from policies.telemetry.mapped import release_pages
 from tasks.estimate import build_scenario_set, estimate_failure_model, scenario_provenance
 from tasks.ingest import ingest_telemetry, record_ingest
 from tasks.pull import pull_sources
@@ -97,6 +98,7 @@ def ingest_and_validate(settings: Settings, *, incremental: bool) -> Validated:
     if not incremental:  # the whole history is at hand: say what looks retired, silent or too quiet to learn from
         for warning in history_warnings_of(tables.get("health_checks"), settings):
             get_run_logger().warning("history: %s", warning["message"])
+    release_pages()  # each stage reads the mapped day files afresh (policies/telemetry/mapped.py)
     return Validated(telemetry, report, data_docs, tables, health_files)
 
 
@@ -114,12 +116,14 @@ def history_warnings_of(checks, settings: Settings) -> list[dict]:
 
 
 def fit_model(settings: Settings, data: Validated) -> FailureModel:
-    return _step(settings)(estimate_failure_model)(
+    model = _step(settings)(estimate_failure_model)(
         data.tables,
         **model_params(settings),
         health_files=data.health_files,
         grid_cache=settings.state_dir / "cache" / "windows",
     )
+    release_pages()
+    return model
 
 
 def build_scenarios(settings: Settings, model: FailureModel, tables: dict) -> ScenarioSet:

@@ -15,6 +15,7 @@ from prefect.logging import get_run_logger
 from policies.model.failure_model import FailureModel, fit_failure_model
 from policies.model.window_grid import WindowGrid, window_grid
 from policies.scenarios.scenario_set import ScenarioSet, build_scenarios
+from policies.telemetry.mapped import release_pages
 from qres_client.bundle import encode_json
 from qres_client.health import HEALTH_FILE, build_health_document
 from tasks.support.solve_cache import entry_paths, solve_cached
@@ -38,6 +39,7 @@ def health_check_grids(
         else:
             grid, _ = solve_cached(cache_dir, key, partial(window_grid, table, window_min))
             keys.add(key)
+        release_pages()  # one mapped day file resident at a time (policies/telemetry/mapped.py)
         if grid is None:
             return None
         grids.append(grid)

@@ -272,8 +272,8 @@ def finish_run(
 ) -> None:
     """Record the run's outcome and close it (champions moved with each family's publish)."""
     client = target.client()
-    for key, value in tags.items():
-        client.set_tag(run_id, key, value)
+    if tags:  # one round trip for every tag
+        client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in sorted(tags.items())])
     if json_artifacts:
         with tempfile.TemporaryDirectory(prefix="qres-artifacts-") as tmp:
             for name, obj in json_artifacts.items():

@@ -34,9 +34,7 @@ MAX_MODULE_LINES = 300
 # Modules over the limit when the limit became a test (issue 13), with their line counts then.
 # The counts may only go down: a module here may not grow, and one that drops to the limit
 # (or goes away) must leave this list. No new entries: split the module instead.
-MODULE_LINES_ALLOWED = {
-    "policies/telemetry/watermark.py": 368,
-}
+MODULE_LINES_ALLOWED: dict[str, int] = {}
 
 MAX_FLOW_FUNCTION_LINES = 60
 # Functions in flows/ over the limit (def line to last line, docstring included) when the limit

@@ -35,11 +35,13 @@ ROOT = Path(__file__).resolve().parents[1]
 # Recorded before the redesign, on commit 1d05f4f (see the module docstring to re-record); re-recorded
 # for issue 14: shedding decisions are planned over time (act_after_s, hold_s columns) and every
 # pattern seen in the history gets its own scenario (target_mass 1.0), which also changes the
-# scenario-dependent standby, routing and tier files; re-recorded for issue 20's solve scaling: the
-# solved set is chosen by coverage (no single outage that was never observed), each problem's seed
+# scenario-dependent standby, routing and tier files; and again when shedding decisions gained the
+# admission caps (admit_max, also in policy.json's timed plans) and the normal state's anticipating order
+# (policies/shedding/admission.py); and again for issue 20's solve scaling: the solved set is chosen by
+# coverage (no single outage that was never observed), each problem's seed
 # comes from its content (equal problems share one answer) and routing draws its samples per service
 # state (so a scenario's LP covers only the services it touches), and the Ising model behind the
-# sampled scenarios couples only pairs seen down together. fallback.json and health.json are unchanged; the backtest on the sample gives the same figures (docs/performance.md, "Fleet scale").
+# sampled scenarios couples only pairs seen down together (fallback.json and health.json unchanged).
 EXPECTED_SHA256 = {
     "shedding": {
         "decisions.parquet": "594f4124d28016848dd7101a81289bd912d57570ac073454b7b7801c844fc910",

@@ -18,8 +18,11 @@ was first answered:
   workload's last switch has passed (``hold_s`` of the plan that switched it), so a flapping
   dependency does not make the service drain and warm up again and again.
 
-Decisions without the columns (older bundles, the runtime greedy, the fallback) switch at once
-with no hold: the stateless behaviour. The returned :class:`Decision` is the plan with each
+A bundle that also ships ``admit_max`` (the share admission control may run when capacity is
+there, ``DECISIONS_SHEDDING_ADMISSION``) has its caps follow the same two rules, each workload
+with its own hold; ``extras["admit_max"]`` is then the cap in force and ``extras["target_max"]``
+the plan's. Decisions without the columns (older bundles, the runtime greedy, the fallback)
+switch at once with no hold: the stateless behaviour. The returned :class:`Decision` is the plan with each
 action's ``admit`` the share to apply now; ``extras["target"]`` keeps the plan's share.
 Not thread-safe: one controller per decision loop.
 """
@@ -42,6 +45,8 @@ class Controller:
         self._decide = decide
         self._admit: dict[str, float] = dict(initial or {})
         self._hold_until: dict[str, float] = {}
+        self._cap: dict[str, float] = {}  # admit_max in force, when the bundle ships it
+        self._cap_hold: dict[str, float] = {}
         self._scenario: str | None = None
         self._entered_s = 0.0
         self._last_s: float | None = None
@@ -66,17 +71,28 @@ class Controller:
     def _apply(self, action: Action, now_s: float, elapsed: float) -> Action:
         w, target = action.workload_id, float(action.admit)
         act_after = float(action.extras.get("act_after_s", 0.0))
-        current = self._admit.get(w)
+        hold = float(action.extras.get("hold_s", 0.0))
+        share = self._move(self._admit, self._hold_until, w, target, now_s, elapsed, act_after, hold)
+        extras = {**action.extras, "target": target}
+        if "admit_max" in action.extras:
+            cap_target = float(action.extras["admit_max"])
+            extras["target_max"] = cap_target
+            extras["admit_max"] = self._move(self._cap, self._cap_hold, w, cap_target, now_s, elapsed, act_after, hold)
+        return replace(action, admit=share, extras=MappingProxyType(extras))
+
+    @staticmethod
+    def _move(shares, holds, w, target, now_s, elapsed, act_after, hold) -> float:
+        """One workload's share (or cap) in force after this step, by the module's two rules."""
+        current = shares.get(w)
         if current is None:
             share = target
         elif target < current:
             share = target if elapsed >= act_after else current
         elif target > current:
-            ready = elapsed >= act_after and now_s >= self._hold_until.get(w, float("-inf"))
-            share = target if ready else current
+            share = target if elapsed >= act_after and now_s >= holds.get(w, float("-inf")) else current
         else:
             share = current
         if current is not None and share != current:
-            self._hold_until[w] = now_s + float(action.extras.get("hold_s", 0.0))
-        self._admit[w] = share
-        return replace(action, admit=share, extras=MappingProxyType({**action.extras, "target": target}))
+            holds[w] = now_s + hold
+        shares[w] = share
+        return share

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
+from types import MappingProxyType
 
 from qres_client.bundle import FALLBACK_FILE
 from qres_client.errors import BundleVerificationError
@@ -113,6 +114,10 @@ class RuntimeGreedy:
 
     def levels_for(self, down: frozenset[str], degraded: frozenset[str]) -> tuple[list[int], list[bool], list[int]]:
         """(levels per workload, runnable per workload, density order) for an observed state."""
+        return self._solve(down, degraded)[:3]
+
+    def _solve(self, down: frozenset[str], degraded: frozenset[str]) -> tuple:
+        """levels_for's answer, then net value, level size and capacity limit per workload (for the caps)."""
         closed = self.close(down)
         deg = degraded - closed
         L, n = self.levels, len(self.workload_ids)
@@ -151,7 +156,7 @@ class RuntimeGreedy:
             if add > 0:
                 k[w] += add
                 room -= add * step[w]
-        return k, run, order
+        return k, run, order, net, step, limit
 
     def plan(self, down: frozenset[str], degraded: frozenset[str]) -> list[tuple[str, float, int]]:
         """Ranked (workload_id, admit, rank): admitted by density, then runnable-but-shed, then not runnable."""
@@ -160,6 +165,34 @@ class RuntimeGreedy:
         ranked = sorted(range(len(k)), key=lambda w: (0 if k[w] > 0 else 1 if run[w] else 2, pos[w]))
         L = self.levels
         return [(self.workload_ids[w], k[w] / L, r) for r, w in enumerate(ranked, start=1)]
+
+    def capped_plan(self, down: frozenset[str], degraded: frozenset[str]) -> list[tuple[str, float, int, Mapping]]:
+        """:meth:`plan` with each action's extras ``{"admit_max": cap}``, by the rule of ``policies.shedding.admission``:
+        a risk shed stays cut, a capacity shed is left to admission control, a partial share is lifted
+        only when serving the lifted caps in rank order keeps as much value in the observed state."""
+        k, run, order, net, step, limit = self._solve(down, degraded)
+        pos = {w: i for i, w in enumerate(order)}
+        ranked = sorted(range(len(k)), key=lambda w: (0 if k[w] > 0 else 1 if run[w] else 2, pos[w]))
+        L = self.levels
+        risk_cut = [ok and x <= 0 for ok, x in zip(run, net)]
+        lifted = [a if cut else L for a, cut in zip(k, risk_cut)]
+        capped = [a if cut or 0 < a < L else L for a, cut in zip(k, risk_cut)]
+
+        def value(caps: list[int]) -> float:
+            room, total = limit, 0.0
+            for w in ranked:
+                take = caps[w] if run[w] else 0
+                if take and step[w] > 0:
+                    take = min(take, max(int(math.floor(room / step[w] + 1e-9)), 0))
+                room -= take * step[w]
+                total += take * net[w]
+            return total / L
+
+        caps = lifted if value(lifted) >= value(capped) - 1e-9 else capped
+        return [
+            (self.workload_ids[w], k[w] / L, r, MappingProxyType({"admit_max": caps[w] / L}))
+            for r, w in enumerate(ranked, start=1)
+        ]
 
 
 def _dot(levels: list[int], step: list[float]) -> float:

@@ -246,7 +246,9 @@ class _Index:
         key = (down, degraded)
         d = self._planned.get(key)
         if d is None:
-            actions = tuple(Action(w, admit, rank) for w, admit, rank in self.greedy.plan(down, degraded))
+            capped = "admit_max" in self.extra_columns  # an admission bundle: the live plan carries caps too
+            rows = self.greedy.capped_plan(down, degraded) if capped else self.greedy.plan(down, degraded)
+            actions = tuple(Action(*a) for a in rows)
             d = Decision(self.policy, self.version, GREEDY_KEY, False, actions)
             if len(self._planned) >= _GREEDY_CACHE_MAX:
                 self._planned.clear()

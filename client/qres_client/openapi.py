@@ -78,10 +78,17 @@ OPENAPI: dict = {
                         "minimum": 0,
                         "description": "shedding, optional: after a switch, no re-admission before this",
                     },
+                    "admit_max": {
+                        "type": "number",
+                        "minimum": 0,
+                        "maximum": 1,
+                        "description": "shedding, optional: the share admission control may run when capacity "
+                        "is there, serving in rank order (>= admit)",
+                    },
                 },
                 "additionalProperties": True,
                 "description": "Families other than shedding add their own columns; qres_client.controller "
-                "applies act_after_s and hold_s",
+                "applies act_after_s and hold_s (to admit_max too)",
             },
             "Decision": {
                 "type": "object",

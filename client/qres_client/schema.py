@@ -12,6 +12,8 @@ __all__ = [
     "DECISIONS_SHEDDING",
     "DECISIONS_SHEDDING_TIMED",
     "TIMING_COLUMNS",
+    "DECISIONS_SHEDDING_ADMISSION",
+    "ADMISSION_COLUMN",
     "DECISIONS_STANDBY",
     "DECISIONS_ROUTING",
     "DECISIONS_TIERS",
@@ -43,6 +45,20 @@ DECISIONS_SHEDDING_TIMED = pa.schema(
         pa.field("hold_s", pa.float64(), nullable=False),  # after a switch, no re-admission before this
     ],
     metadata={"qres.policy": "shedding", "qres.subject": "workload_id", "qres.timing": "act_after_s,hold_s"},
+)
+
+# The timed table with each action's admission cap (policies/shedding/admission.py): ``admit_max`` is the
+# share a service with admission control may run when capacity is there, serving in rank order (>= admit).
+# A client that does not know it applies ``admit``, the plan's cut of the observed state.
+ADMISSION_COLUMN = "admit_max"
+DECISIONS_SHEDDING_ADMISSION = pa.schema(
+    list(DECISIONS_SHEDDING_TIMED) + [pa.field(ADMISSION_COLUMN, pa.float64(), nullable=False)],
+    metadata={
+        "qres.policy": "shedding",
+        "qres.subject": "workload_id",
+        "qres.timing": "act_after_s,hold_s",
+        "qres.admission": ADMISSION_COLUMN,
+    },
 )
 
 # The other families' decisions.parquet start with exactly the shedding columns (so one client

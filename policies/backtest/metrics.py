@@ -20,6 +20,7 @@ POLICY_ORDER = (
     "tiers",
     "greedy",
     "greedy_dwell",
+    "greedy_admission",
     "published_no_standby",
     "greedy_standby",
     "oracle",
@@ -152,6 +153,9 @@ def summarize(
         if greedy:  # issue 14: published's avoidable loss at most half of live greedy's, total and CVaR
             for fig in ("avoidable_loss", "avoidable_cvar"):
                 goal[f"{fig}_vs_greedy"] = _ratio(pub[fig], greedy[fig])
+            live = overall.get("greedy_admission")
+            for fig in ("avoidable_loss", "avoidable_cvar") if live else ():  # beyond the live admission rule
+                goal[f"{fig}_vs_greedy_admission"] = _ratio(pub[fig], live[fig])
             sb = overall.get("greedy_standby")
             for fig in ("avoidable_loss", "avoidable_cvar") if sb else ():  # the shedding's merit, standby alike
                 goal[f"{fig}_vs_greedy_standby"] = _ratio(pub[fig], sb[fig])

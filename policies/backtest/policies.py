@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 import numpy as np
 import pyarrow as pa
 
+from policies.shedding.admission import admission_caps, rank_order
 from policies.shedding.policy import SHEDDING, GreedySheddingSolver
 
 if TYPE_CHECKING:
@@ -40,6 +41,7 @@ __all__ = [
     "ReplayPolicy",
     "PublishedPolicy",
     "GreedyPolicy",
+    "AdmissionGreedyPolicy",
     "DwellPolicy",
     "StandbyPolicy",
     "PriorityPolicy",
@@ -104,6 +106,22 @@ class GreedyPolicy(_Memo):
     def _decide(self, view: View) -> Decision:
         res = GreedySheddingSolver().solve(view.problem, seed=0, time_limit_s=1.0)
         return Decision(np.asarray(res.solution, dtype=np.int64), view.problem.order)
+
+
+class AdmissionGreedyPolicy(_Memo):
+    """Live greedy that leaves capacity sheds to admission control, as a bundle's caps do.
+
+    The same rule the bundle's ``admit_max`` follows (:mod:`policies.shedding.admission`), computed
+    on the spot from the observed state: what a service with admission control gets without any
+    precomputation, so that the published policy's merit is not the admission rule's.
+    """
+
+    name = "greedy_admission"
+
+    def _decide(self, view: View) -> Decision:
+        p = view.problem
+        k = np.asarray(GreedySheddingSolver().solve(p, seed=0, time_limit_s=1.0).solution, dtype=np.int64)
+        return Decision(admission_caps(p, k), rank_order(p, k))
 
 
 class PublishedPolicy(_Memo):

@@ -21,7 +21,6 @@ scored by the same rules.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -35,7 +34,7 @@ from policies.graph import close_down_set, hard_dependents, root_down_set
 from policies.model.states import DEGRADED, DOWN, UP
 from policies.scenarios.scenario_set import Scenario, scenario_key
 from policies.shedding.policy import build_shedding_problems
-from policies.shedding.problem import SheddingProblem, shedding_objective
+from policies.shedding.problem import SheddingProblem, serve_in_order, shedding_objective
 
 __all__ = [
     "Incident",
@@ -105,19 +104,7 @@ def find_incidents(
 
 def realize_levels(problem: SheddingProblem, intended: np.ndarray, priority: Sequence[int]) -> np.ndarray:
     """What actually runs: unrunnable work gives nothing; overload is served in ``priority`` order."""
-    L = problem.levels
-    k = np.where(problem.runnable, np.clip(np.asarray(intended, dtype=np.int64), 0, L), 0)
-    step = problem.demand / L
-    if float(k @ step) <= problem.capacity + problem.tolerance:
-        return k
-    out, room = np.zeros_like(k), problem.capacity + problem.tolerance / 2
-    for w in priority:
-        if k[w] == 0:
-            continue
-        take = int(k[w]) if step[w] <= 0 else min(int(k[w]), max(int(math.floor(room / step[w] + 1e-9)), 0))
-        out[w] = take
-        room -= take * step[w]
-    return out
+    return serve_in_order(problem, intended, priority)
 
 
 class StateCatalog:

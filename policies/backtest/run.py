@@ -1,16 +1,15 @@
 """A whole backtest: split history in time, fit and solve on the past, replay later incidents.
 
-:func:`run_backtest` fits the failure model on the checks before the split, builds the
-scenario set and solves the shedding policy as the nightly flow does (or takes a published
-bundle's decisions instead), fits the states of the whole history, finds the incidents that
-start after the split and replays each with :mod:`policies.backtest.replay`. Figures per incident
-and overall are in :func:`summarize`; everything returned is JSON-able except ``train``.
+:func:`run_backtest` fits and solves the shedding policy on the checks before the split as the nightly
+does (or takes a bundle's decisions), finds the incidents after the split and replays each with
+:mod:`policies.backtest.replay`; figures in :func:`summarize`, all JSON-able except ``train``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -23,6 +22,7 @@ from policies.backtest.guards import guard_replay
 from policies.backtest.metrics import incident_figures, summarize
 from policies.backtest.oracle import hindsight_oracle
 from policies.backtest.policies import (
+    AdmissionGreedyPolicy,
     Decision,
     DwellPolicy,
     GreedyPolicy,
@@ -33,6 +33,7 @@ from policies.backtest.policies import (
     tiers_policy,
 )
 from policies.backtest.replay import Realizer, StateCatalog, find_incidents, replay_incident
+from policies.backtest.reuse import IncidentReuse, ReplayStore, Solve, solve_with
 from policies.backtest.standby import StandbyWorld, has_standby_tables, standby_summary, train_placement
 from policies.backtest.timed import published_policy, trained_files
 from policies.errors import NothingToLearnError, QresError
@@ -120,11 +121,12 @@ def train_policy(
     cfg: BacktestConfig,
     checks: pa.Table,
     progress: Callable[[int, int], None] | None = None,
+    solve: Solve | None = None,
     *,
     standby: bool = True,
 ) -> TrainedPolicy:
-    """Fit, build scenarios and solve on ``checks`` exactly as the nightly flow does (with ``standby``
-    and the standby tables, the standby placement too)."""
+    """Fit, build scenarios and solve on ``checks`` exactly as the nightly flow does (with ``standby`` and
+    the standby tables, the placement too); ``solve``: the nightly's solve cache (backtest/reuse.py)."""
     model = _fit(tables, cfg, checks)
     scen = build_scenarios(
         model,
@@ -137,16 +139,10 @@ def train_policy(
     problems = build_shedding_problems(
         tables["services"], tables["dependencies"], tables["workloads"], scen.scenarios, levels=cfg.levels
     )
-    results = SHEDDING.solve_each(
-        problems,
-        seed=cfg.seed,
-        time_limit_s=cfg.time_limit_s,
-        solvers=cfg.solvers,
-        anneal=cfg.anneal,
-        progress=progress,
-    )
+    params = {"seed": cfg.seed, "time_limit_s": cfg.time_limit_s, "solvers": cfg.solvers, "anneal": cfg.anneal}
+    results = solve_with(solve, SHEDDING, problems, params, progress)
     records = [solve_record(r, probability=s.probability) for s, r in zip(scen.scenarios, results)]
-    files = trained_files(tables, cfg, model, scen.scenarios, problems, results)
+    files = trained_files(tables, cfg, model, scen.scenarios, problems, results, solve=solve)
     placement = ()
     if standby and has_standby_tables(tables):
         placement = train_placement(tables, scen.scenarios, seed=cfg.seed, time_limit_s=cfg.time_limit_s)
@@ -168,6 +164,7 @@ def replay_policies(
         tiers_policy(tables["workloads"]),
         GreedyPolicy(),
         DwellPolicy(GreedyPolicy(), int(round(cfg.dwell_min / window_min)), name="greedy_dwell"),
+        AdmissionGreedyPolicy(),
     ]
     if standby:
         bare = published_policy(index, cfg.unmatched, window_min=window_min)
@@ -185,6 +182,8 @@ def run_backtest(
     progress: Callable[[str, int, int], None] | None = None,
     fallback: bytes | None = None,
     standby: tuple[str, ...] | None = None,
+    reuse: ReplayStore | None = None,
+    solve: Solve | None = None,
 ) -> dict:
     """Backtest the policy trained before the split (or the given bundle ``decisions``).
 
@@ -192,6 +191,7 @@ def run_backtest(
     without ``fallback`` (fallback.json; older bundles have none) answers with the old rule.
     ``standby``: the placement published holds (candidate ids); None: the trained one (none
     with given ``decisions``), ``()``: none.
+    ``reuse``/``solve``: the previous run's figures and solves (policies/backtest/reuse.py).
 
     Returns the figures (see :func:`summarize`) plus ``train`` (a :class:`TrainedPolicy`, or None
     when ``decisions`` were given). Raises QresError when the history is too short to split.
@@ -212,7 +212,7 @@ def run_backtest(
     if decisions is None:
         past = _before(checks, split_at)
         train = train_policy(
-            tables, cfg, past, progress=lambda d, t: report("solve policy on the past", d, t), standby=standby != ()
+            tables, cfg, past, progress=partial(report, "solve policy on the past"), solve=solve, standby=standby != ()
         )
         decisions, version, fallback = train.decisions, "trained", train.fallback
         standby = train.standby if standby is None else standby
@@ -248,12 +248,17 @@ def run_backtest(
 
     normal = catalog.views_of(np.full((1, len(full.services)), UP, dtype=np.int8))[0]
     normal_value = realize(normal, optimum(normal))[1]
+    memo = IncidentReuse.begin(reuse, tables, full, costs, normal_value, cfg)
     per_incident = []
     for i, inc in enumerate(incidents):
         w = np.arange(inc.start_window, inc.end_window)
         truth = catalog.views_of(full.states[w])
-        observed = catalog.views_of(full.states[np.maximum(w - delay, 0)])
+        observed = catalog.views_of(seen := full.states[np.maximum(w - delay, 0)])
         runs = {p.name: replay_incident(p, truth, observed, normal, costs, realize) for p in policies}
+        if (stored := memo.lookup(full, full.states[w], seen, inc, runs)) is not None:
+            per_incident.append(stored)
+            report("replay incidents", i + 1, len(incidents))
+            continue
         made = [d for r in runs.values() for d in r.decisions]
         best = [optimum(v) for v in {v.key: v for v in truth}.values()]
         runs["oracle"] = hindsight_oracle(
@@ -266,7 +271,9 @@ def run_backtest(
             realize,
         )
         per_incident.append(incident_figures(inc, full, truth, runs, normal_value))
+        memo.add(per_incident[-1])
         report("replay incidents", i + 1, len(incidents))
+    memo.finish()
     out = summarize(per_incident, alpha=cfg.alpha, goal_share=cfg.goal_share, goal_cvar_ratio=cfg.goal_cvar_ratio)
     matched = policies[0].matched
     out.update(
@@ -286,6 +293,8 @@ def run_backtest(
             "train": train,
             "refused": refused,
             "standby": standby_summary(world, standby, (full.end - split_at).total_seconds() / 3600.0),
+            "replayed": len(incidents) - memo.reused,
+            "reused": memo.reused,
         }
     )
     return out

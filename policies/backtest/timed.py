@@ -4,7 +4,9 @@ A bundle whose shedding decisions carry the time rule (``qres_client.schema.DECI
 is meant to be applied by :class:`qres_client.controller.Controller`: wait ``act_after_s`` in a
 state before shedding, hold ``hold_s`` after a switch before re-admitting. This policy replays
 exactly that: one Controller per incident, fed the observed view window by window, its clock
-the window's start (window ``-1``, the normal state, one window before the incident).
+the window's start (window ``-1``, the normal state, one window before the incident). When the
+actions carry ``admit_max`` (the admission caps), the intended level is the cap in force and the
+world's admission control serves it in rank order, as it does every policy's intent.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from policies.backtest.policies import Decision, PublishedPolicy
+from policies.backtest.reuse import SOLVE_TOP_K
 from policies.shedding.anticipation import HorizonParams, plan_over_time
 from policies.shedding.horizon_solvers import HORIZON
 from policies.shedding.policy import shedding_files
@@ -26,20 +29,20 @@ if TYPE_CHECKING:
 __all__ = ["TimedPublishedPolicy", "carries_timing", "published_policy", "trained_files"]
 
 
-def trained_files(tables, cfg, model, scenarios, problems, results) -> dict[str, bytes]:
+def trained_files(tables, cfg, model, scenarios, problems, results, solve=None) -> dict[str, bytes]:
     """The bundle files the nightly would publish for the trained policy, time-coupled plans included
-    when ``cfg.time_coupled`` (``cfg``: the backtest's config, which names the nightly settings)."""
+    when ``cfg.time_coupled`` (``cfg``: the backtest's config, which names the nightly settings);
+    ``solve`` as in ``run.train_policy``."""
     timing = None
     if cfg.time_coupled:
         params = HorizonParams(steps=cfg.horizon_steps, hold_s=cfg.hold_s)
-        solve = partial(
-            HORIZON.solve_each,
-            seed=cfg.seed,
-            time_limit_s=cfg.time_limit_s,
-            solvers=cfg.horizon_solvers,
-            anneal=cfg.anneal,
+        kw = {"seed": cfg.seed, "time_limit_s": cfg.time_limit_s, "solvers": cfg.horizon_solvers, "anneal": cfg.anneal}
+        each = (
+            partial(HORIZON.solve_each, **kw)
+            if solve is None
+            else partial(solve, "horizon", params={**kw, "top_k": SOLVE_TOP_K})
         )
-        timing, _, _ = plan_over_time(model, scenarios, problems, results, tables["workloads"], params, solve)
+        timing, _, _ = plan_over_time(model, scenarios, problems, results, tables["workloads"], params, each)
     return shedding_files(tables, scenarios, problems, results, levels=cfg.levels, timing=timing, hold_s=cfg.hold_s)
 
 
@@ -82,7 +85,8 @@ class TimedPublishedPolicy:
         ranked = []
         for a in decision.actions:
             if a.workload_id in pos:
-                k[pos[a.workload_id]] = int(round(a.admit * p.levels))
+                share = a.extras.get("admit_max", a.admit)
+                k[pos[a.workload_id]] = int(round(float(share) * p.levels))
                 ranked.append(pos[a.workload_id])
         seen = set(ranked)
         rest = [w for w in p.order.tolist() if w not in seen]

@@ -6,7 +6,9 @@ run, so a runtime service that cannot follow the shares can still follow the ord
 Neither carries times or versions, and floats are rounded, so the same inputs and seed
 give the same bytes. With ``timing`` (per scenario key, the :class:`TimedPlan` of the
 time-coupled solve, :mod:`policies.shedding.anticipation`) the admitted levels are the timed
-plan's and every action also carries ``act_after_s`` and ``hold_s`` (``DECISIONS_SHEDDING_TIMED``);
+plan's and every action also carries ``act_after_s`` and ``hold_s``, and ``admit_max``, the share
+admission control may run when capacity is there (:mod:`policies.shedding.admission`; the normal
+state is then ranked in the order that anticipates the likely outages), ``DECISIONS_SHEDDING_ADMISSION``;
 scenarios without a timed plan switch at once (``act_after_s`` 0) and hold the default.
 """
 
@@ -14,32 +16,65 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 
-from policies.scenarios.scenario_set import Scenario
+from policies.scenarios.scenario_set import FALLBACK_KEY, NORMAL_KEY, Scenario
+from policies.shedding.admission import admission_caps, anticipating_order, rank_order
 from policies.shedding.anticipation import TimedPlan
 from policies.shedding.problem import SheddingProblem, check_levels
 from policies.solve.portfolio import PortfolioResult
-from qres_client.schema import DECISIONS_SHEDDING, DECISIONS_SHEDDING_TIMED
+from qres_client.schema import DECISIONS_SHEDDING, DECISIONS_SHEDDING_ADMISSION
 
 __all__ = ["shedding_actions", "decisions_table", "policy_document"]
 
 
-def shedding_actions(problem: SheddingProblem, levels_vec, plan: TimedPlan | None = None) -> list[dict]:
-    """Ranked actions: admitted by density, then runnable-but-shed, then not runnable."""
+def shedding_actions(
+    problem: SheddingProblem,
+    levels_vec,
+    plan: TimedPlan | None = None,
+    caps: Admission | None = None,
+) -> list[dict]:
+    """Ranked actions: admitted by density (or ``caps.order``), then runnable-but-shed, then not runnable."""
     k = check_levels(problem, levels_vec if plan is None else plan.levels)
-    group = np.where(k > 0, 0, np.where(problem.runnable, 1, 2))
-    pos = np.empty(len(k), dtype=np.int64)
-    pos[problem.order] = np.arange(len(k))
-    ranked = np.lexsort((pos, group))
+    ranked = rank_order(problem, k, None if caps is None else caps.order)
     out = []
     for r, w in enumerate(ranked.tolist(), start=1):
         a = {"workload_id": problem.workload_ids[w], "admit": float(k[w]) / problem.levels, "rank": r}
         if plan is not None:
             a.update(act_after_s=float(plan.act_after_s[w]), hold_s=float(plan.hold_s))
+        if caps is not None:
+            a["admit_max"] = float(caps.levels[w]) / problem.levels
         out.append(a)
+    return out
+
+
+@dataclass(frozen=True)
+class Admission:
+    """A scenario's admission caps (levels) and, for the normal state, its serving order (None: density)."""
+
+    levels: np.ndarray
+    order: np.ndarray | None = None
+
+
+def _admission(scenarios, problems, plans) -> dict[str, Admission]:
+    """Every scenario's caps; the normal state also gets the order that anticipates the likely outages."""
+    out = {s.key: Admission(admission_caps(p, k)) for s, p, k in zip(scenarios, problems, plans)}
+    at = next((i for i, s in enumerate(scenarios) if s.key == NORMAL_KEY), None)
+    if at is not None:
+        rest = [i for i, s in enumerate(scenarios) if s.key not in (NORMAL_KEY, FALLBACK_KEY)]
+        caps = out[NORMAL_KEY].levels
+        order = anticipating_order(
+            problems[at],
+            caps,
+            [problems[i] for i in rest],
+            [plans[i] for i in rest],
+            [out[scenarios[i].key].levels for i in rest],
+            [scenarios[i].probability for i in rest],
+        )
+        out[NORMAL_KEY] = Admission(caps, order)
     return out
 
 
@@ -72,13 +107,19 @@ def decisions_table(
     timing: Mapping[str, TimedPlan] | None = None,
     hold_s: float = 0.0,
 ) -> pa.Table:
-    """decisions.parquet rows, conforming to ``DECISIONS_SHEDDING`` (``_TIMED`` with ``timing``): scenario
-    order, then rank."""
-    schema = DECISIONS_SHEDDING if timing is None else DECISIONS_SHEDDING_TIMED
+    """decisions.parquet rows, conforming to ``DECISIONS_SHEDDING`` (``_ADMISSION`` with ``timing``):
+    scenario order, then rank."""
+    schema = DECISIONS_SHEDDING if timing is None else DECISIONS_SHEDDING_ADMISSION
     cols: dict[str, list] = {f.name: [] for f in schema}
-    for s, r, p in _aligned(scenarios, results, problems):
-        for a in shedding_actions(p, r.best.solution, _plan(timing, s.key, p, r.best.solution, hold_s)):
-            for name in ("act_after_s", "hold_s"):
+    rows = [
+        (s, p, _plan(timing, s.key, p, r.best.solution, hold_s)) for s, r, p in _aligned(scenarios, results, problems)
+    ]
+    caps = None
+    if timing is not None:
+        caps = _admission([s for s, _, _ in rows], [p for _, p, _ in rows], [np.asarray(t.levels) for _, _, t in rows])
+    for (s, p, plan), r in zip(rows, results):
+        for a in shedding_actions(p, r.best.solution, plan, None if caps is None else caps[s.key]):
+            for name in ("act_after_s", "hold_s", "admit_max"):
                 if name in cols:
                     cols[name].append(a[name])
             cols["scenario_key"].append(s.key)
@@ -117,7 +158,7 @@ def _scenario_status(r: PortfolioResult) -> str:
     return "OPTIMAL" if proven else best.info.status
 
 
-def _timed_document(p: SheddingProblem, plan: TimedPlan) -> dict:
+def _timed_document(p: SheddingProblem, plan: TimedPlan, caps: Admission) -> dict:
     """What decisions.parquet ships for a state planned over time, and how it compares with the live rule."""
     return {
         "solver": plan.solver,
@@ -126,8 +167,8 @@ def _timed_document(p: SheddingProblem, plan: TimedPlan) -> dict:
         "step_s": _r(plan.step_s),
         "hold_s": _r(plan.hold_s),
         "actions": [
-            {**a, "admit": _r(a["admit"]), "act_after_s": _r(a["act_after_s"])}
-            for a in shedding_actions(p, plan.levels, plan)
+            {**a, "admit": _r(a["admit"]), "act_after_s": _r(a["act_after_s"]), "admit_max": _r(a["admit_max"])}
+            for a in shedding_actions(p, plan.levels, plan, caps)
         ],
     }
 
@@ -143,10 +184,14 @@ def policy_document(
     ``solver`` names the solver whose answer was chosen; ``status`` is ``OPTIMAL`` whenever
     a candidate proved that answer optimal (a heuristic that ties a proven optimum counts).
     ``actions`` is the state's static optimum; a state planned over time also has ``timed``: the
-    plan decisions.parquet ships (levels, ``act_after_s``, ``hold_s``), its value over the
-    horizon and the live rule's (``live_objective``).
+    plan decisions.parquet ships (levels, ``act_after_s``, ``hold_s``, ``admit_max``), its value over
+    the horizon and the live rule's (``live_objective``).
     """
     out = []
+    caps = None
+    if timing is not None:
+        plans = [_plan(timing, s.key, p, r.best.solution, 0.0).levels for s, r, p in zip(scenarios, results, problems)]
+        caps = _admission(scenarios, problems, [np.asarray(k) for k in plans])
     for s, r, p in _aligned(scenarios, results, problems):
         out.append(
             {
@@ -167,5 +212,5 @@ def policy_document(
             }
         )
         if timing is not None and s.key in timing:
-            out[-1]["timed"] = _timed_document(p, timing[s.key])
+            out[-1]["timed"] = _timed_document(p, timing[s.key], caps[s.key])
     return {"schema_version": 1, "policy": "shedding", "scenarios": out}

@@ -41,6 +41,7 @@ __all__ = [
     "is_feasible_shedding",
     "fill_levels",
     "repair_levels",
+    "serve_in_order",
 ]
 
 _FEAS_REL_TOL = 1e-9
@@ -213,6 +214,25 @@ def repair_levels(p: SheddingProblem, k: np.ndarray) -> np.ndarray:
             k[w] -= drop
             excess -= drop * step[w]
     return k
+
+
+def serve_in_order(problem: SheddingProblem, intended, priority) -> np.ndarray:
+    """What a runtime with admission control runs: unrunnable work gives nothing; overload is served in
+    ``priority`` order, each workload taking the whole levels that still fit (the backtest's world and
+    the admission caps of :mod:`policies.shedding.admission` both use it)."""
+    L = problem.levels
+    k = np.where(problem.runnable, np.clip(np.asarray(intended, dtype=np.int64), 0, L), 0)
+    step = problem.demand / L
+    if float(k @ step) <= problem.capacity + problem.tolerance:
+        return k
+    out, room = np.zeros_like(k), problem.capacity + problem.tolerance / 2
+    for w in priority:
+        if k[w] == 0:
+            continue
+        take = int(k[w]) if step[w] <= 0 else min(int(k[w]), max(int(math.floor(room / step[w] + 1e-9)), 0))
+        out[w] = take
+        room -= take * step[w]
+    return out
 
 
 def shedding_problem_from_dict(doc: dict) -> SheddingProblem:

@@ -22,7 +22,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from policies.telemetry.mapped import release_pages
+
 __all__ = ["history_warnings"]
+
+_RELEASE_ROWS = 4_000_000  # drop mapped pages after this many rows (~240 MB of checks)
 
 _H = 3_600_000
 
@@ -99,6 +103,8 @@ def _streamed(checks: pa.Table, *, max_down_h: float, max_silent_h: float, min_o
     names = pc.unique(checks["service_id"]).to_pylist()
     names = sorted(str(n) for n in names)
     value_set = pa.array(names, pa.string())
+    release_pages()  # mapped day files (policies/telemetry/mapped.py): keep about one resident
+    read = 0
     last_t: dict[int, int] = {}  # per service index: newest check, open down run's start, widest gap
     run_from: dict[int, int] = {}
     gap: dict[int, tuple[int, int]] = {}
@@ -107,6 +113,10 @@ def _streamed(checks: pa.Table, *, max_down_h: float, max_silent_h: float, min_o
     for batch in checks.to_batches():
         if batch.num_rows == 0:
             continue
+        read += batch.num_rows
+        if read > _RELEASE_ROWS:
+            release_pages()
+            read = 0
         ts = pc.cast(pc.cast(batch["ts"], pa.timestamp("ms", tz="UTC")), pa.int64()).to_numpy()
         idx = pc.index_in(pc.cast(batch["service_id"], pa.string()), value_set=value_set).to_numpy()
         down = pc.fill_null(pc.equal(pc.cast(batch["status"], pa.string()), "down"), False).to_numpy(

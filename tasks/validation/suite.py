@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from policies.errors import DataValidationError, RuleViolation
+from policies.telemetry.mapped import release_pages
 from tasks.validation.frames import BATCH_ROWS, batch_safe, frames_for, plan_batches, split_results
 from tasks.validation.ge_suites import (
     NOW_PARAMETER,
@@ -151,6 +152,7 @@ def validate_parts(
                 good.append((file, typed.filter(pa.array(~mask)) if mask.any() else typed))
                 if mask.any():
                     bad.append(_quarantine_rows(typed, mask, part_results, file))
+            release_pages()  # mapped day files: only the batch being checked stays resident
         typed_parts.clear()
         results = merge_results(results)
         # Row-level schema rules (finite numbers) quarantine like any row rule: only table-level

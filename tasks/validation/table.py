@@ -13,7 +13,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from policies.telemetry.watermark import hash_rows
+from policies.telemetry.rowhash import hash_rows
 from tasks.validation.rules import jsonable, result
 
 __all__ = ["SERIES_KEYS", "FRESHNESS_COLUMN", "table_rules", "series_ordered"]

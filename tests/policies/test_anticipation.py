@@ -90,7 +90,7 @@ def test_timed_decisions_ship_the_plan_and_repeat_byte_for_byte() -> None:
     from policies.shedding.horizon_solvers import HORIZON
     from policies.shedding.policy import SHEDDING, build_shedding_problems
     from qres_client.bundle import encode_json, encode_parquet
-    from qres_client.schema import DECISIONS_SHEDDING_TIMED
+    from qres_client.schema import DECISIONS_SHEDDING_ADMISSION
     from tests.policies.shedding_cases import SCENARIOS, shedding_tables
 
     tables = shedding_tables()
@@ -111,7 +111,7 @@ def test_timed_decisions_ship_the_plan_and_repeat_byte_for_byte() -> None:
         doc = policy_document(SCENARIOS, results, problems, timing)
         outs.append((encode_parquet(table), encode_json(doc)))
     assert outs[0] == outs[1]
-    assert table.schema.equals(DECISIONS_SHEDDING_TIMED) and set(table.column("hold_s").to_pylist()) == {300.0}
+    assert table.schema.equals(DECISIONS_SHEDDING_ADMISSION) and set(table.column("hold_s").to_pylist()) == {300.0}
     assert hp and set(timing) == {p.key for p in hp} and "normal" not in timing
     by_key = {s["key"]: s for s in doc["scenarios"]}
     for p, r in zip(hp, hr):
@@ -120,6 +120,9 @@ def test_timed_decisions_ship_the_plan_and_repeat_byte_for_byte() -> None:
         rows = [x for x in table.to_pylist() if x["scenario_key"] == p.key]
         admit = {x["workload_id"]: x["admit"] for x in rows}
         assert admit == {a["workload_id"]: a["admit"] for a in plan["actions"]}
+        caps = {x["workload_id"]: x["admit_max"] for x in rows}
+        assert caps == {a["workload_id"]: a["admit_max"] for a in plan["actions"]}
+        assert all(caps[w] >= admit[w] for w in admit)  # a cap never cuts below the plan
         k = np.asarray(r.best.solution).reshape(p.steps, -1)[-1]
         assert [admit[w] for w in p.base.workload_ids] == (k / p.base.levels).tolist()
     assert "timed" not in by_key["normal"]

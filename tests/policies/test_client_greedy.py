@@ -282,3 +282,53 @@ def test_runtime_greedy_pulls_in_no_pipeline_packages(tmp_path):
         timeout=60,
     )
     assert json.loads(out.stdout) == []
+
+
+def test_runtime_caps_follow_the_pipelines_admission_rule():
+    from policies.shedding.admission import admission_caps
+
+    lifted = kept = 0
+    for seed in range(4):
+        tables = random_tables(seed)
+        levels = 2 + seed % 3
+        greedy = parse_fallback(encode_json(fallback_document(*tables, levels=levels)), "test")
+        for down, degraded in random_states(tables, seed, 30):
+            p = problem_for(tables, down, degraded, levels)
+            rows = greedy.capped_plan(down, degraded)
+            assert [r[:3] for r in rows] == greedy.plan(down, degraded)
+            k, _, _ = greedy.levels_for(down, degraded)
+            caps = dict(zip(p.workload_ids, (admission_caps(p, np.array(k, dtype=np.int64)) / levels).tolist()))
+            got = {w: e["admit_max"] for w, _, _, e in rows}
+            assert got == caps, (seed, down, degraded)
+            lifted += sum(got[w] > a for w, a, _, _ in rows)
+            kept += sum(got[w] == a < 1 for w, a, _, _ in rows)
+    assert lifted > 0 and kept > 0  # both rules are reached
+
+
+def test_an_admission_bundle_plans_unnamed_states_with_caps_too(tmp_path):
+    from policies.shedding.anticipation import TimedPlan
+
+    tables, scenarios, problems, results = _greedy_bundle(tmp_path)
+    timing = {
+        s.key: TimedPlan(np.asarray(r.best.solution), np.zeros(len(p.workload_ids)), 300.0)
+        for s, p, r in zip(scenarios, problems, results)
+    }
+    files = {
+        "decisions.parquet": encode_parquet(decisions_table(scenarios, results, problems, timing, 300.0)),
+        FALLBACK_FILE: encode_json(fallback_document(*tables)),
+    }
+    index = build_index("shedding", "v000002", {}, files)
+    d = index.decide(frozenset({"r1"}), frozenset())  # no scenario names r1 alone: the runtime greedy
+    assert d.scenario == GREEDY_KEY
+    greedy = index.greedy.capped_plan(frozenset({"r1"}), frozenset())
+    assert [(a.workload_id, a.admit, a.extras["admit_max"]) for a in d.actions] == [
+        (w, admit, e["admit_max"]) for w, admit, _, e in greedy
+    ]
+    assert all(a.extras["admit_max"] >= a.admit for a in d.actions)
+    plain = build_index(
+        "shedding",
+        "v000001",
+        {},
+        {**files, "decisions.parquet": encode_parquet(decisions_table(scenarios, results, problems))},
+    )
+    assert all("admit_max" not in a.extras for a in plain.decide(frozenset({"r1"}), frozenset()).actions)

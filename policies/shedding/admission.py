@@ -1,0 +1,97 @@
+"""Admission caps: shed by intent only where that beats the runtime's admission control.
+
+A runtime with admission control serves what it is allowed to run in rank order against the
+capacity it really has (:func:`~policies.shedding.problem.serve_in_order`), so it follows the
+true state at once. The health checks that pick a plan lag by the detection delay, so a plan
+that cuts a workload to fit the *observed* capacity keeps shedding it through that delay after
+recovery, and the normal plan meets an outage in the normal state's order. Per scenario the
+bundle therefore also ships ``admit_max``, the share a service may run when capacity is there:
+
+- **Risk sheds stay cut** (a runnable workload whose value minus this state's risk is not
+  positive keeps the plan's share: running more would lose value whatever the capacity).
+- **Capacity sheds are left to admission control** (cap 1.0): in the observed state the plan's
+  admitted workloads come first in rank order and all fit, so the rest only take what is left,
+  and at recovery everything is served at once.
+- **Partial shares** are capped at the plan's share unless lifting them loses nothing in the
+  observed state (a whole level of a large workload can crowd out a better mix).
+
+The normal state's order (:func:`anticipating_order`) is the one that does best, weighted by
+the scenarios' probabilities, when an outage has begun but the checks still say normal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from policies.shedding.problem import SheddingProblem, check_levels, serve_in_order, shedding_objective
+
+__all__ = ["rank_order", "admission_caps", "anticipating_order"]
+
+_TOL = 1e-9
+_MAX_SCENARIOS = 64  # the most probable scenarios weigh the normal state's order (bounded work on big bundles)
+
+
+def rank_order(problem: SheddingProblem, levels_vec, order: Sequence[int] | None = None) -> np.ndarray:
+    """The bundle's ranking: admitted workloads, then runnable-but-shed, then not runnable, each group
+    in ``order`` (default: density, ``problem.order``)."""
+    k = check_levels(problem, levels_vec)
+    group = np.where(k > 0, 0, np.where(problem.runnable, 1, 2))
+    pos = np.empty(len(k), dtype=np.int64)
+    pos[np.asarray(problem.order if order is None else order, dtype=np.int64)] = np.arange(len(k))
+    return np.lexsort((pos, group))
+
+
+def admission_caps(problem: SheddingProblem, levels_vec) -> np.ndarray:
+    """Per workload the most levels the runtime may admit in this state (module docstring)."""
+    k = np.asarray(check_levels(problem, levels_vec), dtype=np.int64)
+    L = problem.levels
+    risk_cut = problem.runnable & (problem.net <= 0)
+    lifted = np.where(risk_cut, k, L).astype(np.int64)
+    capped = np.where(risk_cut | ((k > 0) & (k < L)), k, L).astype(np.int64)
+    order = rank_order(problem, k)
+
+    def value(caps: np.ndarray) -> float:
+        return shedding_objective(problem, serve_in_order(problem, caps, order))
+
+    return lifted if value(lifted) >= value(capped) - _TOL else capped
+
+
+def anticipating_order(
+    normal: SheddingProblem,
+    normal_caps,
+    problems: Sequence[SheddingProblem],
+    plans: Sequence[np.ndarray],
+    caps: Sequence[np.ndarray],
+    probabilities: Sequence[float],
+) -> np.ndarray:
+    """The normal state's serving order: of the density order and each scenario's ranking of its plan
+    (``plans``), the one whose admission of ``normal_caps`` keeps the most probability-weighted value
+    across ``problems`` (outages the checks have not reported yet). Among equal values, the one that
+    most often serves what the scenario's own caps (``caps``) will once the checks report it, so
+    catching up costs no switch; then the density order."""
+    mine = np.asarray(check_levels(normal, normal_caps), dtype=np.int64)
+    top = sorted(range(len(problems)), key=lambda i: (-float(probabilities[i]), i))[:_MAX_SCENARIOS]
+    weights = [float(probabilities[i]) for i in top]
+    if not top or sum(weights) <= 0:
+        return np.asarray(normal.order, dtype=np.int64)
+    ranked = [rank_order(problems[i], plans[i]) for i in top]
+    later = [serve_in_order(problems[i], caps[i], r) for i, r in zip(top, ranked)]
+    candidates = [np.asarray(normal.order, dtype=np.int64), *ranked]
+
+    def score(order: np.ndarray) -> tuple[float, float]:
+        value = agree = 0.0
+        for w, i, k_later in zip(weights, top, later):
+            k = serve_in_order(problems[i], mine, order)
+            value += w * shedding_objective(problems[i], k)
+            agree += w * float(np.array_equal(k, k_later))
+        return value, agree
+
+    best, (best_value, best_agree) = candidates[0], score(candidates[0])
+    tol = _TOL * max(1.0, abs(best_value))
+    for c in candidates[1:]:
+        value, agree = score(c)
+        if value > best_value + tol or (value >= best_value - tol and agree > best_agree + _TOL):
+            best, best_value, best_agree = c, max(value, best_value), agree
+    return best
