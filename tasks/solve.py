@@ -13,7 +13,6 @@ runs beside shedding, are in :mod:`tasks.solve_families`.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -21,13 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-from prefect import task
-from prefect.cache_policies import NO_CACHE
-from prefect.context import FlowRunContext
 from prefect.logging import get_run_logger
-from prefect.task_runners import ThreadPoolTaskRunner
 
-from policies.errors import SolverError
 from policies.families import family
 from policies.model.failure_model import FailureModel
 from policies.scenarios.scenario_set import ScenarioSet
@@ -37,6 +31,7 @@ from policies.solve.anneal import AnnealParams
 from policies.solve.digest import problem_groups
 from policies.solve.portfolio import PortfolioResult, rekeyed
 from policies.solve.result import solve_record
+from tasks.solve_chunks import solve_in_chunks
 from tasks.support.progress import progress_step
 from tasks.support.solve_cache import content_cache_key, load_cached_results, store_cached_results
 
@@ -44,7 +39,6 @@ __all__ = [
     "SolvedPolicy",
     "solve_problems",
     "summarize_results",
-    "solve_chunk",
     "solve_shedding_policy",
     "DEFAULT_CHUNK_SIZE",
 ]
@@ -63,37 +57,6 @@ class SolvedPolicy:
     infeasible: int = 0
     worst_gap: float | None = None
     expected_value: float = 0.0
-
-
-@task(name="solve-chunk", cache_policy=NO_CACHE)
-def solve_chunk(name: str, problems: Sequence[Any], **params: Any) -> list[PortfolioResult]:
-    """Solve one chunk of a family's problems; deterministic compute, so no retries."""
-    return family(name).solve_each(problems, **params)
-
-
-def _solve_in_chunks(name: str, problems: list, *, chunk_size: int, timeout_s: float | None, advance, **params):
-    # Prefect cannot interrupt a worker thread (it only warns), so the timeout applies where
-    # chunks run as real tasks elsewhere (Dask); threads stop on the flow's timeout.
-    on_threads = isinstance(getattr(FlowRunContext.get(), "task_runner", None), ThreadPoolTaskRunner)
-    chunk_task = solve_chunk.with_options(timeout_seconds=timeout_s) if timeout_s and not on_threads else solve_chunk
-    futures = [
-        chunk_task.submit(name, problems[i : i + chunk_size], **params) for i in range(0, len(problems), chunk_size)
-    ]
-    # A worker process that dies takes its chunk with it and the future never resolves: off
-    # threads, bound the whole wait (every chunk at its timeout, one after another) and say why.
-    budget_s = None if on_threads or not timeout_s else timeout_s * len(futures)
-    deadline = None if budget_s is None else time.monotonic() + budget_s
-    out: list[PortfolioResult] = []
-    for future in futures:  # in submission order: the answer does not depend on which chunk ends first
-        try:
-            out.extend(future.result(timeout=None if deadline is None else max(1.0, deadline - time.monotonic())))
-        except TimeoutError as exc:
-            raise SolverError(
-                f"{name}: {len(futures)} solve chunks did not all come back within {budget_s:.0f} s; "
-                "check that the task runner's workers are alive"
-            ) from exc
-        advance(len(out))
-    return out
 
 
 def solve_problems(
@@ -133,7 +96,7 @@ def solve_problems(
         fresh = fam.solve_each(todo, **params)
     else:
         with progress_step(f"solve {name}", len(todo)) as advance:
-            fresh = _solve_in_chunks(
+            fresh = solve_in_chunks(
                 name, todo, chunk_size=max(1, chunk_size), timeout_s=timeout_s, advance=advance, **params
             )
     solved_now = {keys[i]: r for i, r in zip(missing, fresh, strict=True)}

@@ -21,6 +21,7 @@ from policies.routing.restrict import block_objectives, splice
 from policies.scenarios.scenario_set import NORMAL_KEY, ScenarioSet
 from policies.shedding.policy import build_shedding_problems
 from policies.solve.anneal import AnnealParams
+from policies.solve.digest import problem_groups
 from policies.standby.policy import build_standby_problem, standby_decisions_table, standby_policy_document
 from policies.tiers.policy import tiers_document, tiers_table
 from policies.tiers.problem import tier_problem_from_shedding
@@ -173,6 +174,7 @@ def solve_routing_policy(
         "routing.scenarios": float(len(problems)),
         "routing.solved": float(solved),
         "routing.restricted": float(len(parts)),
+        "routing.distinct": float(len(problem_groups(list(parts.values())))),
     }
     return SolvedPolicy("routing", files, metrics, records, infeasible, worst_gap, expected)
 

@@ -136,13 +136,16 @@ def published(prefect_harness, small_sample: Path, tmp_path_factory: pytest.Temp
 
 
 def _queries(store: Path) -> list[tuple[str, list[str]]]:
-    """Per policy: the first few scenarios' down sets (exact matches) and an unknown service."""
+    """Per policy: the first few down-only scenarios' down sets (exact matches) and an unknown service."""
     import pyarrow.parquet as pq
 
     queries = []
     for policy in sorted(p.name for p in store.iterdir() if (p / "LATEST").is_file()):  # not .publish.lock
-        table = pq.read_table(store / policy / read_latest(store, policy) / "decisions.parquet", columns=["down"])
-        downs = list(dict.fromkeys(tuple(d) for d in table.column("down").to_pylist() if d))[:3]
+        path = store / policy / read_latest(store, policy) / "decisions.parquet"
+        table = pq.read_table(path, columns=["down", "degraded"])
+        rows = zip(table.column("down").to_pylist(), table.column("degraded").to_pylist())
+        downs = list(dict.fromkeys(tuple(d) for d, g in rows if d and not g))[:3]  # a query names no degraded
+        assert downs, f"{policy}: no scenario with only services down"
         queries += [(policy, list(d)) for d in downs] + [(policy, ["no-such-service"])]
     return queries
 

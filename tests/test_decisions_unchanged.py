@@ -44,8 +44,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # sampled scenarios couples only pairs seen down together (fallback.json and health.json unchanged).
 EXPECTED_SHA256 = {
     "shedding": {
-        "decisions.parquet": "594f4124d28016848dd7101a81289bd912d57570ac073454b7b7801c844fc910",
-        "policy.json": "a8e924969f6beb995f2bdd78d4d3f79ea7fcac07fb99ad8675fe7a77c0baf5b4",
+        "decisions.parquet": "f6e6173aeac7dbbf7dd438791346eeaf6b8885f77767a9c0ff5c2b8d5cc4fb54",
+        "policy.json": "922ef409e3416c3c024ced197a839e45c4ad87313959df5fbe5d0ecb69aa5d67",
         "tiers.json": "e1650573c3c2aafebd6d8d96ce6a1f701247a1c8c7a0c78cb2c7bfd45e3fec69",
         "tiers.parquet": "d91be462ae0bee82068c6e73d3e66a3558513dbacf60b82e02240c4946d41515",
         "fallback.json": "52f9949bc27756541b1e91cf15ae905d83fd1782212c6af3ecc31c466615b126",
