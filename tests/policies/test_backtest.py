@@ -158,7 +158,7 @@ def test_backtest_on_the_small_sample_is_deterministic_and_bounded(small_sample)
         assert a["refused"] and a["overall"] == {}
     else:
         assert a["refused"] is None
-        names = {"published", "fcfs", "tiers", "greedy", "greedy_dwell", "oracle"}
+        names = {"published", "fcfs", "tiers", "greedy", "greedy_dwell", "greedy_admission", "oracle"}
         with_standby = {"published_no_standby", "greedy_standby"} if a["standby"] else set()
         assert set(a["overall"]) == names | with_standby
     for inc in a["incidents"]:
