@@ -67,6 +67,9 @@ def test_real_history_end_to_end(name: str, small_sample: Path, tmp_path: Path) 
     doc = json.loads(overlaid.stdout)
     assert doc["n_incidents"] > 0 and doc["refused"] is None
     standby = {"published_no_standby", "greedy_standby"} if doc["standby"] else set()  # the sample has candidates
-    assert set(doc["overall"]) == {"published", "fcfs", "tiers", "greedy", "greedy_dwell", "greedy_admission", "oracle"} | standby
+    assert (
+        set(doc["overall"])
+        == {"published", "fcfs", "tiers", "greedy", "greedy_dwell", "greedy_admission", "oracle"} | standby
+    )
     assert doc["overall"]["oracle"]["share"] == pytest.approx(1.0)
     assert doc["overall"]["fcfs"]["share"] < 1.0  # the question is not empty: doing nothing loses value
