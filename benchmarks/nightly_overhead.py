@@ -1,6 +1,6 @@
 """The share of Prefect and MLflow in a nightly's time, per stage, from a sampling profile.
 
-    .venv/bin/python benchmarks/nightly_overhead.py [--data data/sample] [--rate 50] [--py-spy PATH]
+    .venv/bin/python benchmarks/nightly_overhead.py [--data data/sample] [--rate 50] [--py-spy PATH] [--api-url URL]
 
 On a hard-linked copy of the sample: one ``qres run`` to set up (MLflow store, Prefect's
 database, keys), then one profiled ``qres run`` with the solve caches cleared (a full
@@ -65,6 +65,11 @@ def main() -> None:
     parser.add_argument("--py-spy", default=shutil.which("py-spy") or "/work/main/.qres/tools/bin/py-spy")
     parser.add_argument("--raw", type=Path, help="classify this existing py-spy raw file instead of running")
     parser.add_argument("--save-raw", type=Path, help="keep the py-spy raw profile here")
+    parser.add_argument(
+        "--api-url",
+        help="a running Prefect server's API (production set-up): the runs use it instead of a temporary "
+        "server of their own, and that server's process is not profiled",
+    )
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="qres-bench-overhead-"))
     wall = float("nan")
@@ -77,6 +82,8 @@ def main() -> None:
             cfg.write_text(f'data_dir = "{data}"\nstore_dir = "bundles"\nstate_dir = "state"\nseed = 7\n')
             env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
             env["QRES_CONFIG"] = str(cfg)
+            if args.api_url:
+                env["PREFECT_API_URL"] = args.api_url
             qres = str(BIN / "qres")
             for argv in ([qres, "keys", "init", "--exist-ok"], [qres, "run", "--quiet"]):  # set-up, not profiled
                 subprocess.run(argv, cwd=tmp, env=env, check=True, capture_output=True, timeout=3600)
