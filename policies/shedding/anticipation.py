@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pyarrow as pa
@@ -33,6 +33,7 @@ from policies.model.failure_model import FailureModel
 from policies.model.states import DEGRADED, DOWN, find_runs
 from policies.scenarios.scenario_set import FALLBACK_KEY, NORMAL_KEY, Scenario, scenario_key
 from policies.shedding.horizon import HorizonProblem
+from policies.shedding.horizon_restrict import Restriction, full_solution, restrict
 from policies.shedding.problem import SheddingProblem
 from policies.solve.portfolio import PortfolioResult
 from policies.switching import switch_costs
@@ -192,5 +193,15 @@ def plan_over_time(
     way to run ``HORIZON.solve_each`` (the nightly caches and chunks it, the backtest calls it)."""
     static = {s.key: np.asarray(r.best.solution) for s, r in zip(scenarios, results, strict=True)}
     hp = build_horizon_problems(model, scenarios, problems, static, workloads, params)
-    hr = solve(hp)
-    return {p.key: timed_plan(p, r.best.solution, params.hold_s, r) for p, r in zip(hp, hr, strict=True)}, hp, hr
+    rs = [restrict(p, static[p.key]) for p in hp]  # each state over the workloads it can change
+    hr = solve([r.problem for r in rs])
+    plans = {r.full.key: _full_plan(r, res, params.hold_s) for r, res in zip(rs, hr, strict=True)}
+    return plans, [r.problem for r in rs], hr
+
+
+def _full_plan(r: Restriction, result: PortfolioResult, hold_s: float) -> TimedPlan:
+    """The timed plan over every workload; a restricted plan's values are the full problem's."""
+    if r.problem is r.full:
+        return timed_plan(r.full, result.best.solution, hold_s, result)
+    x, chosen, value, live = full_solution(r, result.best.solution, result.chosen)
+    return replace(timed_plan(r.full, x, hold_s, result), solver=chosen, objective=value, live_objective=live)
