@@ -16,7 +16,11 @@ bundle therefore also ships ``admit_max``, the share a service may run when capa
   observed state (a whole level of a large workload can crowd out a better mix).
 
 The normal state's order (:func:`anticipating_order`) is the one that does best, weighted by
-the scenarios' probabilities, when an outage has begun but the checks still say normal.
+the scenarios' probabilities, when an outage has begun but the checks still say normal. Every
+other state is ranked the same way over the scenarios that contain it (:func:`escalation_order`):
+the checks lag, so what is observed may already have escalated to other dependencies, in the
+proportions of the fitted joint model; the state's own plan stays first, so in the state itself
+admission control still serves exactly the plan.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import numpy as np
 
 from policies.shedding.problem import SheddingProblem, check_levels, serve_in_order, shedding_objective
 
-__all__ = ["rank_order", "admission_caps", "anticipating_order"]
+__all__ = ["rank_order", "admission_caps", "anticipating_order", "escalation_order", "contains"]
 
 _TOL = 1e-9
 _MAX_SCENARIOS = 64  # the most probable scenarios weigh the normal state's order (bounded work on big bundles)
@@ -65,12 +69,15 @@ def anticipating_order(
     plans: Sequence[np.ndarray],
     caps: Sequence[np.ndarray],
     probabilities: Sequence[float],
+    *,
+    plan=None,
 ) -> np.ndarray:
     """The normal state's serving order: of the density order and each scenario's ranking of its plan
     (``plans``), the one whose admission of ``normal_caps`` keeps the most probability-weighted value
     across ``problems`` (outages the checks have not reported yet). Among equal values, the one that
     most often serves what the scenario's own caps (``caps``) will once the checks report it, so
-    catching up costs no switch; then the density order."""
+    catching up costs no switch; then the density order. With ``plan`` (the state's own levels) every
+    candidate is ranked by :func:`rank_order` around that plan, so the plan is always served first."""
     mine = np.asarray(check_levels(normal, normal_caps), dtype=np.int64)
     top = sorted(range(len(problems)), key=lambda i: (-float(probabilities[i]), i))[:_MAX_SCENARIOS]
     weights = [float(probabilities[i]) for i in top]
@@ -79,6 +86,8 @@ def anticipating_order(
     ranked = [rank_order(problems[i], plans[i]) for i in top]
     later = [serve_in_order(problems[i], caps[i], r) for i, r in zip(top, ranked)]
     candidates = [np.asarray(normal.order, dtype=np.int64), *ranked]
+    if plan is not None:
+        candidates = [rank_order(normal, plan, c) for c in candidates]
 
     def score(order: np.ndarray) -> tuple[float, float]:
         value = agree = 0.0
@@ -95,3 +104,37 @@ def anticipating_order(
         if value > best_value + tol or (value >= best_value - tol and agree > best_agree + _TOL):
             best, best_value, best_agree = c, max(value, best_value), agree
     return best
+
+
+def contains(outer_down, outer_degraded, inner_down, inner_degraded) -> bool:
+    """Whether state ``outer`` is ``inner`` or an escalation of it: everything down in ``inner`` is down
+    in ``outer``, and everything degraded in ``inner`` is degraded or down there (effective sets)."""
+    down = frozenset(outer_down)
+    return frozenset(inner_down) <= down and frozenset(inner_degraded) <= down | frozenset(outer_degraded)
+
+
+def escalation_order(
+    problem: SheddingProblem,
+    plan,
+    caps,
+    later: Sequence[SheddingProblem],
+    later_plans: Sequence[np.ndarray],
+    later_caps: Sequence[np.ndarray],
+    probability: float,
+    later_probabilities: Sequence[float],
+) -> np.ndarray | None:
+    """A failing state's serving order: its own plan first, and within the admitted and the shed groups
+    the order that keeps the most value over the state itself and the scenarios that contain it
+    (``later``), each weighted by its probability (their ratio is the joint model's conditional
+    probability of that escalation given the observed state). None when nothing contains the state."""
+    if not later:
+        return None
+    return anticipating_order(
+        problem,
+        caps,
+        [problem, *later],
+        [np.asarray(plan), *later_plans],
+        [np.asarray(caps), *later_caps],
+        [probability, *later_probabilities],
+        plan=plan,
+    )

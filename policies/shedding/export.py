@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 
 from policies.scenarios.scenario_set import FALLBACK_KEY, NORMAL_KEY, Scenario
-from policies.shedding.admission import admission_caps, anticipating_order, rank_order
+from policies.shedding.admission import admission_caps, anticipating_order, contains, escalation_order, rank_order
 from policies.shedding.anticipation import TimedPlan
 from policies.shedding.problem import SheddingProblem, check_levels
 from policies.solve.portfolio import PortfolioResult
@@ -53,18 +53,38 @@ def shedding_actions(
 
 @dataclass(frozen=True)
 class Admission:
-    """A scenario's admission caps (levels) and, for the normal state, its serving order (None: density)."""
+    """A scenario's admission caps (levels) and its serving order (None: density)."""
 
     levels: np.ndarray
     order: np.ndarray | None = None
 
 
 def _admission(scenarios, problems, plans) -> dict[str, Admission]:
-    """Every scenario's caps; the normal state also gets the order that anticipates the likely outages."""
+    """Every scenario's caps and serving order: the normal state's anticipates the likely outages, every
+    other state's the likely escalations (the scenarios that contain it, :func:`escalation_order`)."""
     out = {s.key: Admission(admission_caps(p, k)) for s, p, k in zip(scenarios, problems, plans)}
+    rest = [i for i, s in enumerate(scenarios) if s.key not in (NORMAL_KEY, FALLBACK_KEY)]
+    for i in rest:
+        s = scenarios[i]
+        up = [
+            j
+            for j in rest
+            if j != i and contains(scenarios[j].effective_down, scenarios[j].degraded, s.effective_down, s.degraded)
+        ]
+        order = escalation_order(
+            problems[i],
+            plans[i],
+            out[s.key].levels,
+            [problems[j] for j in up],
+            [plans[j] for j in up],
+            [out[scenarios[j].key].levels for j in up],
+            s.probability,
+            [scenarios[j].probability for j in up],
+        )
+        if order is not None:
+            out[s.key] = Admission(out[s.key].levels, order)
     at = next((i for i, s in enumerate(scenarios) if s.key == NORMAL_KEY), None)
     if at is not None:
-        rest = [i for i, s in enumerate(scenarios) if s.key not in (NORMAL_KEY, FALLBACK_KEY)]
         caps = out[NORMAL_KEY].levels
         order = anticipating_order(
             problems[at],
