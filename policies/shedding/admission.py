@@ -29,9 +29,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from policies.scenarios.scenario_set import FALLBACK_KEY, NORMAL_KEY
 from policies.shedding.problem import SheddingProblem, check_levels, serve_in_order, shedding_objective
 
-__all__ = ["rank_order", "admission_caps", "anticipating_order", "escalation_order", "contains"]
+__all__ = ["rank_order", "admission_caps", "anticipating_order", "escalation_order", "contains", "containing"]
 
 _TOL = 1e-9
 _MAX_SCENARIOS = 64  # the most probable scenarios weigh the normal state's order (bounded work on big bundles)
@@ -138,3 +139,20 @@ def escalation_order(
         [probability, *later_probabilities],
         plan=plan,
     )
+
+
+def containing(scenarios: Sequence) -> dict[int, list[int]]:
+    """Per failing scenario (by index; not normal, not the fallback), the other failing scenarios that
+    contain it (:func:`contains` on the effective down sets and the degraded roots)."""
+    rest = [i for i, s in enumerate(scenarios) if s.key not in (NORMAL_KEY, FALLBACK_KEY)]
+    return {
+        i: [
+            j
+            for j in rest
+            if j != i
+            and contains(
+                scenarios[j].effective_down, scenarios[j].degraded, scenarios[i].effective_down, scenarios[i].degraded
+            )
+        ]
+        for i in rest
+    }

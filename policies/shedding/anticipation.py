@@ -15,6 +15,9 @@ What only the pipeline knows, per scenario (an observed state):
   plan with that share (exit plans of :class:`~policies.shedding.horizon.HorizonProblem`), so
   acting on a precursor is worth what it saves at the switch, and a false alarm costs both ways.
 
+- **What fails with it.** Workloads whose risks escalate together in the scenarios that contain
+  the state pay a correlated-risk term per pair (:mod:`policies.shedding.correlated`).
+
 Every problem starts from the ``normal`` plan's levels and returns to it, allows one change per
 workload (the client's ``act_after_s`` rule is then exact) and a dwell of ``hold_s``. The timed
 plan of a solved problem (:func:`timed_plan`) is per workload its final level and when to switch.
@@ -39,6 +42,7 @@ import pyarrow as pa
 from policies.model.failure_model import FailureModel
 from policies.model.states import DEGRADED, DOWN, find_runs
 from policies.scenarios.scenario_set import FALLBACK_KEY, NORMAL_KEY, Scenario, scenario_key
+from policies.shedding.correlated import pair_costs
 from policies.shedding.horizon import HorizonProblem
 from policies.shedding.problem import SheddingProblem
 from policies.solve.portfolio import PortfolioResult
@@ -64,9 +68,16 @@ class HorizonParams:
     hold_s: float = 300.0  # no re-admission this long after a workload's switch (the client's hold_s)
     min_step_s: float = 60.0
     min_episodes: int = 3
+    risk_aversion: float = 1.0  # correlated-risk pairs (policies.shedding.correlated); 0 = none
 
     def __post_init__(self) -> None:
-        if self.steps < 1 or self.hold_s < 0 or self.min_step_s <= 0 or self.min_episodes < 1:
+        if (
+            self.steps < 1
+            or self.hold_s < 0
+            or self.min_step_s <= 0
+            or self.min_episodes < 1
+            or not self.risk_aversion >= 0
+        ):
             raise ValueError(f"bad horizon parameters {self!r}")
 
 
@@ -178,6 +189,7 @@ def build_horizon_problems(
     if costs is not None and costs.workload_ids != tuple(ids):
         raise ValueError("workloads: the switching costs and the problems name different workloads")
     delay_min = (int(model.info.get("hysteresis_windows", 1)) - 1) * model.window_min
+    pairs = pair_costs(scenarios, problems, aversion=params.risk_aversion)
     out = []
     for s, p in zip(scenarios, problems, strict=True):
         if s.key in (NORMAL_KEY, FALLBACK_KEY):
@@ -206,6 +218,7 @@ def build_horizon_problems(
                 dwell=max(1, math.ceil(params.hold_s / step_s - 1e-9)),
                 exit_share=np.array(shares),
                 max_changes=1,
+                pair_cost=pairs.get(s.key),
             )
         )
     return out

@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 
 from policies.scenarios.scenario_set import FALLBACK_KEY, NORMAL_KEY, Scenario
-from policies.shedding.admission import admission_caps, anticipating_order, contains, escalation_order, rank_order
+from policies.shedding.admission import admission_caps, anticipating_order, containing, escalation_order, rank_order
 from policies.shedding.anticipation import TimedPlan
 from policies.shedding.problem import SheddingProblem, check_levels
 from policies.solve.portfolio import PortfolioResult
@@ -64,13 +64,8 @@ def _admission(scenarios, problems, plans) -> dict[str, Admission]:
     other state's the likely escalations (the scenarios that contain it, :func:`escalation_order`)."""
     out = {s.key: Admission(admission_caps(p, k)) for s, p, k in zip(scenarios, problems, plans)}
     rest = [i for i, s in enumerate(scenarios) if s.key not in (NORMAL_KEY, FALLBACK_KEY)]
-    for i in rest:
+    for i, up in containing(scenarios).items():
         s = scenarios[i]
-        up = [
-            j
-            for j in rest
-            if j != i and contains(scenarios[j].effective_down, scenarios[j].degraded, s.effective_down, s.degraded)
-        ]
         order = escalation_order(
             problems[i],
             plans[i],
