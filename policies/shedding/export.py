@@ -64,20 +64,20 @@ def _admission(scenarios, problems, plans) -> dict[str, Admission]:
     other state's the likely escalations (the scenarios that contain it, :func:`escalation_order`)."""
     out = {s.key: Admission(admission_caps(p, k)) for s, p, k in zip(scenarios, problems, plans)}
     rest = [i for i, s in enumerate(scenarios) if s.key not in (NORMAL_KEY, FALLBACK_KEY)]
+    density = {key: a.levels for key, a in out.items()}  # what each escalation's caps are scored with
     for i, up in containing(scenarios).items():
         s = scenarios[i]
-        order = escalation_order(
+        ranked = escalation_order(
             problems[i],
             plans[i],
-            out[s.key].levels,
             [problems[j] for j in up],
             [plans[j] for j in up],
-            [out[scenarios[j].key].levels for j in up],
+            [density[scenarios[j].key] for j in up],
             s.probability,
             [scenarios[j].probability for j in up],
         )
-        if order is not None:
-            out[s.key] = Admission(out[s.key].levels, order)
+        if ranked is not None:
+            out[s.key] = Admission(ranked[1], ranked[0])
     at = next((i for i, s in enumerate(scenarios) if s.key == NORMAL_KEY), None)
     if at is not None:
         caps = out[NORMAL_KEY].levels
