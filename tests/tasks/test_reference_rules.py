@@ -37,6 +37,8 @@ def broken(small_sample: Path) -> dict[str, pa.Table]:
     requires = tables["workloads"]["requires"].to_pylist()
     tables["workloads"] = _with(tables["workloads"], "requires", {2: [*requires[2], "ghost-w"]})
     tables["services"] = _with(tables["services"], "region", {1: "ghost-region", 2: None})
+    tables["sites"] = _with(tables["sites"], "region", {0: "ghost-region"})
+    tables["standby_candidates"] = _with(tables["standby_candidates"], "site_id", {0: "site-ghost", 1: "site-ghost"})
     return tables
 
 
@@ -69,7 +71,9 @@ def test_every_reference_rule_in_the_suites_is_taken_out_of_ge() -> None:
     )
 
 
-@pytest.mark.parametrize("name", ["health_checks", "incidents", "workloads", "services", "dependencies"])
+@pytest.mark.parametrize(
+    "name", ["health_checks", "incidents", "workloads", "services", "dependencies", "sites", "standby_candidates"]
+)
 def test_reference_answers_equal_great_expectations(broken: dict[str, pa.Table], name: str) -> None:
     """Same records, row indices and kept values as GE's COMPLETE results, suite order included."""
     params = _params(broken)
