@@ -113,7 +113,7 @@ def load_store_settings(config: str | Path | None = None, store_dir: Path | None
         store_dir=absolute(merged["store_dir"]),
         state_dir=state,
         bundle=BundleView(
-            key_dir=absolute(key_dir) if key_dir else state / "keys",
+            key_dir=absolute(key_dir) if key_dir is not None else state / "keys",
             allow_unsigned=_flag(bundle.get("allow_unsigned", False), where),
         ),
     )

@@ -29,6 +29,12 @@ CASES = {
         None,
     ),
     "the flag over everything": ('store_dir = "pub"\n', {"QRES_STORE_DIR": "env-pub"}, "flag-pub"),
+    "an empty key folder is the config's folder": ('[bundle]\nkey_dir = ""\n', {}, None),
+    "a null key folder in JSON is the default": (
+        '[bundle]\nkey_dir = "k"\n',
+        {"QRES_BUNDLE": '{"key_dir": null}'},
+        None,
+    ),
     "other sections are not read": ("[solve]\ntime_limit_s = 5\n[model]\nwindow_min = 2\n", {}, None),
 }
 
