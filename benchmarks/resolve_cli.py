@@ -1,6 +1,6 @@
 """The re-solve as the operator meets it: at the command line, and by event on a warm served deployment.
 
-    .venv/bin/python benchmarks/resolve_cli.py [--pairs 2] [--events 3] [--data data/sample]
+    .venv/bin/python benchmarks/resolve_cli.py [--pairs 2] [--events 3] [--handoffs 0] [--data data/sample]
 
 Part 1, command line: on a hard-linked copy of the sample, ``--pairs`` interleaved pairs of
 ``qres run`` (solve caches cleared first: a full nightly) and, after appending a day with a new
@@ -14,6 +14,14 @@ long-lived process that serves the resolve deployment with its event trigger. On
 event, then ``--events`` timed ones: append an incident day, POST ``incident.resolved`` to
 the server's events API, time until the triggered run completes and LATEST moves (goal
 <= 10 s). Every process started here is stopped by its pid (its own process group).
+
+Part 3, ``--handoffs``: the design option of handing a command-line re-solve to that warm
+worker. With the server and ``qres serve-flows`` of part 2 running, one warm-up and then
+``--handoffs`` timed fresh processes that do only what such a ``qres resolve`` would do: import
+Prefect's client, create a run of the served ``qres-resolve/resolve`` deployment
+(``run_deployment``) and wait for it, timed from invocation to exit and to the new LATEST; then
+one ``qres run`` against the same server (solve caches cleared) as the reference. Prints
+hand-off / run (goal <= 0.25).
 """
 
 from __future__ import annotations
@@ -114,7 +122,48 @@ def _triggered(api: str, incident: str) -> list[dict]:
     return [r for r in runs if r["parameters"].get("incident") == incident]
 
 
-def event_triggered(tmp: Path, data_src: Path, events: int) -> list[tuple[float, float, bool]]:
+HANDOFF = """
+import sys
+from prefect.deployments import run_deployment
+run = run_deployment("qres-resolve/resolve", parameters={"incident": sys.argv[1]}, timeout=900, poll_interval=0.1)
+sys.exit(0 if run.state.is_completed() else 1)
+"""
+
+
+def _handoffs(data: Path, store: Path, env: dict, tmp: Path, n: int) -> dict:
+    """Part 3: fresh processes handing the re-solve to the served deployment, and a `qres run` beside them."""
+    from policies.telemetry.incidents import append_incident_day
+
+    took, to_latest = [], []
+    for i in range(n + 1):  # the first is the warm-up
+        incident = f"INC-HANDOFF-{i}"
+        append_incident_day(data, dependency=DEPENDENCY, incident_id=incident, outage_min=120)
+        before, moved = _latest(store), []
+        t0 = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-c", HANDOFF, incident], cwd=tmp, env=env, stdout=subprocess.DEVNULL)
+        while proc.poll() is None:
+            if not moved and _latest(store) != before:
+                moved.append(time.perf_counter() - t0)
+            time.sleep(0.05)
+        t = time.perf_counter() - t0
+        if proc.returncode:
+            raise SystemExit(f"the hand-off of {incident} failed ({proc.returncode}); logs in {tmp}")
+        if not moved and _latest(store) != before:
+            moved.append(t)
+        if i:
+            took.append(t)
+            to_latest += moved
+            print(f"  hand-off {i}: run completed after {t:.1f} s, LATEST {before} -> {_latest(store)}", flush=True)
+    shutil.rmtree(tmp / "state" / "cache", ignore_errors=True)
+    run_s = _qres(["run", "--quiet"], env, tmp)
+    med = statistics.median(took)
+    print(f"  `qres run` against the same server: {run_s:.1f} s; median hand-off {med:.1f} s; ratio {med / run_s:.3f}")
+    return {"handoff_s": took, "latest_s": to_latest, "run_s": run_s, "ratio": med / run_s}
+
+
+def event_triggered(
+    tmp: Path, data_src: Path, events: int, handoffs: int = 0, report: dict | None = None
+) -> list[tuple[float, float, bool]]:
     """(seconds to the run's completion, seconds to the new LATEST, LATEST moved) per timed event."""
     import httpx
 
@@ -156,7 +205,7 @@ def event_triggered(tmp: Path, data_src: Path, events: int) -> list[tuple[float,
         start(str(BIN / "qres"), "serve-flows")
         names = lambda: {d["name"] for d in httpx.post(f"{api}/deployments/filter", json={}).json()}  # noqa: E731 - a poll
         _wait(lambda: "resolve" in names(), 600, "the served resolve deployment", 0.5)
-        for i in range(events + 1):  # the first is the warm-up: the server loads new automations asynchronously
+        for i in range(events + 1 if events else 0):  # the first is the warm-up: automations load asynchronously
             incident = f"INC-EVT-{i}"
             append_incident_day(data, dependency=DEPENDENCY, incident_id=incident, outage_min=120)
             before, moved_at = _latest(store), []
@@ -187,6 +236,8 @@ def event_triggered(tmp: Path, data_src: Path, events: int) -> list[tuple[float,
                     f"{(started - created).total_seconds():.1f} s, run {(ended - started).total_seconds():.1f} s)",
                     flush=True,
                 )
+        if handoffs and report is not None:
+            report["handoff"] = _handoffs(data, store, env, tmp, handoffs)
     finally:
         for p in reversed(procs):  # each in its own process group: the server's and the forkserver's children too
             try:
@@ -209,6 +260,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=ROOT / "data" / "sample")
     parser.add_argument("--pairs", type=int, default=2, help="interleaved (qres run, qres resolve) pairs; 0 skips")
     parser.add_argument("--events", type=int, default=3, help="timed incident events after a warm-up; 0 skips")
+    parser.add_argument("--handoffs", type=int, default=0, help="timed hand-offs to the served worker; 0 skips")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs) for inspection")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="qres-bench-resolve-cli-"))
@@ -220,9 +272,10 @@ def main() -> None:
             report["cli"] = {"run_s": run_s, "resolve_s": resolve_s, "ratio": resolve_s / run_s}
             print(f"median qres run {run_s:.1f} s, qres resolve {resolve_s:.1f} s")
             print(f"resolve / run = {resolve_s / run_s:.3f} (goal <= 0.25)", flush=True)
+        if args.events or args.handoffs:
+            print("on a served deployment (prefect server + qres serve-flows):", flush=True)
+            got = event_triggered(tmp / "served", args.data, args.events, args.handoffs, report)
         if args.events:
-            print("event-triggered re-solve on a served deployment (prefect server + qres serve-flows):", flush=True)
-            got = event_triggered(tmp / "served", args.data, args.events)
             med = statistics.median(t for t, _, _ in got)
             published = [t for _, t, moved in got if moved]
             report["event"] = {"completed_s": [t for t, _, _ in got], "latest_s": published}

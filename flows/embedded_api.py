@@ -12,6 +12,13 @@ start while this process imports the pipeline, and points the run at it.
 
 A configured API (``PREFECT_API_URL``, a profile, prefect.toml) is always used as it is:
 then nothing is started here.
+
+The temporary server lives for one command, so it runs none of the server's background
+services (``ONE_SHOT_SERVICES_OFF``): they persist and stream events, record task runs from
+them, evaluate automations, schedule deployments and sweep late, paused or cancelled runs,
+and a one-shot run reads none of that back (it orchestrates its flow and task runs itself;
+its flow runs are still recorded). Measured in docs/performance.md. A variable set in the
+environment wins over these defaults.
 """
 
 from __future__ import annotations
@@ -25,7 +32,25 @@ import time
 
 from policies.errors import QresError
 
-__all__ = ["EmbeddedAPI", "start_embedded_api"]
+__all__ = ["EmbeddedAPI", "start_embedded_api", "ONE_SHOT_SERVICES_OFF"]
+
+# Prefect 3.9's server settings; tests/flows/test_environment.py reads them back from the server.
+ONE_SHOT_SERVICES_OFF = {
+    f"PREFECT_SERVER_SERVICES_{name}_ENABLED": "false"
+    for name in (
+        "TASK_RUN_RECORDER",
+        "EVENT_PERSISTER",
+        "EVENT_LOGGER",
+        "TRIGGERS",  # and its actions
+        "SCHEDULER",
+        "LATE_RUNS",
+        "PAUSE_EXPIRATIONS",
+        "CANCELLATION_CLEANUP",
+        "REPOSSESSOR",
+        "FOREMAN",
+        "CLEANUP_RECONCILER",
+    )
+} | {"PREFECT_SERVER_EVENTS_STREAM_OUT_ENABLED": "false", "PREFECT_SERVER_LOGS_STREAM_OUT_ENABLED": "false"}
 
 _PORT_IN_USE = 3  # uvicorn's exit code when the port was taken between our check and its bind
 
@@ -129,6 +154,7 @@ def start_embedded_api() -> EmbeddedAPI | None:
     if settings.api.url or not settings.server.ephemeral.enabled:
         return None
     env = {
+        **ONE_SHOT_SERVICES_OFF,
         **os.environ,
         **settings.to_environment_variables(exclude_unset=True),
         # what Prefect's SubprocessASGIServer sets: no UI, ephemeral services only

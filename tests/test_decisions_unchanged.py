@@ -41,11 +41,15 @@ ROOT = Path(__file__).resolve().parents[1]
 # coverage (no single outage that was never observed), each problem's seed
 # comes from its content (equal problems share one answer) and routing draws its samples per service
 # state (so a scenario's LP covers only the services it touches), and the Ising model behind the
-# sampled scenarios couples only pairs seen down together (fallback.json and health.json unchanged).
+# sampled scenarios couples only pairs seen down together (fallback.json and health.json unchanged); and
+# again for issue 14's correlated-risk pair terms in the time-coupled objective: shedding's policy.json
+# reports the timed plans' objectives with them (decisions.parquet, the escalation-aware ranking and
+# the risk-shed timing leave the sample's decisions as they were); and again when the normal state's order
+# also weighs the region outages no scenario names (shedding's decisions.parquet: the normal state's ranks).
 EXPECTED_SHA256 = {
     "shedding": {
-        "decisions.parquet": "f6e6173aeac7dbbf7dd438791346eeaf6b8885f77767a9c0ff5c2b8d5cc4fb54",
-        "policy.json": "922ef409e3416c3c024ced197a839e45c4ad87313959df5fbe5d0ecb69aa5d67",
+        "decisions.parquet": "44ed4710d015c0ff408ea59fcbed4233adca6f9c59c7a3f15df4c7d6e6caec71",
+        "policy.json": "f765bfa1553986d2bbd82d0e7abf9394c9fc0aa75570bdf0728be4ab12f59cfb",
         "tiers.json": "e1650573c3c2aafebd6d8d96ce6a1f701247a1c8c7a0c78cb2c7bfd45e3fec69",
         "tiers.parquet": "d91be462ae0bee82068c6e73d3e66a3558513dbacf60b82e02240c4946d41515",
         "fallback.json": "52f9949bc27756541b1e91cf15ae905d83fd1782212c6af3ecc31c466615b126",

@@ -40,6 +40,7 @@ from flows.cli.common import (
     console,
     fail,
     load_settings,
+    load_store_settings,
     out,
     show_info_logs,
 )
@@ -93,7 +94,7 @@ def run(
     from flows.progress import rich_progress
 
     try:
-        with rich_progress(console, enabled=not quiet and not json_out), embedded_run(api):
+        with rich_progress(console.get(), enabled=not quiet and not json_out), embedded_run(api):
             from flows.runners import with_runner
 
             summary = with_runner(nightly, runner, address, timeout_s=settings.orchestration.flow_timeout_s)(
@@ -131,7 +132,7 @@ def decide(
     json_out: JsonOpt = False,
 ) -> None:
     """Answer what to do for an observed outage from the newest verified bundle."""
-    settings = load_settings(config, store_dir=abs_path(store))
+    settings = load_store_settings(config, store_dir=abs_path(store))
     from qres_client.client import UNMATCHED_RULES, PolicyClient
 
     if unmatched not in UNMATCHED_RULES:
@@ -150,17 +151,15 @@ def decide(
         decision = client.decide(policy, down=split(down), degraded=split(degraded))
     except QresError as exc:
         fail(exc)
+    # Plain text, not rich: rich's import and layout were a sixth of this command's start-up.
     if json_out:
-        out.print_json(json.dumps(decision.as_dict()))
+        typer.echo(json.dumps(decision.as_dict(), indent=2, ensure_ascii=False))
         return
-    from rich.table import Table
-
-    table = Table(title=f"{decision.policy} {decision.version}: scenario {decision.scenario} ({decision.how})")
-    for col in ("rank", "workload", "admit"):
-        table.add_column(col)
-    for a in decision.actions:
-        table.add_row(str(a.rank), a.workload_id, f"{a.admit:.0%}")
-    out.print(table)
+    rows = [("rank", "workload", "admit")] + [(str(a.rank), a.workload_id, f"{a.admit:.0%}") for a in decision.actions]
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    lines = [f"{decision.policy} {decision.version}: scenario {decision.scenario} ({decision.how})"]
+    lines += ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
+    typer.echo("\n".join(line.rstrip() for line in lines))
 
 
 @app.command()
@@ -171,7 +170,7 @@ def verify(
     version: Annotated[str | None, typer.Option(help="Version to check (default LATEST).")] = None,
 ) -> None:
     """Check every sha256 of a published bundle; exit 1 if anything does not match."""
-    settings = load_settings(config, store_dir=abs_path(store))
+    settings = load_store_settings(config, store_dir=abs_path(store))
     from qres_client.bundle import read_latest, verify_bundle
 
     try:

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 
 from flows.cli.common import (
     ConfigOpt,
@@ -26,6 +25,8 @@ from flows.cli.common import (
 )
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from flows.settings import Settings
 from policies.errors import QresError
 
@@ -217,7 +218,7 @@ def progress_bars(*, enabled: bool):
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        console=console,
+        console=console.get(),
         disable=not enabled or not console.is_terminal,
     ) as bars:
         ids: dict[str, int] = {}

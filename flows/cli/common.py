@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
-from rich.console import Console
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 __all__ = [
     "load_settings",
+    "load_store_settings",
     "console",
     "out",
     "EXIT_FAILED",
@@ -28,8 +31,29 @@ __all__ = [
     "fail",
 ]
 
-console = Console(stderr=True)
-out = Console()
+
+class LazyConsole:
+    """A rich Console made on first use: importing rich is a tenth of a short command's start-up
+    (``qres decide``, every ``--help``), and most of them never print through it."""
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._console: Console | None = None
+
+    def get(self) -> Console:
+        """The real Console, for rich APIs that want one (progress bars)."""
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._options)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.get(), name)
+
+
+console = LazyConsole(stderr=True)
+out = LazyConsole()
 
 EXIT_FAILED, EXIT_HELD = 1, 3
 EXIT_REFUSED = 4  # valid input that leaves nothing to learn or replay (NothingToLearnError)
@@ -85,6 +109,18 @@ def load_settings(config=None, **overrides):
     from flows.settings import load_settings as load
 
     return load(config, **overrides)
+
+
+def load_store_settings(config=None, store_dir=None):
+    """The store, its key folder and ``bundle.allow_unsigned`` alone (``flows.store_settings``):
+    what ``decide``, ``verify`` and ``versions`` read, without pydantic-settings."""
+    from flows.store_settings import load_store_settings as load
+    from policies.errors import QresError
+
+    try:
+        return load(config, store_dir=store_dir)
+    except QresError as exc:
+        fail(exc)
 
 
 def show_info_logs(verbose: bool) -> None:

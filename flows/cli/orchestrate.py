@@ -84,7 +84,7 @@ def resolve(
 
     deps = [d.strip() for d in (dependencies or "").split(",") if d.strip()] or None
     try:
-        with rich_progress(console, enabled=not quiet and not json_out), embedded_run(api):
+        with rich_progress(console.get(), enabled=not quiet and not json_out), embedded_run(api):
             summary = resolve_flow.with_options(timeout_seconds=settings.orchestration.flow_timeout_s)(
                 incident=incident,
                 since=since,

@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from flows.cli.common import ConfigOpt, StoreOpt, abs_path, console, fail, load_settings, out
+from flows.cli.common import ConfigOpt, StoreOpt, abs_path, console, fail, load_settings, load_store_settings, out
 from flows.environment import configure_environment
 
 if TYPE_CHECKING:
     from flows.settings import Settings
+    from flows.store_settings import StoreSettings
 from policies.errors import QresError
 
 __all__ = [
@@ -166,7 +167,7 @@ def versions(
     """List the stored versions of a policy: which is LATEST, signed, gates, source run."""
     from qres_client.bundle import list_versions, read_latest, verify_bundle
 
-    settings = load_settings(config, store_dir=abs_path(store))
+    settings = load_store_settings(config, store_dir=abs_path(store))
     latest = read_latest(settings.store_dir, policy)
     from rich.table import Table
 
@@ -196,7 +197,7 @@ def register(app: typer.Typer) -> None:
     app.command()(versions)
 
 
-def public_key_source(settings: Settings) -> Path | None:
+def public_key_source(settings: Settings | StoreSettings) -> Path | None:
     """The public key file readers use: ``<bundle.key_dir>/qres-signing.pub`` if present, else
     None (then ``$QRES_PUBLIC_KEY`` is read)."""
     from qres_client.signing import PUBLIC_KEY_NAME

@@ -15,9 +15,18 @@ What only the pipeline knows, per scenario (an observed state):
   plan with that share (exit plans of :class:`~policies.shedding.horizon.HorizonProblem`), so
   acting on a precursor is worth what it saves at the switch, and a false alarm costs both ways.
 
+- **What fails with it.** Workloads whose risks escalate together in the scenarios that contain
+  the state pay a correlated-risk term per pair (:mod:`policies.shedding.correlated`).
+
 Every problem starts from the ``normal`` plan's levels and returns to it, allows one change per
 workload (the client's ``act_after_s`` rule is then exact) and a dwell of ``hold_s``. The timed
 plan of a solved problem (:func:`timed_plan`) is per workload its final level and when to switch.
+
+**When a risk shed pays** (:func:`risk_shed_after_s`): the horizon ends at the 90% quantile, so
+the solver does not see the tail of a long state and may ride out a risk shed that the tail
+would pay for. A risk shed (a runnable workload whose risk exceeds its value) is therefore moved
+to the first minute at which the history's expected remaining duration, given the time already
+spent in the state, makes it pay its drain and warm-up; never later than the solver's time.
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 
 import numpy as np
 import pyarrow as pa
@@ -32,6 +42,7 @@ import pyarrow as pa
 from policies.model.failure_model import FailureModel
 from policies.model.states import DEGRADED, DOWN, find_runs
 from policies.scenarios.scenario_set import FALLBACK_KEY, NORMAL_KEY, Scenario, scenario_key
+from policies.shedding.correlated import pair_costs
 from policies.shedding.horizon import HorizonProblem
 from policies.shedding.horizon_restrict import Restriction, full_solution, restrict
 from policies.shedding.problem import SheddingProblem
@@ -45,6 +56,8 @@ __all__ = [
     "timed_plan",
     "remaining_survival",
     "plan_over_time",
+    "mean_remaining_min",
+    "risk_shed_after_s",
 ]
 
 
@@ -56,9 +69,16 @@ class HorizonParams:
     hold_s: float = 300.0  # no re-admission this long after a workload's switch (the client's hold_s)
     min_step_s: float = 60.0
     min_episodes: int = 3
+    risk_aversion: float = 1.0  # correlated-risk pairs (policies.shedding.correlated); 0 = none
 
     def __post_init__(self) -> None:
-        if self.steps < 1 or self.hold_s < 0 or self.min_step_s <= 0 or self.min_episodes < 1:
+        if (
+            self.steps < 1
+            or self.hold_s < 0
+            or self.min_step_s <= 0
+            or self.min_episodes < 1
+            or not self.risk_aversion >= 0
+        ):
             raise ValueError(f"bad horizon parameters {self!r}")
 
 
@@ -87,6 +107,48 @@ def _episodes(model: FailureModel, service: str, state: int) -> tuple[np.ndarray
     after = first[done] + length[done]
     escalated = int(np.sum(column[after, 0] == DOWN)) if state == DEGRADED else 0
     return length[done].astype(np.float64) * model.window_min, escalated
+
+
+def _state_episodes(model: FailureModel, s: Scenario) -> tuple[tuple[str, ...], int, np.ndarray, int]:
+    """(the single service, its state, its completed episode lengths, escalations) of a one-service
+    scenario; no episodes for several services at once."""
+    single = s.down if len(s.down) == 1 and not s.degraded else s.degraded if not s.down else ()
+    state = DOWN if s.down else DEGRADED
+    durations, escalated = _episodes(model, single[0], state) if len(single) == 1 else (np.zeros(0), 0)
+    return single, state, durations, escalated
+
+
+def mean_remaining_min(
+    durations_min: np.ndarray, mean_min: float, delay_min: float, elapsed_min: float, min_episodes: int
+) -> float:
+    """E[time left | the state was observed ``elapsed_min`` ago]: the history's episodes that lasted that
+    long (0 when none did); with fewer than ``min_episodes`` episodes, exponential (memoryless)."""
+    d = np.asarray(durations_min, dtype=np.float64)
+    d = d[d > delay_min] - delay_min
+    if d.size < min_episodes:
+        return max(float(mean_min), 0.0)
+    rest = d[d > elapsed_min] - elapsed_min
+    return float(np.mean(rest)) if rest.size else 0.0
+
+
+def risk_shed_after_s(p: HorizonProblem, levels, act_after_s, remaining_min: Callable[[float], float]) -> np.ndarray:
+    """``act_after_s`` with every risk shed moved to the first whole minute at which the expected time left
+    in the state (``remaining_min``) makes it pay: keeping the shed levels would lose
+    remaining x (risk - value) / 60 / L per level, shedding costs the drain now and the warm-up when the
+    state ends. Never later than the solver's time (which may see an escalation that pays sooner); kept
+    when it never pays within the horizon. A capacity shed keeps the solver's time."""
+    b, k = p.base, np.asarray(levels, dtype=np.int64)
+    out = np.asarray(act_after_s, dtype=np.float64).copy()
+    risky = np.flatnonzero((k < p.prev) & b.runnable & (b.net < 0))
+    if risky.size == 0:
+        return out
+    horizon_min = int(math.ceil(p.steps * p.step_s / 60.0))
+    left = np.array([remaining_min(float(t)) for t in range(horizon_min + 1)])
+    for w in risky:
+        pays = np.flatnonzero(left * (-b.net[w]) / 60.0 / b.levels >= p.down_cost[w] + p.up_cost[w])
+        if pays.size:
+            out[w] = min(out[w], 60.0 * float(pays[0]))
+    return out
 
 
 def remaining_survival(
@@ -128,14 +190,13 @@ def build_horizon_problems(
     if costs is not None and costs.workload_ids != tuple(ids):
         raise ValueError("workloads: the switching costs and the problems name different workloads")
     delay_min = (int(model.info.get("hysteresis_windows", 1)) - 1) * model.window_min
+    pairs = pair_costs(scenarios, problems, aversion=params.risk_aversion)
     out = []
     for s, p in zip(scenarios, problems, strict=True):
         if s.key in (NORMAL_KEY, FALLBACK_KEY):
             continue
         down_cost, up_cost = costs.per_level()
-        single = s.down if len(s.down) == 1 and not s.degraded else s.degraded if not s.down else ()
-        state = DOWN if s.down else DEGRADED
-        durations, escalated = _episodes(model, single[0], state) if len(single) == 1 else (np.zeros(0), 0)
+        single, state, durations, escalated = _state_episodes(model, s)
         survival, step_s = remaining_survival(
             durations, s.expected_duration_min, delay_min, params.steps, params.min_step_s, params.min_episodes
         )
@@ -158,6 +219,7 @@ def build_horizon_problems(
                 dwell=max(1, math.ceil(params.hold_s / step_s - 1e-9)),
                 exit_share=np.array(shares),
                 max_changes=1,
+                pair_cost=pairs.get(s.key),
             )
         )
     return out
@@ -195,8 +257,24 @@ def plan_over_time(
     hp = build_horizon_problems(model, scenarios, problems, static, workloads, params)
     rs = [restrict(p, static[p.key]) for p in hp]  # each state over the workloads it can change
     hr = solve([r.problem for r in rs])
-    plans = {r.full.key: _full_plan(r, res, params.hold_s) for r, res in zip(rs, hr, strict=True)}
-    return plans, [r.problem for r in rs], hr
+    by_key = {s.key: s for s in scenarios}
+    delay_min = (int(model.info.get("hysteresis_windows", 1)) - 1) * model.window_min
+    timing = {}
+    for rp, r in zip(rs, hr, strict=True):
+        p = rp.full
+        plan = _full_plan(rp, r, params.hold_s)
+        s = by_key[p.key]
+        durations = _state_episodes(model, s)[2]
+        after = risk_shed_after_s(
+            p,
+            plan.levels,
+            plan.act_after_s,
+            partial(
+                mean_remaining_min, durations, s.expected_duration_min, delay_min, min_episodes=params.min_episodes
+            ),
+        )
+        timing[p.key] = replace(plan, act_after_s=after)
+    return timing, [rp.problem for rp in rs], hr
 
 
 def _full_plan(r: Restriction, result: PortfolioResult, hold_s: float) -> TimedPlan:

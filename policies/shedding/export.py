@@ -22,9 +22,9 @@ import numpy as np
 import pyarrow as pa
 
 from policies.scenarios.scenario_set import FALLBACK_KEY, NORMAL_KEY, Scenario
-from policies.shedding.admission import admission_caps, anticipating_order, rank_order
+from policies.shedding.admission import admission_caps, anticipating_order, containing, escalation_order, rank_order
 from policies.shedding.anticipation import TimedPlan
-from policies.shedding.problem import SheddingProblem, check_levels
+from policies.shedding.problem import SheddingProblem, check_levels, fill_levels
 from policies.solve.portfolio import PortfolioResult
 from qres_client.schema import DECISIONS_SHEDDING, DECISIONS_SHEDDING_ADMISSION
 
@@ -53,26 +53,44 @@ def shedding_actions(
 
 @dataclass(frozen=True)
 class Admission:
-    """A scenario's admission caps (levels) and, for the normal state, its serving order (None: density)."""
+    """A scenario's admission caps (levels) and its serving order (None: density)."""
 
     levels: np.ndarray
     order: np.ndarray | None = None
 
 
-def _admission(scenarios, problems, plans) -> dict[str, Admission]:
-    """Every scenario's caps; the normal state also gets the order that anticipates the likely outages."""
+def _admission(scenarios, problems, plans, unseen=()) -> dict[str, Admission]:
+    """Every scenario's caps and serving order: the normal state's anticipates the likely outages (the
+    scenarios, and ``unseen``: (probability, problem) of outages no scenario names, met by the runtime
+    greedy), every other state's the likely escalations (the scenarios that contain it,
+    :func:`escalation_order`)."""
     out = {s.key: Admission(admission_caps(p, k)) for s, p, k in zip(scenarios, problems, plans)}
+    rest = [i for i, s in enumerate(scenarios) if s.key not in (NORMAL_KEY, FALLBACK_KEY)]
+    density = {key: a.levels for key, a in out.items()}  # what each escalation's caps are scored with
+    for i, up in containing(scenarios).items():
+        s = scenarios[i]
+        ranked = escalation_order(
+            problems[i],
+            plans[i],
+            [problems[j] for j in up],
+            [plans[j] for j in up],
+            [density[scenarios[j].key] for j in up],
+            s.probability,
+            [scenarios[j].probability for j in up],
+        )
+        if ranked is not None:
+            out[s.key] = Admission(ranked[1], ranked[0])
     at = next((i for i, s in enumerate(scenarios) if s.key == NORMAL_KEY), None)
     if at is not None:
-        rest = [i for i, s in enumerate(scenarios) if s.key not in (NORMAL_KEY, FALLBACK_KEY)]
         caps = out[NORMAL_KEY].levels
+        live = [fill_levels(q, q.bounds.lo.copy()) for _, q in unseen]  # what the runtime greedy plans there
         order = anticipating_order(
             problems[at],
             caps,
-            [problems[i] for i in rest],
-            [plans[i] for i in rest],
-            [out[scenarios[i].key].levels for i in rest],
-            [scenarios[i].probability for i in rest],
+            [problems[i] for i in rest] + [q for _, q in unseen],
+            [plans[i] for i in rest] + live,
+            [out[scenarios[i].key].levels for i in rest] + [admission_caps(q, k) for (_, q), k in zip(unseen, live)],
+            [scenarios[i].probability for i in rest] + [p for p, _ in unseen],
         )
         out[NORMAL_KEY] = Admission(caps, order)
     return out
@@ -106,6 +124,7 @@ def decisions_table(
     problems: Sequence[SheddingProblem],
     timing: Mapping[str, TimedPlan] | None = None,
     hold_s: float = 0.0,
+    unseen: Sequence[tuple[float, SheddingProblem]] = (),
 ) -> pa.Table:
     """decisions.parquet rows, conforming to ``DECISIONS_SHEDDING`` (``_ADMISSION`` with ``timing``):
     scenario order, then rank."""
@@ -116,7 +135,9 @@ def decisions_table(
     ]
     caps = None
     if timing is not None:
-        caps = _admission([s for s, _, _ in rows], [p for _, p, _ in rows], [np.asarray(t.levels) for _, _, t in rows])
+        caps = _admission(
+            [s for s, _, _ in rows], [p for _, p, _ in rows], [np.asarray(t.levels) for _, _, t in rows], unseen
+        )
     for (s, p, plan), r in zip(rows, results):
         for a in shedding_actions(p, r.best.solution, plan, None if caps is None else caps[s.key]):
             for name in ("act_after_s", "hold_s", "admit_max"):
@@ -178,6 +199,7 @@ def policy_document(
     results: Sequence[PortfolioResult],
     problems: Sequence[SheddingProblem],
     timing: Mapping[str, TimedPlan] | None = None,
+    unseen: Sequence[tuple[float, SheddingProblem]] = (),
 ) -> dict:
     """policy.json content: stable floats, no timestamps, versions or solve times.
 
@@ -191,7 +213,7 @@ def policy_document(
     caps = None
     if timing is not None:
         plans = [_plan(timing, s.key, p, r.best.solution, 0.0).levels for s, r, p in zip(scenarios, results, problems)]
-        caps = _admission(scenarios, problems, [np.asarray(k) for k in plans])
+        caps = _admission(scenarios, problems, [np.asarray(k) for k in plans], unseen)
     for s, r, p in _aligned(scenarios, results, problems):
         out.append(
             {

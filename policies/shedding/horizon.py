@@ -10,6 +10,7 @@ dwell so flaps do not make the policy thrash. Model (workloads w, steps t = 0..T
     maximize   sum_t S_t h sum_w net_w k_{w,t} / L                     value while the state lasts
              - sum_t S_t sum_w sw_w(k_{w,t-1} -> k_{w,t})              switching inside it
              - sum_t E_t sum_x q_x sum_w sw_w(k_{w,t} -> exit_{x,w})   switching when it ends
+             - sum_t S_t h sum_{w<v} c_{wv} k_{w,t} k_{v,t} / L^2       correlated risk
     s.t.       lo_w <= k_{w,t} <= hi_w,  sum_w d_w k_{w,t} / L <= C    per step
                two changes of one workload are >= dwell steps apart
                (optionally) at most max_changes changes per workload
@@ -18,7 +19,9 @@ with h = step_s / 3600, S_t the probability that the state still holds in step t
 probability that it ends right after step t (E_{T-1} takes the rest), q_x the share of endings
 that hand over to exit plan x (recovery to the normal plan; for a precursor, also escalation to
 the plan of the state it escalates to: acting early saves that switch, a false alarm pays twice), and
-sw_w(a -> b) = up_w (b - a)^+ + down_w (a - b)^+. Bounds: lo from the static problem (minimum
+sw_w(a -> b) = up_w (b - a)^+ + down_w (a - b)^+, and c_{wv} >= 0 (``pair_cost``, per hour at full
+share of both) what keeping two workloads whose risks escalate together costs beyond the sum of
+their risks (:mod:`policies.shedding.correlated`: from the joint model). Bounds: lo from the static problem (minimum
 shares, relaxed the same way), hi = L when runnable, else 0. Unlike the static problem a
 workload with net <= 0 may keep its share for a while, since shedding it costs a switch too.
 
@@ -61,6 +64,7 @@ class HorizonProblem:
     dwell: int = 1  # minimum steps between two changes of one workload
     exit_share: np.ndarray | None = None  # q_x, summing to 1; None = one exit plan
     max_changes: int | None = None  # per workload over the horizon; 1 = the client's act_after rule
+    pair_cost: np.ndarray | None = None  # [w, v] c_wv >= 0, upper triangle (w < v) only; None = no pairs
 
     def __post_init__(self) -> None:
         n, key, L = len(self.base.workload_ids), self.base.key, self.base.levels
@@ -87,6 +91,11 @@ class HorizonProblem:
             if a.shape != (n,) or not np.all(np.isfinite(a)) or np.any(a < 0):
                 raise ValueError(f"{key}: {name} must be {n} finite costs >= 0")
             arrays[name] = a
+        if self.pair_cost is not None:
+            c = np.array(self.pair_cost, dtype=np.float64)
+            if c.shape != (n, n) or not np.all(np.isfinite(c)) or np.any(c < 0) or np.any(np.tril(c) != 0):
+                raise ValueError(f"{key}: pair_cost must be an {n}x{n} strictly upper-triangular matrix of costs >= 0")
+            arrays["pair_cost"] = c
         for name, a in arrays.items():
             a.setflags(write=False)
             object.__setattr__(self, name, a)
@@ -120,6 +129,20 @@ class HorizonProblem:
         return hi
 
     @functools.cached_property
+    def pairs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(w, v, c_wv) of the pairs with a positive correlated cost, w < v."""
+        if self.pair_cost is None:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+        w, v = np.nonzero(self.pair_cost > 0)
+        return w, v, self.pair_cost[w, v]
+
+    @functools.cached_property
+    def pair_per_level(self) -> np.ndarray:
+        """[t, pair]: what one level of each of the pair's workloads costs together in step t."""
+        h = self.step_s / 3600.0 / self.base.levels**2
+        return np.outer(self.survival, self.pairs[2]) * h
+
+    @functools.cached_property
     def value_per_level(self) -> np.ndarray:
         """[t, w]: what one level of w earns in step t (survival-weighted)."""
         return np.outer(self.survival, self.base.net) * (self.step_s / 3600.0 / self.base.levels)
@@ -151,7 +174,9 @@ def horizon_objective(p: HorizonProblem, x) -> float:
     after = sum(
         q * float(p.leave @ _switch(p, k, e[None, :].astype(np.float64))) for q, e in zip(p.exit_share, p.exit_levels)
     )
-    return value - inside - after
+    w, v, _ = p.pairs
+    together = float(np.sum(p.pair_per_level * k[:, w] * k[:, v])) if w.size else 0.0
+    return value - inside - after - together
 
 
 def change_steps(p: HorizonProblem, x) -> list[np.ndarray]:
@@ -210,7 +235,21 @@ def horizon_problem_from_dict(doc: dict) -> HorizonProblem:
         down_cost=np.array(col("down_cost", 0.0), dtype=np.float64),
         up_cost=np.array(col("up_cost", 0.0), dtype=np.float64),
         dwell=int(doc.get("dwell", 1)),
+        pair_cost=_pair_matrix(ids, doc.get("pairs")),
     )
+
+
+def _pair_matrix(ids: tuple[str, ...], pairs) -> np.ndarray | None:
+    """``[[w, v, cost], ...]`` (ids, either order) as the upper-triangular matrix; None for none."""
+    if not pairs:
+        return None
+    pos, c = {w: i for i, w in enumerate(ids)}, np.zeros((len(ids), len(ids)))
+    for a, b, cost in pairs:
+        i, j = sorted((pos[str(a)], pos[str(b)]))
+        if i == j:
+            raise ValueError(f"pairs: {a!r} paired with itself")
+        c[i, j] += float(cost)
+    return c
 
 
 def horizon_problem_to_dict(p: HorizonProblem) -> dict:
@@ -224,6 +263,10 @@ def horizon_problem_to_dict(p: HorizonProblem) -> dict:
         exit_share=[float(q) for q in p.exit_share],
         max_changes=p.max_changes,
     )
+    w, v, c = p.pairs
+    if w.size:
+        ids = p.base.workload_ids
+        doc["pairs"] = [[ids[i], ids[j], float(x)] for i, j, x in zip(w.tolist(), v.tolist(), c.tolist())]
     for i, w in enumerate(doc["workloads"]):
         w.update(
             prev=int(p.prev[i]),

@@ -4,7 +4,8 @@ Levels are thermometer-coded: workload w at step t holds k = lo_w + sum_j b_{w,j
 b_1 >= b_2 >= ... (an ordering penalty P (b_{j+1} - b_j b_{j+1}) is 0 exactly on ordered bits).
 On ordered bits |k_t - k_{t-1}| is the Hamming distance of the two codes, so switching is exactly
 quadratic: per bit, up S_t (b_t - b_t b_{t-1}) + down S_t (b_{t-1} - b_t b_{t-1}); switching
-from ``prev`` and to ``exit`` is linear. So ``objective`` (a BQM) has energy == -objective on
+from ``prev`` and to ``exit`` is linear; a correlated-risk pair's k_w k_v is a product of two sums
+of bits, quadratic on any bits. So ``objective`` (a BQM) has energy == -objective on
 every ordered point: no approximation in the part the sampler optimises.
 
 Capacity per step is discretised into ``resolution`` units of the room above the minimums
@@ -101,6 +102,19 @@ def build_horizon_qubo(
                     obj.add_linear(v, S[t] * p.up_cost[w])
                     obj.add_linear(u, S[t] * p.down_cost[w])
                     obj.add_quadratic(u, v, -S[t] * (p.up_cost[w] + p.down_cost[w]))
+    pw, pv, _ = p.pairs
+    for t in range(T):
+        for i, (w, v) in enumerate(zip(pw.tolist(), pv.tolist())):
+            a = float(p.pair_per_level[t, i])  # energy + a k_w k_v, k = lo + the bits: exactly quadratic
+            lo_w, lo_v = int(p.lo[w]), int(p.lo[v])
+            const -= a * lo_w * lo_v
+            bw = [label[(t, w, j)] for j in range(int(span[w]))]
+            bv = [label[(t, v, j)] for j in range(int(span[v]))]
+            for x in bw:
+                obj.add_linear(x, a * lo_v)
+            for y in bv:
+                obj.add_linear(y, a * lo_w)
+            obj.add_quadratic_from((x, y, a) for x in bw for y in bv)
     obj.offset = -const
     bqm = obj.copy()
     scale = max(float(np.max(np.abs(vpl))), float(np.max(p.up_cost, initial=0)), float(np.max(p.down_cost, initial=0)))
@@ -135,13 +149,19 @@ def decode_levels(p: HorizonProblem, q: HorizonQubo, sample: np.ndarray) -> np.n
 
 def repair_horizon(p: HorizonProblem, x: np.ndarray, *, fill: bool = True) -> np.ndarray:
     """Step by step: undo changes inside the dwell, drop the lowest-density changeable levels until the
-    step fits, then (``fill``) raise changeable positive-net levels by density while they fit."""
+    step fits, then (``fill``) raise changeable positive-net levels by density while they fit and earn more than their
+    correlated pairs cost."""
     b, n = p.base, len(p.base.workload_ids)
     k = np.clip(np.asarray(x, dtype=np.int64).reshape(p.steps, n), p.lo, p.hi)
     step = b.demand / b.levels
     limit = b.capacity + b.tolerance / 2
     cur, last, used = p.prev.copy(), np.full(n, -(10**9)), np.zeros(n, dtype=np.int64)
     cap = p.steps if p.max_changes is None else p.max_changes
+    pw, pv, _ = p.pairs
+    pair = np.zeros((p.steps, n, n))  # [t, w, v]: a level of w with a level of v costs this in step t
+    if pw.size:
+        np.add.at(pair, (slice(None), pw, pv), p.pair_per_level)
+        np.add.at(pair, (slice(None), pv, pw), p.pair_per_level)
     for t in range(p.steps):
         row = k[t]
         frozen = (t - last < p.dwell) | (used >= cap)
@@ -160,6 +180,8 @@ def repair_horizon(p: HorizonProblem, x: np.ndarray, *, fill: bool = True) -> np
             for w in b.order:
                 if b.net[w] <= 0 or row[w] >= p.hi[w] or (row[w] == cur[w] and frozen[w]):
                     continue
+                if pw.size and p.value_per_level[t, w] <= float(pair[t, w] @ row):
+                    continue  # a level more costs its correlated pairs at least what it earns
                 add = int(p.hi[w] - row[w]) if step[w] <= 0 else min(int(p.hi[w] - row[w]), int(room // step[w]))
                 if add > 0:
                     row[w] += add

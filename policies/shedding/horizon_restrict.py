@@ -6,7 +6,8 @@ given state. A workload is *free* when any of these holds, else *held* at ``prev
 
 - its constant ``prev`` trajectory is not its own best one (capacity aside): it is blocked
   (``prev`` outside its bounds), at risk (shedding pays), or cheaper to move for any other reason;
-- the state's static optimum moves it (what capacity asks of it), or an exit plan does.
+- the state's static optimum moves it (what capacity asks of it), or an exit plan does;
+- it is in a correlated-risk pair (``pair_cost``): the pair's cost couples the two.
 
 The free workloads form a smaller :class:`HorizonProblem` (their own terms, capacity less what the
 held ones use at ``prev``), whose solution expands back to the full problem (:func:`expand`).
@@ -102,6 +103,8 @@ def restrict(p: HorizonProblem, static_levels) -> Restriction:
     moved = np.asarray(static_levels, dtype=np.int64) != p.prev
     exits = np.any(p.exit_levels != p.prev[None, :], axis=0)
     free_mask = ~np.isfinite(stay) | (best > stay + tol) | moved | exits
+    pw, pv, _ = p.pairs  # correlated-risk pairs couple their two workloads: both stay free
+    free_mask[pw] = free_mask[pv] = True
     free_mask[0] |= not free_mask.any()  # nothing to change: one workload keeps the problem well-formed
     free = np.flatnonzero(free_mask)
     if free.size == n:
@@ -131,6 +134,7 @@ def restrict(p: HorizonProblem, static_levels) -> Restriction:
         dwell=p.dwell,
         exit_share=p.exit_share,
         max_changes=p.max_changes,
+        pair_cost=None if p.pair_cost is None else p.pair_cost[np.ix_(free, free)],
     )
     return Restriction(p, problem, free)
 

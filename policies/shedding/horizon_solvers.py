@@ -94,10 +94,13 @@ class CpSatHorizonSolver:
         costs = [p.value_per_level, -np.outer(p.survival, p.up_cost), -np.outer(p.survival, p.down_cost)]
         for q in p.exit_share:
             costs += [-q * np.outer(p.leave, p.up_cost), -q * np.outer(p.leave, p.down_cost)]
-        top = max(float(np.max(np.abs(c))) for c in costs)
+        pw, pv, _ = p.pairs
+        top = max(float(np.max(np.abs(c), initial=0.0)) for c in (*costs, p.pair_per_level))
         So = 2.0**36 / max(top, 2.0**-900)
         ints = [np.round(c * So).astype(np.int64) for c in costs]
         eps = L * sum(float(np.sum(np.abs(c - i / So))) for c, i in zip(costs, ints))
+        pair_ints = np.round(p.pair_per_level * So).astype(np.int64)
+        eps += L * L * float(np.sum(np.abs(p.pair_per_level - pair_ints / So)))
 
         m = cp_model.CpModel()
         lo, hi, prev, ex = p.lo.tolist(), p.hi.tolist(), p.prev.tolist(), p.exit_levels.tolist()
@@ -126,6 +129,13 @@ class CpSatHorizonSolver:
                 m.add_hint(ch[t][w], bool(g[t, w] != before[t, w]))
                 for nm in names:
                     m.add_hint(aux[nm][t][w], int(hints[nm][t, w]))
+        for t in range(T):  # correlated risk: z = k_w k_v, charged per pair
+            for i, (w, v) in enumerate(zip(pw.tolist(), pv.tolist())):
+                z = m.new_int_var(0, L * L, f"z{t}_{w}_{v}")
+                m.add_multiplication_equality(z, [k[t][w], k[t][v]])
+                m.add_hint(z, int(g[t, w] * g[t, v]))
+                terms.append(z)
+                coefs.append(-int(pair_ints[t, i]))
         if p.max_changes is not None:
             for w in range(n):
                 m.add(sum(ch[t][w] for t in range(T)) <= p.max_changes)

@@ -32,7 +32,7 @@ import pyarrow.compute as pc
 import scipy.sparse as sp
 
 from policies.graph import close_down_set, hard_dependents
-from policies.scenarios.scenario_set import Scenario
+from policies.scenarios.scenario_set import Scenario, scenario_key
 from policies.shedding.anticipation import TimedPlan
 from policies.shedding.export import decisions_table, policy_document, shedding_actions
 from policies.shedding.fallback import FALLBACK_FILE, fallback_document
@@ -201,12 +201,49 @@ def shedding_files(
 ) -> dict[str, bytes]:
     """The shedding bundle's decision files, as the nightly publishes them and the backtest replays them.
 
-    ``timing``: the time-coupled plans (:func:`policies.shedding.anticipation.plan_over_time`)."""
+    ``timing``: the time-coupled plans (:func:`policies.shedding.anticipation.plan_over_time`); with them
+    the normal state's order also weighs the region outages the history never showed (:func:`unseen_outages`)."""
+    unseen = unseen_outages(tables, scenarios, levels=levels) if timing is not None else ()
     return {
-        "decisions.parquet": encode_parquet(decisions_table(scenarios, results, problems, timing, hold_s)),
-        "policy.json": encode_json(policy_document(scenarios, results, problems, timing)),
+        "decisions.parquet": encode_parquet(decisions_table(scenarios, results, problems, timing, hold_s, unseen)),
+        "policy.json": encode_json(policy_document(scenarios, results, problems, timing, unseen)),
         # the model again, compactly, for the client's runtime greedy on states no scenario names
         FALLBACK_FILE: encode_json(
             fallback_document(tables["services"], tables["dependencies"], tables["workloads"], levels=levels)
         ),
     }
+
+
+def unseen_outages(tables: Mapping[str, pa.Table], scenarios: Sequence[Scenario], *, levels: int):
+    """(probability, problem) of every region outage no scenario names: the outages a normal state's
+    order must not be blind to. Each weighs half the probability of the rarest pattern the history
+    showed (Jeffreys' 0.5 pseudo-count against a pattern seen once); none when no pattern was seen."""
+    seen = [
+        s.probability for s in scenarios if "empirical" in s.source and s.probability > 0 and (s.down or s.degraded)
+    ]
+    if not seen:
+        return ()
+    services, dependencies = tables["services"], tables["dependencies"]
+    dependents = hard_dependents(
+        zip(
+            dependencies.column("service_id").to_pylist(),
+            dependencies.column("depends_on").to_pylist(),
+            dependencies.column("hard").to_pylist(),
+        )
+    )
+    named = {s.key for s in scenarios}
+    regions = sorted(
+        sid
+        for sid, kind in zip(services.column("service_id").to_pylist(), services.column("kind").to_pylist())
+        if kind == "region"
+    )
+    p = 0.5 * min(seen)
+    unseen = [
+        Scenario(key, (r,), (), tuple(sorted(close_down_set([r], dependents))), p, 0.0, "unseen")
+        for r in regions
+        if (key := scenario_key([r])) not in named
+    ]
+    if not unseen:
+        return ()
+    made = build_shedding_problems(services, dependencies, tables["workloads"], unseen, levels=levels)
+    return tuple((s.probability, q) for s, q in zip(unseen, made))

@@ -97,19 +97,19 @@ def _too_few(outages: int, services: int, span_ms: int, min_outages: int) -> dic
 
 def _streamed(checks: pa.Table, *, max_down_h: float, max_silent_h: float, min_outages: int) -> list[dict] | None:
     """Chunk by chunk with a state per service; None when a service's checks go back in time
-    (or a key column has nulls, which the whole-table form reads as text)."""
+    (or a key column has nulls, which the whole-table form reads as text).
+
+    Each chunk is handled for all its services at once (numpy over the rows sorted by service
+    and time): a loop per service and chunk cost services x chunks Python steps, which made
+    the cost per row grow with the fleet (0.08 us a row at 250 services, 0.33 at 1,000).
+    """
     if any(checks[c].null_count for c in ("ts", "service_id")):
         return None
-    names = pc.unique(checks["service_id"]).to_pylist()
-    names = sorted(str(n) for n in names)
+    names = sorted(str(n) for n in pc.unique(checks["service_id"]).to_pylist())
     value_set = pa.array(names, pa.string())
+    state = _State(len(names))
     release_pages()  # mapped day files (policies/telemetry/mapped.py): keep about one resident
     read = 0
-    last_t: dict[int, int] = {}  # per service index: newest check, open down run's start, widest gap
-    run_from: dict[int, int] = {}
-    gap: dict[int, tuple[int, int]] = {}
-    closed: dict[int, list[tuple[int, int]]] = {}
-    outages, first, end = 0, None, None
     for batch in checks.to_batches():
         if batch.num_rows == 0:
             continue
@@ -123,48 +123,90 @@ def _streamed(checks: pa.Table, *, max_down_h: float, max_silent_h: float, min_o
             zero_copy_only=False
         )
         order = np.lexsort((ts, idx))
-        ts, idx, down = ts[order], idx[order], down[order].astype(np.int8)
-        first = int(ts.min()) if first is None else min(first, int(ts.min()))
-        end = int(ts.max()) if end is None else max(end, int(ts.max()))
-        bounds = np.flatnonzero(np.r_[True, idx[1:] != idx[:-1], True])
-        for a, b in zip(bounds[:-1], bounds[1:]):
-            j, t, d = int(idx[a]), ts[a:b], down[a:b]
-            prev = last_t.get(j)
-            if prev is not None and t[0] < prev:
-                return None  # not in time order across chunks: sort the whole table
-            step = np.diff(np.r_[1 if j in run_from else 0, d])  # +1: a down run starts; -1: its first up
-            for i in np.flatnonzero(step):  # starts and ups alternate
-                if step[i] == 1:
-                    run_from[j] = int(t[i])
-                    outages += 1
-                else:
-                    closed.setdefault(j, []).append((run_from.pop(j), int(t[i])))
-            gaps = np.diff(t if prev is None else np.r_[prev, t])
-            if gaps.size:
-                w = int(np.argmax(gaps))
-                at = int((t if prev is None else np.r_[prev, t])[w])
-                if j not in gap or gaps[w] > gap[j][0]:
-                    gap[j] = (int(gaps[w]), at)
-            last_t[j] = int(t[-1])
-    out = []
-    for j, name in enumerate(names):
-        if j not in last_t:
-            continue
-        runs = closed.get(j, []) + ([(run_from[j], end)] if j in run_from else [])
-        for k, (start, until) in enumerate(runs):
-            if until - start > max_down_h * _H:
-                out.append(_down_long(name, start, until, j in run_from and k == len(runs) - 1, max_down_h))
-        widest, at = gap.get(j, (-1, 0))
-        final = end - last_t[j]
-        if final > widest:
-            widest, at, is_last = final, last_t[j], True
-        else:
-            is_last = False
-        if widest > max_silent_h * _H:
-            out.append(_silent(name, widest, at, is_last, max_silent_h))
-    if outages < min_outages:
-        out.append(_too_few(outages, len(last_t), end - first, min_outages))
-    return out
+        if not state.add(ts[order], idx[order], down[order].astype(np.int8), max_down_h * _H):
+            return None  # not in time order across chunks: sort the whole table
+    return state.warnings(names, max_down_h=max_down_h, max_silent_h=max_silent_h, min_outages=min_outages)
+
+
+class _State:
+    """Per service: newest check, open down run, widest gap; closed down runs that were too long."""
+
+    def __init__(self, n: int) -> None:
+        self.seen = np.zeros(n, bool)
+        self.last_t = np.zeros(n, np.int64)
+        self.in_run = np.zeros(n, bool)
+        self.run_from = np.zeros(n, np.int64)
+        self.gap = np.full(n, -1, np.int64)  # -1: no gap yet (a single check)
+        self.gap_at = np.zeros(n, np.int64)
+        self.long_runs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self.outages, self.first, self.end = 0, None, None
+
+    def add(self, ts: np.ndarray, idx: np.ndarray, down: np.ndarray, limit: float) -> bool:
+        """One chunk sorted by (service, time); False when a service goes back in time."""
+        rows = np.arange(ts.size)
+        head = np.flatnonzero(np.r_[True, idx[1:] != idx[:-1]])  # each service's first row
+        tail = np.r_[head[1:], ts.size] - 1
+        svc, known = idx[head], self.seen[idx[head]]
+        if np.any(known & (ts[head] < self.last_t[svc])):
+            return False
+        self.first = int(ts.min()) if self.first is None else min(self.first, int(ts.min()))
+        self.end = int(ts.max()) if self.end is None else max(self.end, int(ts.max()))
+        group = np.repeat(np.arange(head.size), tail - head + 1)  # each row's service group
+        # Down runs: +1 where one starts, -1 at its first up; a run may be open from the last chunk.
+        prev = np.r_[0, down[:-1]].astype(np.int8)
+        prev[head] = self.in_run[svc]
+        step = down - prev
+        changes = np.flatnonzero(step)
+        self.outages += int(np.count_nonzero(step == 1))
+        ends = changes[step[changes] == -1]
+        if ends.size:  # starts and ups alternate: an up's start is the change before it, or the open run
+            before = changes[np.maximum(np.searchsorted(changes, ends) - 1, 0)]
+            inside = (before < ends) & (group[before] == group[ends])
+            start = np.where(inside, ts[before], self.run_from[idx[ends]])
+            longer = ts[ends] - start > limit
+            self.long_runs.append((idx[ends][longer], start[longer], ts[ends][longer]))
+        if changes.size:
+            last = changes[np.r_[group[changes][1:] != group[changes][:-1], True]]
+            opened = step[last] == 1
+            self.in_run[idx[last]] = opened
+            self.run_from[idx[last][opened]] = ts[last][opened]
+        # Gaps: each check against the one before it (the service's newest, for its first row).
+        earlier = np.r_[0, ts[:-1]]
+        earlier[head] = self.last_t[svc]
+        gaps = ts - earlier
+        gaps[head[~known]] = -1  # a service's very first check closes no gap
+        widest = np.maximum.reduceat(gaps, head)
+        at = np.minimum.reduceat(np.where(gaps == widest[group], rows, ts.size), head)  # first widest
+        better = widest > self.gap[svc]
+        self.gap[svc[better]] = widest[better]
+        self.gap_at[svc[better]] = earlier[at[better]]
+        self.last_t[svc] = ts[tail]
+        self.seen[svc] = True
+        return True
+
+    def warnings(self, names: list[str], *, max_down_h: float, max_silent_h: float, min_outages: int) -> list[dict]:
+        runs: dict[int, list[tuple[int, int]]] = {}
+        if self.long_runs:
+            j, start, until = (np.concatenate(a) for a in zip(*self.long_runs))
+            for k in np.argsort(j, kind="stable"):  # chunks in time order: each service's runs stay in order
+                runs.setdefault(int(j[k]), []).append((int(start[k]), int(until[k])))
+        out, end = [], int(self.end)
+        for j in np.flatnonzero(self.seen).tolist():
+            name, mine = names[j], runs.get(j, [])
+            if self.in_run[j]:
+                mine.append((int(self.run_from[j]), end))
+            for k, (start, until) in enumerate(mine):
+                if until - start > max_down_h * _H:
+                    out.append(_down_long(name, start, until, bool(self.in_run[j]) and k == len(mine) - 1, max_down_h))
+            widest, at, last = int(self.gap[j]), int(self.gap_at[j]), int(self.last_t[j])
+            is_last = end - last > widest
+            if is_last:
+                widest, at = end - last, last
+            if widest > max_silent_h * _H:
+                out.append(_silent(name, widest, at, is_last, max_silent_h))
+        if self.outages < min_outages:
+            out.append(_too_few(self.outages, int(self.seen.sum()), end - int(self.first), min_outages))
+        return out
 
 
 def _warn(rule: str, service: str | None, message: str) -> dict:

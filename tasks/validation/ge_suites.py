@@ -26,6 +26,7 @@ from great_expectations.data_context.types.base import (
 )
 
 from policies.schema import TABLES
+from tasks.validation.references import check_reference, is_reference_rule
 from tasks.validation.rules import column_of, dedupe, describe, exception_messages, is_row_level, parameters, result
 
 __all__ = [
@@ -77,22 +78,40 @@ def new_context():
 class SuiteRunner:
     """Runs each suite through one ValidationDefinition, built once and reused for every part."""
 
-    def __init__(self, context, source) -> None:
-        self.context, self.source = context, source
+    def __init__(self, context, source, *, native_references: bool = True) -> None:
+        self.context, self.source, self.native = context, source, native_references
         self.built: dict[tuple, tuple] = {}
 
     def run(self, frame_name: str, frame: pd.DataFrame, params: dict) -> list[dict]:
-        """One result per expectation, in suite order; failures carry ``_rows`` (parent rows) and ``_values``."""
+        """One result per expectation, in suite order; failures carry ``_rows`` (parent rows) and ``_values``.
+
+        Reference rules (``tasks.validation.references``) are answered here, beside GE, in GE's form.
+        """
         spec = load_suite_dict(frame_name)
-        runnable, results = [], []
+        runnable, native, slots = [], [], []
         for exp in spec["expectations"]:
             missing = parameters(exp["kwargs"]) - params.keys()
             if missing:  # a reference that cannot be checked fails closed rather than passing unchecked
                 needs = ", ".join(sorted(PARAMETER_SOURCES[p][0] for p in missing if p in PARAMETER_SOURCES))
                 rule = f"{describe(exp)}: needs table(s) {needs}, absent or unreadable"
-                results.append(result(frame_name, rule, column_of(exp["kwargs"]), False))
+                slots.append(result(frame_name, rule, column_of(exp["kwargs"]), False))
+            elif self.native and is_reference_rule(exp, PARAMETER_SOURCES) and exp["kwargs"]["column"] in frame:
+                native.append(exp)
+                slots.append(("native", len(native) - 1))
             else:
                 runnable.append(exp)
+                slots.append(("ge", len(runnable) - 1))
+        answers = {("ge", i): a for i, a in enumerate(self._run_ge(spec, frame, params, runnable))}
+        for i, exp in enumerate(native):
+            value_set = params[parameters(exp["kwargs"]).pop()]
+            answers["native", i] = (exp, check_reference(frame, exp["kwargs"]["column"], value_set), {})
+        return [s if isinstance(s, dict) else _record(frame_name, *answers[s]) for s in slots]
+
+    def _run_ge(self, spec: dict, frame: pd.DataFrame, params: dict, runnable: list[dict]) -> list[tuple]:
+        """(expectation, GE's result dict with its success, exception info) per runnable expectation, in order."""
+        if not runnable:
+            return []
+        frame_name = spec["name"]
         key = (frame_name, tuple(json.dumps(e, sort_keys=True) for e in runnable))
         if key not in self.built:
             suite = self.context.suites.add(
@@ -111,21 +130,27 @@ class SuiteRunner:
             expectation_parameters={k: v for k, v in params.items() if k in suite.suite_parameter_options},
         )
         order = {e.id: i for i, e in enumerate(suite.expectations)}
-        for res in sorted(run.results, key=lambda r: order[r.expectation_config.id]):  # suite order
-            exp = runnable[order[res.expectation_config.id]]  # the file's kwargs keep "$PARAMETER"
-            rule, column = describe(exp), column_of(exp["kwargs"])
-            level = "row" if is_row_level(exp) else "table"
-            errors = exception_messages(res.exception_info or {})
-            if errors:
-                results.append(result(frame_name, rule, column, False, None, errors, "table"))
-                continue
-            examples = dedupe(res.result.get("partial_unexpected_list") or [])
-            if not res.success and not examples and res.result.get("observed_value") is not None:
-                examples = [f"observed {res.result['observed_value']}"]  # a table rule (row count): what it saw
-            count = res.result.get("unexpected_count")
-            r = result(frame_name, rule, column, bool(res.success), count, examples, level)
-            if not res.success and res.result.get("unexpected_index_list") is not None:
-                r["_rows"] = res.result["unexpected_index_list"]
-                r["_values"] = res.result.get("unexpected_list")
-            results.append(r)
-        return results
+        out = [None] * len(runnable)
+        for res in run.results:
+            i = order[res.expectation_config.id]
+            answer = {**res.result, "success": res.success}
+            out[i] = (runnable[i], answer, res.exception_info or {})  # the file's kwargs keep "$PARAMETER"
+        return out
+
+
+def _record(frame_name: str, exp: dict, answer: dict, exception_info: dict) -> dict:
+    """A result record from GE's result dict (or the same shape from a reference check)."""
+    rule, column = describe(exp), column_of(exp["kwargs"])
+    level = "row" if is_row_level(exp) else "table"
+    errors = exception_messages(exception_info)
+    if errors:
+        return result(frame_name, rule, column, False, None, errors, "table")
+    success = bool(answer["success"])
+    examples = dedupe(answer.get("partial_unexpected_list") or [])
+    if not success and not examples and answer.get("observed_value") is not None:
+        examples = [f"observed {answer['observed_value']}"]  # a table rule (row count): what it saw
+    r = result(frame_name, rule, column, success, answer.get("unexpected_count"), examples, level)
+    if not success and answer.get("unexpected_index_list") is not None:
+        r["_rows"] = answer["unexpected_index_list"]
+        r["_values"] = answer.get("unexpected_list")
+    return r

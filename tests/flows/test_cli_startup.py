@@ -22,7 +22,9 @@ from typer.testing import CliRunner
 from flows.cli.app import app
 result = CliRunner().invoke(app, sys.argv[1:])
 heavy = sorted({m.split(".")[0] for m in sys.modules} & set(json.loads(sys.stdin.read())))
-print(json.dumps({"exit": result.exit_code, "heavy": heavy, "rich_table": "rich.table" in sys.modules}))
+rich = "rich" in sys.modules
+print(json.dumps({"exit": result.exit_code, "heavy": heavy, "rich_table": "rich.table" in sys.modules, "rich": rich,
+                  "compute": "pyarrow.compute" in sys.modules, "out": result.stdout}))
 """
 
 
@@ -55,7 +57,7 @@ report = []
 for path in paths:  # one process: a module loaded by any help stays loaded, so the first to load it is named
     result = CliRunner().invoke(app, [*path, "--help"])
     heavy = sorted({m.split(".")[0] for m in sys.modules} & heavy_names)
-    report.append({"path": path, "exit": result.exit_code, "heavy": heavy, "rich_table": "rich.table" in sys.modules})
+    report.append({"path": path, "exit": result.exit_code, "heavy": heavy, "rich": "rich" in sys.modules})
 print(json.dumps(report))
 """
 
@@ -79,17 +81,15 @@ def test_every_help_loads_no_pipeline_framework() -> None:
         shown = " ".join(["qres", *r["path"], "--help"])
         assert r["exit"] == 0, shown
         assert r["heavy"] == [], f"`{shown}` imported {r['heavy']}"
-        assert not r["rich_table"], (
-            f"`{shown}`: help output is plain; rich tables belong to the commands that draw them"
-        )
+        assert not r["rich"], f"`{shown}`: help output is plain; rich belongs to the commands that draw with it"
 
 
 def test_decide_loads_only_the_client(tmp_path: Path) -> None:
     """`qres decide` on an empty store fails (nothing published) without loading the pipeline."""
     got = _loaded("decide", "--store", str(tmp_path), "--down", "x")
     assert got["exit"] != 0
-    # the settings (pydantic-settings) are read: the store and key come from qres.toml
-    assert set(got["heavy"]) <= {"pydantic_settings"}, f"`qres decide` imported {got['heavy']}"
+    # the store and key come from qres.toml, read without pydantic-settings (flows/store_settings.py)
+    assert got["heavy"] == [], f"`qres decide` imported {got['heavy']}"
 
 
 @pytest.fixture
@@ -116,4 +116,54 @@ def test_store_commands_load_no_pipeline_framework(signed_store: Path, command: 
     """`qres verify` and `qres versions` check a real signed bundle with the client alone."""
     got = _loaded(command, "--config", str(signed_store))
     assert got["exit"] == 0, got
-    assert set(got["heavy"]) <= {"pydantic_settings"}, f"`qres {command}` imported {got['heavy']}"
+    assert got["heavy"] == [], f"`qres {command}` imported {got['heavy']}"
+
+
+def test_decide_answers_in_plain_text_from_the_client_alone(tmp_path: Path) -> None:
+    """A real signed decision table: the answer is printed without rich, the settings read without
+    pydantic-settings, and nothing of the pipeline is imported."""
+    import pyarrow as pa
+
+    from policies.bundle.store import publish_bundle
+    from policies.scenarios.scenario_set import FALLBACK_KEY, NORMAL_KEY, scenario_key
+    from qres_client.bundle import encode_json, encode_parquet
+    from qres_client.schema import DECISIONS_SHEDDING
+    from qres_client.signing import init_keys, load_signing_key
+
+    private, _ = init_keys(tmp_path / "keys")
+    deps = ["db", "queue"]
+    scenarios = [(NORMAL_KEY, []), (scenario_key(["db"], []), ["db"]), (FALLBACK_KEY, deps)]
+    rows = [
+        {
+            "scenario_key": key,
+            "down": down,
+            "degraded": [],
+            "effective_down": down,
+            "probability": 0.1,
+            "workload_id": f"wl-{w}",
+            "admit": 0.25 if down and w == 0 else 1.0,
+            "rank": w + 1,
+        }
+        for key, down in scenarios
+        for w in range(3)
+    ]
+    files = {
+        "decisions.parquet": encode_parquet(pa.Table.from_pylist(rows, schema=DECISIONS_SHEDDING)),
+        "policy.json": encode_json({"scenarios": sorted(k for k, _ in scenarios)}),
+    }
+    publish_bundle(
+        tmp_path / "bundles", "shedding", files, {"mlflow_run_id": "r1"}, signer=load_signing_key(private).sign
+    )
+    cfg = tmp_path / "qres.toml"
+    cfg.write_text(f'store_dir = "bundles"\n[bundle]\nkey_dir = "{tmp_path / "keys"}"\n')
+    got = _loaded("decide", "--config", str(cfg), "--down", "db")
+    assert got["exit"] == 0, got
+    assert got["heavy"] == [] and not got["rich"], got
+    lines = got["out"].splitlines()
+    assert lines[0] == f"shedding v000001: scenario {scenario_key(['db'], [])} (exact)"
+    assert lines[1].split() == ["rank", "workload", "admit"]
+    assert [ln.split() for ln in lines[2:]] == [["1", "wl-0", "25%"], ["2", "wl-1", "100%"], ["3", "wl-2", "100%"]]
+    as_json = _loaded("decide", "--config", str(cfg), "--down", "db", "--json")
+    answer = json.loads(as_json["out"])
+    assert (answer["scenario"], answer["actions"][0]["admit"]) == (scenario_key(["db"], []), 0.25)
+    assert not as_json["rich"]

@@ -62,5 +62,27 @@ def test_the_embedded_server_runs_the_flow_and_is_stopped(monkeypatch) -> None:
             assert state.result() == 42
             run = httpx.get(f"{api.url}/flow_runs/{state.state_details.flow_run_id}").json()
             assert run["state_type"] == "COMPLETED"  # recorded on the early-started server
+            # a one-shot server runs none of the background services (flows/embedded_api.py)
+            served = httpx.get(f"{api.url}/admin/settings").json()["server"]
+            services = served["services"]
+            assert not any(services[name]["enabled"] for name in ("task_run_recorder", "event_persister", "triggers"))
+            assert not any(services[name]["enabled"] for name in ("scheduler", "late_runs", "cancellation_cleanup"))
+            assert not served["events"]["stream_out_enabled"]
         assert proc.poll() is not None, "the server outlived the run"
         assert "PREFECT_API_URL" not in os.environ
+
+
+def test_an_explicit_setting_wins_over_the_one_shot_defaults(monkeypatch) -> None:
+    """The services are off by default only: a variable in the environment reaches the server."""
+    from flows import embedded_api
+
+    seen: dict[str, str] = {}
+    monkeypatch.setattr(embedded_api.EmbeddedAPI, "__init__", lambda self, env: seen.update(env))
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    monkeypatch.setenv("PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_ENABLED", "true")
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: None}):
+        assert embedded_api.start_embedded_api() is not None
+    assert seen["PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_ENABLED"].lower() == "true"
+    assert seen["PREFECT_SERVER_SERVICES_EVENT_PERSISTER_ENABLED"] == "false"

@@ -110,3 +110,24 @@ def test_a_null_service_id_is_read_as_the_whole_table_reads_it() -> None:
     assert history_warnings(broken, max_down_h=50) == history_checks._whole_table(
         broken, **{**DEFAULTS, "max_down_h": 50}
     )
+
+
+def test_many_services_per_chunk_give_the_whole_table_answers() -> None:
+    """Chunks holding many services, runs open across chunk ends, first checks late: one sort's answers."""
+    rng = np.random.default_rng(11)
+    rows: dict[str, list[tuple[float, str]]] = {}
+    for k in range(40):
+        begin = int(rng.integers(0, 50))
+        down = rng.random(400) < (0.6 if k % 7 == 0 else 0.08)
+        rows[f"svc-{k:02d}"] = [
+            (float(h), "down" if down[h] else "up") for h in range(begin, 400) if rng.random() > 0.1 or k % 5 == 0
+        ]
+    table = _checks(rows)
+    table = table.take(pc.sort_indices(table, [("ts", "ascending"), ("service_id", "ascending")]))
+    for chunk_rows in (37, 1000):
+        chunked = pa.Table.from_batches(table.to_batches(max_chunksize=chunk_rows))
+        for kwargs in ({"max_down_h": 3, "max_silent_h": 2, "min_outages": 10_000}, DEFAULTS):
+            expected = history_checks._whole_table(table, **kwargs)
+            assert history_checks._streamed(chunked, **kwargs) == expected
+    tight = history_checks._streamed(chunked, max_down_h=3, max_silent_h=2, min_outages=10_000)
+    assert {"down too long", "not checked too long", "too few outages"} <= {w["rule"] for w in tight}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from policies.shedding.horizon import HorizonProblem, horizon_objective, is_feasible_horizon
@@ -121,3 +123,24 @@ def _stay(p: HorizonProblem, w: int) -> float:
 
 def _sw(p: HorizonProblem, w: int, a: int, b: int) -> float:
     return max(b - a, 0) * p.up_cost[w] + max(a - b, 0) * p.down_cost[w]
+
+
+def test_correlated_pairs_keep_both_workloads_free_and_the_condition_holds() -> None:
+    rng = np.random.default_rng(11)
+    checked = 0
+    for i in range(40):
+        p, static = _random_problem(rng, i)
+        n = len(p.prev)
+        c = np.zeros((n, n))
+        c[0, n - 1] = rng.uniform(0.5, 5.0)
+        p = dataclasses.replace(p, pair_cost=c)
+        r = restrict(p, static)
+        assert {0, n - 1} <= set(r.free.tolist())
+        x_sub, _ = _optimum(r.problem)
+        _, best = _optimum(p)
+        got = horizon_objective(p, expand(r, x_sub))
+        assert got <= best + 1e-6 * (1.0 + abs(best))
+        if is_exact(r, x_sub):
+            checked += 1
+            assert abs(got - best) <= 1e-6 * (1.0 + abs(best)), i
+    assert checked >= 10
