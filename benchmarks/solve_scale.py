@@ -36,8 +36,9 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=0, help="solve at most this many distinct problems per family")
     parser.add_argument("--families", default=",".join(FAMILIES))
     parser.add_argument("--json", default=None, help="write every figure here")
+    parser.add_argument("--compare-full", action="store_true", help="also solve the unrestricted horizon plans")
     args = parser.parse_args()
-    rows, info = run(Path(args.data), args.families.split(","), args.limit)
+    rows, info = run(Path(args.data), args.families.split(","), args.limit, args.compare_full)
     print(
         f"# {info['services']} services, {info['workloads']} workloads, {info['scenarios']} scenarios {info['by_source']}"
     )
@@ -51,11 +52,15 @@ def main() -> None:
             f"| {r['family']} | {r['problems']} | {r['distinct']} | {r['solved']} | {r['build_s']:.1f} | "
             f"{approx}{r['solve_s_full']:.1f} | {per:.3f} |"
         )
+    for r in rows:
+        extra = {k: v for k, v in r.items() if k.startswith("restricted_") or k.startswith("gap_")}
+        if extra:
+            print(f"# {r['family']}: " + ", ".join(f"{k} {v:.4g}" for k, v in extra.items()))
     if args.json:
         Path(args.json).write_text(json.dumps({"info": info, "families": rows}, indent=2, default=str))
 
 
-def run(data: Path, families: list[str], limit: int) -> tuple[list[dict], dict]:
+def run(data: Path, families: list[str], limit: int, compare_full: bool = False) -> tuple[list[dict], dict]:
     from flows.params import anneal_params, model_params
     from flows.settings import load_settings
     from policies.model.failure_model import fit_failure_model
@@ -98,7 +103,8 @@ def run(data: Path, families: list[str], limit: int) -> tuple[list[dict], dict]:
         "scenarios_s": t2 - t1,
     }
     tables["routing_pool"] = pool
-    return list(_families(settings, tables, model, scenarios, families, limit, anneal_params(settings))), info
+    fams = _families(settings, tables, model, scenarios, families, limit, anneal_params(settings), compare_full)
+    return list(fams), info
 
 
 class _RowCount:
@@ -136,9 +142,10 @@ def _stream_checks(files: list[Path], window_min: int):
     return grids, pool, rows
 
 
-def _families(settings, tables, model, scenarios, families, limit, anneal):
+def _families(settings, tables, model, scenarios, families, limit, anneal, compare_full=False):
     from policies.routing.policy import routing_documents
     from policies.shedding.anticipation import HorizonParams, build_horizon_problems
+    from policies.shedding.horizon_restrict import restrict
     from policies.shedding.policy import build_shedding_problems
     from policies.standby.policy import build_standby_problem
     from policies.tiers.problem import tier_problem_from_shedding
@@ -168,10 +175,13 @@ def _families(settings, tables, model, scenarios, families, limit, anneal):
         static = {s.key: r.best.solution for s, r in zip(sc, shed_results, strict=True)}
         params = HorizonParams(steps=so.horizon_steps, hold_s=so.hold_s)
         hp = build_horizon_problems(model, sc, shedding, static, tables["workloads"], params)
-        yield _solve(
-            "horizon", hp, time.perf_counter() - t, limit, time_limit_s=so.time_limit_s,
-            solvers=so.horizon_solvers, anneal=anneal, **common,
-        )[0]  # fmt: skip
+        rs = [restrict(p, static[p.key]) for p in hp]  # as the nightly: each state over what it can change
+        kw = {"time_limit_s": so.time_limit_s, "solvers": so.horizon_solvers, "anneal": anneal, **common}
+        row, hr = _solve("horizon", [r.problem for r in rs], time.perf_counter() - t, limit, **kw)
+        yield {**row, **_restriction_figures(rs, hr)}
+        if compare_full:  # the unrestricted plans, and what the restriction lost against them
+            full, fr = _solve("horizon", hp, 0.0, limit, label="horizon (full)", **kw)
+            yield {**full, **_restriction_gap(rs, hr, fr)}
     if "tiers" in families:
         t = time.perf_counter()
         p = tier_problem_from_shedding(
@@ -200,7 +210,7 @@ def _families(settings, tables, model, scenarios, families, limit, anneal):
         yield row
 
 
-def _solve(name, problems, build_s, limit, **params):
+def _solve(name, problems, build_s, limit, label=None, **params):
     from policies.solve.digest import problem_groups
     from tasks.solve import solve_problems
 
@@ -212,7 +222,7 @@ def _solve(name, problems, build_s, limit, **params):
     extrapolated = bool(limit) and len(groups) > limit
     full = solve_s * len(groups) / max(solved, 1) if extrapolated else solve_s
     row = {
-        "family": name,
+        "family": label or name,
         "problems": len(problems),
         "distinct": len(groups),
         "solved": solved,
@@ -222,6 +232,39 @@ def _solve(name, problems, build_s, limit, **params):
         "extrapolated": extrapolated,
     }
     return row, results
+
+
+def _restriction_figures(rs, results) -> dict:
+    """How small the restricted plans are, and how many meet the exactness condition."""
+    from policies.shedding.horizon_restrict import is_exact
+
+    sizes = [len(r.problem.base.workload_ids) for r in rs]
+    full = [len(r.full.base.workload_ids) for r in rs]
+    exact = [is_exact(r, res.best.solution) for r, res in zip(rs, results)]
+    return {
+        "restricted_workloads_mean": sum(sizes) / max(len(sizes), 1),
+        "restricted_workloads_max": max(sizes, default=0),
+        "restricted_full_workloads": max(full, default=0),
+        "restricted_exact_states": sum(exact),
+        "restricted_states": len(exact),
+    }
+
+
+def _restriction_gap(rs, hr, fr) -> dict:
+    """The full problems' objective of the restricted plans (the live rule's when better) against the full solve."""
+    from policies.shedding.horizon_restrict import full_solution
+
+    gaps = []
+    for r, a, b in zip(rs, hr, fr):
+        if not (a.candidates and b.candidates):
+            continue
+        _, _, got, _ = full_solution(r, a.best.solution, a.chosen)
+        gaps.append((b.best.objective - got) / max(abs(b.best.objective), 1e-9))
+    return {
+        "gap_states_worse": sum(g > 1e-9 for g in gaps),
+        "gap_max_relative": max(gaps, default=0.0),
+        "gap_mean_relative": sum(gaps) / max(len(gaps), 1),
+    }
 
 
 if __name__ == "__main__":

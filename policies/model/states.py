@@ -167,8 +167,9 @@ def _agree_sorted(key: np.ndarray, status: np.ndarray, n_p: int, agreement: str)
 
 def fill_gaps(observed: np.ndarray) -> np.ndarray:
     """Carry each service's last observed state forward; up before its first check."""
-    rows = np.arange(observed.shape[0])[:, None]
-    last_seen = np.maximum.accumulate(np.where(observed >= 0, rows, 0), axis=0)
+    # int32 indices: windows x services int64 was 0.24 GB twice over at 1,000 services (the backtest's fit)
+    rows = np.arange(observed.shape[0], dtype=np.int32)[:, None]
+    last_seen = np.maximum.accumulate(np.where(observed >= 0, rows, np.int32(0)), axis=0)
     filled = np.take_along_axis(observed, last_seen, axis=0)
     return np.where(filled < 0, UP, filled).astype(np.int8)
 

@@ -245,8 +245,14 @@ def _actions(p: RoutingProblem, x) -> list[dict]:
 def routing_decisions_table(
     scenarios: Sequence[Scenario], problems: Sequence[RoutingProblem], results: Sequence[PortfolioResult]
 ) -> pa.Table:
+    # Converted to Arrow every ~256k rows (then joined into one chunk: the same table): a row per
+    # endpoint and scenario is 4M rows at 1,000 services, several GB as Python lists at once.
+    parts: list[pa.Table] = []
     cols: dict[str, list] = {f.name: [] for f in DECISIONS_ROUTING}
     for s, p, r in zip(scenarios, problems, results, strict=True):
+        if len(cols["scenario_key"]) >= 1 << 18:
+            parts.append(pa.Table.from_pydict(cols, schema=DECISIONS_ROUTING))
+            cols = {f.name: [] for f in DECISIONS_ROUTING}
         for a in _actions(p, r.best.solution):
             for name, val in (
                 ("scenario_key", s.key),
@@ -263,7 +269,8 @@ def routing_decisions_table(
                 ("healthy", a["healthy"]),
             ):
                 cols[name].append(val)
-    return pa.Table.from_pydict(cols, schema=DECISIONS_ROUTING)
+    parts.append(pa.Table.from_pydict(cols, schema=DECISIONS_ROUTING))
+    return pa.concat_tables(parts).combine_chunks() if len(parts) > 1 else parts[0]
 
 
 def routing_policy_document(

@@ -44,6 +44,7 @@ from policies.model.states import DEGRADED, DOWN, find_runs
 from policies.scenarios.scenario_set import FALLBACK_KEY, NORMAL_KEY, Scenario, scenario_key
 from policies.shedding.correlated import pair_costs
 from policies.shedding.horizon import HorizonProblem
+from policies.shedding.horizon_restrict import Restriction, full_solution, restrict
 from policies.shedding.problem import SheddingProblem
 from policies.solve.portfolio import PortfolioResult
 from policies.switching import switch_costs
@@ -254,12 +255,14 @@ def plan_over_time(
     way to run ``HORIZON.solve_each`` (the nightly caches and chunks it, the backtest calls it)."""
     static = {s.key: np.asarray(r.best.solution) for s, r in zip(scenarios, results, strict=True)}
     hp = build_horizon_problems(model, scenarios, problems, static, workloads, params)
-    hr = solve(hp)
+    rs = [restrict(p, static[p.key]) for p in hp]  # each state over the workloads it can change
+    hr = solve([r.problem for r in rs])
     by_key = {s.key: s for s in scenarios}
     delay_min = (int(model.info.get("hysteresis_windows", 1)) - 1) * model.window_min
     timing = {}
-    for p, r in zip(hp, hr, strict=True):
-        plan = timed_plan(p, r.best.solution, params.hold_s, r)
+    for rp, r in zip(rs, hr, strict=True):
+        p = rp.full
+        plan = _full_plan(rp, r, params.hold_s)
         s = by_key[p.key]
         durations = _state_episodes(model, s)[2]
         after = risk_shed_after_s(
@@ -271,4 +274,12 @@ def plan_over_time(
             ),
         )
         timing[p.key] = replace(plan, act_after_s=after)
-    return timing, hp, hr
+    return timing, [rp.problem for rp in rs], hr
+
+
+def _full_plan(r: Restriction, result: PortfolioResult, hold_s: float) -> TimedPlan:
+    """The timed plan over every workload; a restricted plan's values are the full problem's."""
+    if r.problem is r.full:
+        return timed_plan(r.full, result.best.solution, hold_s, result)
+    x, chosen, value, live = full_solution(r, result.best.solution, result.chosen)
+    return replace(timed_plan(r.full, x, hold_s, result), solver=chosen, objective=value, live_objective=live)
