@@ -13,11 +13,12 @@ import base64
 import importlib
 import io
 import json
+from collections.abc import Iterator
 from dataclasses import fields, is_dataclass
 
 import numpy as np
 
-__all__ = ["encode", "decode", "CodecError"]
+__all__ = ["encode", "encode_chunks", "decode", "CodecError"]
 
 _ALLOWED_PREFIX = "policies."
 
@@ -27,7 +28,32 @@ class CodecError(ValueError):
 
 
 def encode(value: object) -> bytes:
-    return json.dumps(_enc(value), separators=(",", ":"), allow_nan=True).encode()
+    return _dumps(_enc(value))
+
+
+def encode_chunks(value: object, depth: int = 3) -> Iterator[bytes]:
+    """``encode(value)`` in pieces, the same bytes joined: containers down to ``depth`` are walked
+    here and each piece below is dumped alone, so a large value (routing's latency pool: one array
+    per service, 0.7 GB at 1,000 services) is never held as one JSON text, its bytes and a copy."""
+    if depth <= 0 or not isinstance(v := value, (dict, list, tuple)):
+        yield _dumps(_enc(value))
+        return
+    head, tail = ('{"$m":[', "]}") if isinstance(v, dict) else ('{"$t":[', "]}") if isinstance(v, tuple) else ("[", "]")
+    yield head.encode()
+    for i, item in enumerate(v.items() if isinstance(v, dict) else v):
+        if i:
+            yield b","
+        if isinstance(v, dict):
+            yield b"[" + _dumps(_enc(item[0])) + b","
+            yield from encode_chunks(item[1], depth - 1)
+            yield b"]"
+        else:
+            yield from encode_chunks(item, depth - 1)
+    yield tail.encode()
+
+
+def _dumps(tree: object) -> bytes:
+    return json.dumps(tree, separators=(",", ":"), allow_nan=True).encode()
 
 
 def decode(data: bytes) -> object:

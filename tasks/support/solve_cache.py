@@ -30,7 +30,7 @@ from pathlib import Path
 
 from policies.solve.digest import feed_digest, problem_digest
 from policies.solve.portfolio import PortfolioResult
-from tasks.support.safe_codec import CodecError, decode, encode
+from tasks.support.safe_codec import CodecError, decode, encode_chunks
 
 __all__ = [
     "content_cache_key",
@@ -107,18 +107,25 @@ def store_cached_results(cache_dir: Path | None, results: dict[str, object]) -> 
         return
     secret = cache_secret(cache_dir)
     for key, result in results.items():
-        try:
-            payload = encode(result)
-        except CodecError as exc:
-            _log.warning("not cached: %s", exc)
-            continue
         folder = Path(cache_dir) / key[:2]
         folder.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
         try:
+            # Streamed: the payload goes to the file and the HMAC piece by piece, and the MAC
+            # (fixed-width hex) is written over its placeholder at the end: same bytes as
+            # ``_mac(...) + b"\n" + encode(result)``, without the whole entry in memory.
+            mac = hmac.new(secret, key.encode() + b"\n", hashlib.sha256)
             with os.fdopen(fd, "wb") as fh:
-                fh.write(_mac(secret, key, payload) + b"\n" + payload)
+                fh.write(b"0" * (2 * mac.digest_size) + b"\n")
+                for piece in encode_chunks(result):
+                    mac.update(piece)
+                    fh.write(piece)
+                fh.seek(0)
+                fh.write(mac.hexdigest().encode())
             os.replace(tmp, folder / f"{key}{ENTRY_SUFFIX}")
+        except CodecError as exc:
+            Path(tmp).unlink(missing_ok=True)
+            _log.warning("not cached: %s", exc)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
