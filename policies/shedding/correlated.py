@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import scipy.sparse as sp
 
 from policies.scenarios.scenario_set import NORMAL_KEY, Scenario
 from policies.shedding.admission import containing
@@ -38,8 +39,8 @@ def correlated_risk(
     *,
     aversion: float,
     scale: float,
-) -> np.ndarray | None:
-    """The strictly upper-triangular c_wv of the module docstring; None when no pair costs anything."""
+) -> sp.csr_array | None:
+    """The strictly upper-triangular c_wv of the module docstring (sparse); None when no pair costs anything."""
     q = np.array([probability, *later_probabilities], dtype=np.float64)
     if not later or aversion <= 0 or scale <= 0 or q.sum() <= 0:
         return None
@@ -47,18 +48,26 @@ def correlated_risk(
     g = np.vstack(
         [np.zeros(len(state.workload_ids))] + [np.maximum(p.risk_per_hour - state.risk_per_hour, 0) for p in later]
     )
-    mean = q @ g
-    cov = (g * q[:, None]).T @ g - np.outer(mean, mean)
+    # A workload whose risk no containing scenario raises has g = 0 there: no covariance with
+    # anything. Work on the others only (a few of a large fleet's workloads) and return sparse.
+    support = np.flatnonzero(g.any(axis=0) & state.runnable)
+    if support.size < 2:
+        return None
+    gs = g[:, support]
+    mean = q @ gs
+    cov = (gs * q[:, None]).T @ gs - np.outer(mean, mean)
     c = np.triu(np.maximum(cov, 0.0), 1) * (aversion / scale)
-    c[~state.runnable, :] = 0.0
-    c[:, ~state.runnable] = 0.0
     c[c <= 1e-12 * max(float(c.max(initial=0.0)), 1e-300)] = 0.0  # covariance rounding noise is not a pair
-    return c if np.any(c > 0) else None
+    r, k = np.nonzero(c)
+    if not r.size:
+        return None
+    n = len(state.workload_ids)
+    return sp.csr_array((c[r, k], (support[r], support[k])), shape=(n, n))
 
 
 def pair_costs(
     scenarios: Sequence[Scenario], problems: Sequence[SheddingProblem], *, aversion: float
-) -> dict[str, np.ndarray | None]:
+) -> dict[str, sp.csr_array | None]:
     """Per failing scenario, its pairs' correlated cost over the scenarios that contain it (normal and the
     fallback are neither planned over time nor an escalation); V is the normal state's total value."""
     normal = next((p for s, p in zip(scenarios, problems) if s.key == NORMAL_KEY), None)

@@ -34,6 +34,7 @@ import functools
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 
 from policies.shedding.problem import SheddingProblem, fill_levels, shedding_problem_from_dict, shedding_problem_to_dict
 
@@ -64,7 +65,7 @@ class HorizonProblem:
     dwell: int = 1  # minimum steps between two changes of one workload
     exit_share: np.ndarray | None = None  # q_x, summing to 1; None = one exit plan
     max_changes: int | None = None  # per workload over the horizon; 1 = the client's act_after rule
-    pair_cost: np.ndarray | None = None  # [w, v] c_wv >= 0, upper triangle (w < v) only; None = no pairs
+    pair_cost: np.ndarray | sp.sparray | None = None  # [w, v] c_wv >= 0, upper triangle (w < v) only; None = no pairs
 
     def __post_init__(self) -> None:
         n, key, L = len(self.base.workload_ids), self.base.key, self.base.levels
@@ -91,7 +92,17 @@ class HorizonProblem:
             if a.shape != (n,) or not np.all(np.isfinite(a)) or np.any(a < 0):
                 raise ValueError(f"{key}: {name} must be {n} finite costs >= 0")
             arrays[name] = a
-        if self.pair_cost is not None:
+        if self.pair_cost is not None and sp.issparse(self.pair_cost):
+            # A state of a large fleet pairs few of its workloads: n x n dense per state held
+            # every state's plan at once (1,500 workloads: 18 MB a state, GBs over a fleet's states).
+            c = sp.csr_array(self.pair_cost, dtype=np.float64, copy=True)
+            c.sum_duplicates()
+            c.sort_indices()
+            r = np.repeat(np.arange(c.shape[0]), np.diff(c.indptr))
+            if c.shape != (n, n) or not np.all(np.isfinite(c.data)) or np.any(c.data < 0) or np.any(c.indices <= r):
+                raise ValueError(f"{key}: pair_cost must be an {n}x{n} strictly upper-triangular matrix of costs >= 0")
+            object.__setattr__(self, "pair_cost", c)
+        elif self.pair_cost is not None:
             c = np.array(self.pair_cost, dtype=np.float64)
             if c.shape != (n, n) or not np.all(np.isfinite(c)) or np.any(c < 0) or np.any(np.tril(c) != 0):
                 raise ValueError(f"{key}: pair_cost must be an {n}x{n} strictly upper-triangular matrix of costs >= 0")
@@ -133,8 +144,20 @@ class HorizonProblem:
         """(w, v, c_wv) of the pairs with a positive correlated cost, w < v."""
         if self.pair_cost is None:
             return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
-        w, v = np.nonzero(self.pair_cost > 0)
-        return w, v, self.pair_cost[w, v]
+        if sp.issparse(c := self.pair_cost):  # rows, then columns: np.nonzero's order on the dense form
+            w = np.repeat(np.arange(c.shape[0]), np.diff(c.indptr))
+            keep = c.data > 0
+            return w[keep], c.indices[keep].astype(np.int64), c.data[keep]
+        w, v = np.nonzero(c > 0)
+        return w, v, c[w, v]
+
+    def pair_block(self, idx: np.ndarray) -> np.ndarray | None:
+        """The dense pair costs among the workloads ``idx`` (a restriction's free ones); None for none."""
+        if self.pair_cost is None:
+            return None
+        if sp.issparse(self.pair_cost):
+            return self.pair_cost[idx][:, idx].toarray()
+        return self.pair_cost[np.ix_(idx, idx)]
 
     @functools.cached_property
     def pair_per_level(self) -> np.ndarray:

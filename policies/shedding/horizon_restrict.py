@@ -26,6 +26,7 @@ problems are solved whole.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -97,7 +98,7 @@ def restrict(p: HorizonProblem, static_levels) -> Restriction:
     """The free workloads of the module docstring; ``static_levels``: the state's static optimum."""
     n = len(p.base.workload_ids)
     if p.max_changes != 1 or n == 0:
-        return Restriction(p, p, np.arange(n))
+        return Restriction(p, _dense_pairs(p), np.arange(n))
     stay, best = own_values(p)
     tol = _REL_TOL * _scale(p)
     moved = np.asarray(static_levels, dtype=np.int64) != p.prev
@@ -108,7 +109,7 @@ def restrict(p: HorizonProblem, static_levels) -> Restriction:
     free_mask[0] |= not free_mask.any()  # nothing to change: one workload keeps the problem well-formed
     free = np.flatnonzero(free_mask)
     if free.size == n:
-        return Restriction(p, p, free)
+        return Restriction(p, _dense_pairs(p), free)
     b, held = p.base, ~free_mask
     held_use = float(p.prev[held] @ b.demand[held]) / b.levels
     lo = p.lo[free]  # kept as the full problem's (relaxed) minimums: ceil(lo - 1e-9) = lo
@@ -134,7 +135,7 @@ def restrict(p: HorizonProblem, static_levels) -> Restriction:
         dwell=p.dwell,
         exit_share=p.exit_share,
         max_changes=p.max_changes,
-        pair_cost=None if p.pair_cost is None else p.pair_cost[np.ix_(free, free)],
+        pair_cost=p.pair_block(free),
     )
     return Restriction(p, problem, free)
 
@@ -169,3 +170,11 @@ def full_solution(r: Restriction, solution, chosen: str) -> tuple[np.ndarray, st
     if live_value > got + _REL_TOL * _scale(r.full):
         return live, "greedy", live_value, live_value
     return x, chosen, got, live_value
+
+
+def _dense_pairs(p: HorizonProblem) -> HorizonProblem:
+    """The problem the solvers get carries its pairs dense, as before they were kept sparse, so its
+    content digest (and with it the solvers' seed and cache key) does not depend on the form."""
+    if p.pair_cost is None or isinstance(p.pair_cost, np.ndarray):
+        return p
+    return dataclasses.replace(p, pair_cost=p.pair_block(np.arange(len(p.base.workload_ids))))

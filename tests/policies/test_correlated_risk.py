@@ -6,6 +6,7 @@ import itertools
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from policies.shedding.correlated import correlated_risk
 from policies.shedding.horizon import (
@@ -81,8 +82,39 @@ def test_the_pair_cost_is_the_covariance_of_the_escalated_risks() -> None:
     only_c = _base("down=x,z", risk=(0.0, 0.0, 5.0))
     # q = (.5, .3, .2); g_a = (0, 10, 0), g_b = (0, 20, 0), g_c = (0, 0, 5)
     # Cov(a, b) = .3 * 200 - (3)(6) = 42; Cov(a, c) = 0 - 3 * 1 = -3 (never together: no pair)
-    c = correlated_risk(state, [both, only_c], 0.5, [0.3, 0.2], aversion=1.0, scale=60.0)
+    c = correlated_risk(state, [both, only_c], 0.5, [0.3, 0.2], aversion=1.0, scale=60.0).toarray()
     assert c[0, 1] == pytest.approx(42.0 / 60.0)
     assert c[0, 2] == 0.0 and c[1, 2] == 0.0 and np.all(np.tril(c) == 0)
     assert correlated_risk(state, [both, only_c], 0.5, [0.3, 0.2], aversion=0.0, scale=60.0) is None
     assert correlated_risk(state, [only_c], 0.5, [0.2], aversion=1.0, scale=60.0) is None  # one workload: no pair
+
+
+def test_a_sparse_pair_cost_is_the_same_problem_as_the_dense_one() -> None:
+    dense = _problem(pair=40.0, L=2)
+    sparse = HorizonProblem(
+        dense.base,
+        dense.step_s,
+        dense.survival,
+        dense.prev,
+        dense.exit_levels,
+        dense.down_cost,
+        dense.up_cost,
+        pair_cost=sp.csr_array(dense.pair_cost),
+    )
+    assert [a.tolist() for a in sparse.pairs] == [a.tolist() for a in dense.pairs]
+    for x in itertools.product(range(3), repeat=6):
+        assert horizon_objective(sparse, x) == horizon_objective(dense, x)
+    assert horizon_problem_to_dict(sparse) == horizon_problem_to_dict(dense)
+    idx = np.array([0, 1])
+    assert sparse.pair_block(idx).tolist() == dense.pair_block(idx).tolist() == [[0.0, 40.0], [0.0, 0.0]]
+    with pytest.raises(ValueError, match="upper-triangular"):
+        HorizonProblem(
+            dense.base,
+            600.0,
+            dense.survival,
+            dense.prev,
+            dense.exit_levels,
+            dense.down_cost,
+            dense.up_cost,
+            pair_cost=sp.csr_array(dense.pair_cost.T),
+        )
