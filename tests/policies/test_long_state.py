@@ -16,6 +16,7 @@ from policies.shedding.horizon import HorizonProblem
 from policies.shedding.long_state import late_risk_sheds
 from policies.shedding.problem import SheddingProblem
 from qres_client.bundle import encode_parquet
+from qres_client.controller import Controller
 from qres_client.index import build_index
 from qres_client.schema import DECISIONS_SHEDDING_ADMISSION, DECISIONS_SHEDDING_LATE
 
@@ -104,3 +105,14 @@ def test_a_state_lasting_three_horizons_ends_at_the_static_optimum_paying_one_sw
     # pay the 25 of switching
     gain = (runs[True].values.sum() - runs[False].values.sum()) / 60.0
     assert np.isclose(gain, (9 * 180.0 - 10.0) / 60.0) and gain > runs[True].switch.sum()
+
+
+def test_a_decision_waiting_for_its_long_run_step_is_not_settled() -> None:
+    index = build_index("shedding", "v000001", {}, {"decisions.parquet": _bundle(True)})
+    ctl = Controller(lambda down, degraded: index.decide(frozenset(down), frozenset(), "greedy"))
+    assert Controller.settled(ctl.step(0.0))  # normal: the plan's shares, nothing to come
+    early = ctl.step(60.0, down=("x",))
+    assert {a.workload_id: a.admit for a in early.actions}["a"] == 1.0
+    assert not Controller.settled(early)  # a's shed at 300 s is still to come
+    late = ctl.step(360.0, down=("x",))
+    assert {a.workload_id: a.admit for a in late.actions}["a"] == 0.0 and Controller.settled(late)
