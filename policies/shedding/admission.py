@@ -16,7 +16,8 @@ bundle therefore also ships ``admit_max``, the share a service may run when capa
   observed state (a whole level of a large workload can crowd out a better mix).
 
 The normal state's order (:func:`anticipating_order`) is the one that does best, weighted by
-the scenarios' probabilities, when an outage has begun but the checks still say normal. Every
+the scenarios' probabilities, when an outage has begun but the checks still say normal (given the
+detection delay and switching costs, :class:`CatchUp`: including the switch to the outage's own mix). Every
 other state is ranked the same way over the scenarios that contain it (:func:`escalation_order`):
 the checks lag, so what is observed may already have escalated to other dependencies, in the
 proportions of the fitted joint model; the state's own plan stays first, so in the state itself
