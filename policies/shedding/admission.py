@@ -120,6 +120,9 @@ def _best_order(
     own = [rank_order(problems[i], plans[i], None if orders is None else orders[i]) for i in top]
     later = [serve_in_order(problems[i], caps[i], r) for i, r in zip(top, own)]
     candidates = [np.asarray(state.order, dtype=np.int64), *ranked]
+    if orders is not None:  # the orders the outages are really served in are candidates too
+        seen = {tuple(c.tolist()) for c in candidates}
+        candidates += [o for o in own if tuple(o.tolist()) not in seen and not seen.add(tuple(o.tolist()))]
     if plan is None:
         options = [(c, fixed) for c in candidates]
     else:

@@ -89,6 +89,22 @@ def test_with_catch_up_the_normal_order_pays_the_switch_a_tie_would_cost_in_the_
     assert serve_in_order(x, [1, 1], order).tolist() == [0, 1]  # x's own plan from the first minute
 
 
+def test_the_catch_up_is_to_what_the_outage_serves_in_its_own_order() -> None:
+    # L = 2, a and b alike (10/h, demand 4); x has room for 5: half of each, or all of one, are worth 10
+    normal = _problem("normal", 10.0, value=(10.0, 10.0), demand=(4.0, 4.0), L=2)
+    x = _problem("down=x", 5.0, value=(10.0, 10.0), demand=(4.0, 4.0), L=2)
+    plan, caps = np.array([1, 1]), admission_caps(x, [1, 1])
+    assert caps.tolist() == [2, 2]  # lifted: whichever ranks first runs whole, as much value
+    args = (normal, [2, 2], [x], [plan], [caps], [1.0])
+    costs = SwitchCosts(IDS, np.array([3600.0, 3600.0]), np.ones(2), np.ones(2), 2)
+    catch_up = CatchUp(2.0 / 60.0, costs)
+    assert anticipating_order(*args, catch_up=catch_up).tolist() == [0, 1]  # x in density order: a whole
+    # x's own (escalation) order serves b first: meeting x with a would cost a switch once the checks see it
+    order = anticipating_order(*args, orders=[np.array([1, 0])], catch_up=catch_up)
+    assert order.tolist() == [1, 0]
+    assert serve_in_order(x, [2, 2], order).tolist() == [0, 2]
+
+
 def _bundle() -> bytes:
     scen = [
         Scenario("normal", (), (), (), 0.5, 0.0, "test"),
