@@ -152,9 +152,13 @@ def _handoffs(data: Path, store: Path, env: dict, tmp: Path, n: int) -> dict:
         if i:
             took.append(t)
             to_latest += moved
+            (r,) = _triggered(env["PREFECT_API_URL"], incident)
+            created, started, ended = (datetime.fromisoformat(r[k]) for k in ("created", "start_time", "end_time"))
             print(
                 f"  pair {i}: qres run {runs[-1]:.1f} s, qres resolve (hand-off) {t:.1f} s "
-                f"(LATEST {before} -> {_latest(store)}{f' after {moved[0]:.1f} s' if moved else ''})",
+                f"(LATEST {before} -> {_latest(store)}{f' after {moved[0]:.1f} s' if moved else ''}; "
+                f"run created -> started {(started - created).total_seconds():.1f} s, "
+                f"the run {(ended - started).total_seconds():.1f} s)",
                 flush=True,
             )
     med, run_s = statistics.median(took), statistics.median(runs)
