@@ -46,6 +46,33 @@ def test_resolve_needs_a_server_for_served(monkeypatch) -> None:
     assert "no worker serves qres-resolve/resolve (PREFECT_API_URL is not set)" in said
 
 
+class _Deployment:
+    """A Prefect API that answers the deployment read with ``dep`` (what served_deployment reads)."""
+
+    def __init__(self, dep: dict | None) -> None:
+        self.dep = dep
+
+    def call(self, method: str, path: str, body=None):
+        assert (method, path) == ("GET", "/deployments/name/qres-resolve/resolve")
+        return self.dep
+
+
+def test_only_a_recently_polled_ready_deployment_takes_the_re_solve() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from flows.handoff import served_deployment
+
+    def dep(status="READY", polled_s_ago=2.0, paused=False) -> dict:
+        polled = (datetime.now(UTC) - timedelta(seconds=polled_s_ago)).isoformat().replace("+00:00", "Z")
+        return {"id": "d1", "status": status, "last_polled": polled, "paused": paused}
+
+    assert served_deployment(_Deployment(dep()))["id"] == "d1"
+    assert served_deployment(_Deployment(None)) is None  # no such deployment (404)
+    assert served_deployment(_Deployment(dep(status="NOT_READY"))) is None
+    assert served_deployment(_Deployment(dep(polled_s_ago=300))) is None  # its worker stopped
+    assert served_deployment(_Deployment(dep(paused=True))) is None
+
+
 @pytest.mark.e2e
 def test_resolve_hands_off_to_a_served_worker(small_sample: Path, tmp_path: Path) -> None:
     data = tmp_path / "data"
