@@ -86,17 +86,7 @@ def resolve(
         settings = load_settings(config, data_dir=abs_path(data), store_dir=abs_path(store), seed=seed)
     except QresError as exc:
         fail(exc)
-    deps = [d.strip() for d in (dependencies or "").split(",") if d.strip()] or None
-    params = {
-        "incident": incident,
-        "since": since,
-        "dependencies": deps,
-        "data": str(settings.data_dir),
-        "store": str(settings.store_dir),
-        "seed": settings.seed,
-        "config": _config_file(config),
-        "force": force,
-    }
+    params = _flow_params(settings, config, incident=incident, since=since, dependencies=dependencies, force=force)
     worker = _served_worker(served)
     if worker is not None:
         summary, where = _handed_off(*worker, params, settings, quiet=quiet or json_out)
@@ -114,6 +104,21 @@ def resolve(
         )
     if not summary["published"] and not summary.get("unchanged"):
         raise typer.Exit(EXIT_HELD)
+
+
+def _flow_params(settings, config, *, incident, since, dependencies, force) -> dict:
+    """The resolve flow's parameters, as this command's settings name them (paths absolute)."""
+    deps = [d.strip() for d in (dependencies or "").split(",") if d.strip()] or None
+    return {
+        "incident": incident,
+        "since": since,
+        "dependencies": deps,
+        "data": str(settings.data_dir),
+        "store": str(settings.store_dir),
+        "seed": settings.seed,
+        "config": _config_file(config),
+        "force": force,
+    }
 
 
 def _config_file(config) -> str | None:
