@@ -11,11 +11,14 @@ from policies.routing.export import (
     grouped_envoy_weights,
     istio_distribute,
     routing_decisions_table,
+    routing_policy_document,
+    routing_policy_json,
     scenario_actions,
 )
 from policies.routing.problem import RoutingProblem
 from policies.scenarios.scenario_set import Scenario
 from policies.solve.portfolio import PolicyResult, PortfolioResult, SolverInfo
+from qres_client.bundle import encode_json
 
 
 def _shares(rng, n: int) -> np.ndarray:
@@ -60,7 +63,7 @@ def _old_actions(p: RoutingProblem, x) -> list[dict]:
 
 
 def _problem(rng, services: int = 6) -> RoutingProblem:
-    regions = ("r0", "r1", "r2")
+    regions = ("r0", "r1", "rö2")  # a non-ASCII name: written as is, like encode_json
     eps, loc, svc = [], [], []
     for j in range(services):
         for r in sorted(rng.choice(regions, int(rng.integers(1, 4)), replace=False).tolist()):
@@ -116,3 +119,7 @@ def test_actions_distribute_and_table_match_the_per_service_form() -> None:
         assert table.column(name).to_pylist() == [r[name] for r in rows], name
     assert table.column("envoy_weight").to_pylist() == [r["envoy_weight"] for r in rows]
     assert table.column("healthy").to_pylist() == [r["healthy"] for r in rows]
+    docs = [{"services": [{"service_id": "s0", "home": "r1"}, {"service_id": "s3"}]}]
+    want = encode_json(routing_policy_document(scenarios, problems, results, docs))
+    assert routing_policy_json(scenarios, problems, results, docs) == want
+    assert routing_policy_json([], [], [], docs) == encode_json(routing_policy_document([], [], [], docs))
