@@ -213,6 +213,7 @@ def routing_policy_json(
     dict for each and encoding it took ~40 s of CPU beside the solve."""
     homes = {sv["service_id"]: sv.get("home", "*") for d in docs for sv in d["services"]}
     placeholder = json.dumps(_ACTIONS, **_JSON)
+    quoted: dict[str, str] = {}  # every id's JSON string, encoded once for all scenarios
     out = io.BytesIO()
     out.write(b'{"policy":"routing","scenarios":[')
     for n, (s, p, r) in enumerate(zip(scenarios, problems, results, strict=True)):
@@ -229,16 +230,18 @@ def routing_policy_json(
             "istio_distribute": istio_distribute(p, x, homes, a.weights),
         }
         head, tail = json.dumps(doc, **_JSON).split(placeholder)  # exactly one: ValueError otherwise
-        out.write((("," if n else "") + head + _actions_json(p, a) + tail).encode("utf-8"))
+        out.write((("," if n else "") + head + _actions_json(p, a, quoted) + tail).encode("utf-8"))
     out.write(b'],"schema_version":1}\n')
     return out.getvalue()
 
 
-def _actions_json(p: RoutingProblem, a: ScenarioActions) -> str:
+def _actions_json(p: RoutingProblem, a: ScenarioActions, quoted: dict[str, str]) -> str:
     """The actions list as json.dumps writes it (sorted keys, compact; floats as repr, as json does)."""
-    ep = [json.dumps(v, **_JSON) for v in p.endpoint_ids]
-    loc = [json.dumps(v, **_JSON) for v in p.locality]
-    sid = [json.dumps(v, **_JSON) for v in p.service_ids]
+
+    def q(values) -> list[str]:
+        return [quoted.get(v) or quoted.setdefault(v, json.dumps(v, **_JSON)) for v in values]
+
+    ep, loc, sid = q(p.endpoint_ids), q(p.locality), q(p.service_ids)
     svc = p.service.tolist()
     rows = [
         f'{{"admit":{admit!r},"endpoint_id":{ep[i]},"envoy_weight":{w},"healthy":{"true" if w > 0 else "false"},'
