@@ -19,8 +19,9 @@ ends it when that stage starts (to measure the early stages of a fleet whose sol
 
 ``--runners threads,dask`` runs each size on both: for dask, a ``dask scheduler`` and two
 ``dask worker`` processes (one thread each) on 127.0.0.1 are started here (or ``--address``
-names a running scheduler), the flow goes through prefect-dask, the workers' memory counts with
-the nightly's, and a line says whether the decision bytes are equal across the runners.
+names a running scheduler; ``--worker-memory 4GB`` gives each started worker that memory limit),
+the flow goes through prefect-dask, the workers' memory counts with the nightly's, and a line
+says whether the decision bytes are equal across the runners.
 
 Prints one table per size, then the totals side by side with the cost per health-check row
 and its ratio to the first size (goal at 1,000 services: <= 1.5x the cost per row at 40, the
