@@ -50,6 +50,7 @@ class Controller:
         self._scenario: str | None = None
         self._entered_s = 0.0
         self._last_s: float | None = None
+        self._settled = False
 
     @property
     def shares(self) -> Mapping[str, float]:
@@ -66,7 +67,17 @@ class Controller:
         if decision.scenario != self._scenario:
             self._scenario, self._entered_s = decision.scenario, now_s
         elapsed = now_s - self._entered_s
-        return replace(decision, actions=tuple(self._apply(a, now_s, elapsed) for a in decision.actions))
+        actions = tuple(self._apply(a, now_s, elapsed) for a in decision.actions)
+        self._settled = all(map(_at_target, actions))
+        return replace(decision, actions=actions)
+
+    @property
+    def settled(self) -> bool:
+        """Whether the last step left nothing pending: stepping again on the same observed state, at
+        any later time, returns the same shares and changes nothing here (every share and cap in
+        force is the plan's, so no wait or hold can still act). A caller may reuse the last answer
+        while the state stays the same (the backtest's replay does, over long outages)."""
+        return self._settled
 
     def _apply(self, action: Action, now_s: float, elapsed: float) -> Action:
         w, target = action.workload_id, float(action.admit)
@@ -96,3 +107,11 @@ class Controller:
             holds[w] = now_s + hold
         shares[w] = share
         return share
+
+
+def _at_target(action: Action) -> bool:
+    """Whether a stepped action's share (and cap) in force is its plan's own."""
+    extras = action.extras
+    if action.admit != extras["target"]:
+        return False
+    return "admit_max" not in extras or extras["admit_max"] == extras["target_max"]

@@ -79,15 +79,14 @@ class TimedPublishedPolicy:
 
     def step(self, window: int, view: View) -> Decision:
         # Long outages repeat one observed state for hundreds of windows, and stepping the Controller
-        # costs a pass over every workload of the plan. Once every share and cap in force equals the
-        # plan's (settled), a step on the same state changes nothing in the Controller and returns the
-        # same shares (its waits and holds only matter for a share that still moves): answer as before.
+        # costs a pass over every workload of the plan. While the Controller says nothing is pending
+        # (``Controller.settled``), a step on the same state would change nothing: answer as before.
         if self._settled is not None and self._settled[0] is view:
             return self._settled[1]
         decision = self._ctl.step(window * self.window_s, down=view.down, degraded=view.degraded)
         self.matched[view.key] = decision.scenario
         out = self._levels(view.problem, decision)
-        self._settled = (view, out) if all(map(_settled, decision.actions)) else None
+        self._settled = (view, out) if self._ctl.settled else None
         return out
 
     @staticmethod
@@ -104,11 +103,3 @@ class TimedPublishedPolicy:
         seen = set(ranked)
         rest = [w for w in p.order.tolist() if w not in seen]
         return Decision(k, np.asarray(ranked + rest, dtype=np.int64))
-
-
-def _settled(action) -> bool:
-    """Whether the Controller's answer for ``action`` is the plan's own (nothing waits or holds)."""
-    extras = action.extras
-    if float(action.admit) != extras.get("target", action.admit):
-        return False
-    return "admit_max" not in extras or extras["admit_max"] == extras.get("target_max", extras["admit_max"])

@@ -96,3 +96,27 @@ def test_plans_without_timing_switch_at_once_and_time_must_not_go_back() -> None
     assert _shares(ctl.step(2.0)) == {"w": 1.0} and ctl.shares == {"w": 1.0}
     with pytest.raises(ValueError, match="backwards"):
         ctl.step(1.0)
+
+
+def test_settled_means_another_step_on_the_same_state_changes_nothing() -> None:
+    import copy
+
+    ctl = _controller(act_after_s=300.0, hold_s=600.0)
+    ctl.step(0.0)
+    assert ctl.settled  # the normal plan, first sight: nothing to wait for
+    ctl.step(10.0, down=["db"])
+    assert not ctl.settled  # w1 waits for act_after_s
+    ctl.step(310.0, down=["db"])
+    assert ctl.settled
+    ctl.step(320.0)
+    assert not ctl.settled  # re-admitting waits for the holds
+    seen = {True: 0, False: 0}
+    for t in range(330, 4000, 50):  # whenever settled, a later step on the same state gives the same shares
+        down = ["db"] if (t // 700) % 2 else []
+        shares = _shares(ctl.step(float(t), down=down))
+        seen[ctl.settled] += 1
+        if ctl.settled:
+            later = copy.deepcopy(ctl)
+            assert _shares(later.step(float(t) + 10_000.0, down=down)) == shares and later.settled
+            assert later.shares == ctl.shares
+    assert seen[True] and seen[False]
