@@ -50,7 +50,6 @@ class Controller:
         self._scenario: str | None = None
         self._entered_s = 0.0
         self._last_s: float | None = None
-        self._settled = False
 
     @property
     def shares(self) -> Mapping[str, float]:
@@ -67,17 +66,21 @@ class Controller:
         if decision.scenario != self._scenario:
             self._scenario, self._entered_s = decision.scenario, now_s
         elapsed = now_s - self._entered_s
-        actions = tuple(self._apply(a, now_s, elapsed) for a in decision.actions)
-        self._settled = all(map(_at_target, actions))
-        return replace(decision, actions=actions)
+        return replace(decision, actions=tuple(self._apply(a, now_s, elapsed) for a in decision.actions))
 
-    @property
-    def settled(self) -> bool:
-        """Whether the last step left nothing pending: stepping again on the same observed state, at
-        any later time, returns the same shares and changes nothing here (every share and cap in
-        force is the plan's, so no wait or hold can still act). A caller may reuse the last answer
-        while the state stays the same (the backtest's replay does, over long outages)."""
-        return self._settled
+    @staticmethod
+    def settled(decision: Decision) -> bool:
+        """Whether a decision this controller returned is final while the state lasts: every share and cap in
+        force is the plan's and no long-run step (``then_after_s``) is still to come. A caller may then reuse
+        it without stepping again until the observed state changes."""
+        for a in decision.actions:
+            x = a.extras
+            target = float(x.get("target", a.admit))
+            if float(a.admit) != target or float(x.get("then_admit", target)) < target:
+                return False
+            if "admit_max" in x and float(x["admit_max"]) != float(x.get("target_max", x["admit_max"])):
+                return False
+        return True
 
     def _apply(self, action: Action, now_s: float, elapsed: float) -> Action:
         w, target = action.workload_id, float(action.admit)
@@ -107,11 +110,3 @@ class Controller:
             holds[w] = now_s + hold
         shares[w] = share
         return share
-
-
-def _at_target(action: Action) -> bool:
-    """Whether a stepped action's share (and cap) in force is its plan's own."""
-    extras = action.extras
-    if action.admit != extras["target"]:
-        return False
-    return "admit_max" not in extras or extras["admit_max"] == extras["target_max"]

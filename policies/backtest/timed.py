@@ -79,14 +79,14 @@ class TimedPublishedPolicy:
 
     def step(self, window: int, view: View) -> Decision:
         # Long outages repeat one observed state for hundreds of windows, and stepping the Controller
-        # costs a pass over every workload of the plan. While the Controller says nothing is pending
+        # costs a pass over every workload of the plan. Once the Controller says its answer is final
         # (``Controller.settled``), a step on the same state would change nothing: answer as before.
         if self._settled is not None and self._settled[0] is view:
             return self._settled[1]
         decision = self._ctl.step(window * self.window_s, down=view.down, degraded=view.degraded)
         self.matched[view.key] = decision.scenario
         out = self._levels(view.problem, decision)
-        self._settled = (view, out) if self._ctl.settled else None
+        self._settled = (view, out) if Controller.settled(decision) else None
         return out
 
     @staticmethod

@@ -102,21 +102,18 @@ def test_settled_means_another_step_on_the_same_state_changes_nothing() -> None:
     import copy
 
     ctl = _controller(act_after_s=300.0, hold_s=600.0)
-    ctl.step(0.0)
-    assert ctl.settled  # the normal plan, first sight: nothing to wait for
-    ctl.step(10.0, down=["db"])
-    assert not ctl.settled  # w1 waits for act_after_s
-    ctl.step(310.0, down=["db"])
-    assert ctl.settled
-    ctl.step(320.0)
-    assert not ctl.settled  # re-admitting waits for the holds
+    assert Controller.settled(ctl.step(0.0))  # the normal plan, first sight: nothing to wait for
+    assert not Controller.settled(ctl.step(10.0, down=["db"]))  # w1 waits for act_after_s
+    assert Controller.settled(ctl.step(310.0, down=["db"]))
+    assert not Controller.settled(ctl.step(320.0))  # re-admitting waits for the holds
     seen = {True: 0, False: 0}
     for t in range(330, 4000, 50):  # whenever settled, a later step on the same state gives the same shares
         down = ["db"] if (t // 700) % 2 else []
-        shares = _shares(ctl.step(float(t), down=down))
-        seen[ctl.settled] += 1
-        if ctl.settled:
+        d = ctl.step(float(t), down=down)
+        seen[Controller.settled(d)] += 1
+        if Controller.settled(d):
             later = copy.deepcopy(ctl)
-            assert _shares(later.step(float(t) + 10_000.0, down=down)) == shares and later.settled
+            again = later.step(float(t) + 10_000.0, down=down)
+            assert _shares(again) == _shares(d) and Controller.settled(again)
             assert later.shares == ctl.shares
     assert seen[True] and seen[False]
