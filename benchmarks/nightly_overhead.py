@@ -59,6 +59,8 @@ def classify(frames: list[str]) -> tuple[str, str]:
     # samples outside Prefect's files (its imports, runpy, threads: 4.1 of 14 s) to "other".
     if any(f.startswith("process") and ("uvicorn" in f or "prefect server" in f) for f in frames[:2]):
         return "framework", "Prefect API server"
+    if any(f.startswith("tasks/support/tracking_warmup.py") for f in files):  # loading MLflow, or waiting for it
+        return "framework", stage or "start-up and orchestration"
     if any(f.startswith("flows/embedded_api.py") for f in files):  # starting, awaiting, stopping that server
         return "framework", stage or "start-up and orchestration"
     for f in reversed(files):

@@ -40,6 +40,7 @@ from tasks.solve import SolvedPolicy, solve_shedding_policy
 from tasks.support.locks import RUN_LIMIT, file_lock, hold_limit, publish_lock
 from tasks.support.preflight import check_bundle_store, check_sources, check_tracking_store, store_outage
 from tasks.support.timeouts import with_timeout
+from tasks.support.tracking_warmup import start_warming, wait_warm
 from tasks.track import TrackingTarget, finish_run, log_run_results, start_run, tracking_outage
 
 __all__ = ["nightly", "run_nightly"]
@@ -63,10 +64,7 @@ def run_nightly(
     # permanent generation: the cyclic collector stops rescanning it, and a full collection of
     # that heap took 0.5-0.7 s, one or two per run (measured).
     gc.freeze()
-    if not incremental:  # a re-solve reads what the nightly pulled (flows/stages.py)
-        check_sources(settings.sources)
-    check_tracking_store(settings.tracking_uri)  # fail in seconds, before any work, if a store is down
-    check_bundle_store(settings.store_dir)
+    init_lock, wait_s = _preflight(settings, incremental), settings.orchestration.run_lock_wait_s
     latest_before = _latest_pointers(settings.store_dir)
     step = partial(with_timeout, seconds=settings.orchestration.step_timeout_s)
     data = ingest_and_validate(settings, incremental=incremental)
@@ -83,8 +81,9 @@ def run_nightly(
     release_pages()  # the backtest read the mapped day files: drop their pages
     target = TrackingTarget(settings.tracking_uri, settings.mlflow.experiment, settings.artifact_root)
     # A new SQLite tracking store is created (schema migrations) by its first client: runs that
-    # start together on one state folder must not both create it.
-    with file_lock(settings.state_dir / ".mlflow-init.lock", timeout_s=settings.orchestration.run_lock_wait_s):
+    # start together on one state folder must not both create it. The warm-up holds that lock too.
+    wait_warm()
+    with file_lock(init_lock, timeout_s=wait_s):
         run_id = _tracked(settings, lambda: step(start_run)(target, **run_identity(settings, data, kind)))
     published = False
     try:
@@ -105,6 +104,19 @@ def run_nightly(
     summary = _summary(settings, kind, data, model, scenarios, solved, run_id, shed, outcomes, report)
     create_markdown_artifact(summary.to_markdown(), key=f"qres-{kind}-summary", description=f"qresilience {kind} run")
     return summary
+
+
+def _preflight(settings: Settings, incremental: bool) -> Path:
+    """Fail in seconds, before any work, if a source or store is down; then start loading MLflow
+    beside the ingest (tasks/support/tracking_warmup.py). Returns the tracking store's init lock."""
+    if not incremental:  # a re-solve reads what the nightly pulled (flows/stages.py)
+        check_sources(settings.sources)
+    check_tracking_store(settings.tracking_uri)
+    check_bundle_store(settings.store_dir)
+    init_lock = settings.state_dir / ".mlflow-init.lock"
+    wait_s = settings.orchestration.run_lock_wait_s
+    start_warming(settings.tracking_uri, settings.mlflow.experiment, init_lock, timeout_s=wait_s)
+    return init_lock
 
 
 def _backtest_caches(settings: Settings) -> dict:

@@ -10,12 +10,17 @@ answer is what a fresh solve would give), and the backtest is skipped unless
 
 from __future__ import annotations
 
+import json
+
 from prefect import flow
+from prefect.artifacts import Artifact
 from prefect.logging import get_run_logger
 
 from flows.environment import configure_environment
+from flows.handoff import RESULT_ARTIFACT
 from flows.nightly import run_nightly
 from flows.settings import load_settings
+from policies.errors import NothingToLearnError, QresError
 from policies.telemetry.incidents import select_incidents
 from policies.telemetry.ingest import read_part
 from policies.telemetry.sources import locate_source_files, open_source
@@ -56,8 +61,20 @@ def resolve(
 
     ``dependencies`` (a list, or a comma-separated string as an event trigger renders it)
     narrows the scope; empty means the incidents' affected services. A family whose decisions
-    come out identical to its LATEST publishes nothing, unless ``force``.
+    come out identical to its LATEST publishes nothing, unless ``force``. The outcome (the
+    summary, or the error a command would print) is also a JSON artifact of the run, read back
+    by a ``qres resolve`` that handed the re-solve to a served worker (flows/handoff.py).
     """
+    try:
+        result = _resolve(incident, since, dependencies, data, store, seed, config, force)
+    except QresError as exc:
+        _record({"error": str(exc), "refused": isinstance(exc, NothingToLearnError)})
+        raise
+    _record(result)
+    return result
+
+
+def _resolve(incident, since, dependencies, data, store, seed, config, force) -> dict:
     settings = load_settings(config, data_dir=data, store_dir=store, seed=seed)
     configure_environment(settings.state_dir, settings.bundle.key_dir)
     log = get_run_logger()
@@ -73,3 +90,13 @@ def resolve(
             settings, kind="resolve", incremental=True, scope=scope, skip_unchanged=not force
         ).as_dict()
     return {**summary, "incidents": list(ids), "scope": list(scope)}
+
+
+def _record(outcome: dict) -> None:
+    """The outcome as the run's JSON artifact (JSON types only: paths become strings)."""
+    Artifact(
+        type="json",
+        key=RESULT_ARTIFACT,
+        description="qres resolve's outcome, read back by a command that handed the re-solve to this worker",
+        data=json.loads(json.dumps(outcome, default=str)),
+    ).create()

@@ -1,7 +1,9 @@
 """Track: one MLflow run per flow run, and the registry model per policy family.
 
 Uses ``MlflowClient`` with an explicit run id rather than ``mlflow.start_run``'s
-global active run, so that concurrent flows in one process cannot mix their runs.
+global active run, so that concurrent flows in one process cannot mix their runs. MLflow is
+imported on first use, not with this module: the nightly loads it on a background thread while
+it ingests (tasks/support/tracking_warmup.py), and the first client waits for that.
 """
 
 from __future__ import annotations
@@ -11,13 +13,8 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mlflow import MlflowClient
-from mlflow.data.dataset_source_registry import get_registered_sources
-from mlflow.data.meta_dataset import MetaDataset
-from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunStatus, RunTag
-from mlflow.exceptions import MlflowException
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
@@ -25,6 +22,10 @@ from prefect.logging import get_run_logger
 import qres_client
 from policies.solve.portfolio import package_versions
 from tasks.support.preflight import tracking_outage
+from tasks.support.tracking_warmup import wait_warm
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 __all__ = [
     "tracking_outage",
@@ -67,6 +68,9 @@ class TrackingTarget:
     artifact_root: Path
 
     def client(self) -> MlflowClient:
+        wait_warm()  # MLflow loading on the warm-up thread: not twice at once
+        from mlflow import MlflowClient
+
         return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
 
     def experiment_id(self, client: MlflowClient) -> str:
@@ -85,6 +89,8 @@ def library_versions() -> dict[str, str]:
 def _local_source(uri: str):
     # MLflow registers its local-file dataset source twice and warns when resolving by
     # URI; pick the class by name instead of silencing the warning.
+    from mlflow.data.dataset_source_registry import get_registered_sources
+
     source_cls = next(s for s in get_registered_sources() if s.__name__ == "LocalArtifactDatasetSource")
     return source_cls(uri)
 
@@ -103,6 +109,9 @@ def start_run(
     ``inputs`` maps table name to ``(source uri, sha256)``; each becomes an MLflow
     dataset input whose digest is the table's sha256.
     """
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.entities import DatasetInput, InputTag, Param
+
     client = target.client()
     run = client.create_run(target.experiment_id(client), run_name=run_name, tags=tags)
     run_id = run.info.run_id
@@ -136,6 +145,8 @@ def log_run_results(
     artifact_dir: str = "bundle",
 ) -> None:
     """Metrics, the bundle files and JSON reports as artifacts of the run."""
+    from mlflow.entities import Metric
+
     client = target.client()
     ms = [Metric(k, float(v), 0, 0) for k, v in sorted(metrics.items()) if v is not None]
     for i in range(0, len(ms), 500):
@@ -208,6 +219,9 @@ def register_candidate(
     first, in the same step: one task per published bundle rather than one per MLflow call
     (each Prefect task run costs ~25 ms of CPU on the embedded API, measured).
     """
+    from mlflow.entities import RunTag
+    from mlflow.exceptions import MlflowException
+
     client = target.client()
     if results is not None:
         log_run_results.fn(target, run_id, **results)
@@ -233,6 +247,8 @@ def register_candidate(
 
 def champion_metric(target: TrackingTarget, model_name: str, metric: str) -> tuple[str | None, float | None]:
     """The champion's model version and its value of ``metric``, if there is a champion."""
+    from mlflow.exceptions import MlflowException
+
     client = target.client()
     try:
         mv = client.get_model_version_by_alias(model_name, CHAMPION)
@@ -271,6 +287,8 @@ def finish_run(
     failed: bool = False,
 ) -> None:
     """Record the run's outcome and close it (champions moved with each family's publish)."""
+    from mlflow.entities import RunStatus, RunTag
+
     client = target.client()
     if tags:  # one round trip for every tag
         client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in sorted(tags.items())])

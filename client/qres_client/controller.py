@@ -68,6 +68,20 @@ class Controller:
         elapsed = now_s - self._entered_s
         return replace(decision, actions=tuple(self._apply(a, now_s, elapsed) for a in decision.actions))
 
+    @staticmethod
+    def settled(decision: Decision) -> bool:
+        """Whether a decision this controller returned is final while the state lasts: every share and cap in
+        force is the plan's and no long-run step (``then_after_s``) is still to come. A caller may then reuse
+        it without stepping again until the observed state changes."""
+        for a in decision.actions:
+            x = a.extras
+            target = float(x.get("target", a.admit))
+            if float(a.admit) != target or float(x.get("then_admit", target)) < target:
+                return False
+            if "admit_max" in x and float(x["admit_max"]) != float(x.get("target_max", x["admit_max"])):
+                return False
+        return True
+
     def _apply(self, action: Action, now_s: float, elapsed: float) -> Action:
         w, target = action.workload_id, float(action.admit)
         act_after = float(action.extras.get("act_after_s", 0.0))

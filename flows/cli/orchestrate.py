@@ -1,7 +1,9 @@
 """``qres resolve`` and ``qres notify-incident``: the re-solve path after an incident.
 
-``resolve`` runs the re-solve flow in this process (Prefect's ephemeral API, or the
-server named by PREFECT_API_URL). ``notify-incident`` only sends the
+``resolve`` hands the re-solve to a warm ``qres serve-flows`` worker when one serves the
+``qres-resolve/resolve`` deployment on PREFECT_API_URL (flows/handoff.py: nothing of Prefect or
+the pipeline is imported then), and otherwise runs the flow in this process (Prefect's temporary
+API, or the server named by PREFECT_API_URL). ``notify-incident`` only sends the
 ``incident.resolved`` event; on a Prefect server the ``resolve`` deployment's trigger
 (deployments/prefect.yaml) turns it into a flow run on a worker.
 """
@@ -64,11 +66,19 @@ def resolve(
     force: Annotated[
         bool, typer.Option("--force", help="Publish new versions even where the decisions equal LATEST's.")
     ] = False,
+    served: Annotated[
+        bool | None,
+        typer.Option(
+            "--served/--in-process",
+            help="Hand the re-solve to the warm worker of `qres serve-flows`, or run it in this process "
+            "(default: the worker when one serves qres-resolve/resolve on PREFECT_API_URL).",
+        ),
+    ] = None,
 ) -> None:
     """Re-fit with the newest telemetry, re-solve what an incident touched, publish through the gates.
 
     Name exactly one of --incident ID or --since TIME. A family whose decisions come out equal to
-    its LATEST publishes nothing (--force publishes anyway). Exit codes: 0 published or unchanged, 1 failed (nothing published), 3 solved but held back by the gates.
+    its LATEST publishes nothing (--force publishes anyway). The last line says where it ran. Exit codes: 0 published or unchanged, 1 failed (nothing published), 3 solved but held back by the gates.
     """
     if (incident is None) == (since is None):
         fail(QresError("name exactly one of --incident ID or --since TIME"))
@@ -76,39 +86,105 @@ def resolve(
         settings = load_settings(config, data_dir=abs_path(data), store_dir=abs_path(store), seed=seed)
     except QresError as exc:
         fail(exc)
+    params = _flow_params(settings, config, incident=incident, since=since, dependencies=dependencies, force=force)
+    worker = _served_worker(served)
+    if worker is not None:
+        summary, where = _handed_off(*worker, params, settings, quiet=quiet or json_out)
+    else:
+        summary, where = _in_process(params, settings, verbose=verbose, quiet=quiet or json_out), "in this process"
+    if json_out:
+        out.print_json(json.dumps({**summary, "ran": where}, default=str))
+    else:
+        from flows.summary import render_summary
+
+        out.print(render_summary(summary, settings))
+        out.print(
+            f"re-solved after {', '.join(summary['incidents'])} (scope: {', '.join(summary['scope'])}) {where}: "
+            f"{summary['scenarios_solved']} of {summary['scenarios']} scenarios solved, the rest reused"
+        )
+    if not summary["published"] and not summary.get("unchanged"):
+        raise typer.Exit(EXIT_HELD)
+
+
+def _flow_params(settings, config, *, incident, since, dependencies, force) -> dict:
+    """The resolve flow's parameters, as this command's settings name them (paths absolute)."""
+    deps = [d.strip() for d in (dependencies or "").split(",") if d.strip()] or None
+    return {
+        "incident": incident,
+        "since": since,
+        "dependencies": deps,
+        "data": str(settings.data_dir),
+        "store": str(settings.store_dir),
+        "seed": settings.seed,
+        "config": _config_file(config),
+        "force": force,
+    }
+
+
+def _config_file(config) -> str | None:
+    """The config file these settings came from, absolute, so a worker elsewhere reads the same one."""
+    import os
+    from pathlib import Path
+
+    from flows.settings import CONFIG_FILE_NAME
+
+    path = (
+        config or os.environ.get("QRES_CONFIG") or (Path(CONFIG_FILE_NAME) if Path(CONFIG_FILE_NAME).exists() else None)
+    )
+    return str(Path(path).absolute()) if path else None
+
+
+def _served_worker(served: bool | None):
+    """(API, deployment) of the warm worker to hand the re-solve to; None to run in this process."""
+    if served is False:
+        return None
+    from flows.handoff import DEPLOYMENT, PrefectREST, api_url, served_deployment
+
+    url = api_url()
+    api = PrefectREST(url) if url else None
+    deployment = served_deployment(api) if api else None
+    if deployment is None and served:
+        where = f"on {url}" if url else "(PREFECT_API_URL is not set)"
+        fail(QresError(f"--served: no worker serves {DEPLOYMENT} {where}; start `qres serve-flows` or drop --served"))
+    return (api, deployment) if deployment else None
+
+
+def _in_process(params: dict, settings, *, verbose: bool, quiet: bool) -> dict:
+    """The re-solve flow run here, with Prefect's temporary API unless PREFECT_API_URL is set."""
     show_info_logs(verbose)
     configure_environment(settings.state_dir)
     api = start_embedded_api()  # starts while the pipeline is imported (docs/performance.md)
     from flows.progress import rich_progress
     from flows.resolve import resolve as resolve_flow
 
-    deps = [d.strip() for d in (dependencies or "").split(",") if d.strip()] or None
     try:
-        with rich_progress(console.get(), enabled=not quiet and not json_out), embedded_run(api):
-            summary = resolve_flow.with_options(timeout_seconds=settings.orchestration.flow_timeout_s)(
-                incident=incident,
-                since=since,
-                dependencies=deps,
-                data=str(settings.data_dir),
-                store=str(settings.store_dir),
-                seed=settings.seed,
-                config=str(config) if config else None,
-                force=force,
-            )
+        with rich_progress(console.get(), enabled=not quiet), embedded_run(api):
+            return resolve_flow.with_options(timeout_seconds=settings.orchestration.flow_timeout_s)(**params)
     except QresError as exc:
         fail(exc)
-    if json_out:
-        out.print_json(json.dumps(summary, default=str))
-    else:
-        from flows.summary import render_summary
 
-        out.print(render_summary(summary, settings))
-        out.print(
-            f"re-solved after {', '.join(summary['incidents'])} (scope: {', '.join(summary['scope'])}): "
-            f"{summary['scenarios_solved']} of {summary['scenarios']} scenarios solved, the rest reused"
+
+def _handed_off(api, deployment: dict, params: dict, settings, *, quiet: bool) -> tuple[dict, str]:
+    """The re-solve as a run of the served deployment: its summary, read back from the run's artifact."""
+    from flows.handoff import DEPLOYMENT, hand_off
+    from policies.errors import NothingToLearnError
+
+    def created(run: dict) -> None:
+        if not quiet:
+            console.print(f"handed to the served worker: {DEPLOYMENT}, flow run {run['name']} ({run['id']})")
+
+    try:
+        done = hand_off(
+            api, deployment, params, timeout_s=settings.orchestration.flow_timeout_s + 600, on_created=created
         )
-    if not summary["published"] and not summary.get("unchanged"):
-        raise typer.Exit(EXIT_HELD)
+    except (OSError, TimeoutError) as exc:
+        fail(QresError(f"the served re-solve: {exc}"))
+    result = done.result or {}
+    if "error" in result:
+        fail((NothingToLearnError if result["refused"] else QresError)(result["error"]))
+    if done.state != "COMPLETED" or "published" not in result:
+        fail(QresError(f"the served re-solve (flow run {done.flow_run['name']}) ended {done.state}: {done.message}"))
+    return result, f"on the served worker (flow run {done.flow_run['name']})"
 
 
 def notify_incident(
