@@ -19,8 +19,9 @@ ends it when that stage starts (to measure the early stages of a fleet whose sol
 
 ``--runners threads,dask`` runs each size on both: for dask, a ``dask scheduler`` and two
 ``dask worker`` processes (one thread each) on 127.0.0.1 are started here (or ``--address``
-names a running scheduler), the flow goes through prefect-dask, the workers' memory counts with
-the nightly's, and a line says whether the decision bytes are equal across the runners.
+names a running scheduler; ``--worker-memory 4GB`` gives each started worker that memory limit),
+the flow goes through prefect-dask, the workers' memory counts with the nightly's, and a line
+says whether the decision bytes are equal across the runners.
 
 Prints one table per size, then the totals side by side with the cost per health-check row
 and its ratio to the first size (goal at 1,000 services: <= 1.5x the cost per row at 40, the
@@ -56,6 +57,9 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--runners", default="threads", help="comma-separated: threads, dask (each size on each)")
     parser.add_argument("--address", default=None, help="an existing Dask scheduler for dask (else one is started)")
+    parser.add_argument(
+        "--worker-memory", default=None, help="each started Dask worker's --memory-limit (e.g. 4GB; default Dask's)"
+    )
     parser.add_argument("--cache", default=str(ROOT / ".qres" / "bench" / "fleet"))
     parser.add_argument("--max-gb", type=float, default=8.0, help="kill the child beyond this tree RSS")
     parser.add_argument("--json", default=None, help="write every figure here")
@@ -87,7 +91,7 @@ def main() -> None:
     for n in (int(x) for x in args.services.split(",")):
         data = _sample(Path(args.cache), n, args.days)
         for runner in runners:
-            with _cluster(runner, args.address) as (address, extra):
+            with _cluster(runner, args.address, args.worker_memory) as (address, extra):
                 res = _measure(data, n, args.days, runner, address, args.max_gb, extra, args.stop_at)
             results.append(res)
             _print_one(res, args.bytes or len(runners) > 1)
@@ -114,9 +118,11 @@ def _sample(cache: Path, services: int, days: int) -> Path:
 
 
 @contextlib.contextmanager
-def _cluster(runner: str, address: str | None):
+def _cluster(runner: str, address: str | None, worker_memory: str | None = None):
     """For dask without ``--address``: a ``dask scheduler`` and two ``dask worker`` processes on
-    127.0.0.1 (one thread each), stopped afterwards; their memory counts with the nightly's."""
+    127.0.0.1 (one thread each, ``--memory-limit worker_memory`` when given: Dask's default is the
+    machine's memory split between them, which a shared machine does not have), stopped by pid
+    afterwards; their memory counts with the nightly's."""
     if runner != "dask" or address:
         yield address, []
         return
@@ -137,6 +143,7 @@ def _cluster(runner: str, address: str | None):
         subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"], **quiet)
     ]
     worker = [dask, "worker", address, "--nthreads", "1", "--host", "127.0.0.1", "--no-dashboard"]
+    worker += ["--memory-limit", worker_memory] if worker_memory else []
     procs += [subprocess.Popen(worker, **quiet) for _ in range(2)]
     try:
         from distributed import Client

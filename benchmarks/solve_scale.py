@@ -37,8 +37,12 @@ def main() -> None:
     parser.add_argument("--families", default=",".join(FAMILIES))
     parser.add_argument("--json", default=None, help="write every figure here")
     parser.add_argument("--compare-full", action="store_true", help="also solve the unrestricted horizon plans")
+    parser.add_argument(
+        "--horizon-dump", default=None, help="write each restricted horizon problem here (JSON) with a per-state table"
+    )
     args = parser.parse_args()
-    rows, info = run(Path(args.data), args.families.split(","), args.limit, args.compare_full)
+    dump = Path(args.horizon_dump) if args.horizon_dump else None
+    rows, info = run(Path(args.data), args.families.split(","), args.limit, args.compare_full, dump)
     print(
         f"# {info['services']} services, {info['workloads']} workloads, {info['scenarios']} scenarios {info['by_source']}"
     )
@@ -60,7 +64,9 @@ def main() -> None:
         Path(args.json).write_text(json.dumps({"info": info, "families": rows}, indent=2, default=str))
 
 
-def run(data: Path, families: list[str], limit: int, compare_full: bool = False) -> tuple[list[dict], dict]:
+def run(
+    data: Path, families: list[str], limit: int, compare_full: bool = False, dump: Path | None = None
+) -> tuple[list[dict], dict]:
     from flows.params import anneal_params, model_params
     from flows.settings import load_settings
     from policies.model.failure_model import fit_failure_model
@@ -103,7 +109,7 @@ def run(data: Path, families: list[str], limit: int, compare_full: bool = False)
         "scenarios_s": t2 - t1,
     }
     tables["routing_pool"] = pool
-    fams = _families(settings, tables, model, scenarios, families, limit, anneal_params(settings), compare_full)
+    fams = _families(settings, tables, model, scenarios, families, limit, anneal_params(settings), compare_full, dump)
     return list(fams), info
 
 
@@ -142,7 +148,7 @@ def _stream_checks(files: list[Path], window_min: int):
     return grids, pool, rows
 
 
-def _families(settings, tables, model, scenarios, families, limit, anneal, compare_full=False):
+def _families(settings, tables, model, scenarios, families, limit, anneal, compare_full=False, dump=None):
     from policies.routing.policy import routing_documents
     from policies.shedding.anticipation import HorizonParams, build_horizon_problems
     from policies.shedding.horizon_restrict import restrict
@@ -178,6 +184,8 @@ def _families(settings, tables, model, scenarios, families, limit, anneal, compa
         rs = [restrict(p, static[p.key]) for p in hp]  # as the nightly: each state over what it can change
         kw = {"time_limit_s": so.time_limit_s, "solvers": so.horizon_solvers, "anneal": anneal, **common}
         row, hr = _solve("horizon", [r.problem for r in rs], time.perf_counter() - t, limit, **kw)
+        if dump is not None:
+            _dump_horizon(dump, rs, hr)
         yield {**row, **_restriction_figures(rs, hr)}
         if compare_full:  # the unrestricted plans, and what the restriction lost against them
             full, fr = _solve("horizon", hp, 0.0, limit, label="horizon (full)", **kw)
@@ -232,6 +240,26 @@ def _solve(name, problems, build_s, limit, label=None, **params):
         "extrapolated": extrapolated,
     }
     return row, results
+
+
+def _dump_horizon(out: Path, rs, results) -> None:
+    """Each restricted state's problem as JSON, and its size and CP-SAT search per line (``states.tsv``):
+    to reproduce one slow plan in isolation (``benchmarks/horizon_state.py``)."""
+    from policies.shedding.horizon import horizon_problem_to_dict
+
+    out.mkdir(parents=True, exist_ok=True)
+    lines = ["key\tworkloads\tfree\tpairs\tcpsat_status\tstopped_by\tdeterministic\tcpsat_s\tfile"]
+    for i, (r, res) in enumerate(zip(rs, results)):
+        name = f"state{i:04d}.json"
+        (out / name).write_text(json.dumps(horizon_problem_to_dict(r.problem)))
+        c = next((c for c in res.candidates if c.info.solver == "cpsat"), None)
+        e = c.info.extra if c is not None else {}
+        lines.append(
+            f"{r.full.key}\t{len(r.full.base.workload_ids)}\t{r.free.size}\t{r.problem.pairs[0].size}\t"
+            f"{e.get('cp_status', '-')}\t{e.get('stopped_by')}\t{e.get('deterministic_time', 0.0):.4f}\t"
+            f"{c.info.time_s if c is not None else 0.0:.2f}\t{name}"
+        )
+    (out / "states.tsv").write_text("\n".join(lines) + "\n")
 
 
 def _restriction_figures(rs, results) -> dict:

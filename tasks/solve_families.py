@@ -9,7 +9,6 @@ from a fresh solve (the bytes do not depend on the cache).
 from __future__ import annotations
 
 import dataclasses
-import io
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,8 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
 from policies.families import family
-from policies.routing.policy import latency_pool, routing_decisions_table, routing_documents, routing_policy_document
+from policies.routing.export import routing_policy_json
+from policies.routing.policy import latency_pool, routing_decisions_table, routing_documents
 from policies.routing.restrict import block_objectives, splice
 from policies.scenarios.scenario_set import NORMAL_KEY, ScenarioSet
 from policies.shedding.policy import build_shedding_problems
@@ -183,24 +183,9 @@ def solve_routing_policy(
 
 
 def _policy_json(sc, problems, results, docs) -> bytes:
-    """``encode_json(routing_policy_document(...))`` a scenario at a time: the same bytes (sorted keys,
-    compact), without the whole document's 4M action dicts and its text at once (1,000 services)."""
-    out = io.BytesIO()
-    for i in range(len(sc)):
-        one = routing_policy_document(sc[i : i + 1], problems[i : i + 1], results[i : i + 1], docs)
-        head, body = encode_json(one).rstrip(b"\n").split(b'"scenarios":[', 1)
-        if i == 0:
-            out.write(head + b'"scenarios":[')
-        else:
-            out.write(b",")
-        tail = b'],"schema_version":1}'
-        if not body.endswith(tail) or head != b'{"policy":"routing",':
-            raise ValueError("routing policy document: unexpected layout")  # the join below would be wrong
-        out.write(body[: -len(tail)])
-    if not sc:
-        return encode_json(routing_policy_document(sc, problems, results, docs))
-    out.write(b'],"schema_version":1}\n')
-    return out.getvalue()
+    """``encode_json(routing_policy_document(...))``'s bytes, written a scenario at a time from arrays
+    (:func:`policies.routing.export.routing_policy_json`): not 4M action dicts at once at 1,000 services."""
+    return routing_policy_json(sc, problems, results, docs)
 
 
 def _layout(p):

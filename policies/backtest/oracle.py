@@ -49,6 +49,18 @@ def _unique(decisions) -> list[Decision]:
     return out
 
 
+def _transitions(costs: SwitchCosts, before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """``costs.charge_many`` of every (before row, after row) pair, [len(before), len(after)].
+
+    Many candidates realize the same levels in a state, so the charge is computed once per pair of
+    distinct rows and spread: the same numbers as the full [C, C, W] product (each charge is the
+    same sum over one row of W), in a fraction of the time and memory when C is large."""
+    ub, ib = np.unique(before, axis=0, return_inverse=True)
+    ua, ia = np.unique(after, axis=0, return_inverse=True)
+    distinct = costs.charge_many(ub[:, None, :], ua[None, :, :])
+    return distinct[np.ravel(ib)][:, np.ravel(ia)]
+
+
 def hindsight_oracle(
     truth: Sequence[View],
     normal: View,
@@ -69,23 +81,25 @@ def hindsight_oracle(
         pairs = [realize(truth[a], d) for d in cands]
         R.append(np.stack([k for k, _ in pairs]))
         V.append(np.array([v for _, v in pairs], dtype=np.float64))
+    # Every start runs the same programme from its own first score: all starts at once, [starts, cands]
+    # (each entry the very sum and argmax the start would compute alone).
+    k0s = [realize(normal, s0)[0] for s0 in starts]
+    width = [b - a for a, b in segs]
+    score = np.stack([V[0] * width[0] * hours_per_window - costs.charge_many(k0[None, :], R[0]) for k0 in k0s])
+    back = []
+    for i in range(1, len(segs)):
+        total = score[:, :, None] - _transitions(costs, R[i - 1], R[i])[None, :, :]  # [starts, from, to]
+        arg = np.argmax(total, axis=1)  # ties: the first candidate, deterministic
+        back.append(arg)
+        score = np.take_along_axis(total, arg[:, None, :], axis=1)[:, 0, :] + V[i] * width[i] * hours_per_window
     best_total, best_path, best_start = -np.inf, None, None
-    for s0 in starts:
-        k0, _ = realize(normal, s0)
-        score = V[0] * (segs[0][1] - segs[0][0]) * hours_per_window - costs.charge_many(k0[None, :], R[0])
-        back = []
-        for i in range(1, len(segs)):
-            trans = costs.charge_many(R[i - 1][:, None, :], R[i][None, :, :])  # [from, to]
-            total = score[:, None] - trans
-            arg = np.argmax(total, axis=0)  # ties: the first candidate, deterministic
-            back.append(arg)
-            score = total[arg, np.arange(len(cands))] + V[i] * (segs[i][1] - segs[i][0]) * hours_per_window
-        final = score - costs.charge_many(R[-1], k0[None, :])
+    for n, (s0, k0) in enumerate(zip(starts, k0s)):
+        final = score[n] - costs.charge_many(R[-1], k0[None, :])
         j = int(np.argmax(final))
         if final[j] > best_total + 1e-9:
             path = [j]
             for arg in reversed(back):
-                path.append(int(arg[path[-1]]))
+                path.append(int(arg[n, path[-1]]))
             best_total, best_path, best_start = float(final[j]), path[::-1], s0
     decisions = [cands[best_path[i]] for i, (a, b) in enumerate(segs) for _ in range(a, b)]
     k0, _ = realize(normal, best_start)

@@ -14,11 +14,11 @@ from functools import partial
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from policies.backtest.config import BacktestConfig
 from policies.backtest.costs import switch_costs
 from policies.backtest.guards import guard_replay
+from policies.backtest.history import ChunkGrids, before, chunk_grids, fit_history
 from policies.backtest.metrics import incident_figures, summarize
 from policies.backtest.oracle import hindsight_oracle
 from policies.backtest.policies import (
@@ -37,9 +37,8 @@ from policies.backtest.reuse import IncidentReuse, ReplayStore, Solve, solve_wit
 from policies.backtest.standby import StandbyWorld, has_standby_tables, standby_summary, train_placement
 from policies.backtest.timed import published_policy, trained_files
 from policies.errors import NothingToLearnError, QresError
-from policies.model.failure_model import FailureModel, fit_failure_model
-from policies.model.states import UP, hysteresis_length, to_epoch_ms
-from policies.model.window_grid import window_grid
+from policies.model.failure_model import FailureModel
+from policies.model.states import UP, hysteresis_length
 from policies.scenarios.scenario_set import ScenarioSet, build_scenarios
 from policies.shedding.fallback import FALLBACK_FILE
 from policies.shedding.policy import SHEDDING, build_shedding_problems
@@ -68,54 +67,6 @@ class TrainedPolicy:
         return self.files[FALLBACK_FILE]
 
 
-def _fit(tables, cfg: BacktestConfig, checks: pa.Table) -> FailureModel:
-    return fit_failure_model(
-        tables["services"],
-        tables["dependencies"],
-        checks,
-        tables.get("incidents"),
-        window_min=cfg.window_min,
-        hysteresis_windows=cfg.hysteresis_windows,
-        hysteresis_min=cfg.hysteresis_min,
-        agreement=cfg.agreement,
-        grids=_chunk_grids(checks, cfg.window_min),
-    )
-
-
-def _chunk_grids(checks: pa.Table, window_min: int) -> list | None:
-    """One window grid per chunk (a day file each), so the fit never holds every check as numpy;
-    the grids give exactly what one scan gives (policies/model/window_grid.py). None: scan."""
-    grids = []
-    for batch in checks.to_batches():
-        grid = window_grid(pa.Table.from_batches([batch]), window_min) if batch.num_rows else None
-        if grid is None:
-            return None
-        grids.append(grid)
-    return grids or None
-
-
-def _before(checks: pa.Table, split_at: pd.Timestamp) -> pa.Table:
-    """The checks before ``split_at``: a zero-copy slice when they are in time order (day files
-    are), else a filtered copy."""
-    bound = pa.scalar(split_at.to_pydatetime(), checks.schema.field("ts").type)
-    ts = checks.column("ts")
-    if ts.null_count == 0:
-        bound_ms = int(to_epoch_ms(pa.chunked_array([pa.array([bound])]))[0])
-        cut, last, ordered = None, None, True
-        for offset, chunk in zip(np.cumsum([0, *(len(c) for c in ts.chunks)]), ts.chunks):
-            ms = to_epoch_ms(pa.chunked_array([chunk]))
-            if ms.size and ((last is not None and ms[0] < last) or (np.diff(ms) < 0).any()):
-                ordered = False
-                break
-            if ms.size:
-                last = int(ms[-1])
-                if cut is None and last >= bound_ms:
-                    cut = int(offset) + int(np.searchsorted(ms, bound_ms, side="left"))
-        if ordered:
-            return checks.slice(0, checks.num_rows if cut is None else cut)
-    return checks.filter(pc.less(ts, bound))
-
-
 def train_policy(
     tables: Mapping[str, pa.Table],
     cfg: BacktestConfig,
@@ -124,10 +75,12 @@ def train_policy(
     solve: Solve | None = None,
     *,
     standby: bool = True,
+    known: ChunkGrids | None = None,
 ) -> TrainedPolicy:
     """Fit, build scenarios and solve on ``checks`` exactly as the nightly flow does (with ``standby`` and
-    the standby tables, the placement too); ``solve``: the nightly's solve cache (backtest/reuse.py)."""
-    model = _fit(tables, cfg, checks)
+    the standby tables, the placement too); ``solve``: the nightly's solve cache (backtest/reuse.py);
+    ``known``: chunk grids already read (backtest/history.py)."""
+    model = fit_history(tables, cfg, checks, chunk_grids(checks, cfg.window_min, known))
     scen = build_scenarios(
         model,
         tables["dependencies"],
@@ -202,7 +155,8 @@ def run_backtest(
     checks = tables["health_checks"]
     if checks.num_rows == 0:
         raise QresError("table 'health_checks' is empty: nothing to backtest")
-    full = _fit(tables, cfg, checks)
+    grids = chunk_grids(checks, cfg.window_min)
+    full = fit_history(tables, cfg, checks, grids)
     n_w = full.states.shape[0]
     split_w = int(round(cfg.train_fraction * n_w))
     if split_w < 1 or split_w >= n_w:
@@ -210,10 +164,16 @@ def run_backtest(
     split_at = full.start + pd.Timedelta(minutes=split_w * full.window_min)
     train = None
     if decisions is None:
-        past = _before(checks, split_at)
         train = train_policy(
-            tables, cfg, past, progress=partial(report, "solve policy on the past"), solve=solve, standby=standby != ()
+            tables,
+            cfg,
+            before(checks, split_at),
+            progress=partial(report, "solve policy on the past"),
+            solve=solve,
+            standby=standby != (),
+            known=grids,
         )
+        del grids  # the chunks' grids: the replay reads the fitted states only
         decisions, version, fallback = train.decisions, "trained", train.fallback
         standby = train.standby if standby is None else standby
     standby = tuple(sorted(standby or ()))

@@ -74,15 +74,27 @@ class TimedPublishedPolicy:
 
     def reset(self) -> None:
         self._ctl = Controller(self._decide)
+        self._settled: tuple[View, Decision] | None = None  # the last answer, once nothing in it moves
 
     def _decide(self, down, degraded):
         down = frozenset(down)
         return self.index.decide(down, frozenset(degraded) - down, self.unmatched)
 
     def step(self, window: int, view: View) -> Decision:
-        p = view.problem
+        # Long outages repeat one observed state for hundreds of windows, and stepping the Controller
+        # costs a pass over every workload of the plan. Once the Controller says its answer is final
+        # (``Controller.settled``), a step on the same state would change nothing: answer as before.
+        if self._settled is not None and self._settled[0] is view:
+            return self._settled[1]
         decision = self._ctl.step(window * self.window_s, down=view.down, degraded=view.degraded)
         self.matched[view.key] = decision.scenario
+        out = self._levels(view.problem, decision)
+        self._settled = (view, out) if Controller.settled(decision) else None
+        return out
+
+    @staticmethod
+    def _levels(p, decision) -> Decision:
+        """The Controller's shares as intended levels and serving order on ``p``'s workloads."""
         pos = {w: i for i, w in enumerate(p.workload_ids)}
         k = np.zeros(len(pos), dtype=np.int64)
         ranked = []

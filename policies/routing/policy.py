@@ -25,17 +25,21 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from policies.routing.export import (
+    envoy_weights,
+    istio_distribute,
+    routing_decisions_table,
+    routing_policy_document,
+)
 from policies.routing.problem import (
     ROUTING_SOLVERS,
-    RoutingProblem,
     is_feasible_routing,
     routing_objective,
     routing_problem_from_dict,
 )
 from policies.scenarios.scenario_set import NORMAL_KEY, Scenario
 from policies.solve.family import Family
-from policies.solve.portfolio import PortfolioResult, derive_seed
-from qres_client.schema import DECISIONS_ROUTING
+from policies.solve.portfolio import derive_seed
 
 __all__ = [
     "latency_pool",
@@ -189,110 +193,3 @@ ROUTING = Family(
     default_solvers=("greedy", "lp"),
     variables=lambda p: p.endpoint_ids,
 )
-
-
-def envoy_weights(shares: Sequence[float], total: int = 100) -> list[int]:
-    """Integer weights proportional to ``shares`` (largest remainder); >= 1 where the share is > 0."""
-    s = np.clip(np.asarray(shares, dtype=np.float64), 0.0, None)
-    s = np.where(s < 1e-9, 0.0, s)
-    if s.sum() <= 0:
-        return [0] * len(s)
-    raw = s / s.sum() * total
-    w = np.floor(raw).astype(np.int64)
-    for i in np.lexsort((np.arange(len(s)), -(raw - w)))[: max(total - int(w.sum()), 0)]:
-        w[i] += 1
-    return np.where(s > 0, np.maximum(w, 1), 0).tolist()
-
-
-def istio_distribute(problem: RoutingProblem, x, homes: dict[str, str]) -> list[dict]:
-    """``localityLbSetting.distribute`` entries per service: from its home region, percentages summing to 100."""
-    out = []
-    for j, sid in enumerate(problem.service_ids):
-        e = np.flatnonzero(problem.service == j)
-        w = envoy_weights(np.asarray(x)[e], 100)
-        if sum(w) == 0:
-            continue
-        out.append(
-            {
-                "service": sid,
-                "from": f"{homes.get(sid, '*')}/*",
-                "to": {f"{problem.locality[i]}/*": int(v) for i, v in zip(e, w) if v > 0},
-            }
-        )
-    return out
-
-
-def _actions(p: RoutingProblem, x) -> list[dict]:
-    x = np.asarray(x)
-    acts = []
-    for j in range(len(p.service_ids)):
-        e = np.flatnonzero(p.service == j)
-        for i, w in zip(e, envoy_weights(x[e])):
-            acts.append(
-                {
-                    "endpoint_id": p.endpoint_ids[i],
-                    "service_id": p.service_ids[j],
-                    "locality": p.locality[i],
-                    "admit": round(float(x[i]), 6) + 0.0,
-                    "envoy_weight": int(w),
-                    "healthy": w > 0,
-                }
-            )
-    acts.sort(key=lambda a: (-a["admit"], a["endpoint_id"]))
-    return [{**a, "rank": r} for r, a in enumerate(acts, start=1)]
-
-
-def routing_decisions_table(
-    scenarios: Sequence[Scenario], problems: Sequence[RoutingProblem], results: Sequence[PortfolioResult]
-) -> pa.Table:
-    # Converted to Arrow every ~256k rows (then joined into one chunk: the same table): a row per
-    # endpoint and scenario is 4M rows at 1,000 services, several GB as Python lists at once.
-    parts: list[pa.Table] = []
-    cols: dict[str, list] = {f.name: [] for f in DECISIONS_ROUTING}
-    for s, p, r in zip(scenarios, problems, results, strict=True):
-        if len(cols["scenario_key"]) >= 1 << 18:
-            parts.append(pa.Table.from_pydict(cols, schema=DECISIONS_ROUTING))
-            cols = {f.name: [] for f in DECISIONS_ROUTING}
-        for a in _actions(p, r.best.solution):
-            for name, val in (
-                ("scenario_key", s.key),
-                ("down", list(s.down)),
-                ("degraded", list(s.degraded)),
-                ("effective_down", list(s.effective_down)),
-                ("probability", float(s.probability)),
-                ("workload_id", a["endpoint_id"]),
-                ("admit", a["admit"]),
-                ("rank", a["rank"]),
-                ("service_id", a["service_id"]),
-                ("locality", a["locality"]),
-                ("envoy_weight", a["envoy_weight"]),
-                ("healthy", a["healthy"]),
-            ):
-                cols[name].append(val)
-    parts.append(pa.Table.from_pydict(cols, schema=DECISIONS_ROUTING))
-    return pa.concat_tables(parts).combine_chunks() if len(parts) > 1 else parts[0]
-
-
-def routing_policy_document(
-    scenarios: Sequence[Scenario],
-    problems: Sequence[RoutingProblem],
-    results: Sequence[PortfolioResult],
-    docs: Sequence[dict],
-) -> dict:
-    out = []
-    # A service's home does not depend on the scenario; a restricted document names only some services.
-    homes = {sv["service_id"]: sv.get("home", "*") for d in docs for sv in d["services"]}
-    for s, p, r in zip(scenarios, problems, results, strict=True):
-        out.append(
-            {
-                "key": s.key,
-                "probability": float(f"{s.probability:.12g}"),
-                "solver": r.chosen,
-                "objective": round(r.best.objective, 6),
-                "bound": None if r.bound is None else round(r.bound, 6),
-                "gap": None if r.gap is None else float(f"{r.gap:.12g}"),
-                "actions": _actions(p, r.best.solution),
-                "istio_distribute": istio_distribute(p, r.best.solution, homes),
-            }
-        )
-    return {"schema_version": 1, "policy": "routing", "scenarios": out}

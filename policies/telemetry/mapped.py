@@ -20,9 +20,10 @@ from pathlib import Path
 
 import pyarrow as pa
 
-__all__ = ["map_table", "open_mapped", "release_pages", "mapped_bytes"]
+__all__ = ["map_table", "open_mapped", "release_pages", "release_batch", "mapped_bytes"]
 
-_LIVE: weakref.WeakSet = weakref.WeakSet()
+_LIVE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # mapping -> its first byte's address
+_PAGE = mmap.PAGESIZE
 _LOCK = threading.Lock()
 
 
@@ -52,9 +53,10 @@ def open_mapped(path: str | Path) -> pa.Table:
         if os.fstat(f.fileno()).st_size == 0:
             raise ValueError(f"{path}: empty Arrow file")
         mapping = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-    table = pa.ipc.open_file(pa.BufferReader(pa.py_buffer(mapping))).read_all()
+    whole = pa.py_buffer(mapping)
+    table = pa.ipc.open_file(pa.BufferReader(whole)).read_all()
     with _LOCK:
-        _LIVE.add(mapping)  # kept alive by the table's buffers; gone (and unmapped) with them
+        _LIVE[mapping] = whole.address  # kept alive by the table's buffers; gone (and unmapped) with them
     return table
 
 
@@ -71,6 +73,37 @@ def release_pages() -> int:
             continue
         total += len(mapping)
     return total
+
+
+def release_batch(batch: pa.RecordBatch | pa.Array) -> int:
+    """Drop the resident pages under one record batch's (or array's) buffers, leaving
+    the other mappings' pages to whoever reads them; returns the bytes released (0: not mapped).
+
+    A batch's buffers are one contiguous body in its IPC file, so one range per mapping is
+    dropped, widened to whole pages (a neighbour's page dropped with it is read again)."""
+    columns = batch.columns if isinstance(batch, pa.RecordBatch) else [batch]
+    spans = [(b.address, b.address + b.size) for col in columns for b in col.buffers() if b is not None and b.size]
+    if not spans:
+        return 0
+    with _LOCK:
+        live = list(_LIVE.items())
+    released = 0
+    for mapping, base in live:
+        if mapping.closed:
+            continue
+        inside = [(lo, hi) for lo, hi in spans if base <= lo < base + len(mapping)]
+        if not inside:
+            continue
+        start = (min(lo for lo, _ in inside) - base) // _PAGE * _PAGE
+        end = min(len(mapping), max(hi for _, hi in inside) - base)
+        if end <= start:
+            continue
+        try:
+            mapping.madvise(mmap.MADV_DONTNEED, start, end - start)
+        except (ValueError, OSError):  # closed meanwhile
+            continue
+        released += end - start
+    return released
 
 
 def mapped_bytes() -> int:

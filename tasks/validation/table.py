@@ -13,6 +13,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from policies.telemetry.mapped import release_batch
 from policies.telemetry.rowhash import hash_rows
 from tasks.validation.rules import jsonable, result
 
@@ -32,7 +33,7 @@ def table_rules(
         out.append(series_ordered(table, keys, files))
     column = FRESHNESS_COLUMN.get(name)
     if column and max_age_min is not None and table.num_rows:
-        newest = pc.max(table[column]).as_py()
+        newest = _newest(table[column])
         oldest_ok = now - pd.Timedelta(minutes=max_age_min)
         rule = f"freshness: newest {column} within {max_age_min:g} min of {now.isoformat(timespec='seconds')}"
         out.append(
@@ -96,7 +97,10 @@ def _rows_of_overlapping_files(column: pa.ChunkedArray, sizes: list[int]) -> np.
     spans = []
     for k, n in enumerate(sizes):
         if n:
-            low, high = pc.min_max(column.slice(int(starts[k]), n)).values()
+            piece = column.slice(int(starts[k]), n)
+            low, high = pc.min_max(piece).values()
+            for chunk in piece.chunks:  # mapped day files: this file's pages are not needed again
+                release_batch(chunk)
             if not low.is_valid:  # no times at all (the schema step rejects null ts): nothing to repeat
                 continue
             spans.append((low.cast(pa.int64()).as_py(), high.cast(pa.int64()).as_py(), k))
@@ -115,6 +119,15 @@ def _rows_of_overlapping_files(column: pa.ChunkedArray, sizes: list[int]) -> np.
     if not keep:
         return np.zeros(0, dtype=np.int64)
     return np.concatenate([np.arange(starts[k], starts[k + 1], dtype=np.int64) for k in sorted(keep)])
+
+
+def _newest(column: pa.ChunkedArray):
+    """``pc.max(column).as_py()`` read chunk by chunk, each mapped chunk's pages dropped after it."""
+    maxima = []
+    for chunk in column.chunks:
+        maxima.append(pc.max(chunk))
+        release_batch(chunk)
+    return pc.max(pa.array(maxima, column.type)).as_py() if maxima else None
 
 
 def _take(table: pa.Table, rows: np.ndarray) -> pa.Table:

@@ -42,3 +42,26 @@ def test_a_bundle_without_the_time_rule_replays_statelessly() -> None:
 
     index = build_index("shedding", "v000001", {}, {"decisions.parquet": encode_parquet(decisions_table())})
     assert type(published_policy(index, "greedy", window_min=1)) is PublishedPolicy
+
+
+def test_a_settled_state_is_answered_without_stepping_the_controller_and_the_same_as_stepping_it() -> None:
+    """The catalog hands the same view object for a repeated state: once settled, the answer is reused."""
+    index = build_index("shedding", "v000001", {}, {"decisions.parquet": encode_parquet(_plans(act_after_s=240.0))})
+    normal, db = _view(), _view(["db"])
+    # a wait (w1 sheds after 4 windows), a hold (re-admitting after the switch), a flap back and forth
+    script = [normal] + [db] * 9 + [normal] * 14 + [db] * 2 + [normal] * 3 + [db] * 12
+
+    def run(views) -> tuple[list, int]:
+        timed = published_policy(index, "greedy", window_min=1)
+        calls = []
+        decide = timed._decide
+        timed._decide = lambda down, degraded: calls.append(1) or decide(down, degraded)
+        timed.reset()
+        out = [timed.step(w - 1, v) for w, v in enumerate(views)]
+        return [(d.levels.tolist(), d.priority.tolist()) for d in out], len(calls)
+
+    fast, steps = run(script)
+    plain, every = run([_view(sorted(v.down)) for v in script])  # a new view object each window: never reused
+    assert fast == plain
+    assert every == len(script) and steps < every - 15  # the settled stretches of the long states
+    assert [levels for levels, _ in fast[1:10]] == [[2, 1]] * 4 + [[0, 1]] * 5  # the wait is kept

@@ -96,3 +96,24 @@ def test_plans_without_timing_switch_at_once_and_time_must_not_go_back() -> None
     assert _shares(ctl.step(2.0)) == {"w": 1.0} and ctl.shares == {"w": 1.0}
     with pytest.raises(ValueError, match="backwards"):
         ctl.step(1.0)
+
+
+def test_settled_means_another_step_on_the_same_state_changes_nothing() -> None:
+    import copy
+
+    ctl = _controller(act_after_s=300.0, hold_s=600.0)
+    assert Controller.settled(ctl.step(0.0))  # the normal plan, first sight: nothing to wait for
+    assert not Controller.settled(ctl.step(10.0, down=["db"]))  # w1 waits for act_after_s
+    assert Controller.settled(ctl.step(310.0, down=["db"]))
+    assert not Controller.settled(ctl.step(320.0))  # re-admitting waits for the holds
+    seen = {True: 0, False: 0}
+    for t in range(330, 4000, 50):  # whenever settled, a later step on the same state gives the same shares
+        down = ["db"] if (t // 700) % 2 else []
+        d = ctl.step(float(t), down=down)
+        seen[Controller.settled(d)] += 1
+        if Controller.settled(d):
+            later = copy.deepcopy(ctl)
+            again = later.step(float(t) + 10_000.0, down=down)
+            assert _shares(again) == _shares(d) and Controller.settled(again)
+            assert later.shares == ctl.shares
+    assert seen[True] and seen[False]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
@@ -101,3 +102,36 @@ def test_open_mapped_refuses_an_empty_file(tmp_path: Path) -> None:
     empty.write_bytes(b"")
     with pytest.raises(ValueError, match="empty"):
         open_mapped(empty)
+
+
+def test_table_rules_on_mapped_files_keep_no_pages_and_give_the_held_answers(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from tasks.validation.table import table_rules
+    from tests.policies.test_backtest_memory import _mapping_rss
+
+    n = 1 << 19  # two day files of 512k rows, 4 MB of timestamps each, one after the other
+    parts, paths = [], []
+    for day in range(2):
+        ts = (np.arange(n, dtype="int64") // 2 + day * (n // 2)) * 60_000
+        table = pa.table(
+            {
+                "ts": pa.array(ts, pa.timestamp("ms", tz="UTC")),
+                "service_id": pa.array(np.where(np.arange(n) % 2 == 0, "a", "b")),
+                "probe": pa.array(np.full(n, "p1")),
+            }
+        )
+        path = tmp_path / f"day{day}.arrow"
+        with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+            writer.write_table(table, max_chunksize=1 << 17)
+        parts.append(table)
+        paths.append(path)
+    held = pa.concat_tables(parts)
+    mapped = pa.concat_tables([open_mapped(p) for p in paths])
+    files = [(str(p), n) for p in paths]
+    for days, fresh in ((40, True), (1, False)):  # the newest check is 364.1 days after the epoch
+        now = datetime(1971, 1, 10, tzinfo=UTC)
+        want = table_rules("health_checks", held, files, now, 60.0 * 24 * days)
+        got = table_rules("health_checks", mapped, files, now, 60.0 * 24 * days)
+        assert got == want and want[0]["success"] and want[1]["success"] is fresh
+        assert sum(_mapping_rss(p) for p in paths) < mapped.column("ts").nbytes // 8
