@@ -25,7 +25,7 @@ from prefect.logging import get_run_logger
 from policies.families import family
 from policies.model.failure_model import FailureModel
 from policies.scenarios.scenario_set import ScenarioSet
-from policies.shedding.anticipation import HorizonParams, plan_over_time
+from policies.shedding.anticipation import HorizonParams, detection_delay_min, plan_over_time
 from policies.shedding.policy import build_shedding_problems, shedding_files
 from policies.solve.anneal import AnnealParams
 from policies.solve.digest import problem_groups
@@ -200,7 +200,14 @@ def solve_shedding_policy(
             horizon_metrics["shedding.horizon.gain_over_greedy"],
         )
     files = shedding_files(
-        tables, sc, problems, results, levels=levels, timing=timing, hold_s=horizon.hold_s if horizon else 0.0
+        tables,
+        sc,
+        problems,
+        results,
+        levels=levels,
+        timing=timing,
+        hold_s=horizon.hold_s if horizon else 0.0,
+        delay_min=detection_delay_min(model) if timing is not None else None,
     )
     fam = family("shedding")
     records, infeasible, worst_gap, expected = summarize_results(

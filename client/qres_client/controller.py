@@ -18,6 +18,10 @@ was first answered:
   workload's last switch has passed (``hold_s`` of the plan that switched it), so a flapping
   dependency does not make the service drain and warm up again and again.
 
+A bundle that also ships ``then_after_s`` and ``then_admit`` (``DECISIONS_SHEDDING_LATE``) has a second
+step per workload: once the state has lasted ``then_after_s``, its share and cap are at most
+``then_admit`` (a state that outlived the horizon its plan was solved for gets its long-run risk sheds).
+
 A bundle that also ships ``admit_max`` (the share admission control may run when capacity is
 there, ``DECISIONS_SHEDDING_ADMISSION``) has its caps follow the same two rules, each workload
 with its own hold; ``extras["admit_max"]`` is then the cap in force and ``extras["target_max"]``
@@ -86,10 +90,13 @@ class Controller:
         w, target = action.workload_id, float(action.admit)
         act_after = float(action.extras.get("act_after_s", 0.0))
         hold = float(action.extras.get("hold_s", 0.0))
+        late = "then_after_s" in action.extras and elapsed >= float(action.extras["then_after_s"])
+        ceiling = float(action.extras["then_admit"]) if late else float("inf")
+        target = min(target, ceiling)
         share = self._move(self._admit, self._hold_until, w, target, now_s, elapsed, act_after, hold)
         extras = {**action.extras, "target": target}
         if "admit_max" in action.extras:
-            cap_target = float(action.extras["admit_max"])
+            cap_target = min(float(action.extras["admit_max"]), ceiling)
             extras["target_max"] = cap_target
             extras["admit_max"] = self._move(self._cap, self._cap_hold, w, cap_target, now_s, elapsed, act_after, hold)
         return replace(action, admit=share, extras=MappingProxyType(extras))

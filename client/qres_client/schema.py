@@ -14,6 +14,8 @@ __all__ = [
     "TIMING_COLUMNS",
     "DECISIONS_SHEDDING_ADMISSION",
     "ADMISSION_COLUMN",
+    "DECISIONS_SHEDDING_LATE",
+    "LATE_COLUMNS",
     "DECISIONS_STANDBY",
     "DECISIONS_ROUTING",
     "DECISIONS_TIERS",
@@ -57,6 +59,24 @@ DECISIONS_SHEDDING_ADMISSION = pa.schema(
         "qres.policy": "shedding",
         "qres.subject": "workload_id",
         "qres.timing": "act_after_s,hold_s",
+        "qres.admission": ADMISSION_COLUMN,
+    },
+)
+
+# The admission table with each action's long-run step (policies/shedding/long_state.py): once the state has
+# lasted ``then_after_s``, the share (and the cap) fall to ``then_admit``, the state's long-run risk shed. A row
+# without one repeats its ``act_after_s`` and ``admit``. A client that does not know the columns never takes it.
+LATE_COLUMNS = ("then_after_s", "then_admit")
+DECISIONS_SHEDDING_LATE = pa.schema(
+    list(DECISIONS_SHEDDING_ADMISSION)
+    + [
+        pa.field("then_after_s", pa.float64(), nullable=False),  # seconds in the state before the long-run step
+        pa.field("then_admit", pa.float64(), nullable=False),  # share (and cap) from then on, <= admit
+    ],
+    metadata={
+        "qres.policy": "shedding",
+        "qres.subject": "workload_id",
+        "qres.timing": "act_after_s,hold_s,then_after_s",
         "qres.admission": ADMISSION_COLUMN,
     },
 )

@@ -18,7 +18,7 @@ import numpy as np
 
 from policies.backtest.policies import Decision, PublishedPolicy
 from policies.backtest.reuse import SOLVE_TOP_K
-from policies.shedding.anticipation import HorizonParams, plan_over_time
+from policies.shedding.anticipation import HorizonParams, detection_delay_min, plan_over_time
 from policies.shedding.horizon_solvers import HORIZON
 from policies.shedding.policy import shedding_files
 from qres_client.controller import Controller
@@ -33,8 +33,9 @@ def trained_files(tables, cfg, model, scenarios, problems, results, solve=None) 
     """The bundle files the nightly would publish for the trained policy, time-coupled plans included
     when ``cfg.time_coupled`` (``cfg``: the backtest's config, which names the nightly settings);
     ``solve`` as in ``run.train_policy``."""
-    timing = None
+    timing, delay_min = None, None
     if cfg.time_coupled:
+        delay_min = detection_delay_min(model)
         params = HorizonParams(steps=cfg.horizon_steps, hold_s=cfg.hold_s)
         kw = {"seed": cfg.seed, "time_limit_s": cfg.time_limit_s, "solvers": cfg.horizon_solvers, "anneal": cfg.anneal}
         each = (
@@ -43,7 +44,9 @@ def trained_files(tables, cfg, model, scenarios, problems, results, solve=None) 
             else partial(solve, "horizon", params={**kw, "top_k": SOLVE_TOP_K})
         )
         timing, _, _ = plan_over_time(model, scenarios, problems, results, tables["workloads"], params, each)
-    return shedding_files(tables, scenarios, problems, results, levels=cfg.levels, timing=timing, hold_s=cfg.hold_s)
+    return shedding_files(
+        tables, scenarios, problems, results, levels=cfg.levels, timing=timing, hold_s=cfg.hold_s, delay_min=delay_min
+    )
 
 
 def published_policy(index, unmatched: str, *, window_min: int):

@@ -16,7 +16,8 @@ bundle therefore also ships ``admit_max``, the share a service may run when capa
   observed state (a whole level of a large workload can crowd out a better mix).
 
 The normal state's order (:func:`anticipating_order`) is the one that does best, weighted by
-the scenarios' probabilities, when an outage has begun but the checks still say normal. Every
+the scenarios' probabilities, when an outage has begun but the checks still say normal (given the
+detection delay and switching costs, :class:`CatchUp`: including the switch to the outage's own mix). Every
 other state is ranked the same way over the scenarios that contain it (:func:`escalation_order`):
 the checks lag, so what is observed may already have escalated to other dependencies, in the
 proportions of the fitted joint model; the state's own plan stays first, so in the state itself
@@ -26,13 +27,23 @@ admission control still serves exactly the plan.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from policies.scenarios.scenario_set import FALLBACK_KEY, NORMAL_KEY
 from policies.shedding.problem import SheddingProblem, check_levels, serve_in_order, shedding_objective
+from policies.switching import SwitchCosts
 
-__all__ = ["rank_order", "admission_caps", "anticipating_order", "escalation_order", "contains", "containing"]
+__all__ = [
+    "CatchUp",
+    "rank_order",
+    "admission_caps",
+    "anticipating_order",
+    "escalation_order",
+    "contains",
+    "containing",
+]
 
 _TOL = 1e-9
 _MAX_SCENARIOS = 64  # the most probable scenarios weigh the normal state's order (bounded work on big bundles)
@@ -64,6 +75,16 @@ def admission_caps(problem: SheddingProblem, levels_vec, order: Sequence[int] | 
     return lifted if value(lifted) >= value(capped) - _TOL else capped
 
 
+@dataclass(frozen=True)
+class CatchUp:
+    """What meeting an outage in the normal state's order costs besides its value: the order serves the
+    outage for ``delay_h`` hours (until the checks report it), then the state's own order takes over;
+    both changes of levels are charged by ``costs`` (:class:`~policies.switching.SwitchCosts`)."""
+
+    delay_h: float
+    costs: SwitchCosts
+
+
 def anticipating_order(
     normal: SheddingProblem,
     normal_caps,
@@ -71,16 +92,22 @@ def anticipating_order(
     plans: Sequence[np.ndarray],
     caps: Sequence[np.ndarray],
     probabilities: Sequence[float],
+    orders: Sequence[np.ndarray | None] | None = None,
+    catch_up: CatchUp | None = None,
 ) -> np.ndarray:
     """The normal state's serving order: of the density order and each scenario's ranking of its plan
     (``plans``), the one whose admission of ``normal_caps`` keeps the most probability-weighted value
-    across ``problems`` (outages the checks have not reported yet). Among equal values, the one that
-    most often serves what the scenario's own caps (``caps``) will once the checks report it, so
-    catching up costs no switch; then the density order."""
-    return _best_order(normal, normal_caps, None, problems, plans, caps, probabilities)[0]
+    across ``problems`` (outages the checks have not reported yet). With ``catch_up`` the value is what
+    the order serves during the detection delay minus the switches into it and on to what the scenario's
+    caps serve in its own order (``orders``; None: density) once the checks report it, so a mix that is
+    only as good for a minute but must be switched away from loses. Among equal values, the one that
+    most often serves what the scenario's caps will; then the density order."""
+    return _best_order(normal, normal_caps, None, problems, plans, caps, probabilities, orders, catch_up)[0]
 
 
-def _best_order(state, state_caps, plan, problems, plans, caps, probabilities) -> tuple[np.ndarray, np.ndarray]:
+def _best_order(
+    state, state_caps, plan, problems, plans, caps, probabilities, orders=None, catch_up=None
+) -> tuple[np.ndarray, np.ndarray]:
     """(order, caps) for :func:`anticipating_order` or, with ``plan``, :func:`escalation_order`: each
     candidate is then ranked around the plan and gets its own caps, so that a partial share lifted for
     the density order is not lifted where it would crowd out the plan in the state itself."""
@@ -90,8 +117,12 @@ def _best_order(state, state_caps, plan, problems, plans, caps, probabilities) -
     if not top or sum(weights) <= 0:
         return np.asarray(state.order, dtype=np.int64), fixed
     ranked = [rank_order(problems[i], plans[i]) for i in top]
-    later = [serve_in_order(problems[i], caps[i], r) for i, r in zip(top, ranked)]
+    own = [rank_order(problems[i], plans[i], None if orders is None else orders[i]) for i in top]
+    later = [serve_in_order(problems[i], caps[i], r) for i, r in zip(top, own)]
     candidates = [np.asarray(state.order, dtype=np.int64), *ranked]
+    if orders is not None:  # the orders the outages are really served in are candidates too
+        seen = {tuple(c.tolist()) for c in candidates}
+        candidates += [o for o in own if tuple(o.tolist()) not in seen and not seen.add(tuple(o.tolist()))]
     if plan is None:
         options = [(c, fixed) for c in candidates]
     else:
@@ -99,9 +130,17 @@ def _best_order(state, state_caps, plan, problems, plans, caps, probabilities) -
 
     def score(order: np.ndarray, mine: np.ndarray) -> tuple[float, float]:
         value = agree = 0.0
+        before = serve_in_order(state, mine, order)  # what runs until the outage begins
         for w, i, k_later in zip(weights, top, later):
             k = serve_in_order(problems[i], mine, order)
-            value += w * shedding_objective(problems[i], k)
+            if catch_up is None:
+                value += w * shedding_objective(problems[i], k)
+            else:
+                c = catch_up.costs
+                worth = (
+                    catch_up.delay_h * shedding_objective(problems[i], k) - c.charge(before, k) - c.charge(k, k_later)
+                )
+                value += w * worth
             agree += w * float(np.array_equal(k, k_later))
         return value, agree
 

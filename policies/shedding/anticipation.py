@@ -45,6 +45,7 @@ from policies.scenarios.scenario_set import FALLBACK_KEY, NORMAL_KEY, Scenario, 
 from policies.shedding.correlated import pair_costs
 from policies.shedding.horizon import HorizonProblem
 from policies.shedding.horizon_restrict import Restriction, full_solution, restrict
+from policies.shedding.long_state import late_risk_sheds
 from policies.shedding.problem import SheddingProblem
 from policies.solve.portfolio import PortfolioResult
 from policies.switching import switch_costs
@@ -58,6 +59,7 @@ __all__ = [
     "plan_over_time",
     "mean_remaining_min",
     "risk_shed_after_s",
+    "detection_delay_min",
 ]
 
 
@@ -93,6 +95,13 @@ class TimedPlan:
     solver: str = ""  # the horizon portfolio's choice
     objective: float | None = None  # its value over the horizon
     live_objective: float | None = None  # the live rule's (greedy) value over the same horizon
+    then_levels: np.ndarray | None = None  # past the horizon: the long-run risk sheds (policies.shedding.long_state)
+    then_after_s: np.ndarray | None = None
+
+
+def detection_delay_min(model: FailureModel) -> float:
+    """Minutes from a change of state to the checks reporting it: the hysteresis the model was fitted with."""
+    return float((int(model.info.get("hysteresis_windows", 1)) - 1) * model.window_min)
 
 
 def _episodes(model: FailureModel, service: str, state: int) -> tuple[np.ndarray, int]:
@@ -189,7 +198,7 @@ def build_horizon_problems(
     costs = switch_costs(workloads, levels=problems[0].levels) if problems else None
     if costs is not None and costs.workload_ids != tuple(ids):
         raise ValueError("workloads: the switching costs and the problems name different workloads")
-    delay_min = (int(model.info.get("hysteresis_windows", 1)) - 1) * model.window_min
+    delay_min = detection_delay_min(model)
     pairs = pair_costs(scenarios, problems, aversion=params.risk_aversion)
     out = []
     for s, p in zip(scenarios, problems, strict=True):
@@ -258,23 +267,28 @@ def plan_over_time(
     rs = [restrict(p, static[p.key]) for p in hp]  # each state over the workloads it can change
     hr = solve([r.problem for r in rs])
     by_key = {s.key: s for s in scenarios}
-    delay_min = (int(model.info.get("hysteresis_windows", 1)) - 1) * model.window_min
+    delay_min = detection_delay_min(model)
     timing = {}
     for rp, r in zip(rs, hr, strict=True):
         p = rp.full
         plan = _full_plan(rp, r, params.hold_s)
         s = by_key[p.key]
         durations = _state_episodes(model, s)[2]
-        after = risk_shed_after_s(
-            p,
-            plan.levels,
-            plan.act_after_s,
-            partial(
-                mean_remaining_min, durations, s.expected_duration_min, delay_min, min_episodes=params.min_episodes
-            ),
+        remaining = partial(
+            mean_remaining_min, durations, s.expected_duration_min, delay_min, min_episodes=params.min_episodes
         )
-        timing[p.key] = replace(plan, act_after_s=after)
+        after = risk_shed_after_s(p, plan.levels, plan.act_after_s, remaining)
+        late = late_risk_sheds(p, static[p.key], plan.levels, after, remaining, _last_min(durations, delay_min, params))
+        then = {} if late is None else {"then_levels": late[0], "then_after_s": late[1]}
+        timing[p.key] = replace(plan, act_after_s=after, **then)
     return timing, [rp.problem for rp in rs], hr
+
+
+def _last_min(durations_min: np.ndarray, delay_min: float, params: HorizonParams) -> int:
+    """The last minute in the state that the history's episodes say anything about (0: memoryless)."""
+    d = np.asarray(durations_min, dtype=np.float64)
+    d = d[d > delay_min] - delay_min
+    return int(math.floor(float(d.max()))) if d.size >= params.min_episodes else 0
 
 
 def _full_plan(r: Restriction, result: PortfolioResult, hold_s: float) -> TimedPlan:

@@ -9,7 +9,9 @@ time-coupled solve, :mod:`policies.shedding.anticipation`) the admitted levels a
 plan's and every action also carries ``act_after_s`` and ``hold_s``, and ``admit_max``, the share
 admission control may run when capacity is there (:mod:`policies.shedding.admission`; the normal
 state is then ranked in the order that anticipates the likely outages), ``DECISIONS_SHEDDING_ADMISSION``;
-scenarios without a timed plan switch at once (``act_after_s`` 0) and hold the default.
+scenarios without a timed plan switch at once (``act_after_s`` 0) and hold the default. A plan with
+long-run risk sheds (:mod:`policies.shedding.long_state`) adds ``then_after_s`` and ``then_admit`` to
+every row (``DECISIONS_SHEDDING_LATE``; a row without a step repeats its ``act_after_s`` and ``admit``).
 """
 
 from __future__ import annotations
@@ -22,11 +24,18 @@ import numpy as np
 import pyarrow as pa
 
 from policies.scenarios.scenario_set import FALLBACK_KEY, NORMAL_KEY, Scenario
-from policies.shedding.admission import admission_caps, anticipating_order, containing, escalation_order, rank_order
+from policies.shedding.admission import (
+    CatchUp,
+    admission_caps,
+    anticipating_order,
+    containing,
+    escalation_order,
+    rank_order,
+)
 from policies.shedding.anticipation import TimedPlan
 from policies.shedding.problem import SheddingProblem, check_levels, fill_levels
 from policies.solve.portfolio import PortfolioResult
-from qres_client.schema import DECISIONS_SHEDDING, DECISIONS_SHEDDING_ADMISSION
+from qres_client.schema import DECISIONS_SHEDDING, DECISIONS_SHEDDING_ADMISSION, DECISIONS_SHEDDING_LATE
 
 __all__ = ["shedding_actions", "decisions_table", "policy_document"]
 
@@ -45,6 +54,10 @@ def shedding_actions(
         a = {"workload_id": problem.workload_ids[w], "admit": float(k[w]) / problem.levels, "rank": r}
         if plan is not None:
             a.update(act_after_s=float(plan.act_after_s[w]), hold_s=float(plan.hold_s))
+            if plan.then_levels is not None:
+                a.update(
+                    then_after_s=float(plan.then_after_s[w]), then_admit=float(plan.then_levels[w]) / problem.levels
+                )
         if caps is not None:
             a["admit_max"] = float(caps.levels[w]) / problem.levels
         out.append(a)
@@ -59,11 +72,11 @@ class Admission:
     order: np.ndarray | None = None
 
 
-def _admission(scenarios, problems, plans, unseen=()) -> dict[str, Admission]:
+def _admission(scenarios, problems, plans, unseen=(), catch_up: CatchUp | None = None) -> dict[str, Admission]:
     """Every scenario's caps and serving order: the normal state's anticipates the likely outages (the
     scenarios, and ``unseen``: (probability, problem) of outages no scenario names, met by the runtime
-    greedy), every other state's the likely escalations (the scenarios that contain it,
-    :func:`escalation_order`)."""
+    greedy; ``catch_up``: what the switches into each outage's own order cost, :func:`anticipating_order`),
+    every other state's the likely escalations (the scenarios that contain it, :func:`escalation_order`)."""
     out = {s.key: Admission(admission_caps(p, k)) for s, p, k in zip(scenarios, problems, plans)}
     rest = [i for i, s in enumerate(scenarios) if s.key not in (NORMAL_KEY, FALLBACK_KEY)]
     density = {key: a.levels for key, a in out.items()}  # what each escalation's caps are scored with
@@ -91,6 +104,8 @@ def _admission(scenarios, problems, plans, unseen=()) -> dict[str, Admission]:
             [plans[i] for i in rest] + live,
             [out[scenarios[i].key].levels for i in rest] + [admission_caps(q, k) for (_, q), k in zip(unseen, live)],
             [scenarios[i].probability for i in rest] + [p for p, _ in unseen],
+            [out[scenarios[i].key].order for i in rest] + [None for _ in unseen],
+            catch_up,
         )
         out[NORMAL_KEY] = Admission(caps, order)
     return out
@@ -125,10 +140,13 @@ def decisions_table(
     timing: Mapping[str, TimedPlan] | None = None,
     hold_s: float = 0.0,
     unseen: Sequence[tuple[float, SheddingProblem]] = (),
+    catch_up: CatchUp | None = None,
 ) -> pa.Table:
     """decisions.parquet rows, conforming to ``DECISIONS_SHEDDING`` (``_ADMISSION`` with ``timing``):
     scenario order, then rank."""
     schema = DECISIONS_SHEDDING if timing is None else DECISIONS_SHEDDING_ADMISSION
+    if timing is not None and any(t.then_levels is not None for t in timing.values()):
+        schema = DECISIONS_SHEDDING_LATE
     cols: dict[str, list] = {f.name: [] for f in schema}
     rows = [
         (s, p, _plan(timing, s.key, p, r.best.solution, hold_s)) for s, r, p in _aligned(scenarios, results, problems)
@@ -136,13 +154,20 @@ def decisions_table(
     caps = None
     if timing is not None:
         caps = _admission(
-            [s for s, _, _ in rows], [p for _, p, _ in rows], [np.asarray(t.levels) for _, _, t in rows], unseen
+            [s for s, _, _ in rows],
+            [p for _, p, _ in rows],
+            [np.asarray(t.levels) for _, _, t in rows],
+            unseen,
+            catch_up,
         )
     for (s, p, plan), r in zip(rows, results):
         for a in shedding_actions(p, r.best.solution, plan, None if caps is None else caps[s.key]):
             for name in ("act_after_s", "hold_s", "admit_max"):
                 if name in cols:
                     cols[name].append(a[name])
+            if "then_admit" in cols:  # a state without a long-run step repeats its plan
+                cols["then_after_s"].append(a.get("then_after_s", a["act_after_s"]))
+                cols["then_admit"].append(a.get("then_admit", a["admit"]))
             cols["scenario_key"].append(s.key)
             cols["down"].append(list(s.down))
             cols["degraded"].append(list(s.degraded))
@@ -179,6 +204,9 @@ def _scenario_status(r: PortfolioResult) -> str:
     return "OPTIMAL" if proven else best.info.status
 
 
+_ROUNDED = ("admit", "act_after_s", "admit_max", "then_after_s", "then_admit")
+
+
 def _timed_document(p: SheddingProblem, plan: TimedPlan, caps: Admission) -> dict:
     """What decisions.parquet ships for a state planned over time, and how it compares with the live rule."""
     return {
@@ -188,7 +216,7 @@ def _timed_document(p: SheddingProblem, plan: TimedPlan, caps: Admission) -> dic
         "step_s": _r(plan.step_s),
         "hold_s": _r(plan.hold_s),
         "actions": [
-            {**a, "admit": _r(a["admit"]), "act_after_s": _r(a["act_after_s"]), "admit_max": _r(a["admit_max"])}
+            {**a, **{k: _r(v) for k, v in a.items() if k in _ROUNDED}}
             for a in shedding_actions(p, plan.levels, plan, caps)
         ],
     }
@@ -200,6 +228,7 @@ def policy_document(
     problems: Sequence[SheddingProblem],
     timing: Mapping[str, TimedPlan] | None = None,
     unseen: Sequence[tuple[float, SheddingProblem]] = (),
+    catch_up: CatchUp | None = None,
 ) -> dict:
     """policy.json content: stable floats, no timestamps, versions or solve times.
 
@@ -213,7 +242,7 @@ def policy_document(
     caps = None
     if timing is not None:
         plans = [_plan(timing, s.key, p, r.best.solution, 0.0).levels for s, r, p in zip(scenarios, results, problems)]
-        caps = _admission(scenarios, problems, [np.asarray(k) for k in plans], unseen)
+        caps = _admission(scenarios, problems, [np.asarray(k) for k in plans], unseen, catch_up)
     for s, r, p in _aligned(scenarios, results, problems):
         out.append(
             {

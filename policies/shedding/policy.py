@@ -33,6 +33,7 @@ import scipy.sparse as sp
 
 from policies.graph import close_down_set, hard_dependents
 from policies.scenarios.scenario_set import Scenario, scenario_key
+from policies.shedding.admission import CatchUp
 from policies.shedding.anticipation import TimedPlan
 from policies.shedding.export import decisions_table, policy_document, shedding_actions
 from policies.shedding.fallback import FALLBACK_FILE, fallback_document
@@ -53,6 +54,7 @@ from policies.shedding.solvers import (
 )
 from policies.solve.family import Family
 from policies.solve.portfolio import PortfolioResult
+from policies.switching import switch_costs
 from qres_client.bundle import encode_json, encode_parquet
 
 __all__ = [
@@ -198,15 +200,23 @@ def shedding_files(
     levels: int,
     timing: Mapping[str, TimedPlan] | None = None,
     hold_s: float = 0.0,
+    delay_min: float | None = None,
 ) -> dict[str, bytes]:
     """The shedding bundle's decision files, as the nightly publishes them and the backtest replays them.
 
     ``timing``: the time-coupled plans (:func:`policies.shedding.anticipation.plan_over_time`); with them
-    the normal state's order also weighs the region outages the history never showed (:func:`unseen_outages`)."""
+    the normal state's order also weighs the region outages the history never showed (:func:`unseen_outages`)
+    and, given the detection delay ``delay_min``, what switching into and out of its mix costs
+    (:class:`~policies.shedding.admission.CatchUp`)."""
     unseen = unseen_outages(tables, scenarios, levels=levels) if timing is not None else ()
+    catch_up = None
+    if timing is not None and delay_min is not None:
+        catch_up = CatchUp(float(delay_min) / 60.0, switch_costs(tables["workloads"], levels=levels))
     return {
-        "decisions.parquet": encode_parquet(decisions_table(scenarios, results, problems, timing, hold_s, unseen)),
-        "policy.json": encode_json(policy_document(scenarios, results, problems, timing, unseen)),
+        "decisions.parquet": encode_parquet(
+            decisions_table(scenarios, results, problems, timing, hold_s, unseen, catch_up)
+        ),
+        "policy.json": encode_json(policy_document(scenarios, results, problems, timing, unseen, catch_up)),
         # the model again, compactly, for the client's runtime greedy on states no scenario names
         FALLBACK_FILE: encode_json(
             fallback_document(tables["services"], tables["dependencies"], tables["workloads"], levels=levels)

@@ -10,7 +10,7 @@ from policies.backtest.costs import SwitchCosts
 from policies.backtest.replay import replay_incident
 from policies.backtest.timed import TimedPublishedPolicy
 from policies.scenarios.scenario_set import Scenario
-from policies.shedding.admission import admission_caps, anticipating_order
+from policies.shedding.admission import CatchUp, admission_caps, anticipating_order
 from policies.shedding.anticipation import TimedPlan
 from policies.shedding.export import decisions_table
 from policies.shedding.problem import SheddingProblem, serve_in_order, shedding_objective
@@ -71,6 +71,38 @@ def test_between_equal_values_the_normal_order_serves_what_the_state_will_so_cat
     order = anticipating_order(normal, [1, 1], [failing], [np.array([0, 1])], [np.array([1, 1])], [1.0])
     assert order.tolist() == [1, 0]  # ...then switch to b when the checks report x; b first avoids that
     assert serve_in_order(failing, [1, 1], order).tolist() == [0, 1]
+
+
+def test_with_catch_up_the_normal_order_pays_the_switch_a_tie_would_cost_in_the_likely_outage() -> None:
+    # x (p 0.9): a carries risk 1, so a and b are worth 9 each and the plan keeps b; y (p 0.1): a is worth more
+    normal = _problem("normal", 10.0)
+    x = _problem("down=x", 5.0, risk=(1.0, 0.0))
+    y = _problem("down=y", 5.0)
+    args = (normal, [1, 1], [x, y], [np.array([0, 1]), np.array([1, 0])], [np.array([1, 1])] * 2, [0.9, 0.1])
+    # value alone: a first keeps 0.9 x 9 + 0.1 x 10 = 9.1 per hour against b first's 9.0
+    assert anticipating_order(*args).tolist() == [0, 1]
+    # a level down costs 1, up 2; the checks lag 2 min. a first: in x 9/30 - 1 (drain b) - 3 (a down, b up)
+    # = -3.7, in y 10/30 - 1; b first: in x 9/30 - 1, in y 9/30 - 1 - 3. Weighted: -3.397 against -1.0
+    costs = SwitchCosts(IDS, np.array([3600.0, 3600.0]), np.ones(2), np.ones(2), 1)
+    order = anticipating_order(*args, catch_up=CatchUp(2.0 / 60.0, costs))
+    assert order.tolist() == [1, 0]
+    assert serve_in_order(x, [1, 1], order).tolist() == [0, 1]  # x's own plan from the first minute
+
+
+def test_the_catch_up_is_to_what_the_outage_serves_in_its_own_order() -> None:
+    # L = 2, a and b alike (10/h, demand 4); x has room for 5: half of each, or all of one, are worth 10
+    normal = _problem("normal", 10.0, value=(10.0, 10.0), demand=(4.0, 4.0), L=2)
+    x = _problem("down=x", 5.0, value=(10.0, 10.0), demand=(4.0, 4.0), L=2)
+    plan, caps = np.array([1, 1]), admission_caps(x, [1, 1])
+    assert caps.tolist() == [2, 2]  # lifted: whichever ranks first runs whole, as much value
+    args = (normal, [2, 2], [x], [plan], [caps], [1.0])
+    costs = SwitchCosts(IDS, np.array([3600.0, 3600.0]), np.ones(2), np.ones(2), 2)
+    catch_up = CatchUp(2.0 / 60.0, costs)
+    assert anticipating_order(*args, catch_up=catch_up).tolist() == [0, 1]  # x in density order: a whole
+    # x's own (escalation) order serves b first: meeting x with a would cost a switch once the checks see it
+    order = anticipating_order(*args, orders=[np.array([1, 0])], catch_up=catch_up)
+    assert order.tolist() == [1, 0]
+    assert serve_in_order(x, [2, 2], order).tolist() == [0, 2]
 
 
 def _bundle() -> bytes:
