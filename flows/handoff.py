@@ -31,6 +31,9 @@ TERMINAL = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
 # A runner polls for runs every second (flows/served.py); Prefect's server marks a deployment
 # NOT_READY after 60 s without a poll, and so does this check (a worker stopped since).
 POLLED_WITHIN_S = 60.0
+# The status codes Prefect's client retries, and the first back-off (doubled per attempt).
+RETRY_CODES = frozenset({408, 429, 502, 503})
+RETRY_BASE_S = 0.25
 
 
 def api_url() -> str | None:
@@ -46,6 +49,7 @@ class PrefectREST:
             raise ValueError(f"PREFECT_API_URL must be an http(s) URL, not {url!r}")
         self.url = url.rstrip("/")
         self.timeout_s = timeout_s
+        self.connected = False  # set by the first answer: only then is a reset connection retried
         self.headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if key := os.environ.get("PREFECT_API_KEY"):
             self.headers["Authorization"] = f"Bearer {key}"
@@ -55,22 +59,53 @@ class PrefectREST:
             self.headers["Authorization"] = "Basic " + base64.b64encode(auth.encode()).decode()
 
     def call(self, method: str, path: str, body: Any = None) -> Any:
-        """The decoded JSON answer; ``None`` on 404; other HTTP errors and network errors raise."""
+        """The decoded JSON answer; ``None`` on 404; other HTTP errors and network errors raise.
+
+        Retried as Prefect's own client retries (prefect.client.base): on 408, 429, 502 and 503
+        (a SQLite-backed server answers 503 while its database is locked by the worker's writes)
+        and, once connected, on a reset connection; up to ``PREFECT_CLIENT_MAX_RETRIES`` times,
+        waiting ``Retry-After`` or an exponential back-off. A first connection that fails is not
+        retried, so a server that is down fails fast."""
         import urllib.error
+
+        retries = int(os.environ.get("PREFECT_CLIENT_MAX_RETRIES", "5"))
+        data = None if body is None else json.dumps(body).encode()
+        for attempt in range(retries + 1):
+            try:
+                raw = self._send(method, path, data)
+            except urllib.error.HTTPError as exc:
+                if exc.code == 404:
+                    return None
+                if exc.code not in RETRY_CODES or attempt == retries:
+                    raise
+                time.sleep(_retry_after(exc.headers.get("Retry-After")) or RETRY_BASE_S * 2**attempt)
+                continue
+            except ConnectionResetError:  # includes http.client.RemoteDisconnected
+                if not self.connected or attempt == retries:
+                    raise
+                time.sleep(RETRY_BASE_S * 2**attempt)
+                continue
+            self.connected = True
+            return json.loads(raw) if raw else None
+        raise AssertionError("unreachable")  # the last attempt returns or raises
+
+    def _send(self, method: str, path: str, data: bytes | None) -> bytes:
         import urllib.request  # here: the CLI's top level imports this module (tests/flows/test_cli_startup.py)
 
-        data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(  # noqa: S310 - http(s) only, checked in __init__
             f"{self.url}{path}", data=data, method=method, headers=self.headers
         )
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:  # noqa: S310 - http(s) only, checked in __init__
-                raw = resp.read()
-        except urllib.error.HTTPError as exc:
-            if exc.code == 404:
-                return None
-            raise
-        return json.loads(raw) if raw else None
+        with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:  # noqa: S310 - http(s) only, checked in __init__
+            self.connected = True
+            return resp.read()
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header given in seconds (an HTTP date is ignored)."""
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None
 
 
 def _recently_polled(deployment: dict, now: datetime) -> bool:
