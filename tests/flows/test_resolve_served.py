@@ -8,9 +8,7 @@ exit as in-process, and import neither Prefect nor the pipeline itself.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from policies.telemetry.incidents import append_incident_day
-from tests.flows.test_server import BIN, ROOT, _free_port, _healthy, _wait
+from tests.flows.test_server import BIN, ROOT, _free_port, _healthy, _server_env, _stop, _wait
 from tests.waits import WAIT_S
 
 # What the client must not load: `qres resolve` on a warm worker pays for none of it.
@@ -86,17 +84,7 @@ def test_resolve_hands_off_to_a_served_worker(small_sample: Path, tmp_path: Path
     )
     port = _free_port()
     api = f"http://127.0.0.1:{port}/api"
-    env = {
-        **os.environ,
-        "PREFECT_HOME": str(tmp_path / "prefect"),
-        "PREFECT_API_URL": api,
-        "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{tmp_path / 'prefect.db'}",
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_CLI_PROMPT": "false",
-        "QRES_CONFIG": str(cfg),
-        "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
-    }
-    env.pop("PREFECT_SERVER_EPHEMERAL_ENABLED", None)
+    env = _server_env(tmp_path, cfg, api)
     procs: list[subprocess.Popen] = []
     logs = tmp_path / "logs"
     logs.mkdir()
@@ -136,14 +124,4 @@ def test_resolve_hands_off_to_a_served_worker(small_sample: Path, tmp_path: Path
         assert unknown.returncode == 1, (unknown.stdout[-2000:], unknown.stderr[-3000:])
         assert b"error:" in unknown.stderr and b"INC-NOPE" in unknown.stderr
     finally:
-        for p in reversed(procs):
-            try:
-                os.killpg(p.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                continue
-        for p in procs:
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait()
+        _stop(procs)

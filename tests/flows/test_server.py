@@ -64,6 +64,38 @@ def _healthy(url: str) -> bool:
         return False
 
 
+def _server_env(tmp_path: Path, cfg: Path, api: str, **extra: str) -> dict[str, str]:
+    """The environment of every process around a real server: its own home and SQLite in tmp."""
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+        "PREFECT_API_URL": api,
+        "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{tmp_path / 'prefect.db'}",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_CLI_PROMPT": "false",
+        "QRES_CONFIG": str(cfg),
+        "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
+        **extra,
+    }
+    env.pop("PREFECT_SERVER_EPHEMERAL_ENABLED", None)
+    return env
+
+
+def _stop(procs: list[subprocess.Popen], timeout_s: float = 20) -> None:
+    """Stop each process group by its leader's pid, the last started first; kill what lingers."""
+    for p in reversed(procs):
+        try:
+            os.killpg(p.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            continue
+    for p in procs:
+        try:
+            p.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+
+
 def test_event_triggers_resolve_on_a_real_server(small_sample: Path, tmp_path: Path) -> None:
     data = tmp_path / "data"
     shutil.copytree(small_sample, data)
@@ -76,19 +108,7 @@ def test_event_triggers_resolve_on_a_real_server(small_sample: Path, tmp_path: P
     )
     port = _free_port()
     api = f"http://127.0.0.1:{port}/api"
-    env = {
-        **os.environ,
-        "PREFECT_HOME": str(tmp_path / "prefect"),
-        "PREFECT_API_URL": api,
-        "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{tmp_path / 'prefect.db'}",
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_CLI_PROMPT": "false",
-        "PREFECT_LOGGING_LEVEL": "INFO",
-        "QRES_CONFIG": str(cfg),
-        "QRES_PROJECT_DIR": str(ROOT),
-        "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
-    }
-    env.pop("PREFECT_SERVER_EPHEMERAL_ENABLED", None)
+    env = _server_env(tmp_path, cfg, api, PREFECT_LOGGING_LEVEL="INFO", QRES_PROJECT_DIR=str(ROOT))
     procs: list[subprocess.Popen] = []
     logs = tmp_path / "logs"
     logs.mkdir()
@@ -170,14 +190,4 @@ def test_event_triggers_resolve_on_a_real_server(small_sample: Path, tmp_path: P
             "the locks to be released",
         )
     finally:
-        for p in reversed(procs):
-            try:
-                os.killpg(p.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                continue
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait()
+        _stop(procs, timeout_s=10)
