@@ -181,21 +181,25 @@ def routing_policy_document(
     # A service's home does not depend on the scenario; a restricted document names only some services.
     homes = {sv["service_id"]: sv.get("home", "*") for d in docs for sv in d["services"]}
     for s, p, r in zip(scenarios, problems, results, strict=True):
-        x = r.best.solution
-        a = scenario_actions(p, x)
-        out.append(
-            {
-                "key": s.key,
-                "probability": float(f"{s.probability:.12g}"),
-                "solver": r.chosen,
-                "objective": round(r.best.objective, 6),
-                "bound": None if r.bound is None else round(r.bound, 6),
-                "gap": None if r.gap is None else float(f"{r.gap:.12g}"),
-                "actions": _actions(p, a),
-                "istio_distribute": istio_distribute(p, x, homes, a.weights),
-            }
-        )
+        out.append(_scenario_doc(s, p, r, homes)[0])
     return {"schema_version": 1, "policy": "routing", "scenarios": out}
+
+
+def _scenario_doc(s: Scenario, p: RoutingProblem, r: PortfolioResult, homes: dict, *, actions: str | None = None):
+    """A scenario's entry of ``policy.json`` and its actions; ``actions`` in place of the list when given."""
+    x = r.best.solution
+    a = scenario_actions(p, x)
+    doc = {
+        "key": s.key,
+        "probability": float(f"{s.probability:.12g}"),
+        "solver": r.chosen,
+        "objective": round(r.best.objective, 6),
+        "bound": None if r.bound is None else round(r.bound, 6),
+        "gap": None if r.gap is None else float(f"{r.gap:.12g}"),
+        "actions": _actions(p, a) if actions is None else actions,
+        "istio_distribute": istio_distribute(p, x, homes, a.weights),
+    }
+    return doc, a
 
 
 _JSON = {"sort_keys": True, "separators": (",", ":"), "ensure_ascii": False, "allow_nan": False}  # encode_json's
@@ -217,18 +221,7 @@ def routing_policy_json(
     out = io.BytesIO()
     out.write(b'{"policy":"routing","scenarios":[')
     for n, (s, p, r) in enumerate(zip(scenarios, problems, results, strict=True)):
-        x = r.best.solution
-        a = scenario_actions(p, x)
-        doc = {
-            "key": s.key,
-            "probability": float(f"{s.probability:.12g}"),
-            "solver": r.chosen,
-            "objective": round(r.best.objective, 6),
-            "bound": None if r.bound is None else round(r.bound, 6),
-            "gap": None if r.gap is None else float(f"{r.gap:.12g}"),
-            "actions": _ACTIONS,
-            "istio_distribute": istio_distribute(p, x, homes, a.weights),
-        }
+        doc, a = _scenario_doc(s, p, r, homes, actions=_ACTIONS)
         head, tail = json.dumps(doc, **_JSON).split(placeholder)  # exactly one: ValueError otherwise
         out.write((("," if n else "") + head + _actions_json(p, a, quoted) + tail).encode("utf-8"))
     out.write(b'],"schema_version":1}\n')
