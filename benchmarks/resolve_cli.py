@@ -122,6 +122,22 @@ def _triggered(api: str, incident: str) -> list[dict]:
     return [r for r in runs if r["parameters"].get("incident") == incident]
 
 
+def _timeline(api: str, run: dict, invoked: datetime, took_s: float) -> str:
+    """Where a hand-off's seconds went, from the run's state history on the server's clock (the
+    same machine): the command until the run exists, the worker's pick-up (Scheduled -> Pending),
+    the start of the run's process (-> Running), the run, and the command after the run ended."""
+    import httpx
+
+    states = httpx.get(f"{api}/flow_run_states/", params={"flow_run_id": run["id"]}, timeout=30).json()
+    at = {s["type"]: datetime.fromisoformat(s["timestamp"]) for s in states}
+    marks = [invoked, datetime.fromisoformat(run["created"]), at.get("PENDING"), at.get("RUNNING"), at.get("COMPLETED")]
+    if None in marks:
+        return "states " + ", ".join(sorted(at))
+    gaps = [(b - a).total_seconds() for a, b in zip(marks, marks[1:], strict=False)]
+    tail = took_s - (marks[-1] - invoked).total_seconds()
+    return "command -> run {:.2f} s, pick-up {:.2f} s, start {:.2f} s, run {:.2f} s, -> exit {:.2f} s".format(*gaps, tail)
+
+
 def _handoffs(data: Path, store: Path, env: dict, tmp: Path, n: int) -> dict:
     """Part 3: interleaved `qres run` and `qres resolve --served` (handed to the warm worker)."""
     from policies.telemetry.incidents import append_incident_day
@@ -135,7 +151,7 @@ def _handoffs(data: Path, store: Path, env: dict, tmp: Path, n: int) -> dict:
         append_incident_day(data, dependency=DEPENDENCY, incident_id=incident, outage_min=120)
         before, moved = _latest(store), []
         argv = [str(BIN / "qres"), "resolve", "--incident", incident, "--served", "--quiet"]
-        t0 = time.perf_counter()
+        t0, t0_wall = time.perf_counter(), datetime.now(UTC)
         proc = subprocess.Popen(argv, cwd=tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         while proc.poll() is None:
             if not moved and _latest(store) != before:
@@ -153,12 +169,10 @@ def _handoffs(data: Path, store: Path, env: dict, tmp: Path, n: int) -> dict:
             took.append(t)
             to_latest += moved
             (r,) = _triggered(env["PREFECT_API_URL"], incident)
-            created, started, ended = (datetime.fromisoformat(r[k]) for k in ("created", "start_time", "end_time"))
             print(
                 f"  pair {i}: qres run {runs[-1]:.1f} s, qres resolve (hand-off) {t:.1f} s "
                 f"(LATEST {before} -> {_latest(store)}{f' after {moved[0]:.1f} s' if moved else ''}; "
-                f"run created -> started {(started - created).total_seconds():.1f} s, "
-                f"the run {(ended - started).total_seconds():.1f} s)",
+                f"{_timeline(env['PREFECT_API_URL'], r, t0_wall, t)})",
                 flush=True,
             )
     med, run_s = statistics.median(took), statistics.median(runs)

@@ -15,7 +15,8 @@ and small tables that are edited in place (an incident gets its ``resolved_at``)
 
 A run reads from the source only what is new:
 
-- a file whose stamp is unchanged is not read: its stored part is used;
+- a file whose stamp is unchanged is not read: its stored part is used (a health-check part
+  straight from its mapped Arrow file, not parsed again);
 - a new file is read whole;
 - a changed file is read; for ``health_checks`` (append-only day files) the stored part keeps its
   rows older than ``watermark - lateness_min`` and the new version contributes only rows at or
@@ -49,7 +50,7 @@ import pyarrow.parquet as pq
 
 from policies.errors import DataValidationError, RuleViolation
 from policies.telemetry.ingest import TablePart, Telemetry, hash_parts, parse_bytes, require_tables, snapshot_id
-from policies.telemetry.mapped import map_table
+from policies.telemetry.mapped import map_table, open_mapped
 from policies.telemetry.rowhash import drop_exact_duplicates
 from policies.telemetry.sources import Source, SourceFile, locate_source_files, open_source, read_bytes
 
@@ -89,6 +90,12 @@ def ingest_incremental(
     for name, table_files in files.items():
         cutoff = _cutoff(marks.get(name), lateness_min)
         for f in table_files:
+            if mapped and name in MERGED_TABLES and (kept := _mapped_part(f, seen.get(f.key), root)) is not None:
+                parts.setdefault(name, []).append(kept)
+                entries[f.key] = seen[f.key]
+                counts["reused"] += 1
+                counts["duplicates_dropped"] += seen[f.key]["duplicates"]
+                continue
             try:
                 part, entry = _ingest_file(src, f, seen.get(f.key), root, cutoff, counts)
             except DataValidationError as exc:
@@ -98,7 +105,7 @@ def ingest_incremental(
                 table, dropped = part.table, 0
             else:
                 table, dropped = drop_exact_duplicates(part.table)
-            entries[f.key] = {**entry, "duplicates": dropped}
+            entries[f.key] = {**entry, "duplicates": dropped, "rows": table.num_rows}
             counts["duplicates_dropped"] += dropped
             if (
                 mapped and name in MERGED_TABLES
@@ -216,6 +223,23 @@ def _ingest_file(
             return TablePart(f, table, sha), {**entry, "sha256": sha, "part": f"{sha}.parquet"}
     _store(root / "parts" / f"{source_sha}{f.suffix}", data)
     return TablePart(f, table, source_sha), {**entry, "sha256": source_sha, "part": f"{source_sha}{f.suffix}"}
+
+
+def _mapped_part(f: SourceFile, prev: dict | None, root: Path) -> TablePart | None:
+    """An unchanged health-check file's part straight from its mapped Arrow file, without parsing
+    its stored Parquet again (most of a re-solve's ingest). The file was written by an earlier run
+    from the same part (named by its sha256), duplicates dropped, and the table :func:`map_table`
+    would return is this same mapping. None unless the stamp, the stored part, the file and its
+    recorded row count all agree: the part is then read as before."""
+    if not (prev and f.stamp and prev["stamp"] == f.stamp and "rows" in prev and "duplicates" in prev):
+        return None
+    if not (root / "parts" / prev["part"]).is_file():
+        return None
+    try:
+        table = open_mapped(root / "arrow" / f"{prev['sha256']}.arrow")
+    except (OSError, ValueError):  # pruned meanwhile, empty or not Arrow (ArrowInvalid is a ValueError)
+        return None
+    return TablePart(f, table, prev["sha256"]) if table.num_rows == prev["rows"] else None
 
 
 def _stored_part(f: SourceFile, stored: Path, prev: dict) -> TablePart:

@@ -58,6 +58,34 @@ def test_reingesting_the_same_files_changes_nothing(one_day) -> None:
     assert load_telemetry(data).sha256 == first.sha256
 
 
+def test_an_unchanged_day_comes_from_its_mapped_file_without_parsing(one_day, monkeypatch) -> None:
+    """A re-solve's ingest: the health-check parts are the mapped Arrow files, not parsed again;
+    same values and chunks. A missing mapped file falls back to parsing the stored part."""
+    import policies.telemetry.watermark as watermark
+
+    data, _, state = one_day
+    first = ingest_incremental(data, state)
+    commit_ingest(first)
+    parsed: list[str] = []
+    parse = watermark.parse_bytes
+    monkeypatch.setattr(watermark, "parse_bytes", lambda f, b: parsed.append(f.table) or parse(f, b))
+    again = ingest_incremental(data, state)
+    assert parsed and "health_checks" not in parsed  # the small tables are still parsed
+    assert again.extra["ingest"]["reused"] == 7 and again.sha256 == first.sha256
+
+    def chunks(t):
+        return [(c.num_rows, c.to_pylist()) for c in t.tables["health_checks"].to_batches()]
+
+    assert chunks(again) == chunks(first)
+    store = ingest_store(state, str(data.absolute()))
+    for mapped in (store / "arrow").iterdir():
+        mapped.unlink()  # pruned by a concurrent run, say (the open mappings stay valid)
+    parsed.clear()
+    fallback = ingest_incremental(data, state)
+    assert "health_checks" in parsed and chunks(fallback) == chunks(first)
+    assert len(list((store / "arrow").iterdir())) == len(first.parts["health_checks"])
+
+
 def test_a_new_day_is_the_only_file_read_and_the_snapshot_is_the_union(one_day) -> None:
     data, aside, state = one_day
     first = ingest_incremental(data, state)
