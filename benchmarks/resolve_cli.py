@@ -135,7 +135,9 @@ def _timeline(api: str, run: dict, invoked: datetime, took_s: float) -> str:
         return "states " + ", ".join(sorted(at))
     gaps = [(b - a).total_seconds() for a, b in zip(marks, marks[1:], strict=False)]
     tail = took_s - (marks[-1] - invoked).total_seconds()
-    return "command -> run {:.2f} s, pick-up {:.2f} s, start {:.2f} s, run {:.2f} s, -> exit {:.2f} s".format(*gaps, tail)
+    return "command -> run {:.2f} s, pick-up {:.2f} s, start {:.2f} s, run {:.2f} s, -> exit {:.2f} s".format(
+        *gaps, tail
+    )
 
 
 def _handoffs(data: Path, store: Path, env: dict, tmp: Path, n: int) -> dict:
