@@ -10,8 +10,8 @@ and the solvers are deterministic for a given key, so a hit returns exactly what
 would: the bundle bytes do not depend on the cache. Every family uses it, each under
 ``<state_dir>/cache/<family>``.
 
-Entries are JSON with arrays as ``.npy`` (``tasks.support.safe_codec``: nothing read back can
-run code), each behind an HMAC-SHA256 under a key kept beside the signing key
+Entries are a JSON tree with arrays as raw bytes beside it (``tasks.support.safe_codec``:
+nothing read back can run code), each behind an HMAC-SHA256 under a key kept beside the signing key
 (``<key_dir>/qres-cache.key``, 0600, made on first use): a shared state folder's cache cannot
 inject values either. A tampered entry is ignored with a warning and recomputed; delete the
 folder to clear the cache.
