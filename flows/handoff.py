@@ -28,7 +28,7 @@ __all__ = ["DEPLOYMENT", "RESULT_ARTIFACT", "PrefectREST", "HandOff", "served_de
 DEPLOYMENT = "qres-resolve/resolve"
 RESULT_ARTIFACT = "qres-resolve-result"
 TERMINAL = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
-# A runner polls for runs every second (flows/served.py); Prefect's server marks a deployment
+# A runner polls for runs every 0.25 s (flows/served.py); Prefect's server marks a deployment
 # NOT_READY after 60 s without a poll, and so does this check (a worker stopped since).
 POLLED_WITHIN_S = 60.0
 # The status codes Prefect's client retries, and the first back-off (doubled per attempt).
@@ -166,7 +166,7 @@ def hand_off(
     parameters: dict[str, Any],
     *,
     timeout_s: float,
-    poll_s: float = 0.1,
+    poll_s: float = 0.05,
     on_created: Callable[[dict], None] | None = None,
 ) -> HandOff:
     """Create a run of ``deployment`` with ``parameters``, wait until it ends, read its result.

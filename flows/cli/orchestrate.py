@@ -218,7 +218,7 @@ def serve_flows(
     limit: Annotated[int, typer.Option(help="Flow runs at a time in this process.")] = 1,
     poll_s: Annotated[
         float, typer.Option("--poll-s", help="Seconds between the runner's queries for runs to start.")
-    ] = 1.0,
+    ] = 0.25,
 ) -> None:
     """Serve the nightly and resolve deployments from this long-lived process (no worker needed).
 
