@@ -127,3 +127,42 @@ def test_the_nightly_and_the_resolve_flows_take_qres_run(no_production_limits, s
             resolve(incident="INC-0001", config=str(cfg))
     assert not (tmp_path / "bundles").exists()  # neither got as far as the preflight
     assert no_production_limits.read_global_concurrency_limit_by_name("qres-run").active_slots == 0
+
+
+def test_a_flow_run_reads_its_limits_once_and_keeps_the_answer(limit, monkeypatch) -> None:
+    """One read answers every limit a run asks about (the run's and each publish's); a limit
+    created during the run is first held by the next run."""
+    from prefect import flow, task
+    from prefect.client.orchestration import SyncPrefectClient
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+
+    from tasks.support.locks import limit_exists
+
+    name, client = limit
+    later = "qres-test-created-during-a-run"
+    reads: list[str] = []
+    for method in ("read_global_concurrency_limits", "read_global_concurrency_limit_by_name"):
+        real = getattr(SyncPrefectClient, method)
+        monkeypatch.setattr(
+            SyncPrefectClient,
+            method,
+            lambda self, *a, _real=real, _m=method, **k: reads.append(_m) or _real(self, *a, **k),
+        )
+
+    @task
+    def in_a_task() -> tuple[bool, bool]:
+        return limit_exists(name), limit_exists(later)
+
+    @flow
+    def a_run(create: bool) -> tuple:
+        first = (limit_exists(name), limit_exists(later))
+        if create:
+            client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=later, limit=1))
+        return first, in_a_task(), limit_exists(later)
+
+    try:
+        assert a_run(create=True) == ((True, False), (True, False), False)
+        assert reads == ["read_global_concurrency_limits"]
+        assert a_run(create=False)[0] == (True, True)  # the next run sees it
+    finally:
+        client.delete_global_concurrency_limit_by_name(later)
