@@ -14,6 +14,7 @@ from pathlib import Path
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
+from prefect.utilities.annotations import quote
 
 from flows.environment import configure_environment
 from flows.families import (
@@ -166,7 +167,8 @@ def _publish_all(settings, target, run_id, kind, run, step, skip_unchanged):
     data, model, scenarios, solved, pending, backtest = run
     with publish_lock(settings.store_dir, timeout_s=settings.orchestration.run_lock_wait_s):
         metrics = {**solved.metrics, **run_metrics(data, model, scenarios, backtest)}
-        step(log_run_results)(target, run_id, **run_artifacts(data, model, metrics, solved))
+        artifacts = run_artifacts(data, model, metrics, solved)  # quoted: plain data, not walked for futures
+        step(log_run_results)(target, run_id, **{name: quote(value) for name, value in artifacts.items()})
         manifest = run_manifest(settings, data, scenarios)
         publish = partial(
             publish_family, settings, target, run_id, run_manifest=manifest, skip_unchanged=skip_unchanged

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, replace
 from functools import partial
 
 from prefect.logging import get_run_logger
+from prefect.utilities.annotations import quote
 
 from flows.settings import Settings
 from policies.errors import BundleVerificationError
@@ -144,8 +145,8 @@ def publish_family(
     stored = step(publish_policy_bundle)(
         settings.store_dir,
         sp.policy,
-        sp.files,
-        {**run_manifest, **fields},
+        quote(sp.files),  # quoted: plain data, not walked by Prefect for futures (0.02-0.03 s a call)
+        quote({**run_manifest, **fields}),
         key_dir=settings.bundle.key_dir,
         set_latest=False,
     )
@@ -206,12 +207,14 @@ def _register(
         model_name(settings, sp.policy),
         bundle_path=stored.path,
         artifact_dir=model_dir,
-        results={
-            "metrics": sp.metrics,
-            "files": sp.files,
-            "artifact_dir": files_dir,
-            "json_artifacts": {f"solvers-{sp.policy}.json": sp.solvers},
-        },
+        results=quote(
+            {
+                "metrics": sp.metrics,
+                "files": sp.files,
+                "artifact_dir": files_dir,
+                "json_artifacts": {f"solvers-{sp.policy}.json": sp.solvers},
+            }
+        ),
         run_tags={
             f"qres.{sp.policy}.bundle_version": stored.version,
             f"qres.{sp.policy}.gates": "passed" if gates.passed else "held",
