@@ -166,7 +166,7 @@ def hand_off(
     parameters: dict[str, Any],
     *,
     timeout_s: float,
-    poll_s: float = 0.05,
+    poll_s: float = 0.1,
     on_created: Callable[[dict], None] | None = None,
 ) -> HandOff:
     """Create a run of ``deployment`` with ``parameters``, wait until it ends, read its result.
