@@ -38,7 +38,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import time
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -51,6 +50,7 @@ import pyarrow.parquet as pq
 from policies.errors import DataValidationError, RuleViolation
 from policies.telemetry.ingest import TablePart, Telemetry, hash_parts, parse_bytes, require_tables, snapshot_id
 from policies.telemetry.mapped import map_table, open_mapped
+from policies.telemetry.part_store import digest, prune_parts, store_part, write_atomic
 from policies.telemetry.rowhash import drop_exact_duplicates
 from policies.telemetry.sources import Source, SourceFile, locate_source_files, open_source, read_bytes
 
@@ -140,7 +140,7 @@ def commit_ingest(telemetry: Telemetry) -> bool:
     snap = root / "snapshots" / f"{pending['snapshot']}.json"
     new = not snap.exists()
     if new:
-        _write_atomic(
+        write_atomic(
             snap,
             json.dumps(
                 {k: pending[k] for k in ("source", "snapshot", "sha256", "watermarks")}
@@ -152,38 +152,12 @@ def commit_ingest(telemetry: Telemetry) -> bool:
     text = json.dumps(pending, indent=1, sort_keys=True).encode()
     state = root / "state.json"
     if not state.exists() or state.read_bytes() != text:
-        _write_atomic(state, text)
+        write_atomic(state, text)
     keep = {e["part"] for e in pending["files"].values()}
     started = telemetry.extra.get("started_s")
     telemetry.extra["pruned_parts"] = prune_parts(root, keep, before_s=started)
     prune_parts(root, {f"{e['sha256']}.arrow" for e in pending["files"].values()}, before_s=started, folder="arrow")
     return new
-
-
-def prune_parts(root: Path, keep: set[str], *, before_s: float | None = None, folder: str = "parts") -> int:
-    """Delete stored parts not in ``keep`` (part file names); returns how many were deleted.
-
-    Called after the state naming ``keep`` was committed, so a crash midway only leaves
-    unreferenced files for the next run. Parts written at or after ``before_s`` (epoch seconds;
-    the start of this run's ingest) are kept: they may belong to another run of the same source
-    that has not committed yet. A part pruned under such a run is simply read again from the
-    source next time (every stored part is checked to exist before it is used).
-    """
-    parts = Path(root) / folder  # "arrow": the mapped copies of health-check parts, by sha256
-    if not parts.is_dir():
-        return 0
-    pruned = 0
-    for path in parts.iterdir():
-        if path.name in keep or path.name.startswith(".") or not path.is_file():
-            continue  # referenced, a write in progress (.name.pid.tmp), or not ours
-        try:
-            if before_s is not None and path.stat().st_mtime >= before_s:
-                continue
-            path.unlink()
-            pruned += 1
-        except FileNotFoundError:  # pruned by a concurrent commit
-            continue
-    return pruned
 
 
 # --- one file ---------------------------------------------------------------------------
@@ -202,7 +176,7 @@ def _ingest_file(
         raise DataValidationError(
             [RuleViolation(f.table, None, "readable file", [str(exc)[:300]], file=f.uri)]
         ) from exc
-    source_sha = _digest(f.key, data)
+    source_sha = digest(f.key, data)
     entry = {"stamp": f.stamp, "source_sha256": source_sha}
     if prev and prev["source_sha256"] == source_sha and stored.is_file():  # touched, same bytes
         counts["reused"] += 1
@@ -218,10 +192,10 @@ def _ingest_file(
             buf = io.BytesIO()
             pq.write_table(table, buf)
             data = buf.getvalue()
-            sha = _digest(f.key, data)
-            _store(root / "parts" / f"{sha}.parquet", data)
+            sha = digest(f.key, data)
+            store_part(root / "parts" / f"{sha}.parquet", data)
             return TablePart(f, table, sha), {**entry, "sha256": sha, "part": f"{sha}.parquet"}
-    _store(root / "parts" / f"{source_sha}{f.suffix}", data)
+    store_part(root / "parts" / f"{source_sha}{f.suffix}", data)
     return TablePart(f, table, source_sha), {**entry, "sha256": source_sha, "part": f"{source_sha}{f.suffix}"}
 
 
@@ -287,28 +261,6 @@ def _watermarks(parts: dict[str, list[TablePart]]) -> dict[str, str]:
         if newest:
             out[name] = max(newest).isoformat()
     return out
-
-
-# --- files ------------------------------------------------------------------------------
-
-
-def _digest(key: str, data: bytes) -> str:
-    return hashlib.sha256(key.encode() + b"\0" + data).hexdigest()
-
-
-def _store(path: Path, data: bytes) -> None:
-    if not path.exists():  # content-addressed: an existing part already holds these bytes
-        _write_atomic(path, data)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as out:
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, path)
 
 
 def _read_json(path: Path) -> dict | None:
