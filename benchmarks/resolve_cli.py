@@ -20,8 +20,10 @@ it reads the served deployment, creates a run, waits for it and prints the flow'
 importing Prefect or the pipeline). With the server and ``qres serve-flows`` of part 2 running,
 one warm-up, then ``--handoffs`` interleaved pairs of ``qres run`` against the same server (solve
 caches cleared: a full nightly) and ``qres resolve --incident ID --served`` after appending an
-incident day, each a fresh process timed from invocation to exit (and the re-solve to the new
-LATEST). Prints every pair, the medians and hand-off / run (goal <= 0.25).
+incident day, each a fresh process timed from invocation to exit and to the new LATEST. Prints
+every pair (with where its seconds went, from the run's states), the medians and two ratios over
+``qres run``'s wall time: to the published bundle (the goal's measure, <= 0.25) and, stricter,
+to the command's exit.
 """
 
 from __future__ import annotations
@@ -178,10 +180,19 @@ def _handoffs(data: Path, store: Path, env: dict, tmp: Path, n: int) -> dict:
                 flush=True,
             )
     med, run_s = statistics.median(took), statistics.median(runs)
+    published = statistics.median(to_latest) if to_latest else float("nan")
     print(
-        f"  median qres run {run_s:.1f} s, qres resolve (hand-off) {med:.1f} s; ratio {med / run_s:.3f} (goal <= 0.25)"
+        f"  median qres run {run_s:.1f} s; qres resolve (hand-off) to the published bundle {published:.1f} s, "
+        f"ratio {published / run_s:.3f} (the goal's measure: <= 0.25); to the command's exit {med:.1f} s, "
+        f"ratio {med / run_s:.3f}"
     )
-    return {"handoff_s": took, "latest_s": to_latest, "run_s": runs, "ratio": med / run_s}
+    return {
+        "handoff_s": took,
+        "latest_s": to_latest,
+        "run_s": runs,
+        "ratio_published": published / run_s,
+        "ratio": med / run_s,
+    }
 
 
 def event_triggered(
@@ -263,11 +274,10 @@ def event_triggered(
             report["handoff"] = _handoffs(data, store, env, tmp, handoffs)
     finally:
         for p in reversed(procs):  # each in its own process group: the server's and the forkserver's children too
-            try:
+            try:  # the worker first, gone before the server stops: it pauses its deployments there on the way out
                 os.killpg(p.pid, signal.SIGTERM)
             except ProcessLookupError:
                 continue
-        for p in procs:
             try:
                 p.wait(timeout=20)
             except subprocess.TimeoutExpired:

@@ -82,13 +82,14 @@ def _server_env(tmp_path: Path, cfg: Path, api: str, **extra: str) -> dict[str, 
 
 
 def _stop(procs: list[subprocess.Popen], timeout_s: float = 20) -> None:
-    """Stop each process group by its leader's pid, the last started first; kill what lingers."""
+    """Stop each process group by its leader's pid, the last started first, each gone before the
+    next is stopped (a worker stopping pauses its deployments on the server it needs); kill what
+    lingers."""
     for p in reversed(procs):
         try:
             os.killpg(p.pid, signal.SIGTERM)
         except ProcessLookupError:
             continue
-    for p in procs:
         try:
             p.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
