@@ -58,13 +58,15 @@ def limit_exists(name: str) -> bool:
     while a run is under way is first held by the next run, as if it had been created then.
     """
     run = _flow_run_id()
-    if run is not None and _SEEN.get("run") == run:
-        return _SEEN["limits"].get(name, False)
+    seen_run, seen = _SEEN.get("answer", (None, {}))
+    if run is not None and seen_run == run:
+        return seen.get(name, False)
     with get_client(sync_client=True) as client:
         if run is not None and (found := _all_limits(client)) is not None:
             if len(found) < _PAGE:  # all of them: remembered for this run
-                _SEEN.update(run=run, limits={limit.name: bool(limit.active) for limit in found})
-                return _SEEN["limits"].get(name, False)
+                seen = {limit.name: bool(limit.active) for limit in found}
+                _SEEN["answer"] = (run, seen)  # one assignment: a task thread never sees half of it
+                return seen.get(name, False)
         try:
             limit = client.read_global_concurrency_limit_by_name(name)
         except ObjectNotFound:
@@ -84,7 +86,7 @@ def _all_limits(client) -> list | None:
         return None
 
 
-_SEEN: dict = {}  # "run": the flow run whose "limits" ({name: active}) these are
+_SEEN: dict = {}  # "answer": (flow run id, {limit name: active}) of the last run that read them
 
 
 def _flow_run_id() -> str | None:
