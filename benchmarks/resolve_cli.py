@@ -182,7 +182,8 @@ def _handoffs(data: Path, store: Path, env: dict, tmp: Path, n: int) -> dict:
     med, run_s = statistics.median(took), statistics.median(runs)
     published = statistics.median(to_latest) if to_latest else float("nan")
     print(
-        f"  median qres run {run_s:.1f} s; qres resolve (hand-off) to the published bundle {published:.1f} s, "
+        f"  median qres run {run_s:.1f} s; qres resolve (hand-off) to the published bundle {published:.1f} s "
+        f"({len(to_latest)} of {len(took)} published), "
         f"ratio {published / run_s:.3f} (the goal's measure: <= 0.25); to the command's exit {med:.1f} s, "
         f"ratio {med / run_s:.3f}"
     )
