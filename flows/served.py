@@ -18,7 +18,16 @@ import multiprocessing
 import os
 from typing import Any
 
-__all__ = ["PRELOAD", "INCIDENT_TRIGGER", "use_forkserver", "deployments", "build_runner", "serve_deployments"]
+__all__ = [
+    "PRELOAD",
+    "INCIDENT_TRIGGER",
+    "SERVED",
+    "use_forkserver",
+    "deployments",
+    "build_runner",
+    "serve_deployments",
+]
+__all__ += ["pause_served"]
 
 # What every flow run imports: loaded once in the forkserver, inherited by each run.
 PRELOAD = [
@@ -120,14 +129,17 @@ def build_runner(settings, *, limit: int = 1, poll_s: float = 0.25):
     answering 503 while locked is retried by every client)."""
     from prefect.runner import Runner
 
-    runner = Runner(name="qres-serve-flows", query_seconds=poll_s, limit=limit)
+    # pause_on_shutdown off: Prefect's own pause retries a server that is gone for over a minute
+    # (measured: 74 s, then exit 1 with tracebacks); serve_deployments pauses them, bounded.
+    runner = Runner(name="qres-serve-flows", query_seconds=poll_s, limit=limit, pause_on_shutdown=False)
     for flow, options in _specs(settings):
         runner.add_flow(flow, **options)
     return runner
 
 
-def serve_deployments(settings, *, limit: int = 1, poll_s: float = 0.25) -> None:
-    """Block serving both deployments (needs PREFECT_API_URL) until interrupted."""
+def serve_deployments(settings, *, limit: int = 1, poll_s: float = 0.25) -> str:
+    """Serve both deployments (needs PREFECT_API_URL) until SIGTERM or Ctrl-C; then pause them
+    (:func:`pause_served`) and return what that did, in one line."""
     import asyncio
 
     use_forkserver()
@@ -136,3 +148,25 @@ def serve_deployments(settings, *, limit: int = 1, poll_s: float = 0.25) -> None
         asyncio.run(runner.start())
     except KeyboardInterrupt:
         pass
+    return pause_served(os.environ["PREFECT_API_URL"])
+
+
+SERVED = ("qres-nightly/nightly", "qres-resolve/resolve")
+
+
+def pause_served(api_url: str, *, timeout_s: float = 5.0) -> str:
+    """Pause the served deployments, as Prefect's runner does on shutdown, so that no schedule
+    runs unserved and ``qres resolve`` stops handing off here (it skips a paused deployment).
+    A server that does not answer is reported in one line, not retried: its deployments show
+    NOT_READY a minute after this worker's last poll, which ``qres resolve`` also reads."""
+    from flows.handoff import PrefectREST
+
+    api = PrefectREST(api_url, timeout_s=timeout_s)
+    try:
+        for name in SERVED:
+            found = api.call("GET", f"/deployments/name/{name}")
+            if found:
+                api.call("PATCH", f"/deployments/{found['id']}", {"paused": True})
+    except OSError as exc:  # refused, reset, timed out or an HTTP error: all OSErrors
+        return f"stopped; the Prefect server at {api_url} did not answer ({exc}), so the deployments were not paused"
+    return f"stopped; paused {' and '.join(SERVED)}"

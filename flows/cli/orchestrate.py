@@ -235,8 +235,8 @@ def serve_flows(
         os.environ["QRES_CONFIG"] = str(abs_path(config))  # the flow runs read the same settings
     from flows.served import serve_deployments
 
-    console.print("serving qres-nightly/nightly and qres-resolve/resolve; Ctrl-C stops")
-    serve_deployments(settings, limit=limit, poll_s=poll_s)
+    console.print("serving qres-nightly/nightly and qres-resolve/resolve; Ctrl-C or SIGTERM stops")
+    console.print(serve_deployments(settings, limit=limit, poll_s=poll_s))
 
 
 def register(app: typer.Typer) -> None:

@@ -77,3 +77,29 @@ def test_the_runner_holds_both_flows_in_memory(prefect_harness, tmp_path: Path) 
     ids = registry.get_deployment_ids()
     assert {registry.get_deployment_name(i) for i in ids} == {"nightly", "resolve"}
     assert {registry.get_flow(i).name for i in ids} == {"qres-nightly", "qres-resolve"}
+
+
+def test_a_stopping_worker_pauses_its_deployments_and_a_gone_server_is_one_line(prefect_harness, tmp_path) -> None:
+    """What `qres serve-flows` does on SIGTERM: pause both deployments (so `qres resolve` stops
+    handing off to it); a server that is gone is reported, not retried for a minute."""
+    import socket
+
+    from prefect.client.orchestration import get_client
+    from prefect.settings import get_current_settings
+
+    from flows.served import SERVED, build_runner, pause_served
+
+    build_runner(load_settings(None, state_dir=tmp_path))  # registers both deployments
+    with get_client(sync_client=True) as client:
+        assert not any(client.read_deployment_by_name(name).paused for name in SERVED)
+        assert pause_served(get_current_settings().api.url) == f"stopped; paused {' and '.join(SERVED)}"
+        try:
+            assert all(client.read_deployment_by_name(name).paused for name in SERVED)
+        finally:
+            for name in SERVED:
+                client.resume_deployment(client.read_deployment_by_name(name).id)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        gone = f"http://127.0.0.1:{s.getsockname()[1]}/api"  # bound, not listening: refused
+        line = pause_served(gone)
+    assert line.startswith(f"stopped; the Prefect server at {gone} did not answer") and "not paused" in line
